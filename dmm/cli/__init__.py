@@ -1,0 +1,10 @@
+"""`dmm` CLI: each command lives in its own module, registered on import."""
+
+from dmm.cli.app import app
+
+# Command modules register themselves on `app` when imported.
+from dmm.cli import schema  # noqa: E402,F401
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,113 @@
+"""The one typed settings object: every knob of the monitor, from `DMM_*` env vars.
+
+Nested sections use `__`, e.g. `DMM_RULES__PRICE_OUTLIER_RATIO=4`. A dotenv file
+named by `DMM_ENV_FILE` (default `.env`) is read too. Defaults point at the
+embedded stack on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class KafkaSettings(BaseModel):
+    """Where the broker is and how to talk to it (SASL/TLS pass straight through)."""
+
+    bootstrap: str = "127.0.0.1:19092"
+    topic_prefix: str = Field("", description="prefix for every topic name, for shared clusters")
+    events_partitions: int = Field(
+        1, description="partitions of dm.events when the monitor creates it; 1 keeps replays deterministic"
+    )
+    replication_factor: int = 1
+    group_id: str = "dmm-worker"
+    session_timeout_ms: int = 6000
+    heartbeat_interval_ms: int = 500
+    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    sasl_mechanism: str | None = Field(None, description="e.g. SCRAM-SHA-512")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def events_topic(self) -> str:
+        return self.topic("dm.events")
+
+    @property
+    def alerts_topic(self) -> str:
+        return self.topic("dm.alerts")
+
+    @property
+    def rejected_topic(self) -> str:
+        return self.topic("dm.rejected")
+
+    @property
+    def rules_topic(self) -> str:
+        return self.topic("dm.rules")
+
+
+class ClickHouseSettings(BaseModel):
+    """Embedded chdb on a local directory unless `url` names a ClickHouse server."""
+
+    url: str | None = Field(None, description="e.g. https://ch.example:8443; unset = embedded chdb")
+    user: str = "default"
+    password: SecretStr = SecretStr("")
+    database: str = "datamarket"
+    verify_tls: bool = True
+    ca_cert: Path | None = None
+    chdb_path: Path = Field(Path(".dmm/chdb"), description="data directory of the embedded store")
+    insert_retry_max_s: float = Field(30.0, description="cap of the exponential backoff on failed writes")
+
+
+class RuleSettings(BaseModel):
+    """Every surveillance threshold and window; defaults are the contract's."""
+
+    wash_trading_window_s: int = 24 * 3600
+    wash_trading_max_parties: int = 3
+    unlisted_product_enabled: bool = True
+    price_outlier_ratio: Decimal = Decimal(3)
+    cross_exchange_gap_ratio: Decimal = Decimal(2)
+    volume_spike_ratio: Decimal = Decimal(5)
+    volume_spike_history_windows: int = 30
+    volume_spike_min_windows: int = 10
+    volume_spike_min_amount: Decimal = Decimal(100_000)
+    exchange_silent_s: int = 120
+    exchange_silent_wallclock: bool = True
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="DMM_",
+        env_nested_delimiter="__",
+        env_file=os.environ.get("DMM_ENV_FILE", ".env"),
+        extra="ignore",
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    rules: RuleSettings = RuleSettings()
+
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, description="worker web server: /metrics, /healthz, /api/sql")
+    allowed_lateness_s: int = Field(300, description="events older than watermark minus this are late")
+    dedup_horizon_s: int = Field(24 * 3600, description="how long an (exchange_id, event_id) is remembered")
+    batch_max: int = Field(2000, description="most messages decoded and written as one batch")
+    batch_within_s: float = Field(0.2, description="longest wait to fill a batch")
+    flush_interval_s: float = Field(1.0, description="how often windows are flushed and offsets released")
+    log_level: str = "INFO"
+    log_json: bool = Field(True, description="structured JSON logs (false: human-readable)")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,38 @@
+"""Pydantic models of the data-market wire contract (dm.v1) and its registries."""
+
+from models.alert import ALERT_SCHEMA, SEVERITY, Alert, AlertKind, Severity
+from models.events import (
+    EVENT_ADAPTER,
+    SCHEMA,
+    AnyEvent,
+    Event,
+    Heartbeat,
+    Listing,
+    Trade,
+    Usage,
+    occurred_ms,
+    partition_key,
+)
+from models.registry import Exchange, Sector, exchanges, sectors
+
+__all__ = [
+    "ALERT_SCHEMA",
+    "EVENT_ADAPTER",
+    "SCHEMA",
+    "SEVERITY",
+    "Alert",
+    "AlertKind",
+    "AnyEvent",
+    "Event",
+    "Exchange",
+    "Heartbeat",
+    "Listing",
+    "Sector",
+    "Severity",
+    "Trade",
+    "Usage",
+    "exchanges",
+    "occurred_ms",
+    "partition_key",
+    "sectors",
+]

@@ -1,0 +1,152 @@
+"""The four event types of contract dm.v1, as one discriminated union on `type`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from models.fields import Amount, Count, ExchangeCode, Identifier, Price, Quantity, Timestamp
+from models.registry import sectors
+
+SCHEMA = "dm.v1"
+
+Category = Literal["dataset", "api", "report", "model", "compute", "service"]
+Source = Literal["public", "enterprise", "personal"]
+Pricing = Literal["free", "conditional_free", "paid"]
+Unit = Literal["license", "call_pack", "gb", "record_pack", "month"]
+Venue = Literal["on_exchange", "off_exchange_registered"]
+Purpose = Literal["public_governance", "commercial", "research"]
+
+
+class _Event(BaseModel):
+    """Fields every event has. Unknown fields are ignored (forward compatibility)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_: Literal["dm.v1"] = Field(alias="schema")
+    event_id: Identifier
+    exchange_id: ExchangeCode
+    occurred_at: Timestamp
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """`(exchange_id, event_id)`: what identifies an event."""
+        return (self.exchange_id, self.event_id)
+
+
+class Listing(_Event):
+    type: Literal["listing"]
+    action: Literal["list", "delist", "reprice"]
+    product_id: Identifier
+    seller_id: Identifier | None = None
+    title: Annotated[str, Field(strict=True)] | None = None
+    category: Category | None = None
+    source: Source | None = None
+    sector: str | None = Field(None, json_schema_extra={"enum": sorted(sectors())})
+    pricing: Pricing | None = None
+    list_price: Price | None = None
+    unit: Unit | None = None
+    high_quality: StrictBool = False
+    size_bytes: Count | None = None
+    recognized_by: list[ExchangeCode] = Field(default_factory=list)
+
+    @field_validator("sector")
+    @classmethod
+    def _sector_known(cls, value: str | None) -> str | None:
+        if value is not None and value not in sectors():
+            raise PydanticCustomError("unknown_sector", "'{code}' is not in sectors.csv", {"code": value})
+        return value
+
+    @model_validator(mode="after")
+    def _required_by_action(self) -> Listing:
+        required = {
+            "list": ("seller_id", "title", "category", "source", "sector", "pricing", "list_price", "unit"),
+            "reprice": ("list_price",),
+            "delist": (),
+        }[self.action]
+        missing = [name for name in required if getattr(self, name) is None]
+        if missing:
+            raise PydanticCustomError(
+                "required_by_action",
+                "{fields} required when action is '{action}'",
+                {"fields": ", ".join(missing), "action": self.action},
+            )
+        return self
+
+
+class Trade(_Event):
+    type: Literal["trade"]
+    trade_id: Identifier
+    product_id: Identifier
+    buyer_id: Identifier
+    seller_id: Identifier
+    price: Price
+    quantity: Quantity
+    amount: Amount
+    currency: Literal["CNY"]
+    venue: Venue
+    purpose: Purpose
+    data_bytes: Count | None = None
+
+    @model_validator(mode="after")
+    def _amount_is_price_times_quantity(self) -> Trade:
+        if self.amount != self.price * self.quantity:
+            raise PydanticCustomError(
+                "amount_mismatch",
+                "amount {amount} is not price {price} x quantity {quantity} = {expected}",
+                {
+                    "amount": str(self.amount),
+                    "price": str(self.price),
+                    "quantity": self.quantity,
+                    "expected": str(self.price * self.quantity),
+                },
+            )
+        return self
+
+
+class Usage(_Event):
+    type: Literal["usage"]
+    product_id: Identifier
+    buyer_id: Identifier
+    calls: Count
+    bytes: Count
+
+
+class Heartbeat(_Event):
+    type: Literal["heartbeat"]
+    seq: Count
+
+
+Event = Annotated[Union[Listing, Trade, Usage, Heartbeat], Field(discriminator="type")]
+EVENT_ADAPTER: TypeAdapter[Listing | Trade | Usage | Heartbeat] = TypeAdapter(Event)
+AnyEvent = Listing | Trade | Usage | Heartbeat
+
+
+def partition_key(event: AnyEvent) -> str:
+    """The Kafka key the contract prescribes: product for listing/trade/usage, exchange for heartbeat."""
+    return event.exchange_id if isinstance(event, Heartbeat) else event.product_id
+
+
+def occurred_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch: the unit of event time inside the worker."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+__all__ = [
+    "SCHEMA",
+    "AnyEvent",
+    "EVENT_ADAPTER",
+    "Event",
+    "Heartbeat",
+    "Listing",
+    "Trade",
+    "Usage",
+    "occurred_ms",
+    "partition_key",
+]

@@ -108,6 +108,21 @@ class Settings(BaseSettings):
     log_json: bool = Field(True, description="structured JSON logs (false: human-readable)")
 
 
+def settings_env(settings: BaseModel, prefix: str = "DMM_") -> dict[str, str]:
+    """The settings as DMM_* environment variables (to start a worker process with them)."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        key = f"{prefix}{name.upper()}"
+        if isinstance(value, BaseModel):
+            env.update(settings_env(value, f"{key}__"))
+        elif isinstance(value, SecretStr):
+            env[key] = value.get_secret_value()
+        elif value is not None:
+            env[key] = str(value)
+    return env
+
+
 @lru_cache
 def get_settings() -> Settings:
     return Settings()

@@ -3,7 +3,8 @@
 from dmm.cli.app import app
 
 # Command modules register themselves on `app` when imported.
-from dmm.cli import schema  # noqa: E402,F401
+from dmm.cli import schema, sql, worker  # noqa: E402,F401
+from dmm.cli import replay  # noqa: E402,F401
 
 
 def main() -> None:

@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS datamarket.trades
     venue          LowCardinality(String),
     purpose        LowCardinality(String),
     data_bytes     Nullable(UInt64),
-    sector         LowCardinality(String) COMMENT 'from the product listing known when the trade arrived; unknown if none',
+    sector         LowCardinality(String) COMMENT 'from the product listing known when the trade arrived, else unknown',
     category       LowCardinality(String),
     source         LowCardinality(String),
     high_quality   UInt8,
@@ -205,3 +205,19 @@ CREATE TABLE IF NOT EXISTS datamarket.alert_actions
 )
 ENGINE = MergeTree
 ORDER BY (dedup_key, at);
+
+-- Progress marker: one row per partition per fully written batch, written last. On
+-- restart, offsets at or below a partition's highest marker were completely stored, so
+-- their redelivery is recognised and skipped instead of being counted as duplicates.
+CREATE TABLE IF NOT EXISTS datamarket.processed_batches
+(
+    src_topic      LowCardinality(String),
+    src_partition  Int32,
+    first_offset   Int64,
+    last_offset    Int64,
+    messages       UInt32,
+    processed_at   DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (src_topic, src_partition, last_offset)
+TTL toDateTime(processed_at) + INTERVAL 30 DAY;

@@ -1,0 +1,50 @@
+-- Data Market Monitor: ClickHouse access control (SQL-driven RBAC).
+--
+-- Applied once by an administrator (or by initdb/10-dmm-users.sh in the compose
+-- stack). Every statement is idempotent. Passwords are NOT in this file: the
+-- placeholders __DMM_WORKER_PASSWORD_SHA256__ and __DMM_READER_PASSWORD_SHA256__
+-- are replaced by the hex SHA-256 of the real passwords when applied, e.g.
+--   printf %s "$PW" | sha256sum | cut -d' ' -f1
+--
+-- dmm_worker: what the worker needs and nothing more. It applies schema.sql on
+--   start (CREATE DATABASE IF NOT EXISTS datamarket; CREATE TABLE IF NOT EXISTS
+--   datamarket.*), writes events, rejected/duplicate records, the one-minute
+--   aggregate and alerts (INSERT), and reads them back for aggregation, dedup
+--   recovery and `dmm sql` (SELECT). No ALTER, DROP, TRUNCATE or OPTIMIZE.
+-- dmm_reader: dashboards and regulators; SELECT only, in a readonly=1 profile.
+
+CREATE ROLE IF NOT EXISTS dmm_writer;
+GRANT CREATE DATABASE ON datamarket.* TO dmm_writer;
+GRANT CREATE TABLE ON datamarket.* TO dmm_writer;
+GRANT INSERT, SELECT ON datamarket.* TO dmm_writer;
+
+CREATE ROLE IF NOT EXISTS dmm_read;
+GRANT SELECT ON datamarket.* TO dmm_read;
+
+-- The worker needs to set per-query settings (insert_deduplication_token), so its
+-- profile is not readonly; it only bounds resources.
+CREATE SETTINGS PROFILE IF NOT EXISTS dmm_worker_profile SETTINGS
+    max_memory_usage = 4000000000,
+    max_execution_time = 300;
+
+-- readonly = 1: reads only, no settings changes, except max_execution_time which
+-- Grafana's ClickHouse client sets on every query (changeable_in_readonly).
+CREATE SETTINGS PROFILE IF NOT EXISTS dmm_readonly SETTINGS
+    readonly = 1,
+    max_execution_time = 60 MIN 1 MAX 600 CHANGEABLE_IN_READONLY,
+    max_memory_usage = 2000000000,
+    max_result_rows = 1000000;
+
+CREATE USER IF NOT EXISTS dmm_worker
+    IDENTIFIED WITH sha256_hash BY '__DMM_WORKER_PASSWORD_SHA256__'
+    DEFAULT ROLE dmm_writer
+    DEFAULT DATABASE datamarket
+    SETTINGS PROFILE 'dmm_worker_profile';
+GRANT dmm_writer TO dmm_worker;
+
+CREATE USER IF NOT EXISTS dmm_reader
+    IDENTIFIED WITH sha256_hash BY '__DMM_READER_PASSWORD_SHA256__'
+    DEFAULT ROLE dmm_read
+    DEFAULT DATABASE datamarket
+    SETTINGS PROFILE 'dmm_readonly';
+GRANT dmm_read TO dmm_reader;

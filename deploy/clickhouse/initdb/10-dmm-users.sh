@@ -1,0 +1,16 @@
+#!/bin/bash
+# Run once by the clickhouse/clickhouse-server entrypoint on an empty data
+# directory (/docker-entrypoint-initdb.d). Creates the dmm_worker and dmm_reader
+# users from /etc/dmm/grants.sql with the passwords from the environment.
+set -euo pipefail
+
+: "${DMM_WORKER_PASSWORD:?set DMM_WORKER_PASSWORD (the dmm_worker ClickHouse password)}"
+: "${DMM_READER_PASSWORD:?set DMM_READER_PASSWORD (the dmm_reader ClickHouse password)}"
+
+sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
+
+sed -e "s/__DMM_WORKER_PASSWORD_SHA256__/$(sha "$DMM_WORKER_PASSWORD")/" \
+    -e "s/__DMM_READER_PASSWORD_SHA256__/$(sha "$DMM_READER_PASSWORD")/" \
+    /etc/dmm/grants.sql \
+  | clickhouse client --user "${CLICKHOUSE_USER:-default}" --password "${CLICKHOUSE_PASSWORD:-}" --multiquery
+echo "dmm users created"

@@ -1,0 +1,223 @@
+-- Data Market Monitor: the ClickHouse schema (database `datamarket`).
+-- Applied automatically by the worker on start (every statement is idempotent).
+-- deploy/clickhouse/schema.sql is a copy kept in sync by tests/sinks/test_schema_sync.py.
+--
+-- Idempotency: every event table is a ReplacingMergeTree ordered by the event's
+-- identity (exchange_id, event_id), and every insert carries a deterministic
+-- insert_deduplication_token (non_replicated_deduplication_window), so a retried or
+-- replayed write never adds a second copy. The worker also remembers the source
+-- (partition, offset) of every stored event, so a redelivery after a crash is
+-- recognised and not counted as a duplicate. Queries that must be exact use FINAL.
+
+CREATE DATABASE IF NOT EXISTS datamarket;
+
+CREATE TABLE IF NOT EXISTS datamarket.listings
+(
+    exchange_id    LowCardinality(String),
+    event_id       String,
+    occurred_at    DateTime64(6, 'UTC'),
+    action         LowCardinality(String),
+    product_id     String,
+    seller_id      Nullable(String),
+    title          Nullable(String),
+    category       LowCardinality(Nullable(String)),
+    source         LowCardinality(Nullable(String)),
+    sector         LowCardinality(Nullable(String)),
+    pricing        LowCardinality(Nullable(String)),
+    list_price     Nullable(Decimal(38, 2)),
+    unit           LowCardinality(Nullable(String)),
+    high_quality   UInt8,
+    size_bytes     Nullable(UInt64),
+    recognized_by  Array(LowCardinality(String)),
+    late           UInt8 COMMENT 'older than the watermark minus the allowed lateness when it arrived',
+    src_partition  Int32,
+    src_offset     Int64,
+    ingested_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (exchange_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS datamarket.trades
+(
+    exchange_id    LowCardinality(String),
+    event_id       String,
+    occurred_at    DateTime64(6, 'UTC'),
+    trade_id       String,
+    product_id     String,
+    buyer_id       String,
+    seller_id      String,
+    price          Decimal(38, 2),
+    quantity       UInt64,
+    amount         Decimal(38, 2),
+    currency       LowCardinality(String),
+    venue          LowCardinality(String),
+    purpose        LowCardinality(String),
+    data_bytes     Nullable(UInt64),
+    sector         LowCardinality(String) COMMENT 'from the product listing known when the trade arrived, else unknown',
+    category       LowCardinality(String),
+    source         LowCardinality(String),
+    high_quality   UInt8,
+    late           UInt8,
+    src_partition  Int32,
+    src_offset     Int64,
+    ingested_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (exchange_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS datamarket.usage
+(
+    exchange_id    LowCardinality(String),
+    event_id       String,
+    occurred_at    DateTime64(6, 'UTC'),
+    product_id     String,
+    buyer_id       String,
+    calls          UInt64,
+    bytes          UInt64,
+    sector         LowCardinality(String),
+    category       LowCardinality(String),
+    source         LowCardinality(String),
+    high_quality   UInt8,
+    late           UInt8,
+    src_partition  Int32,
+    src_offset     Int64,
+    ingested_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (exchange_id, event_id)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+CREATE TABLE IF NOT EXISTS datamarket.heartbeats
+(
+    exchange_id    LowCardinality(String),
+    event_id       String,
+    occurred_at    DateTime64(6, 'UTC'),
+    seq            UInt64,
+    late           UInt8,
+    src_partition  Int32,
+    src_offset     Int64,
+    ingested_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY (exchange_id, event_id)
+TTL toDateTime(occurred_at) + INTERVAL 90 DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Every message that failed the contract, with its exact bytes.
+CREATE TABLE IF NOT EXISTS datamarket.rejected_events
+(
+    src_topic      LowCardinality(String),
+    src_partition  Int32,
+    src_offset     Int64,
+    message_key    Nullable(String),
+    raw            String,
+    reason         LowCardinality(String),
+    detail         String,
+    exchange_id    String COMMENT 'as sent, if it could be read',
+    event_id       String COMMENT 'as sent, if it could be read',
+    received_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (src_topic, src_partition, src_offset)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- Every message counted as a duplicate of an event stored earlier.
+CREATE TABLE IF NOT EXISTS datamarket.duplicate_events
+(
+    src_topic        LowCardinality(String),
+    src_partition    Int32,
+    src_offset       Int64,
+    exchange_id      LowCardinality(String),
+    event_id         String,
+    type             LowCardinality(String),
+    first_partition  Int32,
+    first_offset     Int64,
+    received_at      DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (src_topic, src_partition, src_offset)
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- One-minute event-time market aggregate. Rows are recomputed by the worker from the
+-- event tables for every window an event touched, so they always sum to them (events
+-- later than the allowed lateness are stored but leave their closed window alone).
+-- venue is '' for usage and listing counts, which have none.
+CREATE TABLE IF NOT EXISTS datamarket.market_1m
+(
+    window_start   DateTime('UTC'),
+    exchange_id    LowCardinality(String),
+    sector         LowCardinality(String),
+    category       LowCardinality(String),
+    source         LowCardinality(String),
+    venue          LowCardinality(String),
+    high_quality   UInt8,
+    trades         UInt64,
+    traded_amount  Decimal(38, 2),
+    quantity       UInt64,
+    data_bytes     UInt64,
+    buyers         UInt64 COMMENT 'distinct buyers in the window and cell',
+    sellers        UInt64,
+    usage_calls    UInt64,
+    usage_bytes    UInt64,
+    new_listings   UInt64,
+    updated_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, exchange_id, sector, category, source, venue, high_quality);
+
+CREATE TABLE IF NOT EXISTS datamarket.alerts
+(
+    schema         LowCardinality(String),
+    alert_id       String,
+    kind           LowCardinality(String),
+    severity       LowCardinality(String),
+    exchange_id    LowCardinality(String),
+    product_id     Nullable(String),
+    parties        Array(String),
+    event_ids      Array(String),
+    score          Float64,
+    window_start   Nullable(DateTime64(3, 'UTC')),
+    window_end     Nullable(DateTime64(3, 'UTC')),
+    detected_at    DateTime64(3, 'UTC'),
+    dedup_key      String,
+    message        String,
+    message_zh     String
+)
+ENGINE = ReplacingMergeTree
+ORDER BY dedup_key
+SETTINGS non_replicated_deduplication_window = 1000;
+
+-- The ops lifecycle of an alert: acknowledged / resolved, by whom and when.
+CREATE TABLE IF NOT EXISTS datamarket.alert_actions
+(
+    dedup_key      String,
+    action         LowCardinality(String) COMMENT 'ack or resolve',
+    actor          String,
+    note           String,
+    at             DateTime64(3, 'UTC')
+)
+ENGINE = MergeTree
+ORDER BY (dedup_key, at);
+
+-- Progress marker: one row per partition per fully written batch, written last. On
+-- restart, offsets at or below a partition's highest marker were completely stored, so
+-- their redelivery is recognised and skipped instead of being counted as duplicates.
+CREATE TABLE IF NOT EXISTS datamarket.processed_batches
+(
+    src_topic      LowCardinality(String),
+    src_partition  Int32,
+    first_offset   Int64,
+    last_offset    Int64,
+    messages       UInt32,
+    processed_at   DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (src_topic, src_partition, last_offset)
+TTL toDateTime(processed_at) + INTERVAL 30 DAY;

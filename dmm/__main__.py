@@ -1,0 +1,3 @@
+from dmm.cli import main
+
+main()

@@ -1,0 +1,191 @@
+"""Producer SDK for exchanges: publish contract dm.v1 events to `dm.events`.
+
+Integration guide. Build events with the `models` package (they are validated
+on construction), publish them, and flush before you consider them delivered:
+
+    from models import EVENT_ADAPTER
+    from dmm.producer import DeliveryError, EventProducer
+
+    with EventProducer() as producer:          # broker from DMM_KAFKA__* settings
+        producer.publish(EVENT_ADAPTER.validate_json(raw_json))
+        producer.flush(timeout=30)             # raises DeliveryError on any loss
+
+- Keys follow the contract (`product_id` for listing/trade/usage, `exchange_id`
+  for heartbeat), so each product's events stay in order in one partition.
+- Delivery is `acks="all"` and idempotent: retries never duplicate a message.
+- `publish` only queues; `flush` (also run when the `with` block ends normally)
+  waits for the broker and raises `DeliveryError` listing every message that was
+  not acknowledged. A reported message may still have reached the broker, so a
+  resend can duplicate it; the monitor counts such a duplicate once.
+- Keyword overrides go to kafka-python's `KafkaProducer`, e.g.
+  `EventProducer(linger_ms=50, compression_type="gzip")`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError, KafkaTimeoutError
+
+from dmm.kafka_client import client_options
+from dmm.settings import KafkaSettings, get_settings
+from models import AnyEvent, partition_key
+
+_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable_idempotence": True,
+    "linger_ms": 10,
+    "batch_size": 256 * 1024,
+    "max_block_ms": 15_000,
+    "bootstrap_timeout_ms": 10_000,
+    "client_id": "dmm-producer",
+}
+_ERRORS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class DeliveryFailure:
+    """One message the broker did not acknowledge; `seq` is its 1-based publish order."""
+
+    seq: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    error: BaseException
+
+    def __str__(self) -> str:
+        reason = str(self.error)
+        if not reason.startswith(type(self.error).__name__):  # kafka-python errors already name themselves
+            reason = f"{type(self.error).__name__}: {reason}"
+        return f"#{self.seq} key={self.key!r} ({len(self.value)} bytes): {reason}"
+
+
+class DeliveryError(KafkaError):
+    """Messages were not delivered; `failures` holds every one of them."""
+
+    def __init__(self, failures: list[DeliveryFailure]) -> None:
+        self.failures = failures
+        lines = [str(failure) for failure in failures[:_ERRORS_SHOWN]]
+        if len(failures) > _ERRORS_SHOWN:
+            lines.append(f"... and {len(failures) - _ERRORS_SHOWN} more")
+        super().__init__(f"{len(failures)} message(s) not delivered:\n  " + "\n  ".join(lines))
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    key: bytes | None
+    value: bytes
+
+
+class EventProducer:
+    """Publishes to the events topic with contract keys and tracks every delivery's outcome."""
+
+    def __init__(self, kafka: KafkaSettings | None = None, **overrides: Any) -> None:
+        self.kafka = kafka if kafka is not None else get_settings().kafka
+        self.topic = self.kafka.events_topic
+        self._producer = KafkaProducer(**{**client_options(self.kafka), **_DEFAULTS, **overrides})
+        self._lock = threading.Lock()
+        self._in_flight: dict[int, _InFlight] = {}
+        self._failures: list[DeliveryFailure] = []
+        self._published = 0
+        self._sent = 0
+        self._failed = 0
+
+    @property
+    def sent(self) -> int:
+        """Messages the broker acknowledged."""
+        return self._sent
+
+    @property
+    def failed(self) -> int:
+        """Messages reported (or about to be reported) in a DeliveryError."""
+        return self._failed
+
+    def publish(self, event: AnyEvent) -> None:
+        """Queue one event, serialised by its model and keyed as the contract says."""
+        value = event.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
+        self.publish_raw(value, partition_key(event).encode("utf-8"))
+
+    def publish_raw(self, value: bytes, key: bytes | None = None) -> None:
+        """Queue bytes as they are; raise DeliveryError at once if the client refuses them."""
+        with self._lock:
+            self._published += 1
+            seq = self._published
+            self._in_flight[seq] = _InFlight(key, value)
+        try:
+            future = self._producer.send(self.topic, value=value, key=key)
+        except KafkaError as exc:
+            self._fail(seq, exc)
+            raise self._take_failures() from exc
+        except BaseException:  # a caller bug (e.g. str instead of bytes): nothing was queued
+            with self._lock:
+                self._in_flight.pop(seq, None)
+            raise
+        future.add_callback(self._on_sent, seq)
+        future.add_errback(self._fail, seq)
+
+    def _on_sent(self, seq: int, _metadata: object) -> None:
+        with self._lock:
+            if self._in_flight.pop(seq, None) is not None:
+                self._sent += 1
+
+    def _fail(self, seq: int, error: BaseException) -> None:
+        with self._lock:
+            message = self._in_flight.pop(seq, None)
+            if message is None:  # already reported as timed out by flush
+                return
+            self._failed += 1
+            self._failures.append(DeliveryFailure(seq, self.topic, message.key, message.value, error))
+
+    def _take_failures(self) -> DeliveryError:
+        with self._lock:
+            failures, self._failures = sorted(self._failures, key=lambda f: f.seq), []
+        return DeliveryError(failures)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for every queued message; raise DeliveryError for each failed or still unacknowledged one.
+
+        With `timeout=None` it waits until the producer's `delivery_timeout_ms` settles every message.
+        """
+        started = time.monotonic()
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaTimeoutError:
+            pass  # what is still in flight is reported below
+        with self._lock:
+            late = sorted(self._in_flight.items())
+            self._in_flight.clear()
+            for seq, message in late:
+                error = KafkaTimeoutError(f"not acknowledged within {time.monotonic() - started:.1f}s of flush")
+                self._failed += 1
+                self._failures.append(DeliveryFailure(seq, self.topic, message.key, message.value, error))
+            has_failures = bool(self._failures)
+        if has_failures:
+            raise self._take_failures()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Release connections, abandoning what is unsent after `timeout`; `flush` first to know what was delivered."""
+        try:
+            self._producer.close(timeout=timeout)
+        except KafkaTimeoutError:
+            # kafka-python 3.0.12 raises from close() when its flush times out and leaves the sender
+            # thread running; abort the unsent batches (their futures fail) and close for real.
+            self._producer._sender.force_close()
+            self._producer.close(timeout=timeout)
+
+    def __enter__(self) -> EventProducer:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self.close()

@@ -1,0 +1,124 @@
+"""Reach the monitor's store from the CLI, whether or not a worker holds it.
+
+The embedded store (chdb) can be opened by one process at a time, so while a
+worker runs, reads and alert actions go through its HTTP API; otherwise (or with
+a ClickHouse server) the store is opened directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+from dmm.settings import Settings
+from sinks.clickhouse import open_store
+from streams.web import record_alert_action
+
+
+class WorkerUnavailable(ConnectionError):
+    """No worker answers on the configured web port."""
+
+
+def _call(settings: Settings, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> bytes:
+    url = f"http://{settings.web_host}:{settings.web_port}{path}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", errors="replace")
+        try:
+            detail = json.loads(detail).get("error", detail)
+        except (ValueError, AttributeError):
+            pass
+        raise RuntimeError(detail) from exc
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise WorkerUnavailable(f"no worker at {url}: {exc}") from exc
+
+
+def query_text(settings: Settings, sql: str, fmt: str = "PrettyCompactMonoBlock") -> str:
+    """Run one read-only statement; through the worker when it runs on the embedded store."""
+    if settings.clickhouse.url is None:
+        try:
+            return _call(settings, "/api/sql", {"sql": sql, "format": fmt}).decode("utf-8")
+        except WorkerUnavailable:
+            pass
+    store = open_store(settings.clickhouse)
+    try:
+        return store.text(sql, fmt)
+    finally:
+        store.close()
+
+
+def query_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in query_text(settings, sql, "JSONEachRow").splitlines() if line]
+
+
+def alert_action(settings: Settings, dedup_key: str, action: str, actor: str, note: str = "") -> dict[str, Any]:
+    """Acknowledge or resolve an alert, recording who and when."""
+    body = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note}
+    if settings.clickhouse.url is None:
+        try:
+            return json.loads(_call(settings, "/api/alert-action", body))
+        except WorkerUnavailable:
+            pass
+    store = open_store(settings.clickhouse)
+    try:
+        return record_alert_action(store, dedup_key, action, actor, note)
+    finally:
+        store.close()
+
+
+def worker_status(settings: Settings) -> dict[str, Any]:
+    return json.loads(_call(settings, "/api/status", timeout=5))
+
+
+def wait_until_ready(
+    settings: Settings, timeout: float = 120, alive: Callable[[], bool] = lambda: True
+) -> dict[str, Any]:
+    """Block until the worker has restored its state and owns partitions of dm.events."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if not alive():
+            raise RuntimeError("the worker process exited during start-up")
+        try:
+            status = worker_status(settings)
+            if status.get("ready") and status.get("partitions"):
+                return status
+        except (WorkerUnavailable, RuntimeError, ValueError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise TimeoutError(f"the worker did not become ready within {timeout:.0f}s ({last})")
+
+
+def wait_until_drained(settings: Settings, timeout: float = 300, settle: float = 1.0) -> dict[str, Any]:
+    """Block until every message on dm.events is processed, stored, flushed and acknowledged."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        try:
+            status = worker_status(settings)
+        except (WorkerUnavailable, RuntimeError, ValueError):
+            time.sleep(0.5)
+            continue
+        parts = status.get("partitions") or {}
+        drained = (
+            status.get("ready")
+            and parts
+            and all(p["highwater"] is not None and p["processed"] >= p["highwater"] - 1 for p in parts.values())
+            and status.get("pending_acks") == 0
+            and status.get("dirty_windows") == 0
+        )
+        if drained:
+            time.sleep(settle)
+            again = worker_status(settings)
+            if again.get("pending_acks") == 0 and again.get("partitions") == parts:
+                return again
+        time.sleep(0.3)
+    raise TimeoutError(f"the worker did not drain dm.events within {timeout:.0f}s; last status: {status}")

@@ -1,0 +1,65 @@
+"""Market simulator: realistic, seedable dm.v1 traffic of China's data exchanges, with labelled anomalies.
+
+    from dmm.simulator import MarketSimulator, SimulationConfig, write_jsonl, write_truth
+
+    sim = MarketSimulator(SimulationConfig(seed=7, start=start, injections={"price_outlier": 2}))
+    write_jsonl(sim, Path("events.jsonl"))       # or: for key, value in sim.messages(): ...
+    write_truth(sim.incidents, Path("truth.jsonl"))
+
+Clean traffic breaks none of the contract's eight alert rules at their default thresholds;
+each injection adds exactly one incident of its kind, listed in the ground truth.
+
+Sources
+-------
+- National Data Administration (国家数据局), statements on the 2024 national data market
+  (Digital China Development Report 2024, released 2025): data trading scale above
+  160 billion CNY in 2024, up more than 30% a year; on-exchange trading (incl. trades
+  registered with an exchange) about 30 billion CNY, doubled year on year; the number of
+  high-quality datasets up 27.4%.
+- NDA press briefings, 2025: more than 35,000 high-quality datasets built by mid-2025, close
+  to 4 billion CNY of them traded cumulatively; new listings on the main exchanges up 70%
+  in H1 2025, with AI-oriented high-quality datasets growing fastest.
+- The "Data elements x" three-year action plan (2024-2026): the twelve sectors of
+  sectors.csv, and public data supplied free or conditionally free (有条件无偿).
+
+How they map to rates (`figures.py`):
+- Traded value is split across exchanges by weight: the national hubs (Shanghai, Shenzhen,
+  Beijing, Guiyang) carry about half, Guangzhou and the Zhejiang/Chongqing centres most of
+  the rest. Catalogue size per exchange follows the same weights; sectors are weighted
+  toward finance, manufacturing, transport and commerce.
+- Scale: 30 billion CNY a year on exchanges is ~57,000 CNY per minute nationally and
+  160 billion ~300,000. At the default rate (1 business event per simulated second) the
+  simulated exchanges trade a few hundred thousand CNY per simulated minute, i.e. the
+  whole market's run rate, with more and smaller tickets than real life so that a short
+  scenario has enough trades; every exchange stays under 60,000 CNY per minute, which is
+  also what keeps clean traffic free of volume spikes.
+- High-quality datasets are about a third of datasets, priced at a premium and bought
+  2.5x as often, so they carry a large share of traded value.
+- Trades are 80% on exchange, 20% off-exchange registered; purposes follow the buyer
+  (enterprises commercial, institutes research, government organs public governance).
+"""
+
+from dmm.simulator.anomalies import KINDS
+from dmm.simulator.engine import MarketSimulator, SimulationConfig
+from dmm.simulator.ground_truth import Incident, read_truth, write_truth
+from dmm.simulator.live import Publish, publish_live
+from dmm.simulator.progress import track_event_time
+from dmm.simulator.scenario import SCENARIO_ALL, parse_injections
+from dmm.simulator.wire import Message
+from dmm.simulator.writer import write_jsonl
+
+__all__ = [
+    "KINDS",
+    "SCENARIO_ALL",
+    "Incident",
+    "MarketSimulator",
+    "Message",
+    "Publish",
+    "SimulationConfig",
+    "parse_injections",
+    "publish_live",
+    "read_truth",
+    "track_event_time",
+    "write_jsonl",
+    "write_truth",
+]

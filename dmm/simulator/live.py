@@ -1,0 +1,35 @@
+"""Live output: publish the stream paced by its event time, `time_scale` simulated seconds per wall second."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+from dmm.simulator.wire import Message
+
+Publish = Callable[[bytes, bytes], None]
+
+
+def publish_live(
+    messages: Iterable[Message],
+    publish: Publish,
+    time_scale: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Hand each message to `publish(key, value)` no earlier than its event time allows; returns the count."""
+    if time_scale <= 0:
+        raise ValueError("time scale must be > 0 simulated seconds per wall second")
+    count = 0
+    origin: tuple[int, float] | None = None
+    for message in messages:
+        if origin is None:
+            origin = (message.occurred_ms, clock())
+        due = origin[1] + (message.occurred_ms - origin[0]) / 1_000 / time_scale
+        wait = due - clock()
+        if wait > 0:
+            sleep(wait)
+        publish(message.key, message.value)
+        count += 1
+    return count

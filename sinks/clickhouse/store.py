@@ -1,0 +1,185 @@
+"""One ClickHouse store, two engines: embedded chdb (default) or a server via clickhouse-connect.
+
+Both take the same DDL, the same Arrow batches and the same SQL, so the worker,
+tests and CLI never care which one runs. Inserts are columnar (Arrow) and carry a
+deterministic `insert_deduplication_token`, so a retried write lands once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from importlib.resources import files
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from dmm.settings import ClickHouseSettings
+
+READ_ONLY_STATEMENT = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
+
+
+class StoreError(RuntimeError):
+    """A store operation failed; the message says what was attempted."""
+
+
+class ReadOnlyViolation(ValueError):
+    """`dmm sql` and /api/sql accept one read-only statement only."""
+
+
+def schema_statements() -> list[str]:
+    text = files("sinks").joinpath("clickhouse", "schema.sql").read_text(encoding="utf-8")
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
+    return [statement.strip() for statement in body.split(";") if statement.strip()]
+
+
+def check_read_only(sql: str) -> str:
+    statement = sql.strip().rstrip(";").strip()
+    if not READ_ONLY_STATEMENT.match(statement) or ";" in statement:
+        raise ReadOnlyViolation(
+            "only one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) is allowed"
+        )
+    return statement
+
+
+class Store(Protocol):
+    database: str
+
+    def apply_schema(self) -> None: ...
+    def insert(self, table: str, batch: pa.Table, token: str) -> None: ...
+    def command(self, sql: str) -> None: ...
+    def rows(self, sql: str) -> list[dict[str, Any]]: ...
+    def text(self, sql: str, fmt: str, read_only: bool = True) -> str: ...
+    def close(self) -> None: ...
+
+
+class ChdbStore:
+    """ClickHouse in-process on a local data directory. One process may open it at a time."""
+
+    def __init__(self, path: Path, database: str = "datamarket") -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.database = database
+        self._lock = threading.Lock()
+        try:
+            self._session = session.Session(str(path))
+        except Exception as exc:  # chdb raises a bare RuntimeError on a locked path
+            raise StoreError(
+                f"cannot open the embedded store at {path}: {exc}. Another dmm process (a running worker?) "
+                "may hold it; use `dmm sql` (it goes through the worker) or stop that process."
+            ) from exc
+
+    def apply_schema(self) -> None:
+        for statement in schema_statements():
+            self.command(statement)
+
+    def insert(self, table: str, batch: pa.Table, token: str) -> None:
+        columns = ", ".join(f"`{name}`" for name in batch.column_names)
+        self._run(
+            f"INSERT INTO {self.database}.{table} ({columns}) "
+            f"SETTINGS insert_deduplication_token = '{_quote(token)}' "
+            f"SELECT {columns} FROM Python(batch)",
+            batch=batch,
+        )
+
+    def command(self, sql: str) -> None:
+        self._run(sql)
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        out = self._run(sql, fmt="JSONEachRow")
+        return [json.loads(line) for line in out.splitlines() if line]
+
+    def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
+        statement = check_read_only(sql) if read_only else sql
+        if read_only:
+            statement = f"{statement} SETTINGS readonly = 2" if " SETTINGS " not in statement.upper() else statement
+        return self._run(statement, fmt=fmt)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+    def _run(self, sql: str, fmt: str = "CSV", batch: pa.Table | None = None) -> str:
+        with self._lock:
+            try:
+                # chdb's Python() table function resolves `batch` from this frame's locals.
+                result = self._session.query(sql, fmt)
+            except Exception as exc:
+                raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
+        return result.bytes().decode("utf-8", errors="replace") if result is not None else ""
+
+
+class ServerStore:
+    """A ClickHouse server over HTTP(S) via clickhouse-connect (TLS, user/password)."""
+
+    def __init__(self, settings: ClickHouseSettings) -> None:
+        import clickhouse_connect
+
+        self.database = settings.database
+        try:
+            self._client = clickhouse_connect.get_client(
+                dsn=settings.url,
+                username=settings.user,
+                password=settings.password.get_secret_value(),
+                verify=settings.verify_tls,
+                ca_cert=str(settings.ca_cert) if settings.ca_cert else None,
+                autogenerate_session_id=False,
+            )
+        except Exception as exc:
+            raise StoreError(f"cannot connect to ClickHouse at {_redact(settings.url)}: {exc}") from exc
+        self._lock = threading.Lock()
+
+    def apply_schema(self) -> None:
+        for statement in schema_statements():
+            self.command(statement)
+
+    def insert(self, table: str, batch: pa.Table, token: str) -> None:
+        with self._lock:
+            try:
+                self._client.insert_arrow(
+                    f"{self.database}.{table}", batch, settings={"insert_deduplication_token": token}
+                )
+            except Exception as exc:
+                raise StoreError(f"insert into {table} failed: {exc}") from exc
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            try:
+                self._client.command(sql)
+            except Exception as exc:
+                raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        out = self.text(sql, "JSONEachRow", read_only=False)
+        return [json.loads(line) for line in out.splitlines() if line]
+
+    def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
+        statement = check_read_only(sql) if read_only else sql
+        with self._lock:
+            try:
+                result = self._client.raw_query(statement, fmt=fmt, settings={"readonly": 2} if read_only else None)
+            except Exception as exc:
+                raise StoreError(f"{exc} (while running: {statement[:200]})") from exc
+        return result.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def open_store(settings: ClickHouseSettings) -> Store:
+    """The server named by `settings.url`, else the embedded store at `settings.chdb_path`."""
+    store: Store = ServerStore(settings) if settings.url else ChdbStore(settings.chdb_path, settings.database)
+    store.apply_schema()
+    return store
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("'", "\\'")
+
+
+def _redact(url: str | None) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url or "")

@@ -1,0 +1,51 @@
+"""The worker's Prometheus metrics, served at /metrics on its web port.
+
+Labels are bounded sets only (type, exchange, sector, reason, kind, table):
+never a product or participant id, which would explode cardinality.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("dmm_events_total", "Accepted events, by type and exchange", ["type", "exchange_id"])
+REJECTED = Counter("dmm_rejected_total", "Messages rejected, by contract reason", ["reason"])
+DUPLICATES = Counter("dmm_duplicates_total", "Messages counted as duplicates of an earlier event", ["type"])
+LATE = Counter("dmm_late_events_total", "Accepted events older than watermark minus allowed lateness", ["type"])
+REDELIVERED = Counter(
+    "dmm_redelivered_total", "Messages seen again after a restart (already stored; not counted twice)"
+)
+TRADED_AMOUNT = Counter(
+    "dmm_traded_amount_cny_total", "Traded amount in CNY, by exchange and sector", ["exchange_id", "sector"]
+)
+EVENT_LAG = Histogram(
+    "dmm_event_lag_seconds",
+    "End-to-end lag: time stored minus the event's occurred_at",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+)
+BATCH_SIZE = Histogram(
+    "dmm_batch_size_messages", "Messages per processed batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+)
+STORE_WRITE = Histogram(
+    "dmm_store_write_seconds", "Latency of one batch write to ClickHouse, by table", ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+STORE_FAILURES = Counter("dmm_store_write_failures_total", "Failed ClickHouse writes (retried)", ["table"])
+STORE_BACKPRESSURE = Gauge(
+    "dmm_store_backpressure", "1 while the worker has stopped consuming to retry a failed store write"
+)
+LAST_EVENT = Gauge(
+    "dmm_last_event_timestamp_seconds", "occurred_at of the latest event from each exchange", ["exchange_id"]
+)
+WATERMARK = Gauge("dmm_watermark_timestamp_seconds", "Market event-time watermark (latest occurred_at seen)")
+LAST_BATCH = Gauge(
+    "dmm_last_batch_timestamp_seconds", "Wall-clock time the worker last finished a batch (stalls show here)"
+)
+CONSUMER_LAG = Gauge(
+    "dmm_consumer_lag_messages", "Messages on dm.events not yet processed, by partition", ["partition"]
+)
+ALERTS = Counter("dmm_alerts_total", "Alerts raised, by kind and severity", ["kind", "severity"])
+DETECTOR_ERRORS = Counter(
+    "dmm_detector_errors_total", "Events a detector failed on (rejected as poison, not retried)", ["detector"]
+)
+DEDUP_INDEX = Gauge("dmm_dedup_index_events", "Event identities remembered for duplicate detection")

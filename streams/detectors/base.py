@@ -1,0 +1,74 @@
+"""What every detector is: event-time driven, bounded state, rebuilt from the store.
+
+The pipeline calls, in arrival order, for every *accepted, first-seen* event:
+`observe(event, ctx)`; after each batch `advance(ctx)` (the event-time watermark
+moved: windows may close, exchanges may fall silent); on a wall-clock timer
+`tick(ctx, now_ms)`. Each returns Findings; the AlertLedger turns findings into
+alerts, one per dedup key. Detectors never do I/O except in `restore`, and only
+`exchange_silent`'s live rule looks at the wall clock (`tick`), so replaying a
+file gives the same findings as receiving it live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dmm.settings import RuleSettings
+from models import AlertKind, AnyEvent
+from sinks.clickhouse import Store
+from streams.book import ProductBook
+
+
+@dataclass(slots=True)
+class MarketContext:
+    """Shared, read-only for detectors: rules, the product book and event time."""
+
+    rules: RuleSettings
+    book: ProductBook
+    allowed_lateness_ms: int
+    watermark_ms: int = 0  # latest occurred_at seen from any exchange, ms since epoch
+    late: bool = False  # the event being observed is later than the allowed lateness
+
+
+@dataclass(slots=True)
+class Finding:
+    """A detector's verdict, before it becomes an `Alert` (ids, severity, detected_at added later)."""
+
+    kind: AlertKind
+    dedup_key: str
+    exchange_id: str
+    product_id: str | None
+    parties: list[str]
+    event_ids: list[str]
+    score: float
+    window_start_ms: int | None
+    window_end_ms: int | None
+    message: str
+    message_zh: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class Detector(Protocol):
+    kind: AlertKind
+
+    def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]: ...
+
+    def advance(self, ctx: MarketContext) -> list[Finding]: ...
+
+    def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]: ...
+
+    def restore(self, store: Store, ctx: MarketContext) -> None: ...
+
+
+class EventTimeDetector:
+    """Defaults for the hooks a detector does not need: no wall-clock rule, nothing to rebuild or close."""
+
+    def advance(self, ctx: MarketContext) -> list[Finding]:
+        return []
+
+    def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]:
+        return []
+
+    def restore(self, store: Store, ctx: MarketContext) -> None:
+        return None

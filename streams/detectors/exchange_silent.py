@@ -1,0 +1,160 @@
+"""`exchange_silent`: an exchange that was sending falls silent.
+
+Event-time rule (replays and live alike): an exchange seen before whose latest
+`occurred_at` is more than 120 s behind the market watermark (the latest
+`occurred_at` from any exchange). Checked after every batch.
+
+Live rule (`tick`, wall clock, only if `rules.exchange_silent_wallclock`): an
+exchange from which nothing arrived for 120 s of wall-clock time, while another
+exchange sent something after those 120 s had passed. It applies only while the
+feed is live, i.e. the watermark is within 120 s of the wall clock. Both guards
+keep a replay from tripping it: a replay's event times are not near the wall
+clock, and at full speed every exchange of the file stops at the same moment.
+
+Both rules share one episode per exchange: a silence starts at the exchange's
+latest event time (the dedup key holds it, so the two rules never alert the same
+silence twice) and ends once the exchange sends something newer that brings it
+back within 120 s of the watermark. One alert per silence.
+
+Restore: each exchange's latest event time and event id over the last 24 h, from
+all event tables. A silence already alerted before the restart is found again
+under the same dedup key, which the AlertLedger (restored from `alerts`) drops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models import AlertKind, AnyEvent, occurred_ms
+from sinks.clickhouse import Store
+from streams.detectors.base import Finding, MarketContext
+from streams.detectors.recovery import latest_events
+from streams.detectors.wording import china_time, exchange_en, exchange_zh
+
+RESTORE_HORIZON_MS = 24 * 3600 * 1000
+
+
+@dataclass(slots=True)
+class Sender:
+    last_ms: int  # latest occurred_at from this exchange
+    last_event_id: str
+    arrivals: int = 0  # events observed since the worker started
+    arrivals_at_tick: int = -1  # `arrivals` at the previous tick
+    heard_wall_ms: int | None = None  # wall-clock time of the latest tick that saw it send
+    silent_since_ms: int | None = None  # open silence episode: the last_ms it started from
+
+
+class ExchangeSilent:
+    kind: AlertKind = "exchange_silent"
+
+    def __init__(self) -> None:
+        self._senders: dict[str, Sender] = {}
+
+    def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
+        at = occurred_ms(event.occurred_at)
+        sender = self._senders.get(event.exchange_id)
+        if sender is None:
+            sender = self._senders[event.exchange_id] = Sender(at, event.event_id)
+        elif at > sender.last_ms:
+            sender.last_ms, sender.last_event_id = at, event.event_id
+        sender.arrivals += 1
+        return []
+
+    def advance(self, ctx: MarketContext) -> list[Finding]:
+        limit = ctx.rules.exchange_silent_s * 1000
+        findings: list[Finding] = []
+        for exchange_id in sorted(self._senders):
+            sender = self._senders[exchange_id]
+            behind = ctx.watermark_ms - sender.last_ms
+            if sender.silent_since_ms is not None:
+                if sender.last_ms > sender.silent_since_ms and behind <= limit:
+                    sender.silent_since_ms = None  # it sends again: the silence is over
+            elif behind > limit:
+                sender.silent_since_ms = sender.last_ms
+                findings.append(self._event_time_finding(exchange_id, sender, ctx))
+        return findings
+
+    def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]:
+        for sender in self._senders.values():
+            if sender.arrivals != sender.arrivals_at_tick or sender.heard_wall_ms is None:
+                sender.arrivals_at_tick, sender.heard_wall_ms = sender.arrivals, now_ms
+        limit = ctx.rules.exchange_silent_s * 1000
+        if not ctx.rules.exchange_silent_wallclock or abs(now_ms - ctx.watermark_ms) > limit:
+            return []
+        findings: list[Finding] = []
+        for exchange_id in sorted(self._senders):
+            sender = self._senders[exchange_id]
+            heard = sender.heard_wall_ms
+            if sender.silent_since_ms is not None or heard is None or now_ms - heard <= limit:
+                continue
+            others_kept_sending = any(
+                other.heard_wall_ms is not None and other.heard_wall_ms > heard + limit
+                for code, other in self._senders.items()
+                if code != exchange_id
+            )
+            if others_kept_sending:
+                sender.silent_since_ms = sender.last_ms
+                findings.append(self._wall_clock_finding(exchange_id, sender, now_ms - heard, ctx))
+        return findings
+
+    def restore(self, store: Store, ctx: MarketContext) -> None:
+        self._senders = {
+            exchange_id: Sender(last_ms, event_id)
+            for exchange_id, (last_ms, event_id) in latest_events(
+                store, ctx.watermark_ms - RESTORE_HORIZON_MS
+            ).items()
+        }
+
+    def _event_time_finding(self, exchange_id: str, sender: Sender, ctx: MarketContext) -> Finding:
+        behind = ctx.watermark_ms - sender.last_ms
+        seconds = behind / 1000
+        return self._finding(
+            exchange_id,
+            sender,
+            ctx,
+            score=behind / (ctx.rules.exchange_silent_s * 1000),
+            message=(
+                f"{exchange_en(exchange_id)} has reported nothing for {seconds:,.0f} seconds of market time: "
+                f"its latest event ({sender.last_event_id}) is from {china_time(sender.last_ms)}, while other "
+                f"exchanges have reported up to {china_time(ctx.watermark_ms)}."
+            ),
+            message_zh=(
+                f"{exchange_zh(exchange_id)}已有 {seconds:,.0f} 秒（按事件时间）未报送任何事件：其最新事件"
+                f"（{sender.last_event_id}）发生于 {china_time(sender.last_ms)}，而其他机构已报送至 "
+                f"{china_time(ctx.watermark_ms)}。"
+            ),
+        )
+
+    def _wall_clock_finding(self, exchange_id: str, sender: Sender, quiet_ms: int, ctx: MarketContext) -> Finding:
+        seconds = quiet_ms / 1000
+        return self._finding(
+            exchange_id,
+            sender,
+            ctx,
+            score=quiet_ms / (ctx.rules.exchange_silent_s * 1000),
+            message=(
+                f"{exchange_en(exchange_id)} has sent nothing for {seconds:,.0f} seconds while other exchanges "
+                f"kept sending; its latest event ({sender.last_event_id}) is from {china_time(sender.last_ms)}."
+            ),
+            message_zh=(
+                f"{exchange_zh(exchange_id)}已连续 {seconds:,.0f} 秒未发送任何事件，而其他机构仍在正常报送；"
+                f"其最新事件（{sender.last_event_id}）发生于 {china_time(sender.last_ms)}。"
+            ),
+        )
+
+    def _finding(
+        self, exchange_id: str, sender: Sender, ctx: MarketContext, score: float, message: str, message_zh: str
+    ) -> Finding:
+        return Finding(
+            kind=self.kind,
+            dedup_key=f"exchange_silent:{exchange_id}:{sender.last_ms}",
+            exchange_id=exchange_id,
+            product_id=None,
+            parties=[],
+            event_ids=[sender.last_event_id],
+            score=score,
+            window_start_ms=sender.last_ms,
+            window_end_ms=max(ctx.watermark_ms, sender.last_ms),
+            message=message,
+            message_zh=message_zh,
+        )

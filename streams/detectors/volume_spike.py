@@ -1,0 +1,171 @@
+"""`volume_spike`: an exchange's traded amount in one event-time minute is >= 5x its recent median.
+
+Per exchange, trades are summed into one-minute windows of `occurred_at`. A
+window closes once the watermark reaches its end plus the allowed lateness (the
+same moment the pipeline starts calling its trades late, which this detector
+therefore ignores: their window is closed). A closed window is compared with
+the median of the previous 30 closed windows, empty ones counting as 0, once at
+least 10 exist; windows before the exchange was first seen (any event type) do
+not count. It fires when the amount is >= ratio x median and >= the minimum
+amount (default 100,000 CNY). Score: amount / (ratio x median), or amount /
+minimum when the median is 0. One alert per (exchange, window); the evidence
+is the window's largest trades.
+
+Restore: from `trades` (on-time rows only, as live), the sums of the last 30
+closed windows and the trades of the still-open ones; from all event tables,
+when each exchange was first seen within that span.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from statistics import median
+
+from models import AlertKind, AnyEvent, Trade, occurred_ms
+from sinks.clickhouse import Store
+from streams.detectors.base import EventTimeDetector, Finding, MarketContext
+from streams.detectors.recovery import exchange_spans, recent_trades
+from streams.detectors.wording import china_time, cny, exchange_en, exchange_zh, times
+
+MINUTE_MS = 60_000
+EVIDENCE_TRADES = 50
+EVIDENCE_PARTIES = 10
+
+
+@dataclass(slots=True)
+class Window:
+    amount: Decimal = Decimal(0)
+    trades: list[Trade] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ExchangeWindows:
+    next_minute: int  # the next window to close (minutes since the epoch)
+    closed: int = 0  # windows closed so far
+    history: deque[Decimal] = field(default_factory=deque)  # the latest closed amounts, oldest first
+    open: dict[int, Window] = field(default_factory=dict)
+
+
+def closable_through(ctx: MarketContext) -> int:
+    """The last minute whose window the watermark has closed: its end plus the lateness has passed."""
+    return (ctx.watermark_ms - ctx.allowed_lateness_ms) // MINUTE_MS - 1
+
+
+class VolumeSpike(EventTimeDetector):
+    kind: AlertKind = "volume_spike"
+
+    def __init__(self) -> None:
+        self._exchanges: dict[str, ExchangeWindows] = {}
+
+    def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
+        minute = occurred_ms(event.occurred_at) // MINUTE_MS
+        state = self._exchanges.get(event.exchange_id)
+        if state is None:
+            state = self._exchanges[event.exchange_id] = ExchangeWindows(next_minute=minute)
+        elif state.closed == 0 and minute < state.next_minute:
+            state.next_minute = minute  # first seen earlier than we thought, and nothing closed yet
+        if isinstance(event, Trade) and not ctx.late and minute >= state.next_minute:
+            window = state.open.setdefault(minute, Window())
+            window.amount += event.amount
+            window.trades.append(event)
+        return []
+
+    def advance(self, ctx: MarketContext) -> list[Finding]:
+        last = closable_through(ctx)
+        findings: list[Finding] = []
+        for exchange_id in sorted(self._exchanges):
+            findings.extend(self._close(exchange_id, self._exchanges[exchange_id], last, ctx))
+        return findings
+
+    def restore(self, store: Store, ctx: MarketContext) -> None:
+        self._exchanges.clear()
+        keep = ctx.rules.volume_spike_history_windows
+        last = closable_through(ctx)
+        since_minute = last - keep + 1
+        sums: dict[tuple[str, int], Decimal] = {}
+        for stored in recent_trades(store, since_minute * MINUTE_MS):
+            if stored.late:
+                continue
+            trade = stored.trade
+            minute = occurred_ms(trade.occurred_at) // MINUTE_MS
+            if minute <= last:
+                key = (trade.exchange_id, minute)
+                sums[key] = sums.get(key, Decimal(0)) + trade.amount
+            else:
+                state = self._exchanges.setdefault(trade.exchange_id, ExchangeWindows(next_minute=last + 1))
+                window = state.open.setdefault(minute, Window())
+                window.amount += trade.amount
+                window.trades.append(trade)
+        for exchange_id, (first_ms, _) in exchange_spans(store, since_minute * MINUTE_MS).items():
+            first = first_ms // MINUTE_MS
+            state = self._exchanges.setdefault(exchange_id, ExchangeWindows(next_minute=last + 1))
+            state.next_minute = max(last + 1, first)
+            counted = range(max(first, since_minute), last + 1)
+            state.history.extend(sums.get((exchange_id, minute), Decimal(0)) for minute in counted)
+            state.closed = len(counted)
+
+    def _close(self, exchange_id: str, state: ExchangeWindows, last: int, ctx: MarketContext) -> list[Finding]:
+        keep = ctx.rules.volume_spike_history_windows
+        findings: list[Finding] = []
+        minute = state.next_minute
+        while minute <= last:
+            window = state.open.pop(minute, None)
+            if window is None:  # a run of empty windows: skip it in one step
+                following = min((m for m in state.open if m <= last), default=last + 1)
+                empty = following - minute
+                state.history.extend([Decimal(0)] * min(empty, keep))
+                state.closed += empty
+                minute = following
+            else:
+                finding = self._judge(exchange_id, minute, window, state.history, ctx)
+                if finding is not None:
+                    findings.append(finding)
+                state.history.append(window.amount)
+                state.closed += 1
+                minute += 1
+            while len(state.history) > keep:
+                state.history.popleft()
+        state.next_minute = max(state.next_minute, last + 1)
+        return findings
+
+    def _judge(
+        self, exchange_id: str, minute: int, window: Window, history: deque[Decimal], ctx: MarketContext
+    ) -> Finding | None:
+        rules = ctx.rules
+        if len(history) < rules.volume_spike_min_windows:
+            return None
+        baseline = Decimal(median(history))
+        amount = window.amount
+        if amount < rules.volume_spike_ratio * baseline or amount < rules.volume_spike_min_amount:
+            return None
+        score = amount / (rules.volume_spike_ratio * baseline) if baseline else amount / rules.volume_spike_min_amount
+        start = minute * MINUTE_MS
+        evidence = sorted(window.trades, key=lambda t: (-t.amount, t.event_id))[:EVIDENCE_TRADES]
+        parties = list(dict.fromkeys(p for t in evidence for p in (t.seller_id, t.buyer_id)))[:EVIDENCE_PARTIES]
+        if baseline:
+            versus = f"{times(float(amount / baseline))} the median of {cny(baseline)} CNY"
+            versus_zh = f"为中位数 {cny(baseline)} 元的 {float(amount / baseline):,.2f} 倍"
+        else:
+            versus, versus_zh = "while the median was 0.00 CNY", "而中位数为 0 元"
+        return Finding(
+            kind=self.kind,
+            dedup_key=f"volume_spike:{exchange_id}:{start}",
+            exchange_id=exchange_id,
+            product_id=None,
+            parties=parties,
+            event_ids=[t.event_id for t in evidence],
+            score=float(score),
+            window_start_ms=start,
+            window_end_ms=start + MINUTE_MS,
+            message=(
+                f"Trading on {exchange_en(exchange_id)} in the minute from {china_time(start)} reached "
+                f"{cny(amount)} CNY in {len(window.trades)} trade(s), {versus} of its previous "
+                f"{len(history)} one-minute windows."
+            ),
+            message_zh=(
+                f"{exchange_zh(exchange_id)}自 {china_time(start)} 起的一分钟内成交金额达 {cny(amount)} 元"
+                f"（{len(window.trades)} 笔），此前 {len(history)} 个一分钟窗口中{versus_zh}。"
+            ),
+        )

@@ -1,0 +1,333 @@
+"""The worker's engine, free of Faust: a batch of raw messages in, rows and alerts out.
+
+Per batch: decode and validate each message, tell redeliveries from duplicates,
+classify late events, enrich trades and usage from the product book, run the
+detectors, then write everything to ClickHouse (retrying with backoff: while the
+store is down the worker stops consuming) and only then count metrics. Minute
+windows are rebuilt from the stored rows on `flush`. The caller acknowledges a
+batch's offsets only after `flush` returns, so a crash at any moment replays
+what was not yet safely stored, and the redelivery index keeps it from being
+stored or counted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dmm.settings import Settings
+from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
+from sinks import prometheus as metrics
+from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoreError, StoredEvent
+from streams.alerts import AlertLedger
+from streams.book import ProductBook
+from streams.decode import Rejection, decode
+from streams.dedup import EventIndex, Progress
+from streams.detectors import build_detectors
+from streams.detectors.base import Detector, Finding, MarketContext
+from streams.windows import WindowFlusher
+
+log = logging.getLogger("dmm.pipeline")
+
+PROCESSING_ERROR = "processing_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One record read from dm.events, as the broker gave it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+Publish = Callable[[str, bytes | None, bytes], Awaitable[None]]
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, store: Store, publish: Publish) -> None:
+        self.settings = settings
+        self.store = store
+        self.publish = publish
+        self.book = ProductBook()
+        self.ctx = MarketContext(
+            rules=settings.rules, book=self.book, allowed_lateness_ms=settings.allowed_lateness_s * 1000
+        )
+        self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
+        self.progress = Progress(topic=settings.kafka.events_topic)
+        self.windows = WindowFlusher(store)
+        self.detectors: list[Detector] = build_detectors(settings.rules)
+        self.ledger = AlertLedger()
+        self.lock = asyncio.Lock()
+
+    # -- start-up -------------------------------------------------------------------------
+
+    def restore(self) -> None:
+        """Rebuild every piece of in-memory state from ClickHouse, the source of truth."""
+        started = time.monotonic()
+        db = self.store.database
+        row = self.store.rows(
+            "SELECT max(ms) AS watermark FROM ("
+            + " UNION ALL ".join(
+                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {db}.{t}"
+                for t in ("listings", "trades", "usage", "heartbeats")
+            )
+            + ")"
+        )
+        self.ctx.watermark_ms = int(row[0]["watermark"] or 0) if row else 0
+        for listing in self.store.rows(
+            f"SELECT * EXCEPT (late, src_partition, src_offset, ingested_at, list_price), "
+            f"toString(list_price) AS list_price FROM {db}.listings FINAL "
+            "ORDER BY occurred_at, src_partition, src_offset"
+        ):
+            self.book.apply(_listing_from_row(listing))
+        self.index.restore(self.store, self.ctx.watermark_ms)
+        self.progress.restore(self.store)
+        self.windows.restore()
+        for detector in self.detectors:
+            detector.restore(self.store, self.ctx)
+        self.ledger.restore(self.store)
+        metrics.DEDUP_INDEX.set(len(self.index))
+        metrics.WATERMARK.set(self.ctx.watermark_ms / 1000)
+        log.info(
+            "state restored from ClickHouse",
+            extra={
+                "watermark_ms": self.ctx.watermark_ms,
+                "products": len(self.book.by_product),
+                "dedup_index": len(self.index),
+                "partition_marks": self.progress.marks,
+                "stray_offsets": len(self.progress.stray),
+                "dirty_windows": len(self.windows.dirty),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    # -- per batch --------------------------------------------------------------------------
+
+    async def handle(self, messages: Sequence[Message]) -> None:
+        """Process and durably store one batch (does not return until it is stored)."""
+        async with self.lock:
+            rows, counted = self._process(messages)
+            await self._publish(rows)
+            await self._write(rows)
+            self._count(rows, counted)
+
+    async def flush(self) -> int:
+        """Rebuild dirty minute windows; the caller may acknowledge offsets once this returns."""
+        async with self.lock:
+            return await self._retrying("market_1m", lambda: self.windows.flush())
+
+    async def tick(self) -> None:
+        """Wall-clock rules (a live exchange going quiet): run on a timer."""
+        async with self.lock:
+            rows = BatchRows()
+            now_ms = int(time.time() * 1000)
+            for detector in self.detectors:
+                self._admit(rows, detector.tick(self.ctx, now_ms))
+            if rows.alerts:
+                await self._publish(rows)
+                await self._write(rows)
+                self._count(rows, [])
+
+    def _process(self, messages: Sequence[Message]) -> tuple[BatchRows, list[StoredEvent]]:
+        rows = BatchRows()
+        fresh: list[StoredEvent] = []
+        ranges: dict[tuple[str, int], list[int]] = {}
+        for message in messages:
+            ranges.setdefault((message.topic, message.partition), []).append(message.offset)
+            if self.progress.seen(message.partition, message.offset):
+                metrics.REDELIVERED.inc()
+                continue
+            outcome = decode(message.value)
+            if isinstance(outcome, Rejection):
+                rows.rejected.append(
+                    _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)
+                )
+                continue
+            first = self.index.get(outcome.key)
+            if first is not None:
+                rows.duplicates.append(
+                    Duplicate(
+                        message.topic, message.partition, message.offset, outcome.exchange_id,
+                        outcome.event_id, outcome.type, first[0], first[1],
+                    )
+                )
+                continue
+            stored = self._accept(outcome, message, rows)
+            if stored is not None:
+                fresh.append(stored)
+        for detector in self.detectors:
+            self._admit(rows, detector.advance(self.ctx))
+        self.index.prune(self.ctx.watermark_ms)
+        rows.markers = [
+            Marker(topic, partition, min(offsets), max(offsets), len(offsets))
+            for (topic, partition), offsets in ranges.items()
+        ]
+        return rows, fresh
+
+    def _accept(self, event: AnyEvent, message: Message, rows: BatchRows) -> StoredEvent | None:
+        at = occurred_ms(event.occurred_at)
+        late = at < self.ctx.watermark_ms - self.ctx.allowed_lateness_ms
+        if isinstance(event, Listing):
+            self.book.apply(event)
+            dims = self.book.dims(event.exchange_id, event.product_id)
+        elif isinstance(event, Trade | Usage):
+            dims = self.book.dims(event.exchange_id, event.product_id)
+        else:
+            dims = self.book.dims(event.exchange_id, "")
+        self.ctx.late = late
+        findings: list[Finding] = []
+        for detector in self.detectors:
+            try:
+                findings.extend(detector.observe(event, self.ctx))
+            except Exception as exc:  # a poison event must not stop the market's surveillance
+                metrics.DETECTOR_ERRORS.labels(detector=detector.kind).inc()
+                log.exception("detector failed on event", extra={"detector": detector.kind, "event_id": event.event_id})
+                rows.rejected.append(
+                    _rejected(
+                        message,
+                        PROCESSING_ERROR,
+                        f"detector {detector.kind} failed on this event: {type(exc).__name__}: {exc}"[:2000],
+                        event.exchange_id,
+                        event.event_id,
+                    )
+                )
+                return None
+        self._admit(rows, findings)
+        self.index.add(event.key, message.partition, message.offset, at)
+        self.ctx.watermark_ms = max(self.ctx.watermark_ms, at)
+        stored = StoredEvent(event, message.partition, message.offset, late, dims)
+        rows.add(stored)
+        if not late and not isinstance(event, Heartbeat) and not (isinstance(event, Listing) and event.action != "list"):
+            self.windows.touch(at)
+        return stored
+
+    def _admit(self, rows: BatchRows, findings: list[Finding]) -> None:
+        for finding in findings:
+            alert = self.ledger.admit(finding)
+            if alert is not None:
+                rows.alerts.append(alert)
+
+    # -- output -----------------------------------------------------------------------------
+
+    async def _publish(self, rows: BatchRows) -> None:
+        """Alerts and rejections to Kafka before the store: at-least-once, keyed for dedup."""
+        kafka = self.settings.kafka
+        for alert in rows.alerts:
+            await self.publish(kafka.alerts_topic, alert.dedup_key.encode(), alert.to_json())
+        for rejected in rows.rejected:
+            await self.publish(kafka.rejected_topic, rejected.key, _rejected_json(rejected))
+
+    async def _write(self, rows: BatchRows) -> None:
+        for table, batch in rows.tables().items():
+            token = _token(table, rows.markers, batch.num_rows)
+            started = time.perf_counter()
+            await self._retrying(table, lambda t=table, b=batch, k=token: self.store.insert(t, b, k))
+            metrics.STORE_WRITE.labels(table=table).observe(time.perf_counter() - started)
+        for marker in rows.markers:
+            self.progress.advance(marker.partition, marker.last_offset)
+
+    async def _retrying(self, what: str, operation: Callable[[], object]) -> int:
+        """Run a store operation until it succeeds, backing off; consumption waits meanwhile."""
+        delay = 0.1
+        while True:
+            try:
+                result = await asyncio.to_thread(operation)
+                metrics.STORE_BACKPRESSURE.set(0)
+                return result if isinstance(result, int) else 0
+            except StoreError as exc:
+                metrics.STORE_FAILURES.labels(table=what).inc()
+                metrics.STORE_BACKPRESSURE.set(1)
+                log.warning(
+                    "store write failed; retrying (consumption paused)",
+                    extra={"table": what, "retry_in_s": delay, "error": str(exc)[:500]},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.settings.clickhouse.insert_retry_max_s)
+
+    def _count(self, rows: BatchRows, fresh: list[StoredEvent]) -> None:
+        now = time.time()
+        for stored in fresh:
+            event = stored.event
+            metrics.EVENTS.labels(type=event.type, exchange_id=event.exchange_id).inc()
+            metrics.EVENT_LAG.observe(max(0.0, now - occurred_ms(event.occurred_at) / 1000))
+            if stored.late:
+                metrics.LATE.labels(type=event.type).inc()
+            if isinstance(event, Trade):
+                metrics.TRADED_AMOUNT.labels(exchange_id=event.exchange_id, sector=stored.dims.sector).inc(
+                    float(event.amount)
+                )
+            metrics.LAST_EVENT.labels(exchange_id=event.exchange_id).set(
+                max(occurred_ms(event.occurred_at) / 1000, 0)
+            )
+        for rejected in rows.rejected:
+            metrics.REJECTED.labels(reason=rejected.reason).inc()
+        for duplicate in rows.duplicates:
+            metrics.DUPLICATES.labels(type=duplicate.type).inc()
+        for alert in rows.alerts:
+            metrics.ALERTS.labels(kind=alert.kind, severity=alert.severity).inc()
+        if rows.markers:
+            metrics.BATCH_SIZE.observe(sum(m.messages for m in rows.markers))
+        metrics.LAST_BATCH.set(now)
+        metrics.WATERMARK.set(self.ctx.watermark_ms / 1000)
+        metrics.DEDUP_INDEX.set(len(self.index))
+
+
+def _rejected(message: Message, reason: str, detail: str, exchange_id: str, event_id: str) -> Rejected:
+    return Rejected(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        raw=message.value or b"",
+        reason=reason,
+        detail=detail,
+        exchange_id=exchange_id,
+        event_id=event_id,
+    )
+
+
+def _rejected_json(rejected: Rejected) -> bytes:
+    """The dm.rejected record: the message as received (UTF-8 if it was, else base64) and why."""
+    try:
+        raw_text, encoding = rejected.raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        raw_text, encoding = base64.b64encode(rejected.raw).decode(), "base64"
+    return json.dumps(
+        {
+            "reason": rejected.reason,
+            "detail": rejected.detail,
+            "topic": rejected.topic,
+            "partition": rejected.partition,
+            "offset": rejected.offset,
+            "key": rejected.key.decode("utf-8", errors="replace") if rejected.key is not None else None,
+            "raw": raw_text,
+            "raw_encoding": encoding,
+            "exchange_id": rejected.exchange_id or None,
+            "event_id": rejected.event_id or None,
+            "rejected_at": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        },
+        ensure_ascii=False,
+    ).encode()
+
+
+def _token(table: str, markers: list[Marker], rows: int) -> str:
+    """Deterministic per (table, offsets): a retried insert of the same batch is dropped by ClickHouse."""
+    span = ",".join(f"{m.topic}:{m.partition}:{m.first_offset}-{m.last_offset}" for m in markers)
+    return hashlib.sha1(f"{table}|{span}|{rows}".encode()).hexdigest()
+
+
+def _listing_from_row(row: dict[str, object]) -> Listing:
+    data = {k: v for k, v in row.items() if v is not None}
+    data.update(schema="dm.v1", type="listing", high_quality=bool(row["high_quality"]))
+    data["occurred_at"] = str(row["occurred_at"]).replace(" ", "T") + "Z"
+    return Listing.model_validate(data)

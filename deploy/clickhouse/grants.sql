@@ -12,6 +12,12 @@
 --   aggregate and alerts (INSERT), and reads them back for aggregation, dedup
 --   recovery and `dmm sql` (SELECT). No ALTER, DROP, TRUNCATE or OPTIMIZE.
 -- dmm_reader: dashboards and regulators; SELECT only, in a readonly=1 profile.
+-- Roles are granted after the user exists; a new user's default roles are ALL
+-- granted roles, so they are active on login.
+
+-- Created here too so the users' DEFAULT DATABASE exists before the worker's
+-- first start (the worker's own CREATE DATABASE IF NOT EXISTS is then a no-op).
+CREATE DATABASE IF NOT EXISTS datamarket;
 
 CREATE ROLE IF NOT EXISTS dmm_writer;
 GRANT CREATE DATABASE ON datamarket.* TO dmm_writer;
@@ -37,14 +43,12 @@ CREATE SETTINGS PROFILE IF NOT EXISTS dmm_readonly SETTINGS
 
 CREATE USER IF NOT EXISTS dmm_worker
     IDENTIFIED WITH sha256_hash BY '__DMM_WORKER_PASSWORD_SHA256__'
-    DEFAULT ROLE dmm_writer
     DEFAULT DATABASE datamarket
     SETTINGS PROFILE 'dmm_worker_profile';
 GRANT dmm_writer TO dmm_worker;
 
 CREATE USER IF NOT EXISTS dmm_reader
     IDENTIFIED WITH sha256_hash BY '__DMM_READER_PASSWORD_SHA256__'
-    DEFAULT ROLE dmm_read
     DEFAULT DATABASE datamarket
     SETTINGS PROFILE 'dmm_readonly';
 GRANT dmm_read TO dmm_reader;

@@ -6,6 +6,8 @@ import re
 import subprocess
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from ._util import DEPLOY, SCHEMA_SQL
 
 CH = DEPLOY / "clickhouse"
@@ -67,14 +69,29 @@ def statements():
 
 
 def test_grants_parse_as_statements_on_datamarket_only():
-    allowed = re.compile(r"^(CREATE ROLE IF NOT EXISTS|CREATE USER IF NOT EXISTS|CREATE SETTINGS PROFILE IF NOT EXISTS|GRANT) ")
+    allowed = re.compile(
+        r"^(CREATE DATABASE IF NOT EXISTS datamarket$"
+        r"|(CREATE ROLE IF NOT EXISTS|CREATE USER IF NOT EXISTS|CREATE SETTINGS PROFILE IF NOT EXISTS|GRANT) )"
+    )
     for stmt in statements():
         assert allowed.match(stmt), f"unexpected statement kind: {stmt[:60]}"
+        if stmt.startswith("CREATE DATABASE"):
+            continue
         for obj in re.findall(r"\bON\s+(\S+)", stmt):
             assert obj == "datamarket.*" or obj.startswith("datamarket."), f"grant on {obj}: {stmt}"
         assert "*.*" not in stmt
         assert not re.search(r"\bGRANT\s+ALL\b", stmt, re.I)
         assert "WITH GRANT OPTION" not in stmt.upper()
+
+
+def test_grants_are_valid_clickhouse_sql():
+    chdb = pytest.importorskip("chdb")
+    for stmt in statements():
+        literal = stmt.replace("\\", "\\\\").replace("'", "\\'")
+        try:
+            chdb.query(f"SELECT formatQuery('{literal}')", "TSVRaw")
+        except Exception as exc:  # noqa: BLE001 - name the statement
+            pytest.fail(f"ClickHouse cannot parse {stmt!r}: {exc}")
 
 
 def _privileges(role: str) -> set[str]:

@@ -4,13 +4,13 @@
 # users from /etc/dmm/grants.sql with the passwords from the environment.
 set -euo pipefail
 
-: "${DMM_WORKER_PASSWORD:?set DMM_WORKER_PASSWORD (the dmm_worker ClickHouse password)}"
-: "${DMM_READER_PASSWORD:?set DMM_READER_PASSWORD (the dmm_reader ClickHouse password)}"
+: "${CLICKHOUSE_WORKER_PASSWORD:?set CLICKHOUSE_WORKER_PASSWORD (the dmm_worker ClickHouse password)}"
+: "${CLICKHOUSE_READER_PASSWORD:?set CLICKHOUSE_READER_PASSWORD (the dmm_reader ClickHouse password)}"
 
 sha() { printf %s "$1" | sha256sum | cut -d' ' -f1; }
 
-sed -e "s/__DMM_WORKER_PASSWORD_SHA256__/$(sha "$DMM_WORKER_PASSWORD")/" \
-    -e "s/__DMM_READER_PASSWORD_SHA256__/$(sha "$DMM_READER_PASSWORD")/" \
+sed -e "s/__DMM_WORKER_PASSWORD_SHA256__/$(sha "$CLICKHOUSE_WORKER_PASSWORD")/" \
+    -e "s/__DMM_READER_PASSWORD_SHA256__/$(sha "$CLICKHOUSE_READER_PASSWORD")/" \
     /etc/dmm/grants.sql \
   | clickhouse client --user "${CLICKHOUSE_USER:-default}" --password "${CLICKHOUSE_PASSWORD:-}" --multiquery
 echo "dmm users created"

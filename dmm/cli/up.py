@@ -1,0 +1,87 @@
+"""`dmm up`: the whole monitor on this machine, in the foreground, until Ctrl-C."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import typer
+from rich.panel import Panel
+
+from dmm.cli.app import app, console, err_console
+from dmm.settings import Settings, get_settings
+
+
+@app.command()
+def up(
+    simulate: bool = typer.Option(True, "--simulate/--no-simulate", help="generate market traffic of its own"),
+    rate: float = typer.Option(5.0, help="simulated business events per simulated second"),
+    time_scale: float = typer.Option(1.0, help="simulated seconds per wall-clock second"),
+    seed: int = typer.Option(1, help="simulator seed (same seed, same market)"),
+    workdir: Path = typer.Option(Path(".dmm"), help="logs and, by default, the embedded store"),
+) -> None:
+    """Run the embedded stack: Tansu broker, worker, embedded ClickHouse, /metrics (and the simulator)."""
+    from dmm.broker import BrokerError
+    from dmm.stack import EmbeddedStack
+
+    settings = get_settings()
+    console.print(f"[bold]Starting Data Market Monitor[/] (broker {settings.kafka.bootstrap}, logs in {workdir}/)")
+    try:
+        stack = EmbeddedStack(settings, workdir).__enter__()
+    except (BrokerError, RuntimeError, OSError) as exc:
+        err_console.print(f"[red]could not start the stack:[/] {exc}")
+        raise typer.Exit(1) from exc
+    stop = threading.Event()
+    simulator = threading.Thread(target=_simulate, args=(settings, rate, time_scale, seed, stop), daemon=True)
+    if simulate:
+        simulator.start()
+    store = settings.clickhouse.url or f"embedded chdb at {settings.clickhouse.chdb_path}"
+    console.print(
+        Panel.fit(
+            f"[green]running[/]\n"
+            f"metrics:   http://{settings.web_host}:{settings.web_port}/metrics\n"
+            f"status:    http://{settings.web_host}:{settings.web_port}/api/status\n"
+            f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"
+            f"store:     {store}\n"
+            f"simulator: {'on, ' + str(rate) + ' events/s x' + str(time_scale) if simulate else 'off'}\n\n"
+            f"query:     dmm sql \"SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1 ORDER BY 2 DESC\"\n"
+            f"alerts:    dmm alerts list\n"
+            f"send:      dmm replay events.jsonl\n"
+            f"worker log: {stack.worker_log}\n\n"
+            f"Ctrl-C stops everything.",
+            title="Data Market Monitor",
+        )
+    )
+    try:
+        while stack.worker is not None and stack.worker.poll() is None:
+            stop.wait(1.0)
+        err_console.print(f"[red]the worker exited[/]; last log lines:\n{stack.worker_log_tail()}")
+    except KeyboardInterrupt:
+        console.print("stopping…")
+    finally:
+        stop.set()
+        stack.stop()
+        console.print("[green]stopped[/]")
+
+
+def _simulate(settings: Settings, rate: float, time_scale: float, seed: int, stop: threading.Event) -> None:
+    """Publish an endless simulated market, paced by event time, until `stop` is set."""
+    from dmm.producer import EventProducer
+    from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
+
+    simulation = MarketSimulator(SimulationConfig(seed=seed, duration_s=None, rate=rate))
+    with EventProducer(settings.kafka) as producer:
+
+        def publish(key: bytes, value: bytes) -> None:
+            if stop.is_set():
+                raise _Stopped
+            producer.publish_raw(value, key)
+
+        try:
+            publish_live(simulation, publish, time_scale)
+        except _Stopped:
+            pass
+
+
+class _Stopped(Exception):
+    """The stack is shutting down."""

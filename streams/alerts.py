@@ -1,0 +1,158 @@
+"""The AlertLedger: findings in, alerts out, one alert per incident across restarts and replays.
+
+Detectors may state the same incident many times (each new trade of an unlisted
+product that day, each reprice while a price gap stays open, a re-check after a
+restart); the ledger raises it once, keyed by the finding's dedup key, and
+drops the rest. It remembers the keys alerted within a horizon (default 7 days
+of processing time), rebuilt on start from the `alerts` table, so a restart or a
+replay of old events does not alert an incident again.
+
+Lifecycle (table `alert_actions`, written by `dmm alerts ack|resolve`): an
+alert is *open*, *acked* (someone is on it; still one incident) or *resolved*
+(closed). A resolved incident that recurs is a new alert: when a finding comes
+for a key whose latest alert is resolved, and its evidence names an event the
+resolved alert did not, the ledger raises a new alert under `<key>#2` (then
+`#3`, ...), with its own alert_id, lifecycle and evidence. A finding that only
+repeats the resolved evidence (a restart, a replay) stays dropped. The ledger
+learns of resolutions on `restore` and on `sync`, which the worker runs on a
+timer (actions are written by the CLI or the worker's HTTP API).
+
+Alerts are counted in `dmm_alerts_total{kind,severity}` by the pipeline once they
+are stored, not here, so a batch whose write is retried is counted once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from models import SEVERITY, Alert
+from sinks.clickhouse import Store
+from streams.detectors.base import Finding
+from streams.detectors.recovery import since
+
+DEFAULT_HORIZON_S = 7 * 24 * 3600
+_RECURRENCE = re.compile(r"^(?P<base>.+)#(?P<n>[2-9]|[1-9]\d+)$")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class Incident:
+    """The latest alert raised for one base dedup key."""
+
+    dedup_key: str  # `base` for the first occurrence, `base#n` for the n-th
+    occurrence: int
+    event_ids: frozenset[str]
+    resolved: bool
+    seen_ms: int  # processing time the incident was last stated (alerted or dropped)
+
+
+def alert_id(dedup_key: str) -> str:
+    """Deterministic, so the same incident has the same id in Kafka, ClickHouse and every replay."""
+    return "a-" + hashlib.sha1(dedup_key.encode()).hexdigest()[:12]
+
+
+def split_occurrence(dedup_key: str) -> tuple[str, int]:
+    """`key#3` -> (`key`, 3); a key without a recurrence suffix is occurrence 1."""
+    match = _RECURRENCE.match(dedup_key)
+    return (match["base"], int(match["n"])) if match else (dedup_key, 1)
+
+
+def from_ms(ms: int | None) -> datetime | None:
+    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
+
+
+class AlertLedger:
+    def __init__(self, horizon_s: int = DEFAULT_HORIZON_S) -> None:
+        self.horizon_ms = horizon_s * 1000
+        self._incidents: OrderedDict[str, Incident] = OrderedDict()  # base key -> incident, least recent first
+        self._actions_through: datetime = _EPOCH  # `at` of the latest action read from the store
+
+    def __len__(self) -> int:
+        return len(self._incidents)
+
+    def admit(self, finding: Finding, now: datetime | None = None) -> Alert | None:
+        """The alert for this finding, or None if its incident was already alerted."""
+        now = now or datetime.now(UTC)
+        now_ms = _ms(now)
+        self._forget(now_ms)
+        base = finding.dedup_key
+        incident = self._incidents.get(base)
+        if incident is not None:
+            incident.seen_ms = now_ms
+            self._incidents.move_to_end(base)
+            if not incident.resolved or set(finding.event_ids) <= incident.event_ids:
+                return None
+        occurrence = 1 if incident is None else incident.occurrence + 1
+        dedup_key = base if occurrence == 1 else f"{base}#{occurrence}"
+        self._incidents[base] = Incident(dedup_key, occurrence, frozenset(finding.event_ids), False, now_ms)
+        self._incidents.move_to_end(base)
+        return Alert(
+            alert_id=alert_id(dedup_key),
+            kind=finding.kind,
+            severity=SEVERITY[finding.kind],
+            exchange_id=finding.exchange_id,
+            product_id=finding.product_id,
+            parties=finding.parties,
+            event_ids=finding.event_ids,
+            score=finding.score,
+            window_start=from_ms(finding.window_start_ms),
+            window_end=from_ms(finding.window_end_ms),
+            detected_at=now,
+            dedup_key=dedup_key,
+            message=finding.message,
+            message_zh=finding.message_zh,
+        )
+
+    def resolved(self, dedup_key: str) -> None:
+        """Mark an alert resolved (its incident may now recur as a new alert)."""
+        base, _ = split_occurrence(dedup_key)
+        incident = self._incidents.get(base)
+        if incident is not None and incident.dedup_key == dedup_key:
+            incident.resolved = True
+
+    def restore(self, store: Store, now: datetime | None = None) -> None:
+        """Reload the incidents alerted within the horizon, and which of them are resolved."""
+        now = now or datetime.now(UTC)
+        self._incidents.clear()
+        horizon = since(_ms(now) - self.horizon_ms)
+        rows = store.rows(
+            "SELECT dedup_key, event_ids, toUnixTimestamp64Milli(detected_at) AS detected_ms "
+            f"FROM {store.database}.alerts FINAL WHERE detected_at >= {horizon} ORDER BY detected_at, dedup_key"
+        )
+        for row in rows:
+            base, occurrence = split_occurrence(row["dedup_key"])
+            known = self._incidents.get(base)
+            if known is None or occurrence >= known.occurrence:
+                self._incidents[base] = Incident(
+                    row["dedup_key"], occurrence, frozenset(row["event_ids"]), False, int(row["detected_ms"])
+                )
+                self._incidents.move_to_end(base)
+        self._actions_through = _EPOCH
+        self.sync(store)
+
+    def sync(self, store: Store) -> None:
+        """Pick up resolutions recorded since the last sync (by the CLI or the HTTP API)."""
+        rows = store.rows(
+            "SELECT dedup_key, toUnixTimestamp64Milli(at) AS at_ms FROM "
+            f"{store.database}.alert_actions WHERE action = 'resolve' AND at >= {since(_ms(self._actions_through))} "
+            "ORDER BY at"
+        )
+        for row in rows:
+            self.resolved(row["dedup_key"])
+            self._actions_through = max(self._actions_through, from_ms(int(row["at_ms"])) or _EPOCH)
+
+    def _forget(self, now_ms: int) -> None:
+        """Bounded memory: drop incidents not stated within the horizon (least recent first)."""
+        while self._incidents:
+            oldest = next(iter(self._incidents.values()))
+            if oldest.seen_ms >= now_ms - self.horizon_ms:
+                break
+            self._incidents.popitem(last=False)
+
+
+def _ms(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(milliseconds=1)

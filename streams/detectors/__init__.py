@@ -1,0 +1,47 @@
+"""The eight surveillance rules of the contract, one module each, built from the rule settings."""
+
+from __future__ import annotations
+
+from dmm.settings import RuleSettings
+from streams.detectors.base import Detector, EventTimeDetector, Finding, MarketContext
+from streams.detectors.exchange_silent import ExchangeSilent
+from streams.detectors.price_gap import CrossExchangePriceGap
+from streams.detectors.price_outlier import PriceOutlier
+from streams.detectors.pricing_policy import PricingPolicy
+from streams.detectors.self_dealing import SelfDealing
+from streams.detectors.unlisted_product import UnlistedProduct
+from streams.detectors.volume_spike import VolumeSpike
+from streams.detectors.wash_trading import WashTrading
+
+
+def build_detectors(rules: RuleSettings) -> list[Detector]:
+    """One instance of every enabled rule. Thresholds are read from `MarketContext.rules` at each call."""
+    detectors: list[Detector] = [
+        SelfDealing(),
+        WashTrading(),
+        PricingPolicy(),
+        PriceOutlier(),
+        CrossExchangePriceGap(),
+        VolumeSpike(),
+        ExchangeSilent(),
+    ]
+    if rules.unlisted_product_enabled:
+        detectors.insert(2, UnlistedProduct())
+    return detectors
+
+
+__all__ = [
+    "CrossExchangePriceGap",
+    "Detector",
+    "EventTimeDetector",
+    "ExchangeSilent",
+    "Finding",
+    "MarketContext",
+    "PriceOutlier",
+    "PricingPolicy",
+    "SelfDealing",
+    "UnlistedProduct",
+    "VolumeSpike",
+    "WashTrading",
+    "build_detectors",
+]

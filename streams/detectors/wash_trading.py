@@ -1,0 +1,201 @@
+"""`wash_trading`: trades of one product that carry it back to its first seller (A→B→A, A→B→C→A).
+
+A trade is a leg seller → buyer. Per (exchange, product), the legs of the last
+24 h of event time form a graph; a new leg is searched for a cycle through it
+among at most 3 distinct parties, whose legs, read from the first seller, are in
+event-time order and span at most 24 h. Self-trades (A→A) are `self_dealing`,
+not legs. A leg closes at most one cycle (the tightest) and a leg in an alerted
+cycle is used up, so one cycle, one alert; the dedup key is a digest of the
+cycle's event ids. Legs are kept per exchange because the alert names one
+exchange and event ids are only unique per exchange. State is bounded: legs
+older than 24 h before the watermark are dropped, and a leg that arrives that
+late is ignored.
+
+Restore: the legs of the last 24 h from `trades`, minus those already used in a
+`wash_trading` alert (their event ids in `alerts`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from models import AlertKind, AnyEvent, Trade, occurred_ms
+from sinks.clickhouse import Store
+from streams.detectors.base import EventTimeDetector, Finding, MarketContext
+from streams.detectors.recovery import recent_trades, stored_alerts
+from streams.detectors.wording import cny, exchange_en, exchange_zh, span_en, span_zh
+
+CANDIDATES_PER_HOP = 16  # legs tried per step of a path, nearest in time first (bounds the search)
+
+Legs = dict[str, dict[str, dict[str, "Leg"]]]  # seller -> buyer -> event_id -> leg
+
+
+@dataclass(frozen=True, slots=True)
+class Leg:
+    at_ms: int
+    event_id: str
+    trade_id: str
+    seller_id: str
+    buyer_id: str
+    amount: Decimal
+
+    @classmethod
+    def of(cls, trade: Trade) -> Leg:
+        return cls(
+            occurred_ms(trade.occurred_at), trade.event_id, trade.trade_id, trade.seller_id, trade.buyer_id,
+            trade.amount,
+        )
+
+
+def in_cycle_order(legs: list[Leg]) -> list[Leg] | None:
+    """The legs rotated to start at the first seller, or None if no rotation is in event-time order."""
+    times = [leg.at_ms for leg in legs]
+    descents = [i for i in range(len(legs)) if times[i] > times[(i + 1) % len(legs)]]
+    if len(descents) > 1:
+        return None
+    if descents:
+        start = (descents[0] + 1) % len(legs)
+    else:  # all at the same instant: any rotation is in order; pick one deterministically
+        start = min(range(len(legs)), key=lambda i: legs[i].event_id)
+    return legs[start:] + legs[:start]
+
+
+class WashTrading(EventTimeDetector):
+    kind: AlertKind = "wash_trading"
+
+    def __init__(self) -> None:
+        self._legs: dict[tuple[str, str], Legs] = {}
+        self._expiry: list[tuple[int, str, str, str, str, str]] = []  # (at, exchange, product, seller, buyer, id)
+
+    @property
+    def legs(self) -> int:
+        return sum(len(by_id) for graph in self._legs.values() for to in graph.values() for by_id in to.values())
+
+    def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
+        if not isinstance(event, Trade) or event.buyer_id == event.seller_id:
+            return []
+        leg = Leg.of(event)
+        window = ctx.rules.wash_trading_window_s * 1000
+        if leg.at_ms < ctx.watermark_ms - window:
+            return []
+        graph = self._legs.setdefault((event.exchange_id, event.product_id), {})
+        cycle = self._tightest_cycle(graph, leg, ctx.rules.wash_trading_max_parties, window)
+        if cycle is None:
+            self._add(event.exchange_id, event.product_id, graph, leg)
+            return []
+        for used in cycle:
+            _remove(graph, used)
+        if not graph:
+            del self._legs[(event.exchange_id, event.product_id)]
+        return [self._finding(event.exchange_id, event.product_id, cycle)]
+
+    def advance(self, ctx: MarketContext) -> list[Finding]:
+        horizon = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        while self._expiry and self._expiry[0][0] < horizon:
+            _, exchange_id, product_id, seller, buyer, event_id = heapq.heappop(self._expiry)
+            graph = self._legs.get((exchange_id, product_id))
+            if graph is None:
+                continue
+            leg = graph.get(seller, {}).get(buyer, {}).get(event_id)
+            if leg is not None:
+                _remove(graph, leg)
+            if not graph:
+                del self._legs[(exchange_id, product_id)]
+        return []
+
+    def restore(self, store: Store, ctx: MarketContext) -> None:
+        self._legs.clear()
+        self._expiry.clear()
+        since = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        used = {
+            (alert.exchange_id, event_id)
+            for alert in stored_alerts(store, self.kind, since)
+            for event_id in alert.event_ids
+        }
+        for stored in recent_trades(store, since):
+            trade = stored.trade
+            if trade.buyer_id != trade.seller_id and (trade.exchange_id, trade.event_id) not in used:
+                graph = self._legs.setdefault((trade.exchange_id, trade.product_id), {})
+                self._add(trade.exchange_id, trade.product_id, graph, Leg.of(trade))
+
+    def _add(self, exchange_id: str, product_id: str, graph: Legs, leg: Leg) -> None:
+        graph.setdefault(leg.seller_id, {}).setdefault(leg.buyer_id, {})[leg.event_id] = leg
+        heapq.heappush(
+            self._expiry, (leg.at_ms, exchange_id, product_id, leg.seller_id, leg.buyer_id, leg.event_id)
+        )
+
+    def _tightest_cycle(self, graph: Legs, leg: Leg, max_parties: int, window: int) -> list[Leg] | None:
+        """Among cycles through `leg`, the one spanning the least time (ties: by event ids), in cycle order."""
+        best: tuple[int, list[str], list[Leg]] | None = None
+        for legs in _cycles_through(graph, leg, max_parties, window):
+            ordered = in_cycle_order(legs)
+            if ordered is None:
+                continue
+            rank = (max(x.at_ms for x in legs) - min(x.at_ms for x in legs), [x.event_id for x in ordered])
+            if best is None or rank < best[:2]:
+                best = (*rank, ordered)
+        return best[2] if best is not None else None
+
+    def _finding(self, exchange_id: str, product_id: str, cycle: list[Leg]) -> Finding:
+        event_ids = [leg.event_id for leg in cycle]
+        digest = hashlib.sha1("\n".join(event_ids).encode()).hexdigest()[:12]
+        parties = [leg.seller_id for leg in cycle]
+        loop = " → ".join([*parties, parties[0]])
+        trades = ", ".join(leg.trade_id for leg in cycle)
+        total = sum((leg.amount for leg in cycle), Decimal(0))
+        start, end = cycle[0].at_ms, cycle[-1].at_ms
+        return Finding(
+            kind=self.kind,
+            dedup_key=f"wash_trading:{exchange_id}:{product_id}:{digest}",
+            exchange_id=exchange_id,
+            product_id=product_id,
+            parties=parties,
+            event_ids=event_ids,
+            score=1.0,
+            window_start_ms=start,
+            window_end_ms=end,
+            message=(
+                f"Product {product_id} on {exchange_en(exchange_id)} was traded in a closed loop {loop} within "
+                f"{span_en(end - start)} (trades {trades}; {cny(total)} CNY in total), returning it to its first "
+                "seller."
+            ),
+            message_zh=(
+                f"产品 {product_id} 在{exchange_zh(exchange_id)}于 {span_zh(end - start)}内形成闭环交易 {loop}"
+                f"（成交 {trades}，合计 {cny(total)} 元），产品回到了最初的卖方手中。"
+            ),
+        )
+
+
+def _cycles_through(graph: Legs, leg: Leg, max_parties: int, window: int) -> Iterator[list[Leg]]:
+    """Every cycle of distinct parties through `leg` (as legs from `leg` onwards) within one window."""
+
+    def extend(path: list[Leg], parties: list[str], lo: int, hi: int) -> Iterator[list[Leg]]:
+        for buyer, by_id in sorted(graph.get(path[-1].buyer_id, {}).items()):
+            closes = buyer == leg.seller_id
+            if not closes and (buyer in parties or len(parties) >= max_parties):
+                continue
+            candidates = sorted(by_id.values(), key=lambda x: (abs(x.at_ms - leg.at_ms), x.event_id))
+            for step in candidates[:CANDIDATES_PER_HOP]:
+                low, high = min(lo, step.at_ms), max(hi, step.at_ms)
+                if high - low > window:
+                    continue
+                if closes:
+                    yield [*path, step]
+                else:
+                    yield from extend([*path, step], [*parties, buyer], low, high)
+
+    yield from extend([leg], [leg.seller_id, leg.buyer_id], leg.at_ms, leg.at_ms)
+
+
+def _remove(graph: Legs, leg: Leg) -> None:
+    to = graph.get(leg.seller_id, {})
+    by_id = to.get(leg.buyer_id, {})
+    by_id.pop(leg.event_id, None)
+    if not by_id:
+        to.pop(leg.buyer_id, None)
+    if not to:
+        graph.pop(leg.seller_id, None)

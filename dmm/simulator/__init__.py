@@ -9,8 +9,8 @@
 Clean traffic breaks none of the contract's eight alert rules at their default thresholds;
 each injection adds exactly one incident of its kind, listed in the ground truth.
 
-Sources
--------
+Sources (figures as quoted in press coverage of the statements)
+---------------------------------------------------------------
 - National Data Administration (国家数据局), statements on the 2024 national data market
   (Digital China Development Report 2024, released 2025): data trading scale above
   160 billion CNY in 2024, up more than 30% a year; on-exchange trading (incl. trades
@@ -29,12 +29,13 @@ How they map to rates (`figures.py`):
   toward finance, manufacturing, transport and commerce.
 - Scale: 30 billion CNY a year on exchanges is ~57,000 CNY per minute nationally and
   160 billion ~300,000. At the default rate (1 business event per simulated second) the
-  simulated exchanges trade a few hundred thousand CNY per simulated minute, i.e. the
-  whole market's run rate, with more and smaller tickets than real life so that a short
-  scenario has enough trades; every exchange stays under 60,000 CNY per minute, which is
-  also what keeps clean traffic free of volume spikes.
+  simulated exchanges together trade about 200,000 CNY per simulated minute, between the
+  two, with more and smaller tickets than real life so that a short scenario has enough
+  trades. No exchange exceeds 60,000 CNY in a minute (0.6x the volume-spike minimum),
+  which keeps clean traffic free of volume spikes; at higher rates the trades held back
+  become usage metering, so the event rate still holds.
 - High-quality datasets are about a third of datasets, priced at a premium and bought
-  2.5x as often, so they carry a large share of traded value.
+  2.5x as often, so they carry about half of traded value.
 - Trades are 80% on exchange, 20% off-exchange registered; purposes follow the buyer
   (enterprises commercial, institutes research, government organs public governance).
 """

@@ -14,10 +14,10 @@ Action = Callable[[int], None]
 
 
 class Agenda:
-    def __init__(self) -> None:
+    def __init__(self, start_ms: int) -> None:
         self._heap: list[tuple[int, int, Action]] = []
         self._order = itertools.count()
-        self.now = 0
+        self.now = start_ms
 
     def at(self, ms: int, action: Action) -> None:
         """Run `action(ms)` when event time reaches `ms`; the past cannot be scheduled."""

@@ -218,7 +218,8 @@ class Injector:
             quantity=1,
             purpose="commercial",
         )
-        note = f"traded on {code}, listed only on {', '.join(l.exchange_id for l in self.market.listings_of(product.product_id))}"
+        listed_on = ", ".join(listing.exchange_id for listing in self.market.listings_of(product.product_id))
+        note = f"traded on {code}, listed only on {listed_on}"
         self._record(Incident.spanning("unlisted_product", code, product.product_id, [(event_id, ms)], note))
         return True
 
@@ -248,8 +249,8 @@ class Injector:
             purpose="public_governance",
         )
         note = f"public_governance purchase of conditional_free public data charged {listing.price} CNY"
-        record = Incident.spanning("pricing_policy_violation", listing.exchange_id, listing.product.product_id, [(event_id, ms)], note)
-        self._record(record)
+        kind, product_id = "pricing_policy_violation", listing.product.product_id
+        self._record(Incident.spanning(kind, listing.exchange_id, product_id, [(event_id, ms)], note))
         return True
 
     def _price_outlier(self, ms: int, variant: int) -> bool:
@@ -273,7 +274,8 @@ class Injector:
             purpose="commercial",
         )
         note = f"{'high' if high else 'low'}: price {price} vs list price {listing.price} CNY"
-        self._record(Incident.spanning("price_outlier", listing.exchange_id, listing.product.product_id, [(event_id, ms)], note))
+        product_id = listing.product.product_id
+        self._record(Incident.spanning("price_outlier", listing.exchange_id, product_id, [(event_id, ms)], note))
         return True
 
     def _cross_exchange_price_gap(self, ms: int, variant: int) -> bool:

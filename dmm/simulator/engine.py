@@ -65,8 +65,7 @@ class MarketSimulator:
         self.end_ms = None if config.duration_s is None else self.start_ms + round(config.duration_s * 1_000)
         self._rate = config.rate
         self._rng = random.Random(config.seed)
-        self._agenda = Agenda()
-        self._agenda.now = self.start_ms
+        self._agenda = Agenda(self.start_ms)
         self._tape = Tape()
         market = Market.build(self._rng)
         venues = Venues(market, self._tape, MinuteLedger(config.rules.volume_spike_history_windows))

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Final
-
-# 2024 on-exchange trading (incl. trades registered with an exchange): about 30 billion CNY,
-# twice 2023. The whole market (incl. off-exchange) was above 160 billion CNY, up > 30%.
-ON_EXCHANGE_CNY_PER_YEAR: Final = Decimal(30_000_000_000)
-MARKET_CNY_PER_YEAR: Final = Decimal(160_000_000_000)
 
 # Share of traded value per exchange. The four national hubs lead (Shanghai, Shenzhen,
 # Beijing, Guiyang), then Guangzhou and the Zhejiang/Chongqing centres, then regional platforms.

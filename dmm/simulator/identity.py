@@ -13,7 +13,6 @@ from typing import Final, Literal
 USCC_ALPHABET: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 _USCC_WEIGHTS: Final = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
 _ORG_WEIGHTS: Final = (3, 7, 9, 10, 5, 8, 4, 2)
-_ORG_BODY: Final = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
 # Administrative division codes of the exchanges' cities (municipalities use the province code).
 CITY_CODES: Final[dict[str, str]] = {
@@ -50,7 +49,8 @@ _ENTITY_PREFIX: Final[dict[Kind, str]] = {"enterprise": "91", "institute": "12",
 def _org_code(rng: random.Random, kind: Kind) -> str:
     """Nine-character organisation code (GB 11714) with its check character."""
     head = "MA" if kind == "enterprise" else rng.choice("01")
-    body = head + "".join(rng.choice(_ORG_BODY) for _ in range(8 - len(head)))
+    # Drawn from the USCC alphabet so the code stays valid inside a credit code.
+    body = head + "".join(rng.choice(USCC_ALPHABET) for _ in range(8 - len(head)))
     total = sum(_org_value(char) * weight for char, weight in zip(body, _ORG_WEIGHTS, strict=True))
     check = 11 - total % 11
     return body + {10: "X", 11: "0"}.get(check, str(check))

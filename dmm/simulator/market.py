@@ -152,7 +152,8 @@ class Market:
         """Free products stay on their home exchange: 0 vs 0 would read as an infinite gap."""
         if product.pricing == "free" and exchange_id != product.home:
             return False
-        return (product.product_id, exchange_id) not in self.closed and product.product_id not in self.active[exchange_id]
+        pair = (product.product_id, exchange_id)
+        return pair not in self.closed and product.product_id not in self.active[exchange_id]
 
     def listings_of(self, product_id: str) -> list[Listing]:
         return [listing for listed in self.active.values() if (listing := listed.get(product_id)) is not None]

@@ -41,22 +41,23 @@ class CleanTraffic:
     def arrive(self, ms: int) -> None:
         """One arrival of the market's business-event process."""
         activity = pick(self.rng, figures.ACTIVITY_WEIGHTS)
-        if activity == "usage" and self.meter(ms):
-            return
         if activity == "listing":
             self.change_listing(ms)
-        else:
-            self.trade(ms)
+        elif activity == "usage":
+            if not self.meter(ms):
+                self.trade(ms)
+        elif not self.trade(ms):
+            self.meter(ms)  # a trade the volume cap holds back becomes metering: the rate holds
 
     def sending(self, ms: int) -> list[str]:
         """Exchanges not silent at `ms`, in registry order."""
         return [code for code in figures.EXCHANGE_WEIGHTS if not self.tape.is_silent(code, ms)]
 
-    def trade(self, ms: int) -> None:
-        """A buyer buys an active listing near its list price, if the exchange's minute has room."""
+    def trade(self, ms: int) -> bool:
+        """A buyer buys an active listing near its list price; False if the exchange's minute is full."""
         open_ = {code: figures.EXCHANGE_WEIGHTS[code] for code in self.sending(ms) if self.market.active[code]}
         if not open_:
-            return
+            return False
         code = pick(self.rng, open_)
         listings = list(self.market.active[code].values())
         listing = self.rng.choices(listings, weights=[item.product.demand for item in listings])[0]
@@ -68,7 +69,7 @@ class CleanTraffic:
         if price * quantity > room:
             quantity = 1
         if price > room:
-            return  # this exchange already trades its steady volume this minute
+            return False  # this exchange already trades its steady volume this minute
         venue = "on_exchange" if self.rng.random() < figures.ON_EXCHANGE_SHARE else "off_exchange_registered"
         product = listing.product
         self.venues.trade(
@@ -84,6 +85,7 @@ class CleanTraffic:
         )
         if product.category in _METERED:
             self.entitlements.append((code, product.product_id, buyer.code))
+        return True
 
     def _price(self, listing: Listing, purpose: str) -> Decimal:
         """Free data costs nothing; conditionally free data is free for public governance."""
@@ -139,7 +141,9 @@ class CleanTraffic:
             listing for code in sending for listing in self.market.active[code].values() if not listing.product.frozen
         ]
         if change == "delist":
-            changeable = [item for item in changeable if len(self.market.active[item.exchange_id]) > _MIN_ACTIVE_PER_EXCHANGE]
+            changeable = [
+                item for item in changeable if len(self.market.active[item.exchange_id]) > _MIN_ACTIVE_PER_EXCHANGE
+            ]
         else:
             changeable = [item for item in changeable if item.product.pricing != "free"]
         if not changeable:

@@ -2,14 +2,17 @@
 
 Event-time rule (replays and live alike): an exchange seen before whose latest
 `occurred_at` is more than 120 s behind the market watermark (the latest
-`occurred_at` from any exchange). Checked after every batch.
+`occurred_at` from any exchange). Checked at every event, against the watermark
+that event makes (a silence may start and end within one batch), and after
+every batch.
 
 Live rule (`tick`, wall clock, only if `rules.exchange_silent_wallclock`): an
 exchange from which nothing arrived for 120 s of wall-clock time, while another
-exchange sent something after those 120 s had passed. It applies only while the
-feed is live, i.e. the watermark is within 120 s of the wall clock. Both guards
-keep a replay from tripping it: a replay's event times are not near the wall
-clock, and at full speed every exchange of the file stops at the same moment.
+exchange kept sending live events: it sent something after those 120 s had
+passed, stamped within 120 s of the wall clock. It catches what event time
+cannot, e.g. an exchange whose clock runs ahead and then stops. The "live"
+guard keeps a replay from tripping it (a replayed file's event times are not
+near the wall clock), and at full speed every exchange of a file stops at once.
 
 Both rules share one episode per exchange: a silence starts at the exchange's
 latest event time (the dedup key holds it, so the two rules never alert the same
@@ -58,20 +61,24 @@ class ExchangeSilent:
         elif at > sender.last_ms:
             sender.last_ms, sender.last_event_id = at, event.event_id
         sender.arrivals += 1
-        return []
+        return self._behind(max(ctx.watermark_ms, at), ctx)
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
+        return self._behind(ctx.watermark_ms, ctx)
+
+    def _behind(self, watermark_ms: int, ctx: MarketContext) -> list[Finding]:
+        """Open and close silences against the watermark as it stands after the latest event."""
         limit = ctx.rules.exchange_silent_s * 1000
         findings: list[Finding] = []
         for exchange_id in sorted(self._senders):
             sender = self._senders[exchange_id]
-            behind = ctx.watermark_ms - sender.last_ms
+            behind = watermark_ms - sender.last_ms
             if sender.silent_since_ms is not None:
                 if sender.last_ms > sender.silent_since_ms and behind <= limit:
                     sender.silent_since_ms = None  # it sends again: the silence is over
             elif behind > limit:
                 sender.silent_since_ms = sender.last_ms
-                findings.append(self._event_time_finding(exchange_id, sender, ctx))
+                findings.append(self._event_time_finding(exchange_id, sender, watermark_ms, ctx))
         return findings
 
     def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]:
@@ -79,7 +86,7 @@ class ExchangeSilent:
             if sender.arrivals != sender.arrivals_at_tick or sender.heard_wall_ms is None:
                 sender.arrivals_at_tick, sender.heard_wall_ms = sender.arrivals, now_ms
         limit = ctx.rules.exchange_silent_s * 1000
-        if not ctx.rules.exchange_silent_wallclock or abs(now_ms - ctx.watermark_ms) > limit:
+        if not ctx.rules.exchange_silent_wallclock:
             return []
         findings: list[Finding] = []
         for exchange_id in sorted(self._senders):
@@ -88,7 +95,9 @@ class ExchangeSilent:
             if sender.silent_since_ms is not None or heard is None or now_ms - heard <= limit:
                 continue
             others_kept_sending = any(
-                other.heard_wall_ms is not None and other.heard_wall_ms > heard + limit
+                other.heard_wall_ms is not None
+                and other.heard_wall_ms > heard + limit
+                and other.last_ms >= now_ms - limit
                 for code, other in self._senders.items()
                 if code != exchange_id
             )
@@ -105,23 +114,23 @@ class ExchangeSilent:
             ).items()
         }
 
-    def _event_time_finding(self, exchange_id: str, sender: Sender, ctx: MarketContext) -> Finding:
-        behind = ctx.watermark_ms - sender.last_ms
+    def _event_time_finding(self, exchange_id: str, sender: Sender, watermark_ms: int, ctx: MarketContext) -> Finding:
+        behind = watermark_ms - sender.last_ms
         seconds = behind / 1000
         return self._finding(
             exchange_id,
             sender,
-            ctx,
+            watermark_ms,
             score=behind / (ctx.rules.exchange_silent_s * 1000),
             message=(
                 f"{exchange_en(exchange_id)} has reported nothing for {seconds:,.0f} seconds of market time: "
                 f"its latest event ({sender.last_event_id}) is from {china_time(sender.last_ms)}, while other "
-                f"exchanges have reported up to {china_time(ctx.watermark_ms)}."
+                f"exchanges have reported up to {china_time(watermark_ms)}."
             ),
             message_zh=(
                 f"{exchange_zh(exchange_id)}已有 {seconds:,.0f} 秒（按事件时间）未报送任何事件：其最新事件"
                 f"（{sender.last_event_id}）发生于 {china_time(sender.last_ms)}，而其他机构已报送至 "
-                f"{china_time(ctx.watermark_ms)}。"
+                f"{china_time(watermark_ms)}。"
             ),
         )
 
@@ -130,7 +139,7 @@ class ExchangeSilent:
         return self._finding(
             exchange_id,
             sender,
-            ctx,
+            ctx.watermark_ms,
             score=quiet_ms / (ctx.rules.exchange_silent_s * 1000),
             message=(
                 f"{exchange_en(exchange_id)} has sent nothing for {seconds:,.0f} seconds while other exchanges "
@@ -143,7 +152,7 @@ class ExchangeSilent:
         )
 
     def _finding(
-        self, exchange_id: str, sender: Sender, ctx: MarketContext, score: float, message: str, message_zh: str
+        self, exchange_id: str, sender: Sender, watermark_ms: int, score: float, message: str, message_zh: str
     ) -> Finding:
         return Finding(
             kind=self.kind,
@@ -154,7 +163,7 @@ class ExchangeSilent:
             event_ids=[sender.last_event_id],
             score=score,
             window_start_ms=sender.last_ms,
-            window_end_ms=max(ctx.watermark_ms, sender.last_ms),
+            window_end_ms=max(watermark_ms, sender.last_ms),
             message=message,
             message_zh=message_zh,
         )

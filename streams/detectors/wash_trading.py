@@ -146,6 +146,7 @@ class WashTrading(EventTimeDetector):
         parties = [leg.seller_id for leg in cycle]
         loop = " → ".join([*parties, parties[0]])
         trades = ", ".join(leg.trade_id for leg in cycle)
+        trades_zh = "、".join(leg.trade_id for leg in cycle)
         total = sum((leg.amount for leg in cycle), Decimal(0))
         start, end = cycle[0].at_ms, cycle[-1].at_ms
         return Finding(
@@ -165,7 +166,7 @@ class WashTrading(EventTimeDetector):
             ),
             message_zh=(
                 f"产品 {product_id} 在{exchange_zh(exchange_id)}于 {span_zh(end - start)}内形成闭环交易 {loop}"
-                f"（成交 {trades}，合计 {cny(total)} 元），产品回到了最初的卖方手中。"
+                f"（成交 {trades_zh}，合计 {cny(total)} 元），产品回到了最初的卖方手中。"
             ),
         )
 

@@ -44,8 +44,9 @@ def exposed_series_names() -> frozenset[str]:
 
 
 @lru_cache
-def recording_rules() -> frozenset[str]:
-    return frozenset(re.findall(r"^\s*-\s*record:\s*(\S+)\s*$", RULES_YML.read_text(encoding="utf-8"), re.M))
+def recording_rules() -> tuple[str, ...]:
+    """Recording rule names, in file order."""
+    return tuple(re.findall(r"^\s*-\s*record:\s*(\S+)\s*$", RULES_YML.read_text(encoding="utf-8"), re.M))
 
 
 @lru_cache

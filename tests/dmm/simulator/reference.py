@@ -205,8 +205,11 @@ def volume_spikes(events: list[Event]) -> list[tuple[str, int]]:
     found = []
     for exchange, windows in amounts.items():
         for minute, amount in windows.items():
-            history = [windows.get(m, Decimal(0)) for m in range(max(first_minute[exchange], minute - SPIKE_HISTORY), minute)]
-            if amount >= SPIKE_MIN_AMOUNT and len(history) >= SPIKE_MIN_WINDOWS and amount >= SPIKE_RATIO * median(history):
+            previous = range(max(first_minute[exchange], minute - SPIKE_HISTORY), minute)
+            history = [windows.get(m, Decimal(0)) for m in previous]
+            if amount < SPIKE_MIN_AMOUNT or len(history) < SPIKE_MIN_WINDOWS:
+                continue
+            if amount >= SPIKE_RATIO * median(history):
                 found.append((exchange, minute))
     return sorted(found)
 

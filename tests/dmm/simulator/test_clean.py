@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from tests.dmm.simulator import reference
-from tests.dmm.simulator.conftest import Run, simulate
+from tests.dmm.simulator.runs import Run, simulate
 from tests.dmm.simulator.reference import Event
 
 

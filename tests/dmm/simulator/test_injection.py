@@ -9,7 +9,7 @@ import pytest
 
 from dmm.simulator import KINDS, Incident, SimulationConfig
 from tests.dmm.simulator import reference
-from tests.dmm.simulator.conftest import START, Run, simulate
+from tests.dmm.simulator.runs import START, Run, simulate
 from tests.dmm.simulator.reference import Event
 
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 from dmm.simulator import MarketSimulator, SimulationConfig
 from models import EVENT_ADAPTER, Heartbeat, Listing, exchanges, partition_key, sectors
-from tests.dmm.simulator.conftest import START, Run, simulate
+from tests.dmm.simulator.runs import START, Run, simulate
 from tests.dmm.simulator.reference import parse
 
 

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from dmm.settings import RuleSettings
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, occurred_ms
+import pyarrow as pa
+
 from sinks.clickhouse import BatchRows, Dims, StoredEvent
+from sinks.clickhouse.batches import SCHEMAS
 from sinks.clickhouse.store import ChdbStore
 from streams.book import ProductBook
 from streams.detectors.base import Detector, Finding, MarketContext
@@ -145,10 +148,18 @@ def store_events(store: ChdbStore, events: Iterable[AnyEvent], late: Iterable[st
 
 
 def store_alerts(store: ChdbStore, alerts: Iterable[Alert]) -> None:
-    rows = BatchRows()
-    rows.alerts.extend(alerts)
-    for table, batch in rows.tables().items():
-        store.insert(table, batch, f"test-{table}-{next(_ids)}")
+    """Insert alerts as rows of the `alerts` table (timestamps as datetimes, not their JSON strings)."""
+    rows = []
+    for alert in alerts:
+        row = alert.model_dump()
+        row.update(
+            schema=row.pop("schema_"),
+            window_start=alert.window_start,
+            window_end=alert.window_end,
+            detected_at=alert.detected_at,
+        )
+        rows.append(row)
+    store.insert("alerts", pa.Table.from_pylist(rows, schema=SCHEMAS["alerts"]), f"test-alerts-{next(_ids)}")
 
 
 def restored(detector: Detector, store: ChdbStore, events: Sequence[AnyEvent], rules: RuleSettings | None = None) -> Market:

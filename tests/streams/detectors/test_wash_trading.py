@@ -74,9 +74,10 @@ def test_each_leg_closes_at_most_one_cycle_and_one_cycle_is_one_alert() -> None:
 
 
 def test_other_products_and_exchanges_do_not_mix() -> None:
-    market = Market(WashTrading())
-    assert market.each([trade(0, seller="A", buyer="B", product="P1"), trade(1, seller="B", buyer="A", product="P2")]) == []
-    assert market.each([trade(2, seller="A", buyer="B", exchange="BJIDEX"), trade(3, seller="B", buyer="A")]) == []
+    products = [trade(0, seller="A", buyer="B", product="P1"), trade(1, seller="B", buyer="A", product="P2")]
+    assert Market(WashTrading()).each(products) == []
+    exchanges = [trade(2, seller="A", buyer="B", exchange="BJIDEX"), trade(3, seller="B", buyer="A", exchange="SHDEX")]
+    assert Market(WashTrading()).each(exchanges) == []
 
 
 def test_state_is_pruned_after_24_hours_of_event_time() -> None:

@@ -1,0 +1,219 @@
+"""`dmm alerts`: list alerts with their lifecycle status, and acknowledge or resolve them.
+
+Status comes from `alert_actions` (who did what, when): *resolved* once anyone
+resolved the alert, else *acked* once anyone acknowledged it, else *open*. A
+resolved incident that recurs comes back as a new alert `<dedup_key>#2` (see
+`streams.alerts`). Reads and writes go through the running worker when it holds
+the embedded store (`dmm.query`), else straight to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Any, get_args
+
+import typer
+from rich.table import Table
+
+from dmm.cli.app import app, console, err_console
+from dmm.query import alert_action, query_rows
+from dmm.settings import get_settings
+from models import AlertKind, Severity
+from sinks.clickhouse import StoreError
+from streams.detectors.wording import CHINA_STANDARD_TIME
+
+STATUSES = ("open", "acked", "resolved")
+_DURATION = re.compile(r"^(?P<n>\d+)(?P<unit>[smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SEVERITY_STYLE = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+_STATUS_STYLE = {"open": "bold", "acked": "yellow", "resolved": "green"}
+
+alerts_app = typer.Typer(name="alerts", help="List, acknowledge and resolve surveillance alerts.", no_args_is_help=True)
+app.add_typer(alerts_app)
+
+
+def literal(text: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """`30m`, `24h`, `7d` ago, or an RFC 3339 / ISO timestamp (naive means UTC)."""
+    match = _DURATION.match(text.strip())
+    if match:
+        return (now or datetime.now(UTC)) - timedelta(seconds=int(match["n"]) * _UNIT_S[match["unit"]])
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"--since {text!r}: use e.g. 30m, 24h, 7d or 2026-11-21T10:00:00+08:00") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def list_sql(
+    database: str,
+    *,
+    kind: str | None = None,
+    severity: str | None = None,
+    exchange: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> str:
+    """Alerts with their lifecycle status and latest action, newest first."""
+    where = []
+    if kind:
+        where.append(f"kind = {literal(kind)}")
+    if severity:
+        where.append(f"severity = {literal(severity)}")
+    if exchange:
+        where.append(f"exchange_id = {literal(exchange)}")
+    if status:
+        where.append(f"status = {literal(status)}")
+    if since is not None:
+        where.append(f"detected_ms >= {int(since.timestamp() * 1000)}")
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    return (
+        "SELECT * FROM (SELECT a.dedup_key AS dedup_key, a.alert_id AS alert_id, a.kind AS kind, "
+        "a.severity AS severity, toString(a.exchange_id) AS exchange_id, a.product_id AS product_id, "
+        "a.parties AS parties, a.event_ids AS event_ids, a.score AS score, "
+        "toUnixTimestamp64Milli(a.window_start) AS window_start_ms, "
+        "toUnixTimestamp64Milli(a.window_end) AS window_end_ms, "
+        "toUnixTimestamp64Milli(a.detected_at) AS detected_ms, a.message AS message, a.message_zh AS message_zh, "
+        "multiIf(x.resolved = 1, 'resolved', x.acted = 1, 'acked', 'open') AS status, "
+        "x.actor AS actor, x.note AS note, if(x.acted = 1, toUnixTimestamp64Milli(x.last_at), NULL) AS action_ms "
+        f"FROM {database}.alerts AS a FINAL LEFT JOIN (SELECT dedup_key, toUInt8(1) AS acted, "
+        "toUInt8(max(action = 'resolve')) AS resolved, argMax(actor, at) AS actor, argMax(note, at) AS note, "
+        f"max(at) AS last_at FROM {database}.alert_actions GROUP BY dedup_key) AS x ON a.dedup_key = x.dedup_key) "
+        f"{condition}ORDER BY detected_ms DESC, dedup_key LIMIT {int(limit)}"
+    )
+
+
+def exists_sql(database: str, dedup_key: str) -> str:
+    return f"SELECT count() AS n FROM {database}.alerts WHERE dedup_key = {literal(dedup_key)}"
+
+
+def as_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A listed row in the contract's alert shape (RFC 3339 times) plus its lifecycle."""
+    record = {key: value for key, value in row.items() if not key.endswith("_ms")}
+    for name in ("window_start", "window_end", "detected_at", "action_at"):
+        ms = row[{"detected_at": "detected_ms", "action_at": "action_ms"}.get(name, f"{name}_ms")]
+        record[name] = _rfc3339(int(ms)) if ms is not None else None
+    if record["status"] == "open":
+        record.update(actor=None, note=None)
+    return record
+
+
+@alerts_app.command("list")
+def list_alerts(
+    kind: str | None = typer.Option(None, help=f"one of: {', '.join(get_args(AlertKind))}"),
+    severity: str | None = typer.Option(None, help="info, warning or critical"),
+    exchange: str | None = typer.Option(None, help="exchange code, e.g. SHDEX"),
+    status: str | None = typer.Option(None, help="open, acked or resolved"),
+    since: str | None = typer.Option(None, help="detected since: 30m, 24h, 7d or a timestamp"),
+    limit: int = typer.Option(100, min=1, help="most alerts shown (newest first)"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, or json (one JSON object per line)"),
+    zh: bool = typer.Option(False, "--zh", help="show the Chinese message in the table"),
+) -> None:
+    """List alerts, newest first, with their status (open / acked / resolved)."""
+    _check_choice("kind", kind, get_args(AlertKind))
+    _check_choice("severity", severity, get_args(Severity))
+    _check_choice("status", status, STATUSES)
+    _check_choice("format", fmt, ("table", "json"))
+    settings = get_settings()
+    try:
+        moment = parse_since(since) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    sql = list_sql(
+        settings.clickhouse.database, kind=kind, severity=severity, exchange=exchange, status=status,
+        since=moment, limit=limit,
+    )
+    records = [as_record(row) for row in _rows(sql)]
+    if fmt == "json":
+        for record in records:
+            print(json.dumps(record, ensure_ascii=False))
+        return
+    console.print(_table(records, zh))
+
+
+@alerts_app.command("ack")
+def ack(
+    dedup_key: str = typer.Argument(..., help="the alert's dedup_key (see `dmm alerts list`)"),
+    by: str = typer.Option(..., "--by", help="who acknowledges it"),
+    note: str = typer.Option("", "--note", help="why, or what happens next"),
+) -> None:
+    """Acknowledge an alert: someone is on it (it stays one incident)."""
+    _act(dedup_key, "ack", by, note)
+
+
+@alerts_app.command("resolve")
+def resolve(
+    dedup_key: str = typer.Argument(..., help="the alert's dedup_key (see `dmm alerts list`)"),
+    by: str = typer.Option(..., "--by", help="who resolves it"),
+    note: str = typer.Option("", "--note", help="how it was resolved"),
+) -> None:
+    """Resolve an alert; if the incident recurs with new evidence, a new alert `<key>#2` is raised."""
+    _act(dedup_key, "resolve", by, note)
+
+
+def _act(dedup_key: str, action: str, actor: str, note: str) -> None:
+    settings = get_settings()
+    if not actor.strip():
+        raise typer.BadParameter("--by must name who acts")
+    rows = _rows(exists_sql(settings.clickhouse.database, dedup_key))
+    if not rows or int(rows[0]["n"]) == 0:
+        err_console.print(f"[red]no alert with dedup_key[/] {dedup_key!r} (see `dmm alerts list`)")
+        raise typer.Exit(1)
+    try:
+        recorded = alert_action(settings, dedup_key, action, actor.strip(), note)
+    except (StoreError, RuntimeError, ValueError) as exc:
+        err_console.print(f"[red]could not record the {action}:[/] {exc}")
+        raise typer.Exit(2) from exc
+    verb = "acknowledged" if action == "ack" else "resolved"
+    console.print(f"[green]{verb}[/] {dedup_key} by {actor.strip()} at {recorded.get('at', '')}")
+
+
+def _rows(sql: str) -> list[dict[str, Any]]:
+    try:
+        return query_rows(get_settings(), sql)
+    except (StoreError, RuntimeError) as exc:
+        err_console.print(f"[red]cannot read alerts:[/] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(f"--{name} must be one of: {', '.join(allowed)}")
+
+
+def _table(records: list[dict[str, Any]], zh: bool) -> Table:
+    table = Table(title=f"{len(records)} alert(s), newest first (times in China Standard Time)", show_lines=True)
+    for column in ("detected", "severity", "kind", "exchange", "product", "score", "status", "dedup_key", "message"):
+        table.add_column(column, overflow="fold")
+    for record in records:
+        status = record["status"]
+        who = f"\n{record['actor']}" if record.get("actor") else ""
+        table.add_row(
+            _china_time(record["detected_at"]),
+            f"[{_SEVERITY_STYLE[record['severity']]}]{record['severity']}[/]",
+            record["kind"],
+            record["exchange_id"],
+            record["product_id"] or "",
+            f"{record['score']:.2f}",
+            f"[{_STATUS_STYLE[status]}]{status}[/]{who}",
+            record["dedup_key"],
+            record["message_zh"] if zh else record["message"],
+        )
+    return table
+
+
+def _rfc3339(ms: int) -> str:
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _china_time(text: str) -> str:
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(CHINA_STANDARD_TIME)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")

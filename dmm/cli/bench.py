@@ -1,0 +1,49 @@
+"""`dmm bench`: sustained throughput, event lag and memory of the real pipeline, with a baseline."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from dmm.cli.app import app, console
+
+
+@app.command()
+def bench(
+    events: int = typer.Option(50_000, help="simulated events to push through"),
+    live_seconds: float = typer.Option(20.0, help="duration of the live-latency phase"),
+    seed: int = typer.Option(5),
+) -> None:
+    """Run broker -> worker -> store on a fresh embedded stack and print events/s, lag p50/p99, peak RSS."""
+    from dmm import bench as benchmark
+    from dmm.broker import free_port
+    from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
+
+    with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp:
+        workdir = Path(tmp)
+        settings = Settings(
+            kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+            clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
+            web_port=free_port(),
+        )
+        result = benchmark.run(
+            settings, workdir, events, seed=seed, live_seconds=live_seconds,
+            say=lambda text: console.print(f"[dim]{text}[/]"),
+        )
+    table = Table(title=f"dmm bench: {result.events:,} events, 2 cores")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("bare aiokafka consumer, decode+validate only (events/s)", f"{result.baseline_events_per_s:,.0f}")
+    table.add_row("dmm worker, broker -> ClickHouse, sustained (events/s)", f"{result.worker_events_per_s:,.0f}")
+    table.add_row("worker / baseline", f"{result.worker_events_per_s / result.baseline_events_per_s:.0%}")
+    table.add_row("worker wall time incl. start-up and drain (s)", f"{result.worker_seconds:.1f}")
+    table.add_row(f"live phase: {result.live_events:,} events at ~{result.live_rate:,.0f}/s", "")
+    table.add_row("  event lag p50 (ms)", f"{result.lag_p50_ms:,.0f}")
+    table.add_row("  event lag p99 (ms)", f"{result.lag_p99_ms:,.0f}")
+    table.add_row("  event lag max (ms)", f"{result.lag_max_ms:,.0f}")
+    table.add_row("worker peak RSS (MiB)", f"{result.worker_peak_rss_mb:,.0f}")
+    table.add_row("bench process peak RSS, incl. bare consumer (MiB)", f"{result.baseline_peak_rss_mb:,.0f}")
+    console.print(table)

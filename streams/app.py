@@ -79,7 +79,14 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     @app.agent(events, name="ingest")
     async def ingest(stream: StreamT[Any]) -> None:
         async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            await worker.handle(stream, batch)
+            try:
+                await worker.handle(stream, batch)
+            except Exception:
+                # In-memory state may now be ahead of the store: never let Faust restart the agent
+                # on top of it. Exit; the restart rebuilds state from ClickHouse and replays the batch.
+                log.critical("unexpected error while processing a batch; exiting for a clean restart", exc_info=True)
+                logging.shutdown()
+                os._exit(70)
 
     @app.timer(settings.flush_interval_s)
     async def flush_windows() -> None:

@@ -282,6 +282,7 @@ def _duplicate_row(duplicate: Duplicate, now: datetime) -> dict[str, Any]:
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:
-    row = alert.model_dump()
+    """Field values as Python objects (model_dump would render the timestamps as text)."""
+    row = {name: getattr(alert, name) for name in type(alert).model_fields}
     row["schema"] = row.pop("schema_")
     return row

@@ -123,12 +123,12 @@ class ExchangeSilent:
             watermark_ms,
             score=behind / (ctx.rules.exchange_silent_s * 1000),
             message=(
-                f"{exchange_en(exchange_id)} has reported nothing for {seconds:,.0f} seconds of market time: "
+                f"{exchange_en(exchange_id)} has reported nothing for {seconds:,.1f} seconds of market time: "
                 f"its latest event ({sender.last_event_id}) is from {china_time(sender.last_ms)}, while other "
                 f"exchanges have reported up to {china_time(watermark_ms)}."
             ),
             message_zh=(
-                f"{exchange_zh(exchange_id)}已有 {seconds:,.0f} 秒（按事件时间）未报送任何事件：其最新事件"
+                f"{exchange_zh(exchange_id)}已有 {seconds:,.1f} 秒（按事件时间）未报送任何事件：其最新事件"
                 f"（{sender.last_event_id}）发生于 {china_time(sender.last_ms)}，而其他机构已报送至 "
                 f"{china_time(watermark_ms)}。"
             ),

@@ -41,7 +41,7 @@ def reference_price(trade: Trade, ctx: MarketContext) -> Reference | None:
     at = occurred_ms(trade.occurred_at)
     own = listing_on(ctx.book, trade.exchange_id, trade.product_id, at)
     if own is not None and own.list_price is not None:
-        return Reference(own.list_price, f"its list price on {exchange_en(own.exchange_id)}", "本机构挂牌价")
+        return Reference(own.list_price, "its list price there", "本机构挂牌价")
     prices = [
         state.list_price
         for state in listings_elsewhere(ctx.book, trade.exchange_id, trade.product_id, at)

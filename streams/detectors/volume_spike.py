@@ -144,11 +144,13 @@ class VolumeSpike(EventTimeDetector):
         start = minute * MINUTE_MS
         evidence = sorted(window.trades, key=lambda t: (-t.amount, t.event_id))[:EVIDENCE_TRADES]
         parties = list(dict.fromkeys(p for t in evidence for p in (t.seller_id, t.buyer_id)))[:EVIDENCE_PARTIES]
+        windows = len(history)
         if baseline:
-            versus = f"{times(float(amount / baseline))} the median of {cny(baseline)} CNY"
-            versus_zh = f"为中位数 {cny(baseline)} 元的 {float(amount / baseline):,.2f} 倍"
+            versus = f"{times(float(amount / baseline))} the median of {cny(baseline)} CNY of its previous {windows}"
+            versus_zh = f"为此前 {windows} 个一分钟窗口中位数 {cny(baseline)} 元的 {float(amount / baseline):,.2f} 倍"
         else:
-            versus, versus_zh = "while the median was 0.00 CNY", "而中位数为 0 元"
+            versus = f"while the median of its previous {windows} was 0.00 CNY"
+            versus_zh = f"而此前 {windows} 个一分钟窗口的中位数为 0 元"
         return Finding(
             kind=self.kind,
             dedup_key=f"volume_spike:{exchange_id}:{start}",
@@ -161,11 +163,10 @@ class VolumeSpike(EventTimeDetector):
             window_end_ms=start + MINUTE_MS,
             message=(
                 f"Trading on {exchange_en(exchange_id)} in the minute from {china_time(start)} reached "
-                f"{cny(amount)} CNY in {len(window.trades)} trade(s), {versus} of its previous "
-                f"{len(history)} one-minute windows."
+                f"{cny(amount)} CNY in {len(window.trades)} trade(s), {versus} one-minute windows."
             ),
             message_zh=(
                 f"{exchange_zh(exchange_id)}自 {china_time(start)} 起的一分钟内成交金额达 {cny(amount)} 元"
-                f"（{len(window.trades)} 笔），此前 {len(history)} 个一分钟窗口中{versus_zh}。"
+                f"（{len(window.trades)} 笔），{versus_zh}。"
             ),
         )

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-from dmm.settings import RuleSettings
-from models import Alert, AnyEvent, Heartbeat, Listing, Trade, occurred_ms
 import pyarrow as pa
 
+from dmm.settings import RuleSettings
+from models import Alert, AnyEvent, Heartbeat, Listing, Trade, occurred_ms
 from sinks.clickhouse import BatchRows, Dims, StoredEvent
 from sinks.clickhouse.batches import SCHEMAS
 from sinks.clickhouse.store import ChdbStore

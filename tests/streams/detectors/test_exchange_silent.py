@@ -22,8 +22,8 @@ def test_falling_more_than_120_seconds_behind_the_watermark() -> None:
     assert finding.score == pytest.approx((SILENT_S + 0.001) / SILENT_S)
     assert finding.event_ids == [last.event_id]
     assert finding.window_start_ms == ms(0) and finding.window_end_ms == ms(SILENT_S + 0.001)
-    assert "120 seconds" in finding.message and "Beijing International Big Data Exchange" in finding.message
-    assert "120 秒" in finding.message_zh
+    assert "120.0 seconds" in finding.message and "Beijing International Big Data Exchange" in finding.message
+    assert "120.0 秒" in finding.message_zh
 
 
 def test_one_alert_per_silence_and_a_new_silence_after_it_sends_again() -> None:

@@ -40,7 +40,7 @@ def test_spike_at_just_below_and_above_five_times_the_median(spike: str, fires: 
         assert finding.window_start_ms == ms(600) and finding.window_end_ms == ms(660)
         assert finding.dedup_key == f"volume_spike:SHDEX:{ms(600)}"
         assert "20,000.00 CNY" in finding.message and f"{float(spike):,.2f} CNY" in finding.message
-        assert "previous 10 one-minute windows" in finding.message and "倍" in finding.message_zh
+        assert "previous 10 one-minute windows" in finding.message and "此前 10 个一分钟窗口中位数" in finding.message_zh
 
 
 def test_the_window_closes_only_after_its_end_plus_the_allowed_lateness() -> None:
@@ -67,7 +67,7 @@ def test_empty_windows_count_as_zero() -> None:
     market.feed(*minutes(["20000.00"] * 4 + [None] * 6 + ["100000.00"]))  # median of the 10 windows is 0
     [finding] = market.feed(close(10))
     assert finding.score == pytest.approx(1.0)  # amount / minimum amount when the median is 0
-    assert "median was 0.00 CNY" in finding.message
+    assert "median of its previous 10 was 0.00 CNY" in finding.message
 
 
 def test_windows_before_the_exchange_was_first_seen_do_not_count() -> None:
@@ -133,3 +133,4 @@ def test_restore_skips_trades_that_were_late(store: ChdbStore) -> None:
     store_events(store, [*before, spike], late=[spike.event_id])
     market = restored(VolumeSpike(), store, before)
     assert max(market.detector._exchanges["SHDEX"].history) == 20000  # type: ignore[attr-defined]
+

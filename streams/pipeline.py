@@ -18,9 +18,11 @@ import hashlib
 import json
 import logging
 import time
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from dmm.settings import Settings
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
@@ -127,8 +129,9 @@ class Pipeline:
             return await self._retrying("market_1m", lambda: self.windows.flush())
 
     async def tick(self) -> None:
-        """Wall-clock rules (a live exchange going quiet): run on a timer."""
+        """Wall-clock rules (a live exchange going quiet) and alert resolutions: run on a timer."""
         async with self.lock:
+            await asyncio.to_thread(self.ledger.sync, self.store)  # resolutions made by ops since last tick
             rows = BatchRows()
             now_ms = int(time.time() * 1000)
             for detector in self.detectors:
@@ -255,24 +258,38 @@ class Pipeline:
                 delay = min(delay * 2, self.settings.clickhouse.insert_retry_max_s)
 
     def _count(self, rows: BatchRows, fresh: list[StoredEvent]) -> None:
+        """Update metrics once per label set (prometheus-client label lookups are slow per event)."""
         now = time.time()
+        events: Counter[tuple[str, str]] = Counter()
+        late: Counter[str] = Counter()
+        traded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        last_event: dict[str, float] = {}
+        lags = []
         for stored in fresh:
             event = stored.event
-            metrics.EVENTS.labels(type=event.type, exchange_id=event.exchange_id).inc()
-            metrics.EVENT_LAG.observe(max(0.0, now - occurred_ms(event.occurred_at) / 1000))
+            at = occurred_ms(event.occurred_at) / 1000
+            events[(event.type, event.exchange_id)] += 1
+            lags.append(now - at)
             if stored.late:
-                metrics.LATE.labels(type=event.type).inc()
+                late[event.type] += 1
             if isinstance(event, Trade):
-                metrics.TRADED_AMOUNT.labels(exchange_id=event.exchange_id, sector=stored.dims.sector).inc(
-                    float(event.amount)
-                )
-            metrics.LAST_EVENT.labels(exchange_id=event.exchange_id).set(
-                max(occurred_ms(event.occurred_at) / 1000, 0)
-            )
-        for rejected in rows.rejected:
-            metrics.REJECTED.labels(reason=rejected.reason).inc()
-        for duplicate in rows.duplicates:
-            metrics.DUPLICATES.labels(type=duplicate.type).inc()
+                traded[(event.exchange_id, stored.dims.sector)] += event.amount
+            last_event[event.exchange_id] = max(at, last_event.get(event.exchange_id, 0.0))
+        for (kind, exchange_id), n in events.items():
+            metrics.EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
+        for kind, n in late.items():
+            metrics.LATE.labels(type=kind).inc(n)
+        for (exchange_id, sector), amount in traded.items():
+            metrics.TRADED_AMOUNT.labels(exchange_id=exchange_id, sector=sector).inc(float(amount))
+        for exchange_id, at in last_event.items():
+            gauge = metrics.LAST_EVENT.labels(exchange_id=exchange_id)
+            gauge.set(max(at, gauge._value.get()))
+        for lag in lags:
+            metrics.EVENT_LAG.observe(max(0.0, lag))
+        for reason, n in Counter(r.reason for r in rows.rejected).items():
+            metrics.REJECTED.labels(reason=reason).inc(n)
+        for kind, n in Counter(d.type for d in rows.duplicates).items():
+            metrics.DUPLICATES.labels(type=kind).inc(n)
         for alert in rows.alerts:
             metrics.ALERTS.labels(kind=alert.kind, severity=alert.severity).inc()
         if rows.markers:

@@ -97,4 +97,6 @@ def register_routes(app: faust.App, settings: Settings, worker: MonitorWorker) -
                 return self.error(400, str(exc))
             except StoreError as exc:
                 return self.error(503, str(exc))
+            if row["action"] == "resolve" and worker.pipeline is not None:
+                worker.pipeline.ledger.resolved(row["dedup_key"])
             return self.json(row)

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
@@ -190,21 +191,20 @@ def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> Non
 
 def _table(records: list[dict[str, Any]], zh: bool) -> Table:
     table = Table(title=f"{len(records)} alert(s), newest first (times in China Standard Time)", show_lines=True)
-    for column in ("detected", "severity", "kind", "exchange", "product", "score", "status", "dedup_key", "message"):
-        table.add_column(column, overflow="fold")
+    table.add_column("detected", no_wrap=True)
+    table.add_column("severity")
+    table.add_column("status")
+    table.add_column("score", justify="right")
+    table.add_column("alert: dedup_key (for `dmm alerts ack`), then what happened", overflow="fold", min_width=40)
     for record in records:
         status = record["status"]
         who = f"\n{record['actor']}" if record.get("actor") else ""
         table.add_row(
             _china_time(record["detected_at"]),
             f"[{_SEVERITY_STYLE[record['severity']]}]{record['severity']}[/]",
-            record["kind"],
-            record["exchange_id"],
-            record["product_id"] or "",
-            f"{record['score']:.2f}",
             f"[{_STATUS_STYLE[status]}]{status}[/]{who}",
-            record["dedup_key"],
-            record["message_zh"] if zh else record["message"],
+            f"{record['score']:.2f}",
+            f"[bold]{escape(record['dedup_key'])}[/]\n{escape(record['message_zh'] if zh else record['message'])}",
         )
     return table
 

@@ -51,9 +51,13 @@ def evaluate(
 
 
 def _print(report: EvalReport) -> None:
-    table = Table(title="dmm eval: alerts vs injected incidents")
-    for column in ("kind", "injected", "detected", "missed", "false", "duplicates", "latency p50 (s)", "latency max (s)"):
-        table.add_column(column, justify="left" if column == "kind" else "right")
+    table = Table(
+        title="dmm eval: alerts vs injected incidents",
+        caption="latency: evidence stored -> alert detected, seconds (p50 / max)",
+    )
+    table.add_column("kind", no_wrap=True)
+    for column in ("injected", "found", "missed", "false", "dup", "p50", "max"):
+        table.add_column(column, justify="right")
     for row in [*report.kinds.values(), report.total]:
         table.add_row(
             f"[bold]{row.kind}[/]" if row.kind == "total" else row.kind,

@@ -46,7 +46,8 @@ def preload(settings: Settings, events: int, seed: int) -> int:
     """Publish `events` simulated messages (event time two days ago) without a worker running."""
     rate = 200.0
     start = datetime.now(UTC) - timedelta(days=2)
-    simulation = MarketSimulator(SimulationConfig(seed=seed, start=start, duration_s=events / rate * 0.8, rate=rate))
+    # Heartbeats and usage come on top of `rate`; twice the duration is always enough, we stop at `events`.
+    simulation = MarketSimulator(SimulationConfig(seed=seed, start=start, duration_s=2 * events / rate, rate=rate))
     sent = 0
     with EventProducer(settings.kafka) as producer:
         for key, value in simulation.messages():
@@ -117,7 +118,7 @@ def run(
         worker_rate = sent / busy_s
         live_rate = max(1.0, worker_rate * live_fraction)
         say(f"latency: live traffic at {live_rate:.0f} events/s for {live_seconds:.0f} s …")
-        live_start = datetime.now(UTC) + timedelta(seconds=1)
+        live_start = datetime.now(UTC)
         simulation = MarketSimulator(
             SimulationConfig(seed=seed + 1, start=live_start, duration_s=live_seconds, rate=live_rate * 0.9)
         )

@@ -101,7 +101,7 @@ class Settings(BaseSettings):
     web_port: int = Field(6066, description="worker web server: /metrics, /healthz, /api/sql")
     allowed_lateness_s: int = Field(300, description="events older than watermark minus this are late")
     dedup_horizon_s: int = Field(24 * 3600, description="how long an (exchange_id, event_id) is remembered")
-    batch_max: int = Field(2000, description="most messages decoded and written as one batch")
+    batch_max: int = Field(5000, description="most messages decoded and written as one batch")
     batch_within_s: float = Field(0.2, description="longest wait to fill a batch")
     flush_interval_s: float = Field(1.0, description="how often windows are flushed and offsets released")
     log_level: str = "INFO"

@@ -60,12 +60,14 @@ class Progress:
 
     Offsets are delivered in order within a partition, so anything at or below the
     mark is a redelivery. A batch cut short by a crash leaves some rows above the
-    mark; those offsets are remembered individually so they are not stored twice.
+    mark; those offsets are remembered individually so they are not stored twice,
+    with the event time of a stored event (0 for a rejection or duplicate): the
+    watermark must only pass it when the replay reaches it, as it did first time.
     """
 
     topic: str
     marks: dict[int, int] = field(default_factory=dict)
-    stray: set[tuple[int, int]] = field(default_factory=set)
+    stray: dict[tuple[int, int], int] = field(default_factory=dict)
 
     def seen(self, partition: int, offset: int) -> bool:
         return offset <= self.marks.get(partition, -1) or (partition, offset) in self.stray
@@ -74,7 +76,12 @@ class Progress:
         if last_offset > self.marks.get(partition, -1):
             self.marks[partition] = last_offset
         if self.stray:
-            self.stray = {(p, o) for p, o in self.stray if not (p == partition and o <= last_offset)}
+            self.stray = {(p, o): ms for (p, o), ms in self.stray.items() if not (p == partition and o <= last_offset)}
+
+    def marked(self) -> str:
+        """SQL condition: the row's (src_partition, src_offset) is at or below its partition's mark."""
+        conditions = " OR ".join(f"(src_partition = {p} AND src_offset <= {m})" for p, m in self.marks.items())
+        return f"({conditions})" if conditions else "0"
 
     def restore(self, store: Store) -> None:
         db = store.database
@@ -86,8 +93,13 @@ class Progress:
         conditions = " OR ".join(f"(src_partition = {p} AND src_offset > {m})" for p, m in self.marks.items())
         above = f"({conditions})" if conditions else "1"
         union = " UNION ALL ".join(
-            f"SELECT src_partition, src_offset FROM {db}.{table} WHERE {above}"
-            + (f" AND src_topic = '{self.topic}'" if table in ("rejected_events", "duplicate_events") else "")
+            (
+                f"SELECT src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms FROM {db}.{table} "
+                f"WHERE {above}"
+                if table in EVENT_TABLES
+                else f"SELECT src_partition, src_offset, toInt64(0) AS ms FROM {db}.{table} "
+                f"WHERE {above} AND src_topic = '{self.topic}'"
+            )
             for table in ACCOUNTED_TABLES
         )
-        self.stray = {(int(r["src_partition"]), int(r["src_offset"])) for r in store.rows(union)}
+        self.stray = {(int(r["src_partition"]), int(r["src_offset"])): int(r["ms"]) for r in store.rows(union)}

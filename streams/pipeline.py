@@ -77,10 +77,13 @@ class Pipeline:
         """Rebuild every piece of in-memory state from ClickHouse, the source of truth."""
         started = time.monotonic()
         db = self.store.database
+        self.progress.restore(self.store)
+        # Only completely stored batches: rows a crash left above a mark lie further along the
+        # stream than messages about to be replayed, which they must not make late.
         row = self.store.rows(
             "SELECT max(ms) AS watermark FROM ("
             + " UNION ALL ".join(
-                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {db}.{t}"
+                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {db}.{t} WHERE {self.progress.marked()}"
                 for t in ("listings", "trades", "usage", "heartbeats")
             )
             + ")"
@@ -93,7 +96,6 @@ class Pipeline:
         ):
             self.book.apply(_listing_from_row(listing))
         self.index.restore(self.store, self.ctx.watermark_ms)
-        self.progress.restore(self.store)
         self.windows.restore()
         for detector in self.detectors:
             detector.restore(self.store, self.ctx)
@@ -149,6 +151,8 @@ class Pipeline:
             ranges.setdefault((message.topic, message.partition), []).append(message.offset)
             if self.progress.seen(message.partition, message.offset):
                 metrics.REDELIVERED.inc()
+                stored_ms = self.progress.stray.get((message.partition, message.offset), 0)
+                self.ctx.watermark_ms = max(self.ctx.watermark_ms, stored_ms)
                 continue
             outcome = decode(message.value)
             if isinstance(outcome, Rejection):

@@ -1,0 +1,227 @@
+"""Shared parts of the fault-injection tests: a known replay file, exact-totals checks, metrics, RSS.
+
+The expectations come from the file's own lines (what was sent), never from the
+monitor, so every test can demand exact equality after its fault.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from dmm.broker import free_port
+from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
+from dmm.simulator import MarketSimulator, SimulationConfig
+from dmm.simulator.scenario import SCENARIO_ALL
+from sinks.clickhouse import Store
+from tests.end_to_end.market_file import START, Expected, _iso, _ms
+
+EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
+ACCOUNTED = (*EVENT_TABLES, "rejected_events", "duplicate_events")
+
+
+def settings_for(workdir: Path, **overrides: Any) -> Settings:
+    """Like the end-to-end stack settings, with the given top-level fields replaced."""
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+        clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb", insert_retry_max_s=2.0),
+        web_port=free_port(),
+        log_json=True,
+    )
+    return settings.model_copy(update=overrides)
+
+
+def build_market(path: Path, minutes: float, rate: float = 2.0, seed: int = 11, anomalies: bool = True) -> Expected:
+    """A simulated market (every anomaly kind injected) with bad lines, resends and late events mixed in."""
+    injections = SCENARIO_ALL if anomalies else {}
+    simulation = MarketSimulator(
+        SimulationConfig(seed=seed, start=START, duration_s=minutes * 60, rate=rate, injections=injections)
+    )
+    clean = [value for _, value in simulation.messages()]
+    events = [json.loads(value) for value in clean]
+    trades = [e for e in events if e["type"] == "trade"]
+    last_ms = max(_ms(e["occurred_at"]) for e in events)
+
+    def variant(base: dict[str, Any], **changes: object) -> bytes:
+        return json.dumps({**base, **changes}, ensure_ascii=False).encode()
+
+    bad: list[tuple[bytes, str]] = []
+    for n in range(0, len(trades) - 2, max(1, len(trades) // 12)):
+        t0, t1 = trades[n], trades[n + 1]
+        bad += [
+            (b"{not json " + str(n).encode(), "malformed"),
+            (b"\xff\xfe\x00garbage" + str(n).encode(), "malformed"),
+            (variant(t0, schema="dm.v2", event_id=f"X-{n}-1"), "unsupported_schema"),
+            (variant(t0, quantity=0, event_id=f"X-{n}-2"), "invalid"),
+            (variant(t0, exchange_id="NOPE", event_id=f"X-{n}-3"), "unknown_exchange"),
+            (variant(t1, amount=str(Decimal(t1["amount"]) + Decimal("0.01")), event_id=f"X-{n}-4"), "amount_mismatch"),
+        ]
+    lines: list[bytes] = list(clean)
+    for index, (raw, _) in enumerate(bad):
+        lines.insert(len(lines) * (index + 1) // (len(bad) + 1), raw)
+    # Resends spread through the stream (byte-identical and re-serialised), then a late pair at the end.
+    for index in range(1, 40):
+        source = clean[index * len(clean) // 41]
+        copy = source if index % 2 else json.dumps(json.loads(source), ensure_ascii=False, indent=None).encode() + b" "
+        lines.insert(min(len(lines), index * len(lines) // 40 + 50), copy)
+    t2 = trades[7]
+    lines.append(variant(t2, event_id="LATE-OK", trade_id="LATE-OK", occurred_at=_iso(last_ms - 2 * 60_000)))
+    lines.append(variant(t2, event_id="LATE-FAR", trade_id="LATE-FAR", occurred_at=_iso(last_ms - 30 * 60_000)))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    expected = Expected(lines=len(lines))
+    bad_raw = {raw for raw, _ in bad}
+    for _, reason in bad:
+        expected.rejected[reason] += 1
+    seen: set[tuple[str, str]] = set()
+    for raw in lines:
+        if raw in bad_raw:
+            continue
+        event = json.loads(raw)
+        key = (event["exchange_id"], event["event_id"])
+        if key in seen:
+            expected.duplicates += 1
+            continue
+        seen.add(key)
+        expected.accepted += 1
+        if event["type"] == "trade":
+            expected.trades += 1
+            expected.amount_by_exchange[event["exchange_id"]] += Decimal(event["amount"])
+    expected.late = 1
+    return expected
+
+
+# -- reading the store --------------------------------------------------------------------------
+
+
+class StoreReader:
+    """Read-only SQL against either a running worker's API or a store opened directly."""
+
+    def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+        self.settings = settings
+        self.store = store
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        if self.store is not None:
+            return self.store.rows(sql)
+        from dmm.query import query_rows
+
+        assert self.settings is not None
+        return query_rows(self.settings, sql)
+
+    def one(self, sql: str) -> dict[str, Any]:
+        rows = self.rows(sql)
+        assert len(rows) == 1, rows
+        return rows[0]
+
+
+def assert_exact_totals(reader: StoreReader, expected: Expected) -> dict[str, int]:
+    """Every line in exactly one place, no row twice, amounts to the fen, windows summing to trades."""
+    db = "datamarket"
+    counts: dict[str, int] = {}
+    for table in ACCOUNTED:
+        key = "exchange_id, event_id" if table in EVENT_TABLES else "src_topic, src_partition, src_offset"
+        row = reader.one(
+            f"SELECT count() AS raw, (SELECT count() FROM {db}.{table} FINAL) AS final, "
+            f"uniqExact({key}) AS uniq FROM {db}.{table}"
+        )
+        assert int(row["raw"]) == int(row["final"]) == int(row["uniq"]), (table, row)
+        counts[table] = int(row["raw"])
+    accepted = sum(counts[t] for t in EVENT_TABLES)
+    assert accepted == expected.accepted, (counts, expected.accepted)
+    assert counts["duplicate_events"] == expected.duplicates, counts
+    assert counts["rejected_events"] == sum(expected.rejected.values()), counts
+    assert accepted + counts["duplicate_events"] + counts["rejected_events"] == expected.lines
+    # Offsets: every message of dm.events is in exactly one table (no offset both stored and rejected...).
+    offsets = reader.one(
+        "SELECT count() AS n, uniqExact(src_partition, src_offset) AS u FROM ("
+        + " UNION ALL ".join(f"SELECT src_partition, src_offset FROM {db}.{t}" for t in ACCOUNTED)
+        + ")"
+    )
+    assert int(offsets["n"]) == int(offsets["u"]) == expected.lines, offsets
+    reasons = reader.rows(f"SELECT reason, count() AS n FROM {db}.rejected_events GROUP BY reason")
+    assert {r["reason"]: int(r["n"]) for r in reasons} == dict(expected.rejected)
+    by_exchange = reader.rows(f"SELECT exchange_id, toString(sum(amount)) AS s FROM {db}.trades GROUP BY exchange_id")
+    assert {r["exchange_id"]: Decimal(r["s"]) for r in by_exchange} == dict(expected.amount_by_exchange)
+    late = reader.one(f"SELECT countIf(late = 1) AS late FROM {db}.trades")
+    assert int(late["late"]) == expected.late
+    windows = reader.one(
+        f"SELECT toString(sum(traded_amount)) AS amount, sum(trades) AS trades, sum(usage_calls) AS calls "
+        f"FROM {db}.market_1m FINAL"
+    )
+    raw = reader.one(
+        f"SELECT toString(sum(amount)) AS amount, count() AS trades, "
+        f"(SELECT sum(calls) FROM {db}.usage WHERE late = 0) AS calls FROM {db}.trades WHERE late = 0"
+    )
+    assert Decimal(windows["amount"]) == Decimal(raw["amount"]), (windows, raw)
+    assert int(windows["trades"]) == int(raw["trades"]) == expected.trades - expected.late
+    assert int(windows["calls"]) == int(raw["calls"])
+    alerts = reader.one(f"SELECT count() AS n, uniqExact(dedup_key) AS u FROM {db}.alerts")
+    assert int(alerts["n"]) == int(alerts["u"]), alerts
+    return counts
+
+
+def alert_keys(reader: StoreReader) -> set[str]:
+    return {r["dedup_key"] for r in reader.rows("SELECT dedup_key FROM datamarket.alerts")}
+
+
+# -- metrics and process state ------------------------------------------------------------------
+
+
+def scrape(settings: Settings, timeout: float = 3.0) -> dict[str, float]:
+    """/metrics as {'name{label="v",...}': value}, plus per-name sums under the bare name."""
+    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        text = response.read().decode()
+    out: dict[str, float] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+            out[sample.name] += sample.value
+    return out
+
+
+def rss_kib(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+def log_entries(path: Path) -> list[dict[str, Any]]:
+    """The worker's JSON log lines (non-JSON lines, e.g. from Faust's banner, are skipped)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+    return out
+
+
+def wait_for(condition: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
+
+
+def utc_now_text() -> str:
+    """Now as a ClickHouse DateTime64(3) literal, for comparing with ingested_at."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

@@ -1,0 +1,196 @@
+"""SIGKILL the worker again and again while it consumes a replay: nothing lost, nothing counted twice.
+
+Fault: the real `dmm worker` process is killed with SIGKILL (no handler, nothing
+flushed) at seeded random moments, five times in one run: during
+start-up/restore, mid-batch, between store writes and window flushes, before
+offsets are committed. It is restarted each time while the producer keeps
+sending. Afterwards ClickHouse must hold exactly the file's totals, and the
+alerts must be those of an uninterrupted pass over the same file.
+
+Metrics: counters live in the process and die with it, so a SIGKILLed
+incarnation's last counts can only be sampled (periodic scrapes). Counting
+happens after the store write, so an incarnation may under-report what it
+stored just before dying but never counts a row it did not store, and a
+redelivered message is skipped, not counted: per incarnation, the last scrape
+is <= the rows it stored (identified by their ingested_at), and the final,
+surviving incarnation's counters equal its stored rows exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from dmm.cli.replay import line_key
+from dmm.producer import EventProducer
+from dmm.query import wait_until_drained, worker_status
+from dmm.stack import EmbeddedStack
+from sinks.clickhouse.store import ChdbStore
+from streams.pipeline import Message, Pipeline
+from tests.reliability.harness import (
+    EVENT_TABLES,
+    StoreReader,
+    alert_keys,
+    assert_exact_totals,
+    build_market,
+    log_entries,
+    scrape,
+    settings_for,
+)
+
+pytestmark = pytest.mark.slow
+
+SEED = int(os.environ.get("DMM_CRASH_SEED", "20261120"))
+KILLS = 5
+DURING_START_UP = (1, 4)  # these kills land while the new incarnation restores state and joins the group
+
+
+def reference_alerts(path: Path, workdir: Path) -> set[str]:
+    """Alerts of one uninterrupted pass of the file through the real Pipeline and a real chdb store.
+
+    Test double: Kafka publishing is replaced by a no-op (the alerts are read from the store).
+    """
+    settings = settings_for(workdir)
+    store = ChdbStore(workdir / "chdb")
+    store.apply_schema()
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        return None
+
+    async def run() -> None:
+        pipeline = Pipeline(settings, store, publish)
+        pipeline.restore()
+        lines = path.read_bytes().split(b"\n")[:-1]
+        topic = settings.kafka.events_topic
+        for start in range(0, len(lines), settings.batch_max):
+            chunk = lines[start : start + settings.batch_max]
+            await pipeline.handle(
+                [Message(topic, 0, start + i, line_key(v), v) for i, v in enumerate(chunk)]
+            )
+            await pipeline.flush()
+
+    asyncio.run(run())
+    try:
+        return alert_keys(StoreReader(store=store))
+    finally:
+        store.close()
+
+
+def produce_slowly(path: Path, stack: EmbeddedStack, seconds: float, errors: list[BaseException]) -> None:
+    """Publish the file in chunks spread over `seconds`, so the stream stays in flight while we kill."""
+    lines = path.read_bytes().split(b"\n")[:-1]
+    chunks = 30
+    try:
+        with EventProducer(stack.settings.kafka) as producer:
+            for n in range(chunks):
+                for line in lines[n * len(lines) // chunks : (n + 1) * len(lines) // chunks]:
+                    producer.publish_raw(line, line_key(line))
+                producer.flush()
+                time.sleep(seconds / chunks)
+    except BaseException as exc:  # reported by the test thread
+        errors.append(exc)
+
+
+def processed(stack: EmbeddedStack) -> int:
+    try:
+        parts = worker_status(stack.settings).get("partitions") or {}
+    except Exception:
+        return -1
+    return max((p["processed"] for p in parts.values()), default=-1)
+
+
+def test_repeated_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    started = time.monotonic()
+    rng = random.Random(SEED)
+    path = tmp_path / "market.jsonl"
+    expected = build_market(path, minutes=75, rate=4.0)
+    reference = reference_alerts(path, tmp_path / "reference")
+    assert reference, "the file should raise alerts (anomalies are injected)"
+
+    settings = settings_for(tmp_path / "stack")
+    workdir = tmp_path / "stack"
+    incarnations: list[dict] = []
+    with EmbeddedStack(settings, workdir) as stack:
+        errors: list[BaseException] = []
+        producer = threading.Thread(target=produce_slowly, args=(path, stack, 25.0, errors), daemon=True)
+        producer.start()
+        begun = datetime.now(UTC)
+        kills = []
+        for n in range(KILLS):
+            if n > 0:
+                begun = datetime.now(UTC)
+                stack.start_worker(wait=n not in DURING_START_UP)
+            delay = rng.uniform(0.3, 2.5) if n in DURING_START_UP else rng.uniform(0.5, 4.0)
+            last: dict[str, float] = {}
+            before = processed(stack)
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline:
+                try:
+                    last = scrape(settings, timeout=1)
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            at = processed(stack)
+            stack.kill_worker()
+            killed = datetime.now(UTC)
+            assert stack.worker is not None and stack.worker.returncode == -9
+            kills.append({"delay_s": round(delay, 2), "processed_before": before, "processed_at_kill": at})
+            incarnations.append({"begun": begun, "ended": killed, "metrics": last})
+        final_begun = datetime.now(UTC)
+        stack.start_worker()
+        producer.join(timeout=120)
+        assert not errors, errors
+        wait_until_drained(settings, timeout=300)
+        final = scrape(settings)
+        reader = StoreReader(settings)
+
+        counts = assert_exact_totals(reader, expected)
+        assert alert_keys(reader) == reference
+
+        def stored_between(begin: datetime, end: datetime | None) -> dict[str, int]:
+            lo = begin.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            hi = f" AND {{c}} <= '{end.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}'" if end else ""
+            events = " + ".join(
+                f"(SELECT count() FROM datamarket.{t} WHERE ingested_at >= '{lo}'{hi.format(c='ingested_at')})"
+                for t in EVENT_TABLES
+            )
+            row = reader.one(
+                f"SELECT {events} AS events, "
+                f"(SELECT count() FROM datamarket.rejected_events WHERE received_at >= '{lo}'"
+                f"{hi.format(c='received_at')}) AS rejected, "
+                f"(SELECT count() FROM datamarket.duplicate_events WHERE received_at >= '{lo}'"
+                f"{hi.format(c='received_at')}) AS duplicates"
+            )
+            return {k: int(v) for k, v in row.items()}
+
+        for life in incarnations:
+            rows = stored_between(life["begun"], life["ended"])
+            m = life["metrics"]
+            assert m.get("dmm_events_total", 0) <= rows["events"], (life, rows)
+            assert m.get("dmm_rejected_total", 0) <= rows["rejected"], (life, rows)
+            assert m.get("dmm_duplicates_total", 0) <= rows["duplicates"], (life, rows)
+        last_life = stored_between(final_begun, None)
+        assert final["dmm_events_total"] == last_life["events"]
+        assert final.get("dmm_rejected_total", 0) == last_life["rejected"]
+        assert final.get("dmm_duplicates_total", 0) == last_life["duplicates"]
+        assert final.get("dmm_detector_errors_total", 0) == 0
+
+        # The kills really hit a stream in flight: progress moved between kills and work remained.
+        in_flight = [k for k in kills if 0 <= k["processed_at_kill"] < expected.lines - 1]
+        assert len(in_flight) >= 3, kills
+        entries = log_entries(stack.worker_log)
+        assert not [e for e in entries if e.get("level") == "critical"], "a worker exited on an unexpected error"
+        assert stack.worker.poll() is None
+        print(
+            f"\ncrash test seed={SEED}: kills={kills}\n  lines={expected.lines} counts={counts} "
+            f"alerts={len(reference)} final redelivered={final.get('dmm_redelivered_total', 0):.0f} "
+            f"metrics per incarnation={[int(i['metrics'].get('dmm_events_total', 0)) for i in incarnations]} "
+            f"took {time.monotonic() - started:.1f}s"
+        )

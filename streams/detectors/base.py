@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from dmm.settings import RuleSettings
-from models import AlertKind, AnyEvent
+from models import AlertKind, AnyEvent, Trade, occurred_ms
 from sinks.clickhouse import Store
 from streams.book import ProductBook
 
@@ -72,3 +72,24 @@ class EventTimeDetector:
 
     def restore(self, store: Store, ctx: MarketContext) -> None:
         return None
+
+
+def trade_finding(
+    kind: AlertKind, trade: Trade, dedup_key: str, score: float, message: str, message_zh: str
+) -> Finding:
+    """A finding whose evidence is one trade: its parties, its id, its event time."""
+    at = occurred_ms(trade.occurred_at)
+    parties = [trade.seller_id] if trade.seller_id == trade.buyer_id else [trade.seller_id, trade.buyer_id]
+    return Finding(
+        kind=kind,
+        dedup_key=dedup_key,
+        exchange_id=trade.exchange_id,
+        product_id=trade.product_id,
+        parties=parties,
+        event_ids=[trade.event_id],
+        score=score,
+        window_start_ms=at,
+        window_end_ms=at,
+        message=message,
+        message_zh=message_zh,
+    )

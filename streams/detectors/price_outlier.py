@@ -22,7 +22,7 @@ from statistics import median
 
 from models import AlertKind, Trade, occurred_ms
 from streams.detectors.awaiting import AwaitingListings
-from streams.detectors.base import Finding, MarketContext
+from streams.detectors.base import Finding, MarketContext, trade_finding
 from streams.detectors.terms import governing, listing_on, listings_elsewhere
 from streams.detectors.wording import cny, exchange_en, exchange_zh, times
 
@@ -85,19 +85,13 @@ class PriceOutlier(AwaitingListings):
         return terms is not None and terms.pricing in FREE
 
     def _finding(self, trade: Trade, reference: Reference, score: float) -> Finding:
-        at = occurred_ms(trade.occurred_at)
         ratio = float(trade.price / reference.price)
         high = trade.price > reference.price
-        return Finding(
-            kind=self.kind,
+        return trade_finding(
+            self.kind,
+            trade,
             dedup_key=f"price_outlier:{trade.exchange_id}:{trade.event_id}",
-            exchange_id=trade.exchange_id,
-            product_id=trade.product_id,
-            parties=[trade.seller_id, trade.buyer_id],
-            event_ids=[trade.event_id],
             score=score,
-            window_start_ms=at,
-            window_end_ms=at,
             message=(
                 f"Trade {trade.trade_id} of product {trade.product_id} on {exchange_en(trade.exchange_id)} "
                 f"was priced at {cny(trade.price)} CNY per unit, {'' if high else 'only '}{times(ratio)} "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from models import AlertKind, Trade, occurred_ms
 from streams.detectors.awaiting import AwaitingListings
-from streams.detectors.base import Finding, MarketContext
+from streams.detectors.base import Finding, MarketContext, trade_finding
 from streams.detectors.terms import governing
 from streams.detectors.wording import cny, exchange_en, exchange_zh
 
@@ -35,18 +35,12 @@ class PricingPolicy(AwaitingListings):
         if terms.source != "public" or terms.pricing not in FREE_PRICING:
             return []
         pricing_en, pricing_zh = FREE_PRICING[terms.pricing]
-        at = occurred_ms(trade.occurred_at)
         return [
-            Finding(
-                kind=self.kind,
+            trade_finding(
+                self.kind,
+                trade,
                 dedup_key=f"pricing_policy_violation:{trade.exchange_id}:{trade.event_id}",
-                exchange_id=trade.exchange_id,
-                product_id=trade.product_id,
-                parties=[trade.seller_id, trade.buyer_id],
-                event_ids=[trade.event_id],
                 score=1.0,
-                window_start_ms=at,
-                window_end_ms=at,
                 message=(
                     f"Trade {trade.trade_id} on {exchange_en(trade.exchange_id)} charged {cny(trade.amount)} CNY "
                     f"for public-governance use of product {trade.product_id}, public data listed as "

@@ -6,8 +6,8 @@ there is no state to keep or rebuild. One alert per trade.
 
 from __future__ import annotations
 
-from models import AlertKind, AnyEvent, Trade, occurred_ms
-from streams.detectors.base import EventTimeDetector, Finding, MarketContext
+from models import AlertKind, AnyEvent, Trade
+from streams.detectors.base import EventTimeDetector, Finding, MarketContext, trade_finding
 from streams.detectors.wording import cny, exchange_en, exchange_zh
 
 
@@ -17,18 +17,12 @@ class SelfDealing(EventTimeDetector):
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
         if not isinstance(event, Trade) or event.buyer_id != event.seller_id:
             return []
-        at = occurred_ms(event.occurred_at)
         return [
-            Finding(
-                kind=self.kind,
+            trade_finding(
+                self.kind,
+                event,
                 dedup_key=f"self_dealing:{event.exchange_id}:{event.event_id}",
-                exchange_id=event.exchange_id,
-                product_id=event.product_id,
-                parties=[event.buyer_id],
-                event_ids=[event.event_id],
                 score=1.0,
-                window_start_ms=at,
-                window_end_ms=at,
                 message=(
                     f"Participant {event.buyer_id} is both buyer and seller in trade {event.trade_id} "
                     f"of product {event.product_id} on {exchange_en(event.exchange_id)}, "

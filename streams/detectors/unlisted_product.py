@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from models import AlertKind, Trade, occurred_ms
 from streams.detectors.awaiting import AwaitingListings
-from streams.detectors.base import Finding, MarketContext
+from streams.detectors.base import Finding, MarketContext, trade_finding
 from streams.detectors.terms import listing_on, recognising
 from streams.detectors.wording import china_day, cny, exchange_en, exchange_zh
 
@@ -32,16 +32,11 @@ class UnlistedProduct(AwaitingListings):
         at = occurred_ms(trade.occurred_at)
         day = china_day(at)
         return [
-            Finding(
-                kind=self.kind,
+            trade_finding(
+                self.kind,
+                trade,
                 dedup_key=f"unlisted_product:{trade.exchange_id}:{trade.product_id}:{day}",
-                exchange_id=trade.exchange_id,
-                product_id=trade.product_id,
-                parties=[trade.seller_id, trade.buyer_id],
-                event_ids=[trade.event_id],
                 score=1.0,
-                window_start_ms=at,
-                window_end_ms=at,
                 message=(
                     f"Product {trade.product_id} was traded on {exchange_en(trade.exchange_id)} on {day} "
                     f"(trade {trade.trade_id}, {cny(trade.amount)} CNY, seller {trade.seller_id}, "

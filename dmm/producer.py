@@ -85,9 +85,9 @@ class _InFlight:
 class EventProducer:
     """Publishes to the events topic with contract keys and tracks every delivery's outcome."""
 
-    def __init__(self, kafka: KafkaSettings | None = None, **overrides: Any) -> None:
+    def __init__(self, kafka: KafkaSettings | None = None, topic: str | None = None, **overrides: Any) -> None:
         self.kafka = kafka if kafka is not None else get_settings().kafka
-        self.topic = self.kafka.events_topic
+        self.topic = topic or self.kafka.events_topic
         self._producer = KafkaProducer(**{**client_options(self.kafka), **_DEFAULTS, **overrides})
         self._lock = threading.Lock()
         self._in_flight: dict[int, _InFlight] = {}

@@ -88,6 +88,11 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
                 logging.shutdown()
                 os._exit(70)
 
+    @app.agent(app.topic(kafka.rules_topic), name="rules")
+    async def rule_changes(stream: StreamT[Any]) -> None:
+        async for raw in stream:
+            await (await worker.start()).change_rules(raw)
+
     @app.timer(settings.flush_interval_s)
     async def flush_windows() -> None:
         await worker.flush_and_ack()
@@ -194,6 +199,7 @@ class MonitorWorker:
             "pending_acks": len(self.pending),
             "dirty_windows": len(self.pipeline.windows.dirty),
             "watermark_ms": self.pipeline.ctx.watermark_ms,
+            "rules": self.pipeline.ctx.rules.model_dump(mode="json"),
         }
 
     async def _publish(self, topic: str, key: bytes | None, value: bytes) -> None:

@@ -25,13 +25,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from dmm.settings import Settings
-from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
+from models import AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
 from sinks import prometheus as metrics
 from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoreError, StoredEvent
 from streams.alerts import AlertLedger
 from streams.book import ProductBook
 from streams.decode import Rejection, decode
 from streams.dedup import EventIndex, Progress
+from streams.rules import RuleChangeError, apply_change, parse_change, record_change, restore_rules
 from streams.detectors import build_detectors
 from streams.detectors.base import Detector, Finding, MarketContext
 from streams.windows import WindowFlusher
@@ -97,6 +98,7 @@ class Pipeline:
             self.book.apply(_listing_from_row(listing))
         self.index.restore(self.store, self.ctx.watermark_ms)
         self.windows.restore()
+        self.ctx.rules = restore_rules(self.store, self.settings.rules)
         for detector in self.detectors:
             detector.restore(self.store, self.ctx)
         self.ledger.restore(self.store)
@@ -124,6 +126,19 @@ class Pipeline:
             await self._publish(rows)
             await self._write(rows)
             self._count(rows, counted)
+
+    async def change_rules(self, raw: bytes | None) -> None:
+        """Apply one dm.rules message (recorded either way); detectors read ctx.rules on every event."""
+        async with self.lock:
+            try:
+                rules = apply_change(self.settings.rules, self.ctx.rules, parse_change(raw))
+            except RuleChangeError as exc:
+                log.warning("rule change refused", extra={"error": str(exc)[:500]})
+                await self._retrying("rule_changes", lambda: record_change(self.store, raw, None, str(exc)))
+                return
+            await self._retrying("rule_changes", lambda: record_change(self.store, raw, rules))
+            self.ctx.rules = rules
+            log.info("rules changed at runtime", extra={"rules": rules.model_dump(mode="json")})
 
     async def flush(self) -> int:
         """Rebuild dirty minute windows; the caller may acknowledge offsets once this returns."""

@@ -3,7 +3,7 @@
 from dmm.cli.app import app
 
 # Command modules register themselves on `app` when imported.
-from dmm.cli import bench, schema, sql, up, worker  # noqa: E402,F401
+from dmm.cli import bench, rules, schema, sql, up, worker  # noqa: E402,F401
 from dmm.cli import replay  # noqa: E402,F401
 from dmm.cli import simulate  # noqa: E402,F401
 from dmm.cli import alerts  # noqa: E402,F401

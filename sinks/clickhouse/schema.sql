@@ -221,3 +221,17 @@ CREATE TABLE IF NOT EXISTS datamarket.processed_batches
 ENGINE = ReplacingMergeTree
 ORDER BY (src_topic, src_partition, last_offset)
 TTL toDateTime(processed_at) + INTERVAL 30 DAY;
+
+-- Surveillance rules changed at runtime through the dm.rules topic (`dmm rules set`).
+-- On start the worker replays the accepted changes on top of its DMM_RULES__* settings.
+CREATE TABLE IF NOT EXISTS datamarket.rule_changes
+(
+    changed_at     DateTime64(3, 'UTC'),
+    actor          String,
+    change         String COMMENT 'the dm.rules message as received',
+    effective      String COMMENT 'JSON of every rule after the change (empty if refused)',
+    accepted       UInt8,
+    error          String
+)
+ENGINE = MergeTree
+ORDER BY changed_at;

@@ -1,0 +1,58 @@
+"""Runtime rule changes: validated, recorded, and replayed after a restart."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from dmm.settings import RuleSettings
+from sinks.clickhouse.store import ChdbStore
+from streams.rules import RuleChangeError, apply_change, parse_change, record_change, restore_rules
+
+
+def test_a_change_updates_only_the_named_rules() -> None:
+    configured = RuleSettings()
+    changed = apply_change(configured, configured, {"set": {"price_outlier_ratio": "4"}})
+    assert changed.price_outlier_ratio == Decimal(4)
+    assert changed.volume_spike_ratio == configured.volume_spike_ratio
+
+
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"set": {"no_such_rule": 1}}, "unknown rule"),
+        ({"set": {"price_outlier_ratio": "lots"}}, "price_outlier_ratio"),
+        ({"set": {}}, "expected"),
+        ({"whatever": 1}, "expected"),
+    ],
+)
+def test_bad_changes_are_refused_with_a_reason(change: dict, why: str) -> None:
+    with pytest.raises(RuleChangeError, match=why):
+        apply_change(RuleSettings(), RuleSettings(), change)
+
+
+def test_non_json_is_refused() -> None:
+    with pytest.raises(RuleChangeError, match="not JSON"):
+        parse_change(b"{nope")
+
+
+def test_accepted_changes_survive_a_restart_and_reset_undoes_them(tmp_path: Path) -> None:
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    configured = RuleSettings()
+    first = json.dumps({"set": {"price_outlier_ratio": "4", "exchange_silent_s": 300}, "actor": "ops"}).encode()
+    rules = apply_change(configured, configured, parse_change(first))
+    record_change(store, first, rules)
+    record_change(store, b'{"set": {"bogus": 1}}', None, "unknown rule(s): bogus")
+    restored = restore_rules(store, configured)
+    assert (restored.price_outlier_ratio, restored.exchange_silent_s) == (Decimal(4), 300)
+    reset = b'{"reset": true, "actor": "ops"}'
+    record_change(store, reset, apply_change(configured, restored, parse_change(reset)))
+    assert restore_rules(store, configured) == configured
+    assert store.rows("SELECT actor, accepted FROM datamarket.rule_changes ORDER BY changed_at")[1] == {
+        "actor": "",
+        "accepted": 0,
+    }

@@ -94,7 +94,7 @@ def _peak_rss_mb(pid: int | str = "self") -> float:
 
 
 def run(
-    settings: Settings, workdir: Path, events: int, seed: int = 5, live_fraction: float = 0.5,
+    settings: Settings, workdir: Path, events: int, seed: int = 5, live_fraction: float = 0.25,
     live_seconds: float = 20.0, say: Callable[[str], None] = print,
 ) -> BenchResult:
     with EmbeddedStack(settings, workdir) as stack:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def up(
     from dmm.stack import EmbeddedStack
 
     settings = get_settings()
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
+    signal.signal(signal.SIGTERM, _interrupt)
     console.print(f"[bold]Starting Data Market Monitor[/] (broker {settings.kafka.bootstrap}, logs in {workdir}/)")
     try:
         stack = EmbeddedStack(settings, workdir).__enter__()
@@ -81,6 +84,11 @@ def _simulate(settings: Settings, rate: float, time_scale: float, seed: int, sto
             publish_live(simulation, publish, time_scale)
         except _Stopped:
             pass
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM stops the stack like Ctrl-C does."""
+    raise KeyboardInterrupt
 
 
 class _Stopped(Exception):

@@ -1,0 +1,27 @@
+"""`dmm bench` runs end to end and reports its figures (no timing is asserted: numbers are for reading)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dmm import bench
+from dmm.broker import free_port
+from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
+
+pytestmark = pytest.mark.slow
+
+
+def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> None:
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
+        web_port=free_port(),
+    )
+    result = bench.run(settings, tmp_path, events=3000, live_seconds=3, say=lambda _: None)
+    assert result.events == 3000
+    assert result.live_events > 0
+    assert result.baseline_events_per_s > 0 and result.worker_events_per_s > 0
+    assert 0 <= result.lag_p50_ms <= result.lag_p99_ms <= result.lag_max_ms
+    assert result.worker_peak_rss_mb > 0

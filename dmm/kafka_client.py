@@ -124,3 +124,17 @@ def _create_missing(kafka: KafkaSettings, timeout_s: float) -> None:
         log.info("created topics %s on %s", sorted(missing), kafka.bootstrap)
     finally:
         admin.close()
+
+
+def topic_id(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> str:
+    """The topic's UUID: it changes when the topic is recreated (or an in-memory broker restarts).
+
+    The worker ties its progress marks to it, so offsets of a new log are never mistaken
+    for offsets it already processed. Empty if the broker does not report topic ids.
+    """
+    admin = KafkaAdminClient(**client_options(kafka), client_id="dmm-admin", bootstrap_timeout_ms=int(timeout_s * 1000))
+    try:
+        described = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    return str(described[0].get("topic_id") or "") if described else ""

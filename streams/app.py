@@ -20,6 +20,7 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
+from dmm.kafka_client import topic_id
 from dmm.settings import KafkaSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
@@ -101,6 +102,11 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     async def wall_clock_rules() -> None:
         if worker.pipeline is not None:
             await worker.pipeline.tick()
+
+    @app.timer(5.0)
+    async def consumer_lag() -> None:
+        """Apart from the rules: `tick` waits for the pipeline lock, which a store outage holds,
+        and the lag must keep growing on /metrics exactly then."""
         await worker.measure_lag()
 
     @app.task
@@ -141,7 +147,9 @@ class MonitorWorker:
 
     async def start(self) -> Pipeline:
         if self.pipeline is None:
-            pipeline = Pipeline(self.settings, self.store, self._publish)
+            kafka = self.settings.kafka
+            log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
+            pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id)
             await asyncio.to_thread(pipeline.restore)
             self.pipeline = pipeline
         return self.pipeline

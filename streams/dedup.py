@@ -66,6 +66,7 @@ class Progress:
     """
 
     topic: str
+    topic_id: str = ""
     marks: dict[int, int] = field(default_factory=dict)
     stray: dict[tuple[int, int], int] = field(default_factory=dict)
 
@@ -84,21 +85,29 @@ class Progress:
         return f"({conditions})" if conditions else "0"
 
     def restore(self, store: Store) -> None:
+        """Marks of the current log only; strays are rows stored since this log was first seen."""
         db = store.database
-        for row in store.rows(
-            f"SELECT src_partition, max(last_offset) AS mark FROM {db}.processed_batches "
-            f"WHERE src_topic = '{self.topic}' GROUP BY src_partition"
-        ):
-            self.marks[int(row["src_partition"])] = int(row["mark"])
-        conditions = " OR ".join(f"(src_partition = {p} AND src_offset > {m})" for p, m in self.marks.items())
+        log = f"src_topic = '{self.topic}' AND topic_id = '{self.topic_id}'"
+        if not store.rows(f"SELECT 1 AS seen FROM {db}.processed_batches WHERE {log} LIMIT 1"):
+            store.command(  # first sight of this log: a mark that covers nothing, dated now
+                f"INSERT INTO {db}.processed_batches (src_topic, topic_id, src_partition, first_offset, last_offset, "
+                f"messages, processed_at) VALUES ('{self.topic}', '{self.topic_id}', -1, -1, -1, 0, now64(3))"
+            )
+        rows = store.rows(
+            f"SELECT src_partition, max(last_offset) AS mark FROM {db}.processed_batches WHERE {log} "
+            "AND src_partition >= 0 GROUP BY src_partition"
+        )
+        self.marks = {int(row["src_partition"]): int(row["mark"]) for row in rows}
+        since = f"(SELECT min(processed_at) FROM {db}.processed_batches WHERE {log})"
+        conditions = " AND ".join(f"NOT (src_partition = {p} AND src_offset <= {m})" for p, m in self.marks.items())
         above = f"({conditions})" if conditions else "1"
         union = " UNION ALL ".join(
             (
                 f"SELECT src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms FROM {db}.{table} "
-                f"WHERE {above}"
+                f"WHERE {above} AND ingested_at >= {since}"
                 if table in EVENT_TABLES
                 else f"SELECT src_partition, src_offset, toInt64(0) AS ms FROM {db}.{table} "
-                f"WHERE {above} AND src_topic = '{self.topic}'"
+                f"WHERE {above} AND src_topic = '{self.topic}' AND received_at >= {since}"
             )
             for table in ACCOUNTED_TABLES
         )

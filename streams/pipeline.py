@@ -57,7 +57,7 @@ Publish = Callable[[str, bytes | None, bytes], Awaitable[None]]
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, store: Store, publish: Publish) -> None:
+    def __init__(self, settings: Settings, store: Store, publish: Publish, topic_id: str = "") -> None:
         self.settings = settings
         self.store = store
         self.publish = publish
@@ -66,7 +66,7 @@ class Pipeline:
             rules=settings.rules, book=self.book, allowed_lateness_ms=settings.allowed_lateness_s * 1000
         )
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
-        self.progress = Progress(topic=settings.kafka.events_topic)
+        self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
         self.windows = WindowFlusher(store)
         self.detectors: list[Detector] = build_detectors(settings.rules)
         self.ledger = AlertLedger()
@@ -191,7 +191,7 @@ class Pipeline:
             self._admit(rows, detector.advance(self.ctx))
         self.index.prune(self.ctx.watermark_ms)
         rows.markers = [
-            Marker(topic, partition, min(offsets), max(offsets), len(offsets))
+            Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
             for (topic, partition), offsets in ranges.items()
         ]
         return rows, fresh

@@ -110,6 +110,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "processed_batches": pa.schema(
         [
             ("src_topic", pa.string()),
+            ("topic_id", pa.string()),
             ("src_partition", pa.int32()),
             ("first_offset", pa.int64()),
             ("last_offset", pa.int64()),
@@ -190,6 +191,7 @@ class Marker:
     """A partition's offset range that this batch stores completely."""
 
     topic: str
+    topic_id: str
     partition: int
     first_offset: int
     last_offset: int
@@ -226,6 +228,7 @@ class BatchRows:
         out["processed_batches"] = [
             {
                 "src_topic": m.topic,
+                "topic_id": m.topic_id,
                 "src_partition": m.partition,
                 "first_offset": m.first_offset,
                 "last_offset": m.last_offset,

@@ -209,9 +209,12 @@ ORDER BY (dedup_key, at);
 -- Progress marker: one row per partition per fully written batch, written last. On
 -- restart, offsets at or below a partition's highest marker were completely stored, so
 -- their redelivery is recognised and skipped instead of being counted as duplicates.
+-- topic_id ties the marks to one log: a recreated topic (or a restarted in-memory
+-- broker) starts its offsets again, and old marks must not hide its messages.
 CREATE TABLE IF NOT EXISTS datamarket.processed_batches
 (
     src_topic      LowCardinality(String),
+    topic_id       String,
     src_partition  Int32,
     first_offset   Int64,
     last_offset    Int64,

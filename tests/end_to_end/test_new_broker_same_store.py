@@ -1,0 +1,62 @@
+"""A new in-memory broker (or a recreated topic) restarts offsets at 0: the store must not skip them.
+
+`dmm up` twice on the same `.dmm/chdb` is exactly this: progress marks belong to the old
+log (its topic id), so the new log's messages are processed, and events already stored
+are counted as duplicates, not silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dmm.broker import free_port
+from dmm.cli.replay import replay_file
+from dmm.producer import EventProducer
+from dmm.query import query_rows, wait_until_drained
+from dmm.stack import EmbeddedStack
+from tests.end_to_end.conftest import stack_settings
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+
+
+def _file(path: Path, suffix: str) -> Path:
+    lines = []
+    for name in ("listing", "trade", "usage", "heartbeat"):
+        event = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+        event["event_id"] += suffix
+        lines.append(json.dumps(event, ensure_ascii=False))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _counts(settings: object) -> dict[str, int]:
+    row = query_rows(
+        settings,  # type: ignore[arg-type]
+        "SELECT (SELECT count() FROM datamarket.trades) AS trades, "
+        "(SELECT count() FROM datamarket.heartbeats) AS heartbeats, "
+        "(SELECT count() FROM datamarket.duplicate_events) AS duplicates",
+    )[0]
+    return {k: int(v) for k, v in row.items()}
+
+
+def test_a_fresh_broker_on_the_same_store_loses_nothing(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path)
+    first, second = _file(tmp_path / "a.jsonl", "-a"), _file(tmp_path / "b.jsonl", "-b")
+    with EmbeddedStack(settings, tmp_path / "one") as stack:
+        with EventProducer(stack.settings.kafka) as producer:
+            replay_file(first, producer)
+        wait_until_drained(stack.settings, timeout=60)
+        assert _counts(stack.settings) == {"trades": 1, "heartbeats": 1, "duplicates": 0}
+
+    settings.kafka.bootstrap = f"127.0.0.1:{free_port()}"  # a new broker: offsets start at 0 again
+    with EmbeddedStack(settings, tmp_path / "two") as stack:
+        with EventProducer(stack.settings.kafka) as producer:
+            replay_file(second, producer)  # new events at offsets 0..3, already marked in the old log
+            replay_file(first, producer)  # the first file again: duplicates
+        wait_until_drained(stack.settings, timeout=60)
+        assert _counts(stack.settings) == {"trades": 2, "heartbeats": 2, "duplicates": 4}

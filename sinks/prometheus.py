@@ -49,3 +49,13 @@ DETECTOR_ERRORS = Counter(
     "dmm_detector_errors_total", "Events a detector failed on (rejected as poison, not retried)", ["detector"]
 )
 DEDUP_INDEX = Gauge("dmm_dedup_index_events", "Event identities remembered for duplicate detection")
+
+
+def start_at_zero(reasons: list[str], severities: dict[str, str], tables: list[str]) -> None:
+    """Create every known label set at 0, so the first rejection, alert or failure shows in increase()."""
+    for reason in reasons:
+        REJECTED.labels(reason=reason)
+    for kind, severity in severities.items():
+        ALERTS.labels(kind=kind, severity=severity)
+    for table in tables:
+        STORE_FAILURES.labels(table=table)

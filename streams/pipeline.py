@@ -25,16 +25,31 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from dmm.settings import Settings
-from models import AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
+from models import SEVERITY, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
 from sinks import prometheus as metrics
-from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoreError, StoredEvent
+from sinks.clickhouse import (
+    BatchRows,
+    Duplicate,
+    Marker,
+    Rejected,
+    Store,
+    StoredEvent,
+    StoreError,
+)
+from sinks.clickhouse.batches import SCHEMAS
 from streams.alerts import AlertLedger
 from streams.book import ProductBook
-from streams.decode import Rejection, decode
+from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
-from streams.rules import RuleChangeError, apply_change, parse_change, record_change, restore_rules
 from streams.detectors import build_detectors
 from streams.detectors.base import Detector, Finding, MarketContext
+from streams.rules import (
+    RuleChangeError,
+    apply_change,
+    parse_change,
+    record_change,
+    restore_rules,
+)
 from streams.windows import WindowFlusher
 
 log = logging.getLogger("dmm.pipeline")
@@ -71,6 +86,7 @@ class Pipeline:
         self.detectors: list[Detector] = build_detectors(settings.rules)
         self.ledger = AlertLedger()
         self.lock = asyncio.Lock()
+        metrics.start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -133,8 +149,9 @@ class Pipeline:
             try:
                 rules = apply_change(self.settings.rules, self.ctx.rules, parse_change(raw))
             except RuleChangeError as exc:
-                log.warning("rule change refused", extra={"error": str(exc)[:500]})
-                await self._retrying("rule_changes", lambda: record_change(self.store, raw, None, str(exc)))
+                error = str(exc)
+                log.warning("rule change refused", extra={"error": error[:500]})
+                await self._retrying("rule_changes", lambda: record_change(self.store, raw, None, error))
                 return
             await self._retrying("rule_changes", lambda: record_change(self.store, raw, rules))
             self.ctx.rules = rules

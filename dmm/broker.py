@@ -111,9 +111,12 @@ class EmbeddedBroker:
         port: int = 19092,
         log_dir: Path = Path(".dmm"),
         start_timeout_s: float = 20.0,
+        advertised: str | None = None,
     ) -> None:
+        """`advertised` (host:port) is what clients are told to connect to, if not host:port (a proxy)."""
         self.host = host
         self.port = port
+        self.advertised = advertised
         self.log_path = Path(log_dir) / f"tansu-{port}.log"
         self.start_timeout_s = start_timeout_s
         self._process: subprocess.Popen[bytes] | None = None
@@ -143,7 +146,7 @@ class EmbeddedBroker:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{self.advertised}" if self.advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ]

@@ -22,6 +22,16 @@ log = logging.getLogger(__name__)
 _SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 
+class _NoClientConfig(logging.Filter):
+    """kafka-python's admin client logs its whole configuration, SASL password included, at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Starting KafkaAdminClient with configuration")
+
+
+logging.getLogger("kafka.admin.client").addFilter(_NoClientConfig())
+
+
 def _bootstrap_servers(kafka: KafkaSettings) -> list[str]:
     return [server.strip() for server in kafka.bootstrap.split(",") if server.strip()]
 

@@ -21,9 +21,11 @@ from models.registry import exchanges
 RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
-# Up to 18 integer digits keeps every amount inside ClickHouse Decimal(38, 2).
+# Bounds of this project (the contract sets none): a price below 10^18 CNY and an amount
+# below 10^20 CNY keep any realistic sum inside ClickHouse Decimal(38, 2), whose sum()
+# would otherwise wrap around silently.
 PRICE = re.compile(r"^\d{1,18}(\.\d{1,2})?$")
-AMOUNT = re.compile(r"^-?\d{1,36}(\.\d{1,18})?$")
+AMOUNT = re.compile(r"^-?\d{1,20}(\.\d{1,18})?$")
 INT64_MAX = 2**63 - 1
 
 

@@ -138,6 +138,7 @@ class MonitorWorker:
         self.pending: list[tuple[StreamT[Any], EventT]] = []
         self._last_flush = time.monotonic()
         self._topics: dict[str, faust.TopicT] = {}
+        self._starting = asyncio.Lock()
 
     @property
     def store(self) -> Store:
@@ -146,12 +147,15 @@ class MonitorWorker:
         return self._store
 
     async def start(self) -> Pipeline:
-        if self.pipeline is None:
-            kafka = self.settings.kafka
-            log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
-            pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id)
-            await asyncio.to_thread(pipeline.restore)
-            self.pipeline = pipeline
+        """One pipeline per process, however many callers (start-up task, first batch, rules) race here:
+        a batch handled by a second instance would have its windows and identities forgotten."""
+        async with self._starting:
+            if self.pipeline is None:
+                kafka = self.settings.kafka
+                log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
+                pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id)
+                await asyncio.to_thread(pipeline.restore)
+                self.pipeline = pipeline
         return self.pipeline
 
     async def handle(self, stream: StreamT[Any], batch: list[EventT]) -> None:

@@ -69,6 +69,7 @@ class Progress:
     topic_id: str = ""
     marks: dict[int, int] = field(default_factory=dict)
     stray: dict[tuple[int, int], int] = field(default_factory=dict)
+    stray_rows: str = "0"  # SQL condition on an event table: the row is one of `stray`
 
     def seen(self, partition: int, offset: int) -> bool:
         return offset <= self.marks.get(partition, -1) or (partition, offset) in self.stray
@@ -78,11 +79,6 @@ class Progress:
             self.marks[partition] = last_offset
         if self.stray:
             self.stray = {(p, o): ms for (p, o), ms in self.stray.items() if not (p == partition and o <= last_offset)}
-
-    def marked(self) -> str:
-        """SQL condition: the row's (src_partition, src_offset) is at or below its partition's mark."""
-        conditions = " OR ".join(f"(src_partition = {p} AND src_offset <= {m})" for p, m in self.marks.items())
-        return f"({conditions})" if conditions else "0"
 
     def restore(self, store: Store) -> None:
         """Marks of the current log only; strays are rows stored since this log was first seen."""
@@ -101,10 +97,11 @@ class Progress:
         since = f"(SELECT min(processed_at) FROM {db}.processed_batches WHERE {log})"
         conditions = " AND ".join(f"NOT (src_partition = {p} AND src_offset <= {m})" for p, m in self.marks.items())
         above = f"({conditions})" if conditions else "1"
+        self.stray_rows = f"({above} AND ingested_at >= {since})"
         union = " UNION ALL ".join(
             (
                 f"SELECT src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms FROM {db}.{table} "
-                f"WHERE {above} AND ingested_at >= {since}"
+                f"WHERE {self.stray_rows}"
                 if table in EVENT_TABLES
                 else f"SELECT src_partition, src_offset, toInt64(0) AS ms FROM {db}.{table} "
                 f"WHERE {above} AND src_topic = '{self.topic}' AND received_at >= {since}"

@@ -95,12 +95,13 @@ class Pipeline:
         started = time.monotonic()
         db = self.store.database
         self.progress.restore(self.store)
-        # Only completely stored batches: rows a crash left above a mark lie further along the
-        # stream than messages about to be replayed, which they must not make late.
+        # Not the strays: rows a crash left above a mark lie further along the stream than
+        # messages about to be replayed, which they must not make late.
+        stored = f"NOT {self.progress.stray_rows}"
         row = self.store.rows(
             "SELECT max(ms) AS watermark FROM ("
             + " UNION ALL ".join(
-                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {db}.{t} WHERE {self.progress.marked()}"
+                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {db}.{t} WHERE {stored}"
                 for t in ("listings", "trades", "usage", "heartbeats")
             )
             + ")"

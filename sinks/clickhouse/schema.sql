@@ -106,7 +106,7 @@ CREATE TABLE IF NOT EXISTS datamarket.heartbeats
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
 ORDER BY (exchange_id, event_id)
-TTL toDateTime(occurred_at) + INTERVAL 90 DAY
+TTL toDateTime(ingested_at) + INTERVAL 90 DAY  -- stored time: a TTL on occurred_at would drop an old heartbeat on insert
 SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Every message that failed the contract, with its exact bytes.

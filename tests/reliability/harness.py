@@ -10,7 +10,6 @@ import json
 import time
 import urllib.request
 from collections import Counter
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -221,7 +220,3 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.2, what: str = 
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
 
-
-def utc_now_text() -> str:
-    """Now as a ClickHouse DateTime64(3) literal, for comparing with ingested_at."""
-    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]

@@ -72,7 +72,11 @@ def build(path: Path, minutes: float = 12, seed: int = 11) -> Expected:
     lines.extend(resent)
     lines.extend([late_ok, late_far])
     path.write_bytes(b"\n".join(lines) + b"\n")
+    return tally(lines, bad)
 
+
+def tally(lines: list[bytes], bad: list[tuple[bytes, str]]) -> Expected:
+    """What the monitor must end up with for these lines, `bad` being the ones to reject (and why)."""
     expected = Expected(lines=len(lines))
     sector_of: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()

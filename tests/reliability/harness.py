@@ -21,7 +21,7 @@ from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
 from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.scenario import SCENARIO_ALL
 from sinks.clickhouse import Store
-from tests.end_to_end.market_file import START, Expected, _iso, _ms
+from tests.end_to_end.market_file import START, Expected, _iso, _ms, tally
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 ACCOUNTED = (*EVENT_TABLES, "rejected_events", "duplicate_events")
@@ -76,26 +76,7 @@ def build_market(path: Path, minutes: float, rate: float = 2.0, seed: int = 11, 
     lines.append(variant(t2, event_id="LATE-FAR", trade_id="LATE-FAR", occurred_at=_iso(last_ms - 30 * 60_000)))
     path.write_bytes(b"\n".join(lines) + b"\n")
 
-    expected = Expected(lines=len(lines))
-    bad_raw = {raw for raw, _ in bad}
-    for _, reason in bad:
-        expected.rejected[reason] += 1
-    seen: set[tuple[str, str]] = set()
-    for raw in lines:
-        if raw in bad_raw:
-            continue
-        event = json.loads(raw)
-        key = (event["exchange_id"], event["event_id"])
-        if key in seen:
-            expected.duplicates += 1
-            continue
-        seen.add(key)
-        expected.accepted += 1
-        if event["type"] == "trade":
-            expected.trades += 1
-            expected.amount_by_exchange[event["exchange_id"]] += Decimal(event["amount"])
-    expected.late = 1
-    return expected
+    return tally(lines, bad)
 
 
 # -- reading the store --------------------------------------------------------------------------

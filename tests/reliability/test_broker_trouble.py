@@ -138,10 +138,13 @@ def test_worker_survives_the_broker_being_unreachable(tmp_path: Path) -> None:
             producer.flush(timeout=120)
             wait_until_drained(settings, timeout=300)
 
-            # Stalled: late in the cut, the last batch time stands still while lag is reported.
+            # Stalled: late in the cut, the last batch time stands still. Whether lag shows too depends
+            # on whether the worker had drained the backlog before the cut (it cannot learn of newer
+            # messages while the broker is unreachable); the stall-with-lag signal that
+            # DmmConsumerStalled uses is asserted deterministically in test_store_outage.
             late = [s for s in samples if s[0] > CUT_S / 2]
             assert len({s[1] for s in late}) == 1, samples
-            assert all(s[2] > 0 for s in late), samples
+            assert len({s[2] for s in late}) == 1, samples  # the lag gauge stands still too
             assert time.time() - late[-1][1] > CUT_S / 3 - 1
             final = scrape(settings)
             assert final["dmm_last_batch_timestamp_seconds"] > restored_at

@@ -48,18 +48,17 @@ def china_time(at_ms: int) -> str:
 
 def span_en(ms: int) -> str:
     """A duration as a regulator would say it: `45 seconds`, `12 minutes`, `2.5 hours`."""
-    seconds = ms / 1000
-    if seconds < 120:
-        return f"{seconds:,.0f} seconds"
-    if seconds < 2 * 3600:
-        return f"{seconds / 60:,.0f} minutes"
-    return f"{seconds / 3600:,.1f} hours"
+    return _span(ms, ("seconds", "minutes", "hours"))
 
 
 def span_zh(ms: int) -> str:
+    return _span(ms, ("秒", "分钟", "小时"))
+
+
+def _span(ms: int, units: tuple[str, str, str]) -> str:
     seconds = ms / 1000
     if seconds < 120:
-        return f"{seconds:,.0f} 秒"
+        return f"{seconds:,.0f} {units[0]}"
     if seconds < 2 * 3600:
-        return f"{seconds / 60:,.0f} 分钟"
-    return f"{seconds / 3600:,.1f} 小时"
+        return f"{seconds / 60:,.0f} {units[1]}"
+    return f"{seconds / 3600:,.1f} {units[2]}"

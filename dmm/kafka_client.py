@@ -19,7 +19,7 @@ from dmm.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
-_SSL_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
+TLS_PROTOCOLS = frozenset({"SSL", "SASL_SSL"})
 
 
 class _NoClientConfig(logging.Filter):
@@ -69,12 +69,12 @@ def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
         "security_protocol": kafka.security_protocol,
         **_sasl_options(kafka),
     }
-    if kafka.security_protocol in _SSL_PROTOCOLS:
-        options["ssl_context"] = _ssl_context(kafka)
+    if kafka.security_protocol in TLS_PROTOCOLS:
+        options["ssl_context"] = ssl_context(kafka)
     return options
 
 
-def _ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
+def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
     """System CAs unless `ssl_cafile` is set; a client certificate when `ssl_certfile` is set."""
     return create_ssl_context(cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile)
 

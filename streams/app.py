@@ -13,14 +13,13 @@ import asyncio
 import logging
 import os
 import signal
-import ssl
 import time
 from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
 
-from dmm.kafka_client import topic_id
+from dmm.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
 from dmm.settings import KafkaSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
@@ -32,11 +31,7 @@ log = logging.getLogger("dmm.worker")
 
 def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
     """SASL/SCRAM and TLS from settings, passed through to aiokafka."""
-    context = None
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
-        if kafka.ssl_certfile:
-            context.load_cert_chain(str(kafka.ssl_certfile), str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None)
+    context = ssl_context(kafka) if kafka.security_protocol in TLS_PROTOCOLS else None
     if kafka.sasl_mechanism:
         return faust.SASLCredentials(
             username=kafka.sasl_username,

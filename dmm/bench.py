@@ -21,7 +21,7 @@ from pathlib import Path
 
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
-from dmm.settings import Settings
+from settings import Settings
 from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
 from dmm.stack import EmbeddedStack
 from models import EVENT_ADAPTER

@@ -7,7 +7,7 @@
 
 Storage is memory only: stopping the broker loses every topic and message, so
 after a restart (same port, same object: `stop()` then `start()`) topics must be
-created again with `dmm.kafka_client.ensure_topics`.
+created again with `streams.kafka_client.ensure_topics`.
 """
 
 from __future__ import annotations

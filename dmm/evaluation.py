@@ -32,7 +32,7 @@ from typing import Any, get_args
 
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
-from dmm.settings import Settings
+from settings import Settings
 from dmm.simulator.ground_truth import Incident, read_truth
 from dmm.stack import EmbeddedStack
 from models import Alert, AlertKind

@@ -32,8 +32,8 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from dmm.kafka_client import client_options
-from dmm.settings import KafkaSettings, get_settings
+from streams.kafka_client import client_options
+from settings import KafkaSettings, get_settings
 from models import AnyEvent, partition_key
 
 _DEFAULTS: dict[str, Any] = {

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from dmm.settings import Settings
+from settings import Settings
 from sinks.clickhouse import open_store
 from streams.web import record_alert_action
 

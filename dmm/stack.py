@@ -15,9 +15,9 @@ from pathlib import Path
 from types import TracebackType
 
 from dmm.broker import EmbeddedBroker
-from dmm.kafka_client import ensure_topics
+from streams.kafka_client import ensure_topics
 from dmm.query import wait_until_ready
-from dmm.settings import Settings, settings_env
+from settings import Settings, settings_env
 
 
 class EmbeddedStack:

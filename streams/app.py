@@ -19,8 +19,8 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from dmm.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
-from dmm.settings import KafkaSettings, Settings
+from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
+from settings import KafkaSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
 from streams.pipeline import Message, Pipeline

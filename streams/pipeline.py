@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from dmm.settings import Settings
+from settings import Settings
 from models import SEVERITY, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
 from sinks import prometheus as metrics
 from sinks.clickhouse import (

@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import ValidationError
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from sinks.clickhouse import Store
 
 CHANGE_SCHEMA = pa.schema(

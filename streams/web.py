@@ -20,7 +20,7 @@ import pyarrow as pa
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from dmm.settings import Settings
+from settings import Settings
 from sinks.clickhouse import ReadOnlyViolation, StoreError
 
 if TYPE_CHECKING:

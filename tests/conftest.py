@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from dmm.broker import EmbeddedBroker, free_port
-from dmm.kafka_client import ensure_topics
-from dmm.settings import KafkaSettings
+from streams.kafka_client import ensure_topics
+from settings import KafkaSettings
 
 _prefixes = itertools.count()
 

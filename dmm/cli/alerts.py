@@ -20,7 +20,7 @@ from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
 from dmm.query import alert_action, query_rows
-from dmm.settings import get_settings
+from settings import get_settings
 from models import AlertKind, Severity
 from sinks.clickhouse import StoreError
 from streams.detectors.wording import CHINA_STANDARD_TIME

@@ -20,7 +20,7 @@ def bench(
     """Run broker -> worker -> store on a fresh embedded stack and print events/s, lag p50/p99, peak RSS."""
     from dmm import bench as benchmark
     from dmm.broker import free_port
-    from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
+    from settings import ClickHouseSettings, KafkaSettings, Settings
 
     with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp:
         workdir = Path(tmp)

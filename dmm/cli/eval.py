@@ -12,7 +12,7 @@ from rich.table import Table
 from dmm.broker import BrokerError, free_port
 from dmm.cli.app import app, console, err_console
 from dmm.evaluation import EvalReport, KindScore, run_scenario
-from dmm.settings import ClickHouseSettings, KafkaSettings, Settings, get_settings
+from settings import ClickHouseSettings, KafkaSettings, Settings, get_settings
 
 
 @app.command("eval")

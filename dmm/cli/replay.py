@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 
 from dmm.cli.app import app, console, err_console
 from dmm.producer import DeliveryError, EventProducer
-from dmm.settings import get_settings
+from settings import get_settings
 
 # The contract's key field per event type.
 _KEY_FIELD = {"listing": "product_id", "trade": "product_id", "usage": "product_id", "heartbeat": "exchange_id"}

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from dmm.cli.app import console, err_console
 from dmm.cli.app import app as root
-from dmm.settings import get_settings
+from settings import get_settings
 
 rules_app = typer.Typer(help="Show or change surveillance rules at runtime (no restart).", no_args_is_help=True)
 root.add_typer(rules_app, name="rules")

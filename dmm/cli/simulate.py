@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
-from dmm.settings import get_settings
+from settings import get_settings
 from dmm.simulator import (
     KINDS,
     MarketSimulator,

@@ -6,7 +6,7 @@ import typer
 
 from dmm.cli.app import app, err_console
 from dmm.query import query_text
-from dmm.settings import get_settings
+from settings import get_settings
 from sinks.clickhouse import ReadOnlyViolation, StoreError
 
 

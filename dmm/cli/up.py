@@ -10,7 +10,7 @@ import typer
 from rich.panel import Panel
 
 from dmm.cli.app import app, console, err_console
-from dmm.settings import Settings, get_settings
+from settings import Settings, get_settings
 
 
 @app.command()

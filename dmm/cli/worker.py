@@ -6,7 +6,7 @@ import logging.config
 
 from dmm.cli.app import app
 from dmm.logs import logging_config
-from dmm.settings import get_settings
+from settings import get_settings
 
 
 @app.command()

@@ -17,7 +17,7 @@ from functools import partial
 from statistics import median
 from typing import Final, get_args
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from dmm.simulator import prices
 from dmm.simulator.agenda import Agenda
 from dmm.simulator.figures import EXCHANGE_WEIGHTS

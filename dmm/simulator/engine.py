@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Final
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from dmm.simulator import prices
 from dmm.simulator.agenda import Agenda
 from dmm.simulator.anomalies import KINDS, Injector

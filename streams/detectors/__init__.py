@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from streams.detectors.base import Detector, EventTimeDetector, Finding, MarketContext
 from streams.detectors.exchange_silent import ExchangeSilent
 from streams.detectors.price_gap import CrossExchangePriceGap

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from models import AlertKind, AnyEvent, Trade, occurred_ms
 from sinks.clickhouse import Store
 from streams.book import ProductBook

@@ -11,7 +11,7 @@ import re
 import pytest
 from pydantic import BaseModel
 
-from dmm.settings import Settings
+from settings import Settings
 
 from ._util import DEPLOY, ROOT
 
@@ -58,7 +58,7 @@ def test_every_dmm_env_var_is_a_setting(monkeypatch):
     secret = env_keys((K8S / "secret.yaml").read_text(encoding="utf-8"))
     compose = env_keys(COMPOSE.read_text(encoding="utf-8"))
     for key in {**configmap, **secret, **compose}:
-        assert settings_path_exists(key), f"{key} is not a field of dmm.settings.Settings"
+        assert settings_path_exists(key), f"{key} is not a field of settings.Settings"
     # and the ConfigMap values validate
     for key, value in configmap.items():
         monkeypatch.setenv(key, value)

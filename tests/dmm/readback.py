@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
-from dmm.kafka_client import client_options
-from dmm.settings import KafkaSettings
+from streams.kafka_client import client_options
+from settings import KafkaSettings
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import pytest
 
 from dmm import bench
 from dmm.broker import free_port
-from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
+from settings import ClickHouseSettings, KafkaSettings, Settings
 
 pytestmark = pytest.mark.slow
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from dmm.broker import EmbeddedBroker, free_port
-from dmm.kafka_client import ensure_topics
+from streams.kafka_client import ensure_topics
 from dmm.producer import DeliveryError, EventProducer
-from dmm.settings import KafkaSettings
+from settings import KafkaSettings
 from models import EVENT_ADAPTER, AnyEvent
 from tests.dmm.readback import read_topic
 

@@ -12,7 +12,7 @@ from dmm.broker import free_port
 from dmm.cli import app
 from dmm.cli.replay import line_key, replay_file
 from dmm.producer import EventProducer
-from dmm.settings import KafkaSettings, get_settings
+from settings import KafkaSettings, get_settings
 from tests.dmm.readback import read_topic
 
 EXAMPLES = Path("/work/shared/contract/examples")

@@ -14,7 +14,7 @@ import pytest
 
 from dmm.broker import free_port
 from dmm.query import query_rows, wait_until_ready
-from dmm.settings import KafkaSettings, Settings
+from settings import KafkaSettings, Settings
 
 pytestmark = pytest.mark.slow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dmm.broker import free_port
-from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
+from settings import ClickHouseSettings, KafkaSettings, Settings
 from dmm.stack import EmbeddedStack
 
 

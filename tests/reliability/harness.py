@@ -17,7 +17,7 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from dmm.broker import free_port
-from dmm.settings import ClickHouseSettings, KafkaSettings, Settings
+from settings import ClickHouseSettings, KafkaSettings, Settings
 from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.scenario import SCENARIO_ALL
 from sinks.clickhouse import Store

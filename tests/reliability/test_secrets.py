@@ -13,9 +13,9 @@ import faust
 import pytest
 from pydantic import SecretStr
 
-from dmm.kafka_client import aiokafka_options, client_options
+from streams.kafka_client import aiokafka_options, client_options
 from dmm.query import query_rows
-from dmm.settings import ClickHouseSettings, KafkaSettings
+from settings import ClickHouseSettings, KafkaSettings
 from dmm.stack import EmbeddedStack
 from sinks.clickhouse.store import ServerStore, StoreError
 from streams.app import broker_credentials

@@ -179,7 +179,7 @@ def test_cli_lists_acks_and_resolves_against_the_store(tmp_path: Path, monkeypat
 
     from dmm.broker import free_port
     from dmm.cli import app
-    from dmm.settings import get_settings
+    from settings import get_settings
 
     path = tmp_path / "cli-chdb"
     opened = open_store(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.rules import RuleChangeError, apply_change, parse_change, record_change, restore_rules
 

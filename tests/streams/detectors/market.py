@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, occurred_ms
 from sinks.clickhouse import BatchRows, Dims, StoredEvent
 from sinks.clickhouse.batches import SCHEMAS

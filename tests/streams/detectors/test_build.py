@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors import build_detectors
 from tests.streams.detectors.market import heartbeat, restored

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
 from streams.detectors.exchange_silent import ExchangeSilent

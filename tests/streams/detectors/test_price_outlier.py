@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors.price_outlier import PriceOutlier
 from tests.streams.detectors.market import LATENESS_S, Market, heartbeat, listing, restored, store_events, trade

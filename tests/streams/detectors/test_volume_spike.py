@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from models import AnyEvent
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors.volume_spike import VolumeSpike

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dmm.settings import RuleSettings
+from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
 from streams.detectors.wash_trading import WashTrading

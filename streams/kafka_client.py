@@ -15,7 +15,7 @@ from aiokafka.helpers import create_ssl_context
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaConnectionError, KafkaError, RetriableError, TopicAlreadyExistsError, for_code
 
-from dmm.settings import KafkaSettings
+from settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 

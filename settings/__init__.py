@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     flush_interval_s: float = Field(1.0, description="how often windows are flushed and offsets released")
     log_level: str = "INFO"
     log_json: bool = Field(True, description="structured JSON logs (false: human-readable)")
+    supervisor_restarts: int = Field(
+        0, description="times `dmm up` has restarted this worker (set by the supervisor, shown in /metrics)"
+    )
 
 
 def settings_env(settings: BaseModel, prefix: str = "DMM_") -> dict[str, str]:

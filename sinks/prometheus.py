@@ -48,6 +48,9 @@ ALERTS = Counter("dmm_alerts_total", "Alerts raised, by kind and severity", ["ki
 DETECTOR_ERRORS = Counter(
     "dmm_detector_errors_total", "Events a detector failed on (rejected as poison, not retried)", ["detector"]
 )
+WORKER_RESTARTS = Gauge(
+    "dmm_worker_restarts", "Times the supervisor (`dmm up`) restarted this worker after it died; 0 when unsupervised"
+)
 DEDUP_INDEX = Gauge("dmm_dedup_index_events", "Event identities remembered for duplicate detection")
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging.config
+from pathlib import Path
 
 from dmm.cli.app import app
 from dmm.logs import logging_config
 from settings import get_settings
+from sinks import prometheus as metrics
 
 
 @app.command()
@@ -19,7 +21,11 @@ def worker() -> None:
     settings = get_settings()
     config = logging_config(settings.log_json, settings.log_level)
     logging.config.dictConfig(config)
+    metrics.WORKER_RESTARTS.set(settings.supervisor_restarts)
     faust_app = create_app(settings)
+    # Faust creates its data directory without parents: on a clean directory (a fresh
+    # container, a first run) it would exit at once, and a supervisor would loop on it.
+    Path(faust_app.conf.datadir).mkdir(parents=True, exist_ok=True)
     Worker(
         faust_app, loglevel=settings.log_level, logging_config=config, quiet=True
     ).execute_from_commandline()

@@ -16,7 +16,7 @@ from typing import Any
 
 from settings import Settings
 from sinks.clickhouse import open_store
-from streams.web import record_alert_action
+from sinks.clickhouse.records import record_alert_action
 
 
 class WorkerUnavailable(ConnectionError):

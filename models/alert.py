@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
+
+from models.clock import rfc3339
 
 ALERT_SCHEMA = "dm.alert.v1"
 
@@ -56,7 +58,7 @@ class Alert(BaseModel):
     def _rfc3339(self, moment: datetime | None) -> str | None:
         if moment is None:
             return None
-        return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return rfc3339(moment)
 
     def to_json(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

@@ -27,16 +27,15 @@ import hashlib
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from models import SEVERITY, Alert
-from sinks.clickhouse import Store
+from models.clock import EPOCH, from_ms, from_ms_or_none, to_ms
+from sinks.clickhouse.state import StateReader
 from streams.detectors.base import Finding
-from streams.detectors.recovery import since
 
 DEFAULT_HORIZON_S = 7 * 24 * 3600
 _RECURRENCE = re.compile(r"^(?P<base>.+)#(?P<n>[2-9]|[1-9]\d+)$")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -61,15 +60,11 @@ def split_occurrence(dedup_key: str) -> tuple[str, int]:
     return (match["base"], int(match["n"])) if match else (dedup_key, 1)
 
 
-def from_ms(ms: int | None) -> datetime | None:
-    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
-
-
 class AlertLedger:
     def __init__(self, horizon_s: int = DEFAULT_HORIZON_S) -> None:
         self.horizon_ms = horizon_s * 1000
         self._incidents: OrderedDict[str, Incident] = OrderedDict()  # base key -> incident, least recent first
-        self._actions_through: datetime = _EPOCH  # `at` of the latest action read from the store
+        self._actions_through: datetime = EPOCH  # `at` of the latest action read from the store
 
     def __len__(self) -> int:
         return len(self._incidents)
@@ -77,7 +72,7 @@ class AlertLedger:
     def admit(self, finding: Finding, now: datetime | None = None) -> Alert | None:
         """The alert for this finding, or None if its incident was already alerted."""
         now = now or datetime.now(UTC)
-        now_ms = _ms(now)
+        now_ms = to_ms(now)
         self._forget(now_ms)
         base = finding.dedup_key
         incident = self._incidents.get(base)
@@ -99,8 +94,8 @@ class AlertLedger:
             parties=finding.parties,
             event_ids=finding.event_ids,
             score=finding.score,
-            window_start=from_ms(finding.window_start_ms),
-            window_end=from_ms(finding.window_end_ms),
+            window_start=from_ms_or_none(finding.window_start_ms),
+            window_end=from_ms_or_none(finding.window_end_ms),
             detected_at=now,
             dedup_key=dedup_key,
             message=finding.message,
@@ -114,36 +109,26 @@ class AlertLedger:
         if incident is not None and incident.dedup_key == dedup_key:
             incident.resolved = True
 
-    def restore(self, store: Store, now: datetime | None = None) -> None:
+    def restore(self, state: StateReader, now: datetime | None = None) -> None:
         """Reload the incidents alerted within the horizon, and which of them are resolved."""
         now = now or datetime.now(UTC)
         self._incidents.clear()
-        horizon = since(_ms(now) - self.horizon_ms)
-        rows = store.rows(
-            "SELECT dedup_key, event_ids, toUnixTimestamp64Milli(detected_at) AS detected_ms "
-            f"FROM {store.database}.alerts FINAL WHERE detected_at >= {horizon} ORDER BY detected_at, dedup_key"
-        )
-        for row in rows:
-            base, occurrence = split_occurrence(row["dedup_key"])
+        for stored in state.incidents(to_ms(now) - self.horizon_ms):
+            base, occurrence = split_occurrence(stored.dedup_key)
             known = self._incidents.get(base)
             if known is None or occurrence >= known.occurrence:
                 self._incidents[base] = Incident(
-                    row["dedup_key"], occurrence, frozenset(row["event_ids"]), False, int(row["detected_ms"])
+                    stored.dedup_key, occurrence, frozenset(stored.event_ids), False, stored.detected_ms
                 )
                 self._incidents.move_to_end(base)
-        self._actions_through = _EPOCH
-        self.sync(store)
+        self._actions_through = EPOCH
+        self.sync(state)
 
-    def sync(self, store: Store) -> None:
+    def sync(self, state: StateReader) -> None:
         """Pick up resolutions recorded since the last sync (by the CLI or the HTTP API)."""
-        rows = store.rows(
-            "SELECT dedup_key, toUnixTimestamp64Milli(at) AS at_ms FROM "
-            f"{store.database}.alert_actions WHERE action = 'resolve' AND at >= {since(_ms(self._actions_through))} "
-            "ORDER BY at"
-        )
-        for row in rows:
-            self.resolved(row["dedup_key"])
-            self._actions_through = max(self._actions_through, from_ms(int(row["at_ms"])) or _EPOCH)
+        for dedup_key, at_ms in state.resolutions(to_ms(self._actions_through)):
+            self.resolved(dedup_key)
+            self._actions_through = max(self._actions_through, from_ms(at_ms))
 
     def _forget(self, now_ms: int) -> None:
         """Bounded memory: drop incidents not stated within the horizon (least recent first)."""
@@ -152,7 +137,3 @@ class AlertLedger:
             if oldest.seen_ms >= now_ms - self.horizon_ms:
                 break
             self._incidents.popitem(last=False)
-
-
-def _ms(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(milliseconds=1)

@@ -19,10 +19,10 @@ from typing import Any
 import faust
 from faust.types import EventT, StreamT
 
-from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
 from settings import KafkaSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
+from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
 from streams.pipeline import Message, Pipeline
 from streams.web import register_routes
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from sinks.clickhouse import Store
-
-EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
-ACCOUNTED_TABLES = (*EVENT_TABLES, "rejected_events", "duplicate_events")
+from sinks.clickhouse.state import LogProgress, StateReader
 
 
 @dataclass
@@ -43,15 +40,9 @@ class EventIndex:
     def __len__(self) -> int:
         return len(self.first_seen)
 
-    def restore(self, store: Store, watermark_ms: int) -> None:
-        since = (watermark_ms - self.horizon_ms) / 1000
-        union = " UNION ALL ".join(
-            f"SELECT exchange_id, event_id, src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms "
-            f"FROM {store.database}.{table} WHERE occurred_at >= fromUnixTimestamp64Milli(toInt64({since} * 1000))"
-            for table in EVENT_TABLES
-        )
-        for row in store.rows(f"SELECT * FROM ({union}) ORDER BY ms"):
-            self.add((row["exchange_id"], row["event_id"]), row["src_partition"], int(row["src_offset"]), int(row["ms"]))
+    def restore(self, state: StateReader, watermark_ms: int) -> None:
+        for identity in state.identities(watermark_ms - self.horizon_ms):
+            self.add(identity.key, identity.partition, identity.offset, identity.occurred_ms)
 
 
 @dataclass
@@ -69,7 +60,6 @@ class Progress:
     topic_id: str = ""
     marks: dict[int, int] = field(default_factory=dict)
     stray: dict[tuple[int, int], int] = field(default_factory=dict)
-    stray_rows: str = "0"  # SQL condition on an event table: the row is one of `stray`
 
     def seen(self, partition: int, offset: int) -> bool:
         return offset <= self.marks.get(partition, -1) or (partition, offset) in self.stray
@@ -80,32 +70,8 @@ class Progress:
         if self.stray:
             self.stray = {(p, o): ms for (p, o), ms in self.stray.items() if not (p == partition and o <= last_offset)}
 
-    def restore(self, store: Store) -> None:
+    def restore(self, state: StateReader) -> LogProgress:
         """Marks of the current log only; strays are rows stored since this log was first seen."""
-        db = store.database
-        log = f"src_topic = '{self.topic}' AND topic_id = '{self.topic_id}'"
-        if not store.rows(f"SELECT 1 AS seen FROM {db}.processed_batches WHERE {log} LIMIT 1"):
-            store.command(  # first sight of this log: a mark that covers nothing, dated now
-                f"INSERT INTO {db}.processed_batches (src_topic, topic_id, src_partition, first_offset, last_offset, "
-                f"messages, processed_at) VALUES ('{self.topic}', '{self.topic_id}', -1, -1, -1, 0, now64(3))"
-            )
-        rows = store.rows(
-            f"SELECT src_partition, max(last_offset) AS mark FROM {db}.processed_batches WHERE {log} "
-            "AND src_partition >= 0 GROUP BY src_partition"
-        )
-        self.marks = {int(row["src_partition"]): int(row["mark"]) for row in rows}
-        since = f"(SELECT min(processed_at) FROM {db}.processed_batches WHERE {log})"
-        conditions = " AND ".join(f"NOT (src_partition = {p} AND src_offset <= {m})" for p, m in self.marks.items())
-        above = f"({conditions})" if conditions else "1"
-        self.stray_rows = f"({above} AND ingested_at >= {since})"
-        union = " UNION ALL ".join(
-            (
-                f"SELECT src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms FROM {db}.{table} "
-                f"WHERE {self.stray_rows}"
-                if table in EVENT_TABLES
-                else f"SELECT src_partition, src_offset, toInt64(0) AS ms FROM {db}.{table} "
-                f"WHERE {above} AND src_topic = '{self.topic}' AND received_at >= {since}"
-            )
-            for table in ACCOUNTED_TABLES
-        )
-        self.stray = {(int(r["src_partition"]), int(r["src_offset"])): int(r["ms"]) for r in store.rows(union)}
+        restored = state.progress(self.topic, self.topic_id)
+        self.marks, self.stray = restored.marks, restored.stray
+        return restored

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from settings import Settings
 from models import SEVERITY, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_ms
+from settings import Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import (
     BatchRows,
@@ -37,6 +37,8 @@ from sinks.clickhouse import (
     StoreError,
 )
 from sinks.clickhouse.batches import SCHEMAS
+from sinks.clickhouse.records import record_rule_change
+from sinks.clickhouse.state import StateReader
 from streams.alerts import AlertLedger
 from streams.book import ProductBook
 from streams.decode import REASONS, Rejection, decode
@@ -47,8 +49,8 @@ from streams.rules import (
     RuleChangeError,
     apply_change,
     parse_change,
-    record_change,
     restore_rules,
+    rule_change_record,
 )
 from streams.windows import WindowFlusher
 
@@ -93,32 +95,17 @@ class Pipeline:
     def restore(self) -> None:
         """Rebuild every piece of in-memory state from ClickHouse, the source of truth."""
         started = time.monotonic()
-        db = self.store.database
-        self.progress.restore(self.store)
-        # Not the strays: rows a crash left above a mark lie further along the stream than
-        # messages about to be replayed, which they must not make late.
-        stored = f"NOT {self.progress.stray_rows}"
-        row = self.store.rows(
-            "SELECT max(ms) AS watermark FROM ("
-            + " UNION ALL ".join(
-                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {db}.{t} WHERE {stored}"
-                for t in ("listings", "trades", "usage", "heartbeats")
-            )
-            + ")"
-        )
-        self.ctx.watermark_ms = int(row[0]["watermark"] or 0) if row else 0
-        for listing in self.store.rows(
-            f"SELECT * EXCEPT (late, src_partition, src_offset, ingested_at, list_price), "
-            f"toString(list_price) AS list_price FROM {db}.listings FINAL "
-            "ORDER BY occurred_at, src_partition, src_offset"
-        ):
-            self.book.apply(_listing_from_row(listing))
-        self.index.restore(self.store, self.ctx.watermark_ms)
-        self.windows.restore()
-        self.ctx.rules = restore_rules(self.store, self.settings.rules)
+        state = StateReader(self.store)
+        progress = self.progress.restore(state)
+        self.ctx.watermark_ms = state.watermark_ms(progress)
+        for listing in state.listings():
+            self.book.apply(listing)
+        self.index.restore(state, self.ctx.watermark_ms)
+        self.windows.restore(state)
+        self.ctx.rules = restore_rules(state, self.settings.rules)
         for detector in self.detectors:
-            detector.restore(self.store, self.ctx)
-        self.ledger.restore(self.store)
+            detector.restore(state, self.ctx)
+        self.ledger.restore(state)
         metrics.DEDUP_INDEX.set(len(self.index))
         metrics.WATERMARK.set(self.ctx.watermark_ms / 1000)
         log.info(
@@ -152,9 +139,11 @@ class Pipeline:
             except RuleChangeError as exc:
                 error = str(exc)
                 log.warning("rule change refused", extra={"error": error[:500]})
-                await self._retrying("rule_changes", lambda: record_change(self.store, raw, None, error))
+                refused = rule_change_record(raw, None, error)
+                await self._retrying("rule_changes", lambda: record_rule_change(self.store, refused))
                 return
-            await self._retrying("rule_changes", lambda: record_change(self.store, raw, rules))
+            accepted = rule_change_record(raw, rules)
+            await self._retrying("rule_changes", lambda: record_rule_change(self.store, accepted))
             self.ctx.rules = rules
             log.info("rules changed at runtime", extra={"rules": rules.model_dump(mode="json")})
 
@@ -166,7 +155,7 @@ class Pipeline:
     async def tick(self) -> None:
         """Wall-clock rules (a live exchange going quiet) and alert resolutions: run on a timer."""
         async with self.lock:
-            await asyncio.to_thread(self.ledger.sync, self.store)  # resolutions made by ops since last tick
+            await asyncio.to_thread(self.ledger.sync, StateReader(self.store))  # resolutions made by ops since last tick
             rows = BatchRows()
             now_ms = int(time.time() * 1000)
             for detector in self.detectors:
@@ -379,9 +368,3 @@ def _token(table: str, markers: list[Marker], rows: int) -> str:
     span = ",".join(f"{m.topic}:{m.partition}:{m.first_offset}-{m.last_offset}" for m in markers)
     return hashlib.sha1(f"{table}|{span}|{rows}".encode()).hexdigest()
 
-
-def _listing_from_row(row: dict[str, object]) -> Listing:
-    data = {k: v for k, v in row.items() if v is not None}
-    data.update(schema="dm.v1", type="listing", high_quality=bool(row["high_quality"]))
-    data["occurred_at"] = str(row["occurred_at"]).replace(" ", "T") + "Z"
-    return Listing.model_validate(data)

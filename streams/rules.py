@@ -9,25 +9,13 @@ on top of the configured rules, so a restart keeps what ops decided.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
-import pyarrow as pa
 from pydantic import ValidationError
 
 from settings import RuleSettings
-from sinks.clickhouse import Store
-
-CHANGE_SCHEMA = pa.schema(
-    [
-        ("changed_at", pa.timestamp("ms", tz="UTC")),
-        ("actor", pa.string()),
-        ("change", pa.string()),
-        ("effective", pa.string()),
-        ("accepted", pa.uint8()),
-        ("error", pa.string()),
-    ]
-)
+from sinks.clickhouse.records import RuleChange
+from sinks.clickhouse.state import StateReader
 
 
 class RuleChangeError(ValueError):
@@ -60,27 +48,19 @@ def parse_change(raw: bytes | None) -> dict[str, Any]:
     return change
 
 
-def record_change(store: Store, raw: bytes | None, rules: RuleSettings | None, error: str = "") -> None:
+def rule_change_record(raw: bytes | None, rules: RuleSettings | None, error: str = "") -> RuleChange:
+    """What `rule_changes` keeps of one dm.rules message: who, what, and the rules in force after it."""
     text = (raw or b"").decode("utf-8", errors="replace")
     try:
         actor = str(json.loads(text).get("actor", ""))
     except (ValueError, AttributeError):
         actor = ""
-    now = datetime.now(UTC)
-    row = {
-        "changed_at": now,
-        "actor": actor,
-        "change": text,
-        "effective": rules.model_dump_json() if rules is not None else "",
-        "accepted": int(rules is not None),
-        "error": error,
-    }
-    store.insert("rule_changes", pa.Table.from_pylist([row], schema=CHANGE_SCHEMA), f"rules|{now.isoformat()}|{text}")
+    return RuleChange(actor, text, rules.model_dump_json() if rules is not None else "", error)
 
 
-def restore_rules(store: Store, configured: RuleSettings) -> RuleSettings:
+def restore_rules(state: StateReader, configured: RuleSettings) -> RuleSettings:
     """Configured rules with every accepted runtime change replayed in order."""
     rules = configured
-    for row in store.rows(f"SELECT change FROM {store.database}.rule_changes WHERE accepted ORDER BY changed_at"):
-        rules = apply_change(configured, rules, json.loads(row["change"]))
+    for change in state.accepted_rule_changes():
+        rules = apply_change(configured, rules, change)
     return rules

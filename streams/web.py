@@ -12,43 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import faust
-import pyarrow as pa
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from settings import Settings
 from sinks.clickhouse import ReadOnlyViolation, StoreError
+from sinks.clickhouse.records import record_alert_action
 
 if TYPE_CHECKING:
     from streams.app import MonitorWorker
-
-ALERT_ACTIONS = ("ack", "resolve")
-ALERT_ACTION_SCHEMA = pa.schema(
-    [
-        ("dedup_key", pa.string()),
-        ("action", pa.string()),
-        ("actor", pa.string()),
-        ("note", pa.string()),
-        ("at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
-
-
-def record_alert_action(store: Any, dedup_key: str, action: str, actor: str, note: str) -> dict[str, str]:
-    """Append one lifecycle action; shared by the HTTP route and direct store access."""
-    if action not in ALERT_ACTIONS:
-        raise ValueError(f"action must be one of {', '.join(ALERT_ACTIONS)}")
-    if not dedup_key or not actor:
-        raise ValueError("dedup_key and actor (who) are required")
-    at = datetime.now(UTC)
-    row = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note, "at": at}
-    store.insert("alert_actions", pa.Table.from_pylist([row], schema=ALERT_ACTION_SCHEMA), f"{dedup_key}|{action}|{at}")
-    return {**{k: v for k, v in row.items() if k != "at"}, "at": at.isoformat()}
-
 
 def register_routes(app: faust.App, settings: Settings, worker: MonitorWorker) -> None:
     @app.page("/metrics")

@@ -81,7 +81,7 @@ class ChdbStore:
         columns = ", ".join(f"`{name}`" for name in batch.column_names)
         self._run(
             f"INSERT INTO {self.database}.{table} ({columns}) "
-            f"SETTINGS insert_deduplication_token = '{_quote(token)}' "
+            f"SETTINGS insert_deduplication_token = {literal(token)} "
             f"SELECT {columns} FROM Python(batch)",
             batch=batch,
         )
@@ -177,8 +177,9 @@ def open_store(settings: ClickHouseSettings) -> Store:
     return store
 
 
-def _quote(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
+def literal(text: str) -> str:
+    """A ClickHouse string literal: the one place text is quoted into SQL."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _redact(url: str | None) -> str:

@@ -20,9 +20,8 @@ import itertools
 from abc import ABC, abstractmethod
 
 from models import AnyEvent, Trade, occurred_ms
-from sinks.clickhouse import Store
+from sinks.clickhouse.state import StateReader
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
-from streams.detectors.recovery import recent_trades
 
 
 class AwaitingListings(EventTimeDetector, ABC):
@@ -58,9 +57,9 @@ class AwaitingListings(EventTimeDetector, ABC):
             findings.extend(self.conclude(trade, ctx))
         return findings
 
-    def restore(self, store: Store, ctx: MarketContext) -> None:
+    def restore(self, state: StateReader, ctx: MarketContext) -> None:
         self._held.clear()
-        for stored in recent_trades(store, ctx.watermark_ms - 2 * ctx.allowed_lateness_ms):
+        for stored in state.recent_trades(ctx.watermark_ms - 2 * ctx.allowed_lateness_ms):
             if self.assess(stored.trade, ctx) is None:
                 self._hold(stored.trade, ctx)
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from settings import RuleSettings
 from models import AlertKind, AnyEvent, Trade, occurred_ms
-from sinks.clickhouse import Store
+from settings import RuleSettings
+from sinks.clickhouse.state import StateReader
 from streams.book import ProductBook
 
 
@@ -58,7 +58,7 @@ class Detector(Protocol):
 
     def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]: ...
 
-    def restore(self, store: Store, ctx: MarketContext) -> None: ...
+    def restore(self, state: StateReader, ctx: MarketContext) -> None: ...
 
 
 class EventTimeDetector:
@@ -70,7 +70,7 @@ class EventTimeDetector:
     def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]:
         return []
 
-    def restore(self, store: Store, ctx: MarketContext) -> None:
+    def restore(self, state: StateReader, ctx: MarketContext) -> None:
         return None
 
 

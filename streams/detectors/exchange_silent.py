@@ -29,9 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from models import AlertKind, AnyEvent, occurred_ms
-from sinks.clickhouse import Store
+from sinks.clickhouse.state import StateReader
 from streams.detectors.base import Finding, MarketContext
-from streams.detectors.recovery import latest_events
 from streams.detectors.wording import china_time, exchange_en, exchange_zh
 
 RESTORE_HORIZON_MS = 24 * 3600 * 1000
@@ -106,11 +105,10 @@ class ExchangeSilent:
                 findings.append(self._wall_clock_finding(exchange_id, sender, now_ms - heard, ctx))
         return findings
 
-    def restore(self, store: Store, ctx: MarketContext) -> None:
+    def restore(self, state: StateReader, ctx: MarketContext) -> None:
         self._senders = {
             exchange_id: Sender(last_ms, event_id)
-            for exchange_id, (last_ms, event_id) in latest_events(
-                store, ctx.watermark_ms - RESTORE_HORIZON_MS
+            for exchange_id, (last_ms, event_id) in state.latest_events(ctx.watermark_ms - RESTORE_HORIZON_MS
             ).items()
         }
 

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from models import AlertKind, AnyEvent, Listing, occurred_ms
-from sinks.clickhouse import Store
+from sinks.clickhouse.state import StateReader
 from streams.book import ProductListing
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
-from streams.detectors.recovery import stored_alerts
 from streams.detectors.wording import cny, exchange_en, exchange_zh, times
 
 ONE_FEN = Decimal("0.01")
@@ -87,10 +86,10 @@ class CrossExchangePriceGap(EventTimeDetector):
         self._unannounced.clear()
         return findings
 
-    def restore(self, store: Store, ctx: MarketContext) -> None:
+    def restore(self, state: StateReader, ctx: MarketContext) -> None:
         self._open.clear()
         self._unannounced.clear()
-        latest = {alert.product_id: alert for alert in stored_alerts(store, self.kind)}
+        latest = {alert.product_id: alert for alert in state.stored_alerts(self.kind)}
         for product_id in ctx.book.by_product:
             active = ctx.book.active(product_id)
             if price_gap(active, ctx.rules.cross_exchange_gap_ratio) is None:

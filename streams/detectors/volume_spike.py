@@ -24,9 +24,8 @@ from decimal import Decimal
 from statistics import median
 
 from models import AlertKind, AnyEvent, Trade, occurred_ms
-from sinks.clickhouse import Store
+from sinks.clickhouse.state import StateReader
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
-from streams.detectors.recovery import exchange_spans, recent_trades
 from streams.detectors.wording import china_time, cny, exchange_en, exchange_zh, times
 
 MINUTE_MS = 60_000
@@ -79,13 +78,13 @@ class VolumeSpike(EventTimeDetector):
             findings.extend(self._close(exchange_id, self._exchanges[exchange_id], last, ctx))
         return findings
 
-    def restore(self, store: Store, ctx: MarketContext) -> None:
+    def restore(self, reader: StateReader, ctx: MarketContext) -> None:
         self._exchanges.clear()
         keep = ctx.rules.volume_spike_history_windows
         last = closable_through(ctx)
         since_minute = last - keep + 1
         sums: dict[tuple[str, int], Decimal] = {}
-        for stored in recent_trades(store, since_minute * MINUTE_MS):
+        for stored in reader.recent_trades(since_minute * MINUTE_MS):
             if stored.late:
                 continue
             trade = stored.trade
@@ -94,17 +93,17 @@ class VolumeSpike(EventTimeDetector):
                 key = (trade.exchange_id, minute)
                 sums[key] = sums.get(key, Decimal(0)) + trade.amount
             else:
-                state = self._exchanges.setdefault(trade.exchange_id, ExchangeWindows(next_minute=last + 1))
-                window = state.open.setdefault(minute, Window())
+                windows = self._exchanges.setdefault(trade.exchange_id, ExchangeWindows(next_minute=last + 1))
+                window = windows.open.setdefault(minute, Window())
                 window.amount += trade.amount
                 window.trades.append(trade)
-        for exchange_id, (first_ms, _) in exchange_spans(store, since_minute * MINUTE_MS).items():
+        for exchange_id, (first_ms, _) in reader.exchange_spans(since_minute * MINUTE_MS).items():
             first = first_ms // MINUTE_MS
-            state = self._exchanges.setdefault(exchange_id, ExchangeWindows(next_minute=last + 1))
-            state.next_minute = max(last + 1, first)
+            windows = self._exchanges.setdefault(exchange_id, ExchangeWindows(next_minute=last + 1))
+            windows.next_minute = max(last + 1, first)
             counted = range(max(first, since_minute), last + 1)
-            state.history.extend(sums.get((exchange_id, minute), Decimal(0)) for minute in counted)
-            state.closed = len(counted)
+            windows.history.extend(sums.get((exchange_id, minute), Decimal(0)) for minute in counted)
+            windows.closed = len(counted)
 
     def _close(self, exchange_id: str, state: ExchangeWindows, last: int, ctx: MarketContext) -> list[Finding]:
         keep = ctx.rules.volume_spike_history_windows

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from models import AlertKind, AnyEvent, Trade, occurred_ms
-from sinks.clickhouse import Store
+from sinks.clickhouse.state import StateReader
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
-from streams.detectors.recovery import recent_trades, stored_alerts
 from streams.detectors.wording import cny, exchange_en, exchange_zh, span_en, span_zh
 
 CANDIDATES_PER_HOP = 16  # legs tried per step of a path, nearest in time first (bounds the search)
@@ -107,16 +106,16 @@ class WashTrading(EventTimeDetector):
                 del self._legs[(exchange_id, product_id)]
         return []
 
-    def restore(self, store: Store, ctx: MarketContext) -> None:
+    def restore(self, state: StateReader, ctx: MarketContext) -> None:
         self._legs.clear()
         self._expiry.clear()
         since = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
         used = {
             (alert.exchange_id, event_id)
-            for alert in stored_alerts(store, self.kind, since)
+            for alert in state.stored_alerts(self.kind, since)
             for event_id in alert.event_ids
         }
-        for stored in recent_trades(store, since):
+        for stored in state.recent_trades(since):
             trade = stored.trade
             if trade.buyer_id != trade.seller_id and (trade.exchange_id, trade.event_id) not in used:
                 graph = self._legs.setdefault((trade.exchange_id, trade.product_id), {})

@@ -6,12 +6,10 @@ money as CNY with thousands separators, days in China Standard Time.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 from models import exchanges
-
-CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+from models.clock import CHINA_STANDARD_TIME, from_ms
 
 
 def exchange_en(code: str) -> str:
@@ -36,13 +34,13 @@ def times(ratio: float) -> str:
 
 def china_day(at_ms: int) -> str:
     """The calendar day (YYYY-MM-DD) of an instant in China Standard Time (UTC+8)."""
-    moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(CHINA_STANDARD_TIME)
+    moment = from_ms(at_ms).astimezone(CHINA_STANDARD_TIME)
     return moment.date().isoformat()
 
 
 def china_time(at_ms: int) -> str:
     """`2026-11-21 10:02:13 CST`: an instant as the market's local clock shows it."""
-    moment = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(CHINA_STANDARD_TIME)
+    moment = from_ms(at_ms).astimezone(CHINA_STANDARD_TIME)
     return moment.strftime("%Y-%m-%d %H:%M:%S CST")
 
 

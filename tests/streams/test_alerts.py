@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger, alert_id, split_occurrence
 from streams.detectors.base import Finding
@@ -107,7 +108,7 @@ def test_restore_from_clickhouse_knows_alerted_and_resolved_incidents(store: Chd
     record(store, "k1", "resolve", NOW)
 
     ledger = AlertLedger()
-    ledger.restore(store, now=NOW + timedelta(minutes=5))
+    ledger.restore(StateReader(store), now=NOW + timedelta(minutes=5))
     assert len(ledger) == 2
     assert ledger.admit(finding("k2", ["E2", "E3"]), now=NOW) is None  # acked: still the same incident
     assert ledger.admit(finding("k1", ["E1"]), now=NOW) is None  # resolved, nothing new
@@ -116,10 +117,10 @@ def test_restore_from_clickhouse_knows_alerted_and_resolved_incidents(store: Chd
 
     store_alerts(store, [recurred])
     again = AlertLedger()
-    again.restore(store, now=NOW + timedelta(minutes=5))
+    again.restore(StateReader(store), now=NOW + timedelta(minutes=5))
     assert again.admit(finding("k1", ["E5"]), now=NOW) is None  # k1#2 is the latest, and open
     record(store, "k1#2", "resolve", NOW + timedelta(minutes=6))
-    again.sync(store)
+    again.sync(StateReader(store))
     third = again.admit(finding("k1", ["E5"]), now=NOW)
     assert third is not None and third.dedup_key == "k1#3"
 
@@ -129,7 +130,7 @@ def test_restore_forgets_alerts_beyond_the_horizon(store: ChdbStore) -> None:
     assert old is not None
     store_alerts(store, [old])
     ledger = AlertLedger()
-    ledger.restore(store, now=NOW)
+    ledger.restore(StateReader(store), now=NOW)
     assert len(ledger) == 0
 
 

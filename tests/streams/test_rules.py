@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 
 from settings import RuleSettings
+from sinks.clickhouse.records import record_rule_change
+from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
-from streams.rules import RuleChangeError, apply_change, parse_change, record_change, restore_rules
+from streams.rules import RuleChangeError, apply_change, parse_change, restore_rules, rule_change_record
+
+
+def record_change(store: ChdbStore, raw: bytes, rules: RuleSettings | None, error: str = "") -> None:
+    record_rule_change(store, rule_change_record(raw, rules, error))
 
 
 def test_a_change_updates_only_the_named_rules() -> None:
@@ -47,11 +53,11 @@ def test_accepted_changes_survive_a_restart_and_reset_undoes_them(tmp_path: Path
     rules = apply_change(configured, configured, parse_change(first))
     record_change(store, first, rules)
     record_change(store, b'{"set": {"bogus": 1}}', None, "unknown rule(s): bogus")
-    restored = restore_rules(store, configured)
+    restored = restore_rules(StateReader(store), configured)
     assert (restored.price_outlier_ratio, restored.exchange_silent_s) == (Decimal(4), 300)
     reset = b'{"reset": true, "actor": "ops"}'
     record_change(store, reset, apply_change(configured, restored, parse_change(reset)))
-    assert restore_rules(store, configured) == configured
+    assert restore_rules(StateReader(store), configured) == configured
     assert store.rows("SELECT actor, accepted FROM datamarket.rule_changes ORDER BY changed_at")[1] == {
         "actor": "",
         "accepted": 0,

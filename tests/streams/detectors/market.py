@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from settings import RuleSettings
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, occurred_ms
+from settings import RuleSettings
 from sinks.clickhouse import BatchRows, Dims, StoredEvent
 from sinks.clickhouse.batches import SCHEMAS
+from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
 from streams.book import ProductBook
 from streams.detectors.base import Detector, Finding, MarketContext
@@ -169,7 +170,7 @@ def restored(detector: Detector, store: ChdbStore, events: Sequence[AnyEvent], r
         if isinstance(event, Listing):
             market.ctx.book.apply(event)
         market.ctx.watermark_ms = max(market.ctx.watermark_ms, occurred_ms(event.occurred_at))
-    detector.restore(store, market.ctx)
+    detector.restore(StateReader(store), market.ctx)
     return market
 
 

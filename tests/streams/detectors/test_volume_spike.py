@@ -4,8 +4,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from settings import RuleSettings
 from models import AnyEvent
+from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors.volume_spike import VolumeSpike
 from tests.streams.detectors.market import LATENESS_S, T0_MS, Market, heartbeat, ms, restored, store_events, trade

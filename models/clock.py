@@ -1,0 +1,26 @@
+"""Event time's units, defined once: ms since the epoch inside the worker, RFC 3339 on the wire."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")  # the market's calendar (UTC+8, no DST)
+
+
+def to_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, exact (integer arithmetic, no float rounding)."""
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def from_ms_or_none(ms: int | None) -> datetime | None:
+    return None if ms is None else from_ms(ms)
+
+
+def rfc3339(moment: datetime) -> str:
+    """UTC with millisecond precision and a `Z`, as every record the monitor emits carries."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

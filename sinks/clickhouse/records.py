@@ -1,0 +1,65 @@
+"""Single-row records written outside the batch path: ops' alert actions and runtime rule changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pyarrow as pa
+
+from sinks.clickhouse.store import Store
+
+ALERT_ACTIONS = ("ack", "resolve")
+_ALERT_ACTION_SCHEMA = pa.schema(
+    [
+        ("dedup_key", pa.string()),
+        ("action", pa.string()),
+        ("actor", pa.string()),
+        ("note", pa.string()),
+        ("at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+_RULE_CHANGE_SCHEMA = pa.schema(
+    [
+        ("changed_at", pa.timestamp("ms", tz="UTC")),
+        ("actor", pa.string()),
+        ("change", pa.string()),
+        ("effective", pa.string()),
+        ("accepted", pa.uint8()),
+        ("error", pa.string()),
+    ]
+)
+
+
+def record_alert_action(store: Store, dedup_key: str, action: str, actor: str, note: str) -> dict[str, str]:
+    """Append one lifecycle action (who, what, when); shared by the CLI, the HTTP API and the console."""
+    if action not in ALERT_ACTIONS:
+        raise ValueError(f"action must be one of {', '.join(ALERT_ACTIONS)}")
+    if not dedup_key or not actor:
+        raise ValueError("dedup_key and actor (who) are required")
+    at = datetime.now(UTC)
+    row = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note, "at": at}
+    store.insert("alert_actions", pa.Table.from_pylist([row], schema=_ALERT_ACTION_SCHEMA), f"{dedup_key}|{action}|{at}")
+    return {**{k: v for k, v in row.items() if k != "at"}, "at": at.isoformat()}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleChange:
+    actor: str
+    change: str  # the dm.rules message as received
+    effective: str  # the rules in force afterwards (JSON), empty when refused
+    error: str = ""
+
+
+def record_rule_change(store: Store, change: RuleChange) -> None:
+    now = datetime.now(UTC)
+    row = {
+        "changed_at": now,
+        "actor": change.actor,
+        "change": change.change,
+        "effective": change.effective,
+        "accepted": int(not change.error),
+        "error": change.error,
+    }
+    token = f"rules|{now.isoformat()}|{change.change}"
+    store.insert("rule_changes", pa.Table.from_pylist([row], schema=_RULE_CHANGE_SCHEMA), token)

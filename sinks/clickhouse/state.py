@@ -1,0 +1,271 @@
+"""What the worker reads back on start: every piece of its state, rebuilt from the stored rows.
+
+ClickHouse is the source of truth; the worker keeps no Faust tables. Each method
+answers one restore question with typed values, so nothing above the store writes
+SQL: progress marks and strays (`progress`), the market watermark, the product book
+(`listings`), duplicate identities, recent trades and alerts for the detectors,
+alert incidents and resolutions for the ledger, accepted rule changes and minute
+windows a crash left unflushed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from models import Listing, Trade
+from models.clock import EPOCH
+from sinks.clickhouse.store import Store, literal
+
+EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
+ACCOUNTED_TABLES = (*EVENT_TABLES, "rejected_events", "duplicate_events")
+
+
+def instant(ms: int) -> str:
+    """SQL for an instant given in ms since the epoch."""
+    return f"fromUnixTimestamp64Milli(toInt64({int(ms)}), 'UTC')"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTrade:
+    trade: Trade
+    late: bool  # arrived later than the allowed lateness (its minute window was already closed)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    dedup_key: str
+    exchange_id: str
+    product_id: str | None
+    event_ids: list[str]
+    window_start_ms: int | None
+    window_end_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredIncident:
+    dedup_key: str
+    event_ids: list[str]
+    detected_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Where an `(exchange_id, event_id)` was first stored, and its event time."""
+
+    key: tuple[str, str]
+    partition: int
+    offset: int
+    occurred_ms: int
+
+
+@dataclass(slots=True)
+class LogProgress:
+    """Per partition of one log: the last offset of completely stored batches, and rows stored above it."""
+
+    marks: dict[int, int] = field(default_factory=dict)
+    stray: dict[tuple[int, int], int] = field(default_factory=dict)  # (partition, offset) -> event ms, 0 if none
+    stray_condition: str = "0"  # SQL on an event table: the row is one of `stray` (kept inside the store layer)
+
+
+class StateReader:
+    """Typed restore queries over one store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.db = store.database
+
+    # -- progress ------------------------------------------------------------------------------
+
+    def progress(self, topic: str, topic_id: str) -> LogProgress:
+        """Marks of the current log only; strays are rows stored since this log was first seen."""
+        log = f"src_topic = {literal(topic)} AND topic_id = {literal(topic_id)}"
+        if not self.store.rows(f"SELECT 1 AS seen FROM {self.db}.processed_batches WHERE {log} LIMIT 1"):
+            self.store.command(  # first sight of this log: a mark that covers nothing, dated now
+                f"INSERT INTO {self.db}.processed_batches (src_topic, topic_id, src_partition, first_offset, "
+                f"last_offset, messages, processed_at) VALUES ({literal(topic)}, {literal(topic_id)}, -1, -1, -1, 0, "
+                "now64(3))"
+            )
+        rows = self.store.rows(
+            f"SELECT src_partition, max(last_offset) AS mark FROM {self.db}.processed_batches WHERE {log} "
+            "AND src_partition >= 0 GROUP BY src_partition"
+        )
+        marks = {int(row["src_partition"]): int(row["mark"]) for row in rows}
+        since = f"(SELECT min(processed_at) FROM {self.db}.processed_batches WHERE {log})"
+        conditions = " AND ".join(f"NOT (src_partition = {p} AND src_offset <= {m})" for p, m in marks.items())
+        above = f"({conditions})" if conditions else "1"
+        stray_condition = f"({above} AND ingested_at >= {since})"
+        union = " UNION ALL ".join(
+            (
+                f"SELECT src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms FROM {self.db}.{table} "
+                f"WHERE {stray_condition}"
+                if table in EVENT_TABLES
+                else f"SELECT src_partition, src_offset, toInt64(0) AS ms FROM {self.db}.{table} "
+                f"WHERE {above} AND src_topic = {literal(topic)} AND received_at >= {since}"
+            )
+            for table in ACCOUNTED_TABLES
+        )
+        stray = {(int(r["src_partition"]), int(r["src_offset"])): int(r["ms"]) for r in self.store.rows(union)}
+        return LogProgress(marks, stray, stray_condition)
+
+    def watermark_ms(self, progress: LogProgress) -> int:
+        """Latest event time stored, leaving out the strays: rows a crash left above a mark lie further
+        along the stream than messages about to be replayed, which they must not make late."""
+        stored = f"NOT {progress.stray_condition}"
+        row = self.store.rows(
+            "SELECT max(ms) AS watermark FROM ("
+            + " UNION ALL ".join(
+                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {self.db}.{t} WHERE {stored}"
+                for t in EVENT_TABLES
+            )
+            + ")"
+        )
+        return int(row[0]["watermark"] or 0) if row else 0
+
+    # -- events --------------------------------------------------------------------------------
+
+    def listings(self) -> list[Listing]:
+        """Every listing event, in stream order: replayed into the product book."""
+        rows = self.store.rows(
+            "SELECT * EXCEPT (late, src_partition, src_offset, ingested_at, list_price), "
+            f"toString(list_price) AS list_price FROM {self.db}.listings FINAL "
+            "ORDER BY occurred_at, src_partition, src_offset"
+        )
+        return [_listing(row) for row in rows]
+
+    def identities(self, since_ms: int) -> list[Identity]:
+        """Event identities stored with an event time at or after `since_ms`, oldest first."""
+        union = " UNION ALL ".join(
+            f"SELECT exchange_id, event_id, src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms "
+            f"FROM {self.db}.{table} WHERE occurred_at >= {instant(since_ms)}"
+            for table in EVENT_TABLES
+        )
+        return [
+            Identity((row["exchange_id"], row["event_id"]), int(row["src_partition"]), int(row["src_offset"]), int(row["ms"]))
+            for row in self.store.rows(f"SELECT * FROM ({union}) ORDER BY ms")
+        ]
+
+    def recent_trades(self, since_ms: int) -> list[StoredTrade]:
+        """Trades that happened at or after `since_ms`, in event-time order."""
+        rows = self.store.rows(
+            "SELECT exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, trade_id, product_id, "
+            "buyer_id, seller_id, toString(price) AS price, quantity, toString(amount) AS amount, currency, "
+            f"venue, purpose, data_bytes, late FROM {self.db}.trades FINAL "
+            f"WHERE occurred_at >= {instant(since_ms)} ORDER BY occurred_at, exchange_id, event_id"
+        )
+        return [StoredTrade(_trade(row), bool(int(row["late"]))) for row in rows]
+
+    def exchange_spans(self, since_ms: int) -> dict[str, tuple[int, int]]:
+        """Per exchange, the first and last event time (ms) of any event type at or after `since_ms`."""
+        rows = self.store.rows(
+            "SELECT toString(exchange_id) AS exchange_id, toUnixTimestamp64Milli(min(occurred_at)) AS first_ms, "
+            f"toUnixTimestamp64Milli(max(occurred_at)) AS last_ms FROM ({self._events_since(since_ms)}) "
+            "GROUP BY exchange_id"
+        )
+        return {row["exchange_id"]: (int(row["first_ms"]), int(row["last_ms"])) for row in rows}
+
+    def latest_events(self, since_ms: int) -> dict[str, tuple[int, str]]:
+        """Per exchange, the event time (ms) and id of its latest event of any type at or after `since_ms`."""
+        rows = self.store.rows(
+            "SELECT toString(exchange_id) AS exchange_id, toUnixTimestamp64Milli(max(occurred_at)) AS last_ms, "
+            f"argMax(event_id, (occurred_at, event_id)) AS event_id FROM ({self._events_since(since_ms)}) "
+            "GROUP BY exchange_id"
+        )
+        return {row["exchange_id"]: (int(row["last_ms"]), row["event_id"]) for row in rows}
+
+    # -- alerts, rules, windows ------------------------------------------------------------------
+
+    def stored_alerts(self, kind: str, since_ms: int = 0) -> list[StoredAlert]:
+        """Alerts of one kind whose window ends at or after `since_ms` (or has no end), oldest first."""
+        rows = self.store.rows(
+            "SELECT dedup_key, exchange_id, product_id, event_ids, "
+            "toUnixTimestamp64Milli(window_start) AS start_ms, toUnixTimestamp64Milli(window_end) AS end_ms "
+            f"FROM {self.db}.alerts FINAL WHERE kind = {literal(kind)} "
+            f"AND (window_end IS NULL OR window_end >= {instant(since_ms)}) ORDER BY detected_at, dedup_key"
+        )
+        return [
+            StoredAlert(
+                dedup_key=row["dedup_key"],
+                exchange_id=row["exchange_id"],
+                product_id=row["product_id"],
+                event_ids=list(row["event_ids"]),
+                window_start_ms=_int_or_none(row["start_ms"]),
+                window_end_ms=_int_or_none(row["end_ms"]),
+            )
+            for row in rows
+        ]
+
+    def incidents(self, detected_since_ms: int) -> list[StoredIncident]:
+        """Alerts detected at or after the instant, oldest first: the ledger's dedup memory."""
+        rows = self.store.rows(
+            "SELECT dedup_key, event_ids, toUnixTimestamp64Milli(detected_at) AS detected_ms "
+            f"FROM {self.db}.alerts FINAL WHERE detected_at >= {instant(detected_since_ms)} "
+            "ORDER BY detected_at, dedup_key"
+        )
+        return [StoredIncident(row["dedup_key"], list(row["event_ids"]), int(row["detected_ms"])) for row in rows]
+
+    def resolutions(self, since_ms: int) -> list[tuple[str, int]]:
+        """`(dedup_key, at_ms)` of resolutions recorded at or after the instant, oldest first."""
+        rows = self.store.rows(
+            f"SELECT dedup_key, toUnixTimestamp64Milli(at) AS at_ms FROM {self.db}.alert_actions "
+            f"WHERE action = 'resolve' AND at >= {instant(since_ms)} ORDER BY at"
+        )
+        return [(row["dedup_key"], int(row["at_ms"])) for row in rows]
+
+    def accepted_rule_changes(self) -> list[dict[str, Any]]:
+        """The `set`/`reset` bodies of every accepted runtime rule change, oldest first."""
+        rows = self.store.rows(f"SELECT change FROM {self.db}.rule_changes WHERE accepted ORDER BY changed_at")
+        return [json.loads(row["change"]) for row in rows]
+
+    def unflushed_windows(self) -> list[int]:
+        """Minutes (ms) holding events stored after the last flush began (a crash may have skipped them)."""
+        since = f"(SELECT max(updated_at) FROM {self.db}.market_1m) - INTERVAL 10 SECOND"
+        sql = " UNION DISTINCT ".join(
+            f"SELECT DISTINCT toUnixTimestamp(toStartOfMinute(occurred_at)) * 1000 AS window_ms "
+            f"FROM {self.db}.{table} WHERE late = 0 AND ingested_at >= {since}"
+            for table in ("trades", "usage", "listings")
+        )
+        return [int(row["window_ms"]) for row in self.store.rows(sql)]
+
+    def _events_since(self, since_ms: int, tables: Iterable[str] = EVENT_TABLES) -> str:
+        return " UNION ALL ".join(
+            f"SELECT exchange_id, event_id, occurred_at FROM {self.db}.{table} WHERE occurred_at >= {instant(since_ms)}"
+            for table in tables
+        )
+
+
+def _listing(row: dict[str, Any]) -> Listing:
+    data = {k: v for k, v in row.items() if v is not None}
+    data.update(schema="dm.v1", type="listing", high_quality=bool(row["high_quality"]))
+    data["occurred_at"] = str(row["occurred_at"]).replace(" ", "T") + "Z"
+    return Listing.model_validate(data)
+
+
+def _trade(row: dict[str, Any]) -> Trade:
+    occurred = EPOCH + timedelta(microseconds=int(row["us"]))
+    data = {
+        "schema": "dm.v1",
+        "type": "trade",
+        "event_id": row["event_id"],
+        "exchange_id": row["exchange_id"],
+        "occurred_at": occurred.isoformat(),
+        "trade_id": row["trade_id"],
+        "product_id": row["product_id"],
+        "buyer_id": row["buyer_id"],
+        "seller_id": row["seller_id"],
+        "price": row["price"],
+        "quantity": int(row["quantity"]),
+        "amount": row["amount"],
+        "currency": row["currency"],
+        "venue": row["venue"],
+        "purpose": row["purpose"],
+        "data_bytes": None if row["data_bytes"] is None else int(row["data_bytes"]),
+    }
+    return Trade.model_validate(data)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -11,13 +11,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import TracebackType
 
 from dmm.broker import EmbeddedBroker
-from streams.kafka_client import ensure_topics
 from dmm.query import wait_until_ready
 from settings import Settings, settings_env
+from streams.kafka_client import ensure_topics
 
 
 class EmbeddedStack:
@@ -27,6 +28,7 @@ class EmbeddedStack:
         host, _, port = settings.kafka.bootstrap.partition(",")[0].rpartition(":")
         self.broker = EmbeddedBroker(host=host, port=int(port), log_dir=workdir) if start_broker else None
         self.worker: subprocess.Popen[bytes] | None = None
+        self.worker_started = 0.0  # time.monotonic() of the latest start_worker
         self.worker_log = workdir / "worker.log"
 
     def __enter__(self) -> EmbeddedStack:
@@ -46,13 +48,17 @@ class EmbeddedStack:
     ) -> None:
         self.stop()
 
-    def start_worker(self, wait: bool = True) -> None:
-        """Start `dmm worker` as a child process (logs appended to workdir/worker.log)."""
-        env = {**os.environ, **settings_env(self.settings)}
+    def start_worker(self, wait: bool = True, restarts: int = 0) -> None:
+        """Start `dmm worker` as a child process (logs appended to workdir/worker.log).
+
+        `restarts` is how many times a supervisor has restarted it; the worker shows it in /metrics.
+        """
+        env = {**os.environ, **settings_env(self.settings), "DMM_SUPERVISOR_RESTARTS": str(restarts)}
         with self.worker_log.open("ab") as log:
             self.worker = subprocess.Popen(
                 [sys.executable, "-m", "dmm", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
+        self.worker_started = time.monotonic()
         if wait:
             try:
                 wait_until_ready(self.settings, timeout=120, alive=lambda: self.worker.poll() is None)

@@ -7,6 +7,7 @@ import threading
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.panel import Panel
 
 from dmm.cli.app import app, console, err_console
@@ -24,6 +25,7 @@ def up(
     """Run the embedded stack: Tansu broker, worker, embedded ClickHouse, /metrics (and the simulator)."""
     from dmm.broker import BrokerError
     from dmm.stack import EmbeddedStack
+    from dmm.supervisor import WorkerSupervisor
 
     settings = get_settings()
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
@@ -50,15 +52,16 @@ def up(
             f"query:     dmm sql \"SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1 ORDER BY 2 DESC\"\n"
             f"alerts:    dmm alerts list\n"
             f"send:      dmm replay events.jsonl\n"
-            f"worker log: {stack.worker_log}\n\n"
+            f"worker log: {stack.worker_log}  (restarted with backoff if it dies)\n\n"
             f"Ctrl-C stops everything.",
             title="Data Market Monitor",
         )
     )
+    supervisor = WorkerSupervisor(
+        stack, report=lambda line: err_console.print(f"[yellow]supervisor:[/] {escape(line)}")
+    )
     try:
-        while stack.worker is not None and stack.worker.poll() is None:
-            stop.wait(1.0)
-        err_console.print(f"[red]the worker exited[/]; last log lines:\n{stack.worker_log_tail()}")
+        supervisor.run(stop)
     except KeyboardInterrupt:
         console.print("stopping…")
     finally:

@@ -21,10 +21,11 @@ from pathlib import Path
 
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
-from settings import Settings
 from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
 from dmm.stack import EmbeddedStack
 from models import EVENT_ADAPTER
+from settings import Settings
+from sinks.clickhouse import queries
 
 
 @dataclass
@@ -108,12 +109,7 @@ def run(
         stack.start_worker()
         wait_until_drained(settings, timeout=3600, settle=0.5)
         worker_seconds = time.perf_counter() - started
-        first_last = query_rows(
-            settings,
-            "SELECT toUnixTimestamp64Milli(min(ingested_at)) AS a, toUnixTimestamp64Milli(max(ingested_at)) AS b "
-            "FROM (SELECT ingested_at FROM datamarket.trades UNION ALL SELECT ingested_at FROM datamarket.heartbeats "
-            "UNION ALL SELECT ingested_at FROM datamarket.usage UNION ALL SELECT ingested_at FROM datamarket.listings)",
-        )[0]
+        first_last = query_rows(settings, queries.ingest_span(settings.clickhouse.database))[0]
         busy_s = max((int(first_last["b"]) - int(first_last["a"])) / 1000, 1e-3)
         worker_rate = sent / busy_s
         live_rate = max(1.0, worker_rate * live_fraction)
@@ -126,16 +122,7 @@ def run(
             live = publish_live(simulation, lambda k, v: producer.publish_raw(v, k), time_scale=1.0)
             producer.flush()
         wait_until_drained(settings, timeout=600, settle=0.5)
-        lag = query_rows(
-            settings,
-            "SELECT quantileExact(0.5)(d) AS p50, quantileExact(0.99)(d) AS p99, max(d) AS mx FROM ("
-            + " UNION ALL ".join(
-                f"SELECT dateDiff('millisecond', occurred_at, ingested_at) AS d FROM datamarket.{t} "
-                f"WHERE occurred_at >= toDateTime64('{live_start:%Y-%m-%d %H:%M:%S}', 6, 'UTC')"
-                for t in ("trades", "usage", "listings", "heartbeats")
-            )
-            + ")",
-        )[0]
+        lag = query_rows(settings, queries.ingest_lag(settings.clickhouse.database, live_start))[0]
         peak = _peak_rss_mb(stack.worker.pid) if stack.worker else 0.0
     return BenchResult(
         events=sent,

@@ -25,21 +25,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from statistics import median
 from typing import Any, get_args
 
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
-from settings import Settings
+from dmm.replay import replay_file
 from dmm.simulator.ground_truth import Incident, read_truth
 from dmm.stack import EmbeddedStack
 from models import Alert, AlertKind
+from models.clock import from_ms, from_ms_or_none
+from settings import Settings
+from sinks.clickhouse import queries
 
 EventKey = tuple[str, str]  # (exchange_id, event_id)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 
 
 @dataclass(slots=True)
@@ -133,48 +134,24 @@ def run_scenario(
     events: Path, truth: Path, settings: Settings, workdir: Path, timeout_s: float = 600
 ) -> EvalReport:
     """Replay `events` through a fresh embedded stack and score its alerts against `truth`."""
-    from dmm.cli.replay import replay_file  # here, not at the top: importing dmm.cli imports this module
 
     incidents = read_truth(truth)
     with EmbeddedStack(settings, workdir) as stack:
         with EventProducer(stack.settings.kafka) as producer:
             replay_file(events, producer)
         wait_until_drained(stack.settings, timeout=timeout_s)
-        alerts = [alert_from_row(row) for row in query_rows(stack.settings, alerts_sql(settings.clickhouse.database))]
-        stored = query_rows(stack.settings, stored_at_sql(settings.clickhouse.database, alerts)) if alerts else []
-    stored_at = {(row["exchange_id"], row["event_id"]): _from_ms(int(row["ms"])) for row in stored}
+        alerts = [alert_from_row(row) for row in query_rows(stack.settings, queries.alerts_in_detection_order(settings.clickhouse.database))]
+        stored = query_rows(stack.settings, queries.evidence_stored_at(settings.clickhouse.database, (e for a in alerts for e in a.event_ids))) if alerts else []
+    stored_at = {(row["exchange_id"], row["event_id"]): from_ms(int(row["ms"])) for row in stored}
     return score(incidents, alerts, stored_at)
-
-
-def alerts_sql(database: str) -> str:
-    return (
-        "SELECT * EXCEPT (window_start, window_end, detected_at), "
-        "toUnixTimestamp64Milli(window_start) AS window_start_ms, toUnixTimestamp64Milli(window_end) AS window_end_ms, "
-        f"toUnixTimestamp64Milli(detected_at) AS detected_ms FROM {database}.alerts FINAL ORDER BY detected_at"
-    )
-
-
-def stored_at_sql(database: str, alerts: Iterable[Alert]) -> str:
-    """When each evidence event of these alerts was stored (ingested_at)."""
-    ids = sorted({event_id for alert in alerts for event_id in alert.event_ids})
-    listed = ", ".join("'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in ids)
-    union = " UNION ALL ".join(
-        f"SELECT toString(exchange_id) AS exchange_id, event_id, ingested_at FROM {database}.{table} "
-        f"WHERE event_id IN ({listed})"
-        for table in _EVENT_TABLES
-    )
-    return (
-        "SELECT exchange_id, event_id, toUnixTimestamp64Milli(min(ingested_at)) AS ms "
-        f"FROM ({union}) GROUP BY exchange_id, event_id"
-    )
 
 
 def alert_from_row(row: dict[str, Any]) -> Alert:
     data = {k: v for k, v in row.items() if not k.endswith("_ms")}
     data.update(
-        window_start=_from_ms(row["window_start_ms"]),
-        window_end=_from_ms(row["window_end_ms"]),
-        detected_at=_from_ms(row["detected_ms"]),
+        window_start=from_ms_or_none(row["window_start_ms"]),
+        window_end=from_ms_or_none(row["window_end_ms"]),
+        detected_at=from_ms_or_none(row["detected_ms"]),
     )
     return Alert.model_validate(data)
 
@@ -187,7 +164,3 @@ def _latency_s(alert: Alert, stored_at: Mapping[EventKey, datetime]) -> float:
 
 def _parse(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-
-
-def _from_ms(ms: Any) -> datetime | None:
-    return None if ms is None else _EPOCH + timedelta(milliseconds=int(ms))

@@ -20,10 +20,10 @@ from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
 from dmm.query import alert_action, query_rows
-from settings import get_settings
 from models import AlertKind, Severity
-from sinks.clickhouse import StoreError
-from streams.detectors.wording import CHINA_STANDARD_TIME
+from models.clock import CHINA_STANDARD_TIME
+from settings import get_settings
+from sinks.clickhouse import StoreError, queries
 
 STATUSES = ("open", "acked", "resolved")
 _DURATION = re.compile(r"^(?P<n>\d+)(?P<unit>[smhd])$")
@@ -33,11 +33,6 @@ _STATUS_STYLE = {"open": "bold", "acked": "yellow", "resolved": "green"}
 
 alerts_app = typer.Typer(name="alerts", help="List, acknowledge and resolve surveillance alerts.", no_args_is_help=True)
 app.add_typer(alerts_app)
-
-
-def literal(text: str) -> str:
-    """A ClickHouse string literal."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -50,49 +45,6 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     except ValueError as exc:
         raise ValueError(f"--since {text!r}: use e.g. 30m, 24h, 7d or 2026-11-21T10:00:00+08:00") from exc
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def list_sql(
-    database: str,
-    *,
-    kind: str | None = None,
-    severity: str | None = None,
-    exchange: str | None = None,
-    status: str | None = None,
-    since: datetime | None = None,
-    limit: int = 100,
-) -> str:
-    """Alerts with their lifecycle status and latest action, newest first."""
-    where = []
-    if kind:
-        where.append(f"kind = {literal(kind)}")
-    if severity:
-        where.append(f"severity = {literal(severity)}")
-    if exchange:
-        where.append(f"exchange_id = {literal(exchange)}")
-    if status:
-        where.append(f"status = {literal(status)}")
-    if since is not None:
-        where.append(f"detected_ms >= {int(since.timestamp() * 1000)}")
-    condition = f"WHERE {' AND '.join(where)} " if where else ""
-    return (
-        "SELECT * FROM (SELECT a.dedup_key AS dedup_key, a.alert_id AS alert_id, a.kind AS kind, "
-        "a.severity AS severity, toString(a.exchange_id) AS exchange_id, a.product_id AS product_id, "
-        "a.parties AS parties, a.event_ids AS event_ids, a.score AS score, "
-        "toUnixTimestamp64Milli(a.window_start) AS window_start_ms, "
-        "toUnixTimestamp64Milli(a.window_end) AS window_end_ms, "
-        "toUnixTimestamp64Milli(a.detected_at) AS detected_ms, a.message AS message, a.message_zh AS message_zh, "
-        "multiIf(x.resolved = 1, 'resolved', x.acted = 1, 'acked', 'open') AS status, "
-        "x.actor AS actor, x.note AS note, if(x.acted = 1, toUnixTimestamp64Milli(x.last_at), NULL) AS action_ms "
-        f"FROM {database}.alerts AS a FINAL LEFT JOIN (SELECT dedup_key, toUInt8(1) AS acted, "
-        "toUInt8(max(action = 'resolve')) AS resolved, argMax(actor, at) AS actor, argMax(note, at) AS note, "
-        f"max(at) AS last_at FROM {database}.alert_actions GROUP BY dedup_key) AS x ON a.dedup_key = x.dedup_key) "
-        f"{condition}ORDER BY detected_ms DESC, dedup_key LIMIT {int(limit)}"
-    )
-
-
-def exists_sql(database: str, dedup_key: str) -> str:
-    return f"SELECT count() AS n FROM {database}.alerts WHERE dedup_key = {literal(dedup_key)}"
 
 
 def as_record(row: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +79,7 @@ def list_alerts(
         moment = parse_since(since) if since else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    sql = list_sql(
+    sql = queries.alert_list(
         settings.clickhouse.database, kind=kind, severity=severity, exchange=exchange, status=status,
         since=moment, limit=limit,
     )
@@ -163,7 +115,7 @@ def _act(dedup_key: str, action: str, actor: str, note: str) -> None:
     settings = get_settings()
     if not actor.strip():
         raise typer.BadParameter("--by must name who acts")
-    rows = _rows(exists_sql(settings.clickhouse.database, dedup_key))
+    rows = _rows(queries.alert_exists(settings.clickhouse.database, dedup_key))
     if not rows or int(rows[0]["n"]) == 0:
         err_console.print(f"[red]no alert with dedup_key[/] {dedup_key!r} (see `dmm alerts list`)")
         raise typer.Exit(1)

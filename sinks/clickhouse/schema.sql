@@ -1,6 +1,5 @@
 -- Data Market Monitor: the ClickHouse schema (database `datamarket`).
 -- Applied automatically by the worker on start (every statement is idempotent).
--- deploy/clickhouse/schema.sql is a copy kept in sync by tests/sinks/test_schema_sync.py.
 --
 -- Idempotency: every event table is a ReplacingMergeTree ordered by the event's
 -- identity (exchange_id, event_id), and every insert carries a deterministic

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from dmm.broker import free_port
 from dmm.cli import app
-from dmm.cli.replay import line_key, replay_file
 from dmm.producer import EventProducer
+from dmm.replay import line_key, replay_file
 from settings import KafkaSettings, get_settings
 from tests.dmm.readback import read_topic
 

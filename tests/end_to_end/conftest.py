@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from dmm.broker import free_port
-from settings import ClickHouseSettings, KafkaSettings, Settings
 from dmm.stack import EmbeddedStack
+from settings import ClickHouseSettings, KafkaSettings, Settings
 
 
 def stack_settings(workdir: Path) -> Settings:

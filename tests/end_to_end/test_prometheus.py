@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from dmm.broker import free_port
-from dmm.cli.replay import replay_file
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
+from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
 from tests.end_to_end.market_file import build
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from dmm.cli.replay import replay_file
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
+from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
 from tests.end_to_end.market_file import Expected, build
 

@@ -17,9 +17,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from dmm.broker import free_port
-from settings import ClickHouseSettings, KafkaSettings, Settings
 from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.scenario import SCENARIO_ALL
+from settings import ClickHouseSettings, KafkaSettings, Settings
 from sinks.clickhouse import Store
 from tests.end_to_end.market_file import START, Expected, _iso, _ms, tally
 

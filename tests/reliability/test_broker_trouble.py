@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from dmm.broker import EmbeddedBroker, free_port
-from dmm.cli.replay import line_key
 from dmm.producer import EventProducer
 from dmm.query import wait_until_drained, worker_status
+from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
 from tests.reliability.harness import StoreReader, assert_exact_totals, build_market, scrape, settings_for
 

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dmm.cli.replay import line_key
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
+from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
 from models import Trade
 from sinks.clickhouse.batches import BatchRows, Dims, StoredEvent

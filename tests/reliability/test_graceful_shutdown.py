@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from dmm.cli.replay import replay_file
 from dmm.producer import EventProducer
 from dmm.query import wait_until_drained, worker_status
+from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
 from sinks.clickhouse.store import ChdbStore
 from tests.reliability.harness import (

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from dmm.cli.replay import line_key, replay_file
 from dmm.producer import EventProducer
 from dmm.query import wait_until_drained
+from dmm.replay import line_key, replay_file
 from dmm.stack import EmbeddedStack
 from models import AnyEvent, Trade
 from sinks import prometheus as metrics

@@ -13,12 +13,12 @@ import faust
 import pytest
 from pydantic import SecretStr
 
-from streams.kafka_client import aiokafka_options, client_options
 from dmm.query import query_rows
-from settings import ClickHouseSettings, KafkaSettings
 from dmm.stack import EmbeddedStack
+from settings import ClickHouseSettings, KafkaSettings
 from sinks.clickhouse.store import ServerStore, StoreError
 from streams.app import broker_credentials
+from streams.kafka_client import aiokafka_options, client_options
 from tests.reliability.harness import settings_for
 
 CANARY_KAFKA = "kafka-canary-7f3a9c"

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import pytest
 
-from dmm.cli.replay import line_key
 from dmm.producer import EventProducer
 from dmm.query import wait_until_drained, worker_status
+from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
 from sinks.clickhouse.store import ChdbStore
 from streams.pipeline import Message, Pipeline

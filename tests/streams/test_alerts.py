@@ -138,7 +138,8 @@ def test_restore_forgets_alerts_beyond_the_horizon(store: ChdbStore) -> None:
 
 
 def test_list_sql_derives_status_and_filters(store: ChdbStore) -> None:
-    from dmm.cli.alerts import as_record, list_sql
+    from dmm.cli.alerts import as_record
+    from sinks.clickhouse.queries import alert_list as list_sql
 
     ledger = AlertLedger()
     alerts = [ledger.admit(finding(f"k{n}", [f"E{n}"]), now=NOW + timedelta(minutes=n)) for n in range(3)]

@@ -1,0 +1,103 @@
+"""Read-only questions the CLI, the evaluator and the benchmark ask, as SQL text.
+
+They are text, not calls, because on the embedded store the running worker holds
+the data directory: `dmm` sends the statement to the worker's `/api/sql`, or runs
+it on the store itself when it can open it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from models.clock import to_ms
+from sinks.clickhouse.state import EVENT_TABLES
+from sinks.clickhouse.store import literal
+
+
+def alert_list(
+    database: str,
+    *,
+    kind: str | None = None,
+    severity: str | None = None,
+    exchange: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+) -> str:
+    """Alerts with their lifecycle status (resolved > acked > open) and latest action, newest first."""
+    where = []
+    if kind:
+        where.append(f"kind = {literal(kind)}")
+    if severity:
+        where.append(f"severity = {literal(severity)}")
+    if exchange:
+        where.append(f"exchange_id = {literal(exchange)}")
+    if status:
+        where.append(f"status = {literal(status)}")
+    if since is not None:
+        where.append(f"detected_ms >= {to_ms(since)}")
+    condition = f"WHERE {' AND '.join(where)} " if where else ""
+    return (
+        "SELECT * FROM (SELECT a.dedup_key AS dedup_key, a.alert_id AS alert_id, a.kind AS kind, "
+        "a.severity AS severity, toString(a.exchange_id) AS exchange_id, a.product_id AS product_id, "
+        "a.parties AS parties, a.event_ids AS event_ids, a.score AS score, "
+        "toUnixTimestamp64Milli(a.window_start) AS window_start_ms, "
+        "toUnixTimestamp64Milli(a.window_end) AS window_end_ms, "
+        "toUnixTimestamp64Milli(a.detected_at) AS detected_ms, a.message AS message, a.message_zh AS message_zh, "
+        "multiIf(x.resolved = 1, 'resolved', x.acted = 1, 'acked', 'open') AS status, "
+        "x.actor AS actor, x.note AS note, if(x.acted = 1, toUnixTimestamp64Milli(x.last_at), NULL) AS action_ms "
+        f"FROM {database}.alerts AS a FINAL LEFT JOIN (SELECT dedup_key, toUInt8(1) AS acted, "
+        "toUInt8(max(action = 'resolve')) AS resolved, argMax(actor, at) AS actor, argMax(note, at) AS note, "
+        f"max(at) AS last_at FROM {database}.alert_actions GROUP BY dedup_key) AS x ON a.dedup_key = x.dedup_key) "
+        f"{condition}ORDER BY detected_ms DESC, dedup_key LIMIT {int(limit)}"
+    )
+
+
+def alert_exists(database: str, dedup_key: str) -> str:
+    return f"SELECT count() AS n FROM {database}.alerts WHERE dedup_key = {literal(dedup_key)}"
+
+
+def alerts_in_detection_order(database: str) -> str:
+    """Every alert, times as ms since the epoch: what `dmm eval` scores."""
+    return (
+        "SELECT * EXCEPT (window_start, window_end, detected_at), "
+        "toUnixTimestamp64Milli(window_start) AS window_start_ms, toUnixTimestamp64Milli(window_end) AS window_end_ms, "
+        f"toUnixTimestamp64Milli(detected_at) AS detected_ms FROM {database}.alerts FINAL ORDER BY detected_at"
+    )
+
+
+def evidence_stored_at(database: str, event_ids: Iterable[str]) -> str:
+    """When each of these events was stored (first `ingested_at`, ms), per exchange and event id."""
+    listed = ", ".join(literal(i) for i in sorted(set(event_ids)))
+    union = " UNION ALL ".join(
+        f"SELECT toString(exchange_id) AS exchange_id, event_id, ingested_at FROM {database}.{table} "
+        f"WHERE event_id IN ({listed})"
+        for table in EVENT_TABLES
+    )
+    return (
+        "SELECT exchange_id, event_id, toUnixTimestamp64Milli(min(ingested_at)) AS ms "
+        f"FROM ({union}) GROUP BY exchange_id, event_id"
+    )
+
+
+def ingest_span(database: str) -> str:
+    """First and last `ingested_at` (ms) over every event table: the worker's busy time in a benchmark."""
+    union = " UNION ALL ".join(f"SELECT ingested_at FROM {database}.{table}" for table in EVENT_TABLES)
+    return (
+        "SELECT toUnixTimestamp64Milli(min(ingested_at)) AS a, toUnixTimestamp64Milli(max(ingested_at)) AS b, "
+        f"count() AS n FROM ({union})"
+    )
+
+
+def ingest_lag(database: str, since: datetime) -> str:
+    """Percentiles of occurred_at -> ingested_at (ms) for events that happened after `since`."""
+    union = " UNION ALL ".join(
+        f"SELECT dateDiff('millisecond', occurred_at, ingested_at) AS d FROM {database}.{table} "
+        f"WHERE occurred_at >= fromUnixTimestamp64Milli(toInt64({to_ms(since)}), 'UTC')"
+        for table in EVENT_TABLES
+    )
+    return (
+        "SELECT quantileExact(0.5)(d) AS p50, quantileExact(0.99)(d) AS p99, max(d) AS mx, count() AS n "
+        f"FROM ({union})"
+    )

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, description="worker web server: /metrics, /healthz, /api/sql")
+    console_token: SecretStr | None = Field(
+        None, description="bearer token for the web console's ack / resolve; unset = the console is read-only"
+    )
     allowed_lateness_s: int = Field(300, description="events older than watermark minus this are late")
     dedup_horizon_s: int = Field(24 * 3600, description="how long an (exchange_id, event_id) is remembered")
     batch_max: int = Field(5000, description="most messages decoded and written as one batch")
@@ -109,6 +112,15 @@ class Settings(BaseSettings):
     supervisor_restarts: int = Field(
         0, description="times `dmm up` has restarted this worker (set by the supervisor, shown in /metrics)"
     )
+    alert_webhook_url: str | None = Field(
+        None, description="POST each surveillance alert (its dm.alerts JSON) here; unset = no webhook"
+    )
+    alert_webhook_token: SecretStr | None = Field(None, description="sent as `Authorization: Bearer …` if set")
+    alert_webhook_queue_max: int = Field(
+        1000, ge=1, description="alerts waiting for the webhook; beyond it the oldest is dropped (and counted)"
+    )
+    alert_webhook_retries: int = Field(5, ge=0, description="retries per alert, with exponential backoff")
+    alert_webhook_timeout_s: float = Field(5.0, gt=0, description="timeout of one POST")
 
 
 def settings_env(settings: BaseModel, prefix: str = "DMM_") -> dict[str, str]:

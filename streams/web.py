@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from settings import Settings
 from sinks.clickhouse import ReadOnlyViolation, StoreError
 from sinks.clickhouse.records import record_alert_action
+from streams.console import register_console
 
 if TYPE_CHECKING:
     from streams.app import MonitorWorker
@@ -75,3 +76,5 @@ def register_routes(app: faust.App, settings: Settings, worker: MonitorWorker) -
             if row["action"] == "resolve" and worker.pipeline is not None:
                 worker.pipeline.ledger.resolved(row["dedup_key"])
             return self.json(row)
+
+    register_console(app, settings, worker)

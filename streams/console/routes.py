@@ -1,0 +1,146 @@
+"""Mount the console on the worker's Faust web server: the page, its assets and its JSON API.
+
+Every store read runs in a thread (`asyncio.to_thread`), like `/api/sql`, so a slow
+query never stalls ingestion on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from importlib.resources import files
+from typing import TYPE_CHECKING, Any
+
+import faust
+from faust.web import Request, Response, View
+
+from models.registry import exchanges, sectors
+from settings import Settings
+from sinks.clickhouse import StoreError
+from sinks.clickhouse import console_queries as q
+from sinks.clickhouse.records import record_alert_action
+from streams.console.encode import plain
+from streams.console.feeds import feeds_view
+from streams.console.market import market_view
+from streams.console.periods import PERIODS
+from streams.console.surveillance import (
+    KINDS,
+    SEVERITIES,
+    STATUSES,
+    Refused,
+    action_request,
+    alert_filter,
+    alerts_view,
+    authorize,
+)
+
+if TYPE_CHECKING:
+    from streams.app import MonitorWorker
+
+STATIC = files("streams").joinpath("console", "static")
+CONTENT_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+NO_STORE = {"Cache-Control": "no-store"}
+ALERT_LIMIT_MAX = 1000
+
+
+def static_asset(name: str) -> tuple[str, str] | None:
+    """(text, content type) of a shipped asset, or None: only plain names of known types are served."""
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    if "/" in name or "\\" in name or name.startswith(".") or suffix not in CONTENT_TYPES:
+        return None
+    asset = STATIC.joinpath(name)
+    return (asset.read_text(encoding="utf-8"), CONTENT_TYPES[suffix]) if asset.is_file() else None
+
+
+def register_console(app: faust.App, settings: Settings, worker: MonitorWorker) -> None:
+    """Add `/`, `/console/{name}` and `/api/console/*` to the worker's web server."""
+
+    def silent_after_s() -> int:
+        rules = worker.pipeline.ctx.rules if worker.pipeline is not None else settings.rules
+        return int(rules.exchange_silent_s)
+
+    async def read(view: View, build: Any, *args: Any) -> Response:
+        try:
+            return view.json(plain(await asyncio.to_thread(build, worker.store, *args)), headers=NO_STORE)
+        except StoreError as exc:
+            return view.json({"error": str(exc)}, status=503)
+
+    @app.page("/")
+    class Index(View):
+        async def get(self, request: Request) -> Response:
+            text, content_type = static_asset("index.html") or ("", "text/html")
+            return self.text(text, content_type=content_type, headers=NO_STORE)
+
+    @app.page("/console/{name}")
+    class Asset(View):
+        async def get(self, request: Request, name: str) -> Response:
+            found = static_asset(name)
+            if found is None:
+                return self.json({"error": f"no asset {name}"}, status=404)
+            return self.text(found[0], content_type=found[1])
+
+    @app.page("/api/console/config")
+    class Config(View):
+        async def get(self, request: Request) -> Response:
+            token = settings.console_token
+            return self.json(
+                {
+                    "actions_enabled": bool(token and token.get_secret_value()),
+                    "exchanges": {c: {"zh": e.name_zh, "en": e.name_en} for c, e in exchanges().items()},
+                    "sectors": {c: {"zh": s.name_zh, "en": s.name_en} for c, s in sectors().items()},
+                    "kinds": list(KINDS),
+                    "severities": list(SEVERITIES),
+                    "statuses": list(STATUSES),
+                    "periods": list(PERIODS),
+                    "silent_after_s": silent_after_s(),
+                }
+            )
+
+    @app.page("/api/console/market")
+    class Market(View):
+        async def get(self, request: Request) -> Response:
+            period = request.query.get("period", "day")
+            if period not in PERIODS:
+                return self.json({"error": f"period must be one of {', '.join(PERIODS)}"}, status=400)
+            return await read(self, market_view, period)
+
+    @app.page("/api/console/feeds")
+    class Feeds(View):
+        async def get(self, request: Request) -> Response:
+            return await read(self, feeds_view, silent_after_s())
+
+    @app.page("/api/console/alerts")
+    class Alerts(View):
+        async def get(self, request: Request) -> Response:
+            try:
+                where = alert_filter(dict(request.query), set(exchanges()))
+                limit = min(max(int(request.query.get("limit", "200")), 1), ALERT_LIMIT_MAX)
+            except Refused as exc:
+                return self.json({"error": str(exc)}, status=exc.status)
+            except ValueError:
+                return self.json({"error": "limit must be a whole number"}, status=400)
+            return await read(self, alerts_view, where, limit)
+
+    @app.page("/api/console/alerts/action")
+    class AlertAction(View):
+        async def post(self, request: Request) -> Response:
+            try:
+                authorize(settings.console_token, request.headers.get("Authorization"))
+                key, action, actor, note = action_request(json.loads(await self.read_request_content(request) or b"{}"))
+                row = await asyncio.to_thread(_record, worker, key, action, actor, note)
+            except Refused as exc:
+                return self.json({"error": str(exc)}, status=exc.status)
+            except ValueError as exc:
+                return self.json({"error": str(exc)}, status=400)
+            except StoreError as exc:
+                return self.json({"error": str(exc)}, status=503)
+            if action == "resolve" and worker.pipeline is not None:
+                worker.pipeline.ledger.resolved(key)
+            return self.json(row)
+
+
+def _record(worker: MonitorWorker, key: str, action: str, actor: str, note: str) -> dict[str, str]:
+    """Record the action as `/api/alert-action` does, once the alert is known to exist."""
+    if not q.alert_exists(worker.store, key):
+        raise Refused(404, f"no alert with dedup_key {key!r}")
+    return record_alert_action(worker.store, key, action, actor, note)

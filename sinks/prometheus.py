@@ -51,7 +51,23 @@ DETECTOR_ERRORS = Counter(
 WORKER_RESTARTS = Gauge(
     "dmm_worker_restarts", "Times the supervisor (`dmm up`) restarted this worker after it died; 0 when unsupervised"
 )
+STAGE_SECONDS = Counter(
+    "dmm_stage_seconds_total",
+    "Worker time spent in each pipeline stage (fetch, decode, dedup, surveillance, arrow, store, windows, publish, "
+    "metrics, commit): rate() gives each stage's share of a core",
+    ["stage"],
+)
+STAGES = ("fetch", "decode", "dedup", "surveillance", "arrow", "store", "windows", "publish", "metrics", "commit")
 DEDUP_INDEX = Gauge("dmm_dedup_index_events", "Event identities remembered for duplicate detection")
+ALERT_WEBHOOK_DELIVERED = Counter(
+    "dmm_alert_webhook_delivered_total", "Surveillance alerts the webhook (DMM_ALERT_WEBHOOK_URL) accepted"
+)
+ALERT_WEBHOOK_FAILED = Counter(
+    "dmm_alert_webhook_failed_total", "Surveillance alerts given up after every retry to the webhook failed"
+)
+ALERT_WEBHOOK_DROPPED = Counter(
+    "dmm_alert_webhook_dropped_total", "Surveillance alerts dropped unsent: queue full (oldest first) or shutdown"
+)
 
 
 def start_at_zero(reasons: list[str], severities: dict[str, str], tables: list[str]) -> None:
@@ -62,3 +78,5 @@ def start_at_zero(reasons: list[str], severities: dict[str, str], tables: list[s
         ALERTS.labels(kind=kind, severity=severity)
     for table in tables:
         STORE_FAILURES.labels(table=table)
+    for stage in STAGES:
+        STAGE_SECONDS.labels(stage=stage)

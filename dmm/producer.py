@@ -19,22 +19,32 @@ on construction), publish them, and flush before you consider them delivered:
   resend can duplicate it; the monitor counts such a duplicate once.
 - Keyword overrides go to kafka-python's `KafkaProducer`, e.g.
   `EventProducer(linger_ms=50, compression_type="gzip")`.
+
+Heartbeats. The monitor raises the critical `exchange_silent` alert after 120 s
+without an event from an exchange, quiet markets included. Run a
+`HeartbeatSender` beside your publishing; it sends the contract's heartbeat
+through the same producer every `interval_s` from a background thread:
+
+    with EventProducer() as producer, HeartbeatSender(producer, "SHDEX", interval_s=10):
+        ...                                    # publish as usual
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
-from streams.kafka_client import client_options
+from models import SCHEMA, AnyEvent, Heartbeat, occurred_ms, partition_key
 from settings import KafkaSettings, get_settings
-from models import AnyEvent, partition_key
+from streams.kafka_client import client_options
 
 _DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -46,6 +56,8 @@ _DEFAULTS: dict[str, Any] = {
     "client_id": "dmm-producer",
 }
 _ERRORS_SHOWN = 10
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -189,3 +201,70 @@ class EventProducer:
                 self.flush()
         finally:
             self.close()
+
+
+class HeartbeatSender:
+    """Publishes one exchange's heartbeat every `interval_s` on a daemon thread, the first at once.
+
+    `seq` counts up by one per heartbeat from `start_seq` (pass your last seq + 1 to keep it
+    rising across restarts); `event_id` is `<exchange>-H-<occurred ms>-<seq>`, unique even when
+    `seq` starts over. A heartbeat the client refuses is logged and counted in `failed`, and the
+    thread goes on; delivery failures surface in the producer's `flush` like any other message.
+    """
+
+    def __init__(self, producer: EventProducer, exchange_id: str, interval_s: float = 10.0, start_seq: int = 0) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be positive")
+        self.producer = producer
+        self.exchange_id = exchange_id
+        self.interval_s = interval_s
+        self._seq = start_seq
+        self._heartbeat(datetime.now(UTC))  # an unknown exchange code fails here, not in the thread
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.failed = 0
+
+    def _heartbeat(self, at: datetime) -> Heartbeat:
+        return Heartbeat.model_validate(
+            {
+                "schema": SCHEMA,
+                "type": "heartbeat",
+                "event_id": f"{self.exchange_id}-H-{occurred_ms(at)}-{self._seq}",
+                "exchange_id": self.exchange_id,
+                "occurred_at": at.isoformat(timespec="milliseconds"),
+                "seq": self._seq,
+            }
+        )
+
+    def start(self) -> HeartbeatSender:
+        if self._thread is not None:
+            raise RuntimeError("HeartbeatSender already started")
+        self._thread = threading.Thread(target=self._run, name=f"dmm-heartbeat-{self.exchange_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop sending (a heartbeat being published completes); flush the producer to deliver it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.producer.publish(self._heartbeat(datetime.now(UTC)))
+                self.sent += 1
+            except KafkaError as exc:
+                self.failed += 1
+                log.warning("heartbeat not queued", extra={"exchange_id": self.exchange_id, "error": str(exc)[:500]})
+            self._seq += 1
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self) -> HeartbeatSender:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -1,0 +1,153 @@
+"""The console's statements on a real embedded store with hand-made rows whose answers are known."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from sinks.clickhouse import console_queries as q
+from sinks.clickhouse.records import record_alert_action
+from sinks.clickhouse.store import ChdbStore
+
+US = 1_000_000
+T0 = 1_795_219_200 * US  # 2026-11-21 08:00:00 CST
+DAY = q.Span(T0 - 8 * 3600 * US, T0 + 16 * 3600 * US)
+BEFORE = "2026-11-20 12:00:00"  # the day before, UTC
+
+
+def at(minutes: int) -> str:
+    """An occurred_at literal `minutes` after T0 (UTC text, as ClickHouse parses it)."""
+    return datetime.fromtimestamp(T0 / US + minutes * 60, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
+    opened = ChdbStore(tmp_path_factory.mktemp("console") / "chdb")
+    opened.apply_schema()
+    listing = "INSERT INTO datamarket.listings (exchange_id, event_id, occurred_at, action, product_id, seller_id, " \
+        "source, sector, pricing, high_quality, recognized_by) VALUES "
+    opened.command(
+        listing
+        + f"('SHDEX', 'L1', '{BEFORE}', 'list', 'P-OLD', 'S-OLD', 'enterprise', 'healthcare', 'paid', 0, ['SZDEX']),"
+        f"('SHDEX', 'L2', '{at(1)}', 'list', 'P1', 'S1', 'public', 'transportation', 'free', 1, ['SZDEX', 'BJIDEX']),"
+        f"('SZDEX', 'L3', '{at(2)}', 'list', 'P1', 'S1', 'public', 'transportation', 'free', 1, ['SHDEX']),"
+        f"('SZDEX', 'L4', '{at(3)}', 'list', 'P2', 'S2', 'public', 'meteorology', 'conditional_free', 0, ['GZDEX']),"
+        f"('SZDEX', 'L5', '{at(40)}', 'delist', 'P2', NULL, NULL, NULL, NULL, 0, []),"
+        f"('SZDEX', 'L6', '{at(4)}', 'list', 'P3', 'S3', 'public', 'meteorology', 'paid', 0, [])"
+    )
+    trade = "INSERT INTO datamarket.trades (exchange_id, event_id, occurred_at, trade_id, product_id, buyer_id, " \
+        "seller_id, price, quantity, amount, venue, sector, source, high_quality, late) VALUES "
+    opened.command(
+        trade
+        + f"('SHDEX', 'T0', '{BEFORE}', 'T0', 'P-OLD', 'B-OLD', 'S-OLD', 5, 1, 5, 'on_exchange', 'healthcare', 'enterprise', 0, 0),"
+        f"('SHDEX', 'T1', '{at(5)}', 'T1', 'P1', 'B-OLD', 'S1', 0.10, 3, 0.30, 'on_exchange', 'transportation', 'public', 1, 0),"
+        f"('SHDEX', 'T2', '{at(6)}', 'T2', 'P1', 'B1', 'S1', 0.20, 1, 0.20, 'off_exchange_registered', 'transportation', 'public', 1, 0),"
+        f"('SZDEX', 'T3', '{at(65)}', 'T3', 'P2', 'B2', 'S2', 1000000.01, 1, 1000000.01, 'on_exchange', 'meteorology', 'public', 0, 1)"
+    )
+    # A retried insert of T1 (same identity) must not count twice: FINAL collapses it.
+    opened.command(
+        trade
+        + f"('SHDEX', 'T1', '{at(5)}', 'T1', 'P1', 'B-OLD', 'S1', 0.10, 3, 0.30, 'on_exchange', 'transportation', 'public', 1, 0)"
+    )
+    opened.command(
+        "INSERT INTO datamarket.usage (exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, source) VALUES "
+        f"('SHDEX', 'U1', '{at(7)}', 'P1', 'B1', 10, 1000, 'public'), ('SZDEX', 'U2', '{at(8)}', 'P3', 'B2', 5, 50, 'public')"
+    )
+    opened.command(
+        # ingested_at given: the table's TTL would drop a heartbeat stored at the epoch.
+        "INSERT INTO datamarket.heartbeats (exchange_id, event_id, occurred_at, seq, ingested_at) VALUES "
+        f"('SHDEX', 'H1', '{at(90)}', 1, now64(3))"
+    )
+    opened.command(
+        "INSERT INTO datamarket.rejected_events (src_topic, src_partition, src_offset, raw, reason, exchange_id) VALUES "
+        "('dm.events', 0, 1, '{', 'malformed', ''), ('dm.events', 0, 2, 'x', 'invalid', 'SHDEX'), "
+        "('dm.events', 0, 3, 'y', 'invalid', 'SHDEX')"
+    )
+    opened.command(
+        "INSERT INTO datamarket.duplicate_events (src_topic, src_partition, src_offset, exchange_id, event_id) VALUES "
+        "('dm.events', 0, 9, 'SZDEX', 'T3')"
+    )
+    opened.command(
+        "INSERT INTO datamarket.alerts (alert_id, kind, severity, exchange_id, detected_at, dedup_key, message) VALUES "
+        "('a1', 'self_dealing', 'critical', 'SHDEX', '2026-11-21 01:00:00', 'k1', 'one'), "
+        "('a2', 'price_outlier', 'warning', 'SZDEX', '2026-11-21 01:00:01', 'k2', 'two')"
+    )
+    record_alert_action(opened, "k2", "ack", "ops-li", "looking")
+    yield opened
+    opened.close()
+
+
+def test_watermark_is_the_latest_event_of_any_table(store: ChdbStore) -> None:
+    assert q.watermark_us(store) == T0 + 90 * 60 * US
+
+
+def test_trade_totals_are_exact_to_the_fen_and_count_a_retried_insert_once(store: ChdbStore) -> None:
+    totals = q.trade_totals(store, DAY)
+    assert totals["trades"] == 3
+    assert totals["amount"] == Decimal("1000000.51")
+    assert (totals["on_exchange"], totals["off_exchange"]) == (Decimal("1000000.31"), Decimal("0.20"))
+    assert totals["high_quality"] == Decimal("0.50")
+    assert (totals["buyers"], totals["sellers"]) == (3, 2)
+
+
+def test_trend_buckets_by_minute_and_hour(store: ChdbStore) -> None:
+    hours = q.trade_trend(store, DAY, "hour")
+    assert [(p["t_ms"], p["trades"], p["amount"]) for p in hours] == [
+        (T0 // 1000, 2, Decimal("0.50")),
+        (T0 // 1000 + 3_600_000, 1, Decimal("1000000.01")),
+    ]
+    assert len(q.trade_trend(store, DAY, "minute")) == 3
+
+
+def test_new_products_are_distinct_products_not_listing_events(store: ChdbStore) -> None:
+    assert q.new_products(store, DAY) == {"products": 3, "listing_events": 4}
+    assert q.new_products_by(store, DAY, "exchange_id") == {"SHDEX": 1, "SZDEX": 3}
+    assert q.new_products_by(store, DAY, "sector") == {"transportation": 1, "meteorology": 2}
+
+
+def test_new_participants_are_first_seen_in_the_span(store: ChdbStore) -> None:
+    # B-OLD and S-OLD were seen the day before; S1, S2, S3 list today; B1, B2 buy today.
+    assert q.new_participants(store, DAY) == {"participants": 5, "buyers": 2, "sellers": 3}
+
+
+def test_recognition_counts_active_listings_by_exchange_pair(store: ChdbStore) -> None:
+    pairs = {(p["listed_on"], p["recognized_by"]): p["products"] for p in q.recognition_pairs(store)}
+    # P2's recognition by GZDEX ended with its delisting.
+    assert pairs == {("SHDEX", "SZDEX"): 2, ("SHDEX", "BJIDEX"): 1, ("SZDEX", "SHDEX"): 1}
+    assert q.recognized_products(store) == 2
+
+
+def test_public_data_by_pricing(store: ChdbStore) -> None:
+    assert q.public_catalogue(store) == {"free": 1, "paid": 1}
+    supply = q.public_supply(store, DAY)
+    assert supply["free"] == {"trades": 2, "amount": Decimal("0.50"), "calls": 10}
+    assert supply["conditional_free"] == {"trades": 1, "amount": Decimal("1000000.01"), "calls": 0}
+    assert supply["paid"] == {"trades": 0, "amount": Decimal("0.00"), "calls": 5}
+
+
+def test_metering_per_exchange(store: ChdbStore) -> None:
+    rows = {r["key"]: (r["records"], r["calls"], r["bytes"]) for r in q.usage_by_exchange(store, DAY)}
+    assert rows == {"SHDEX": (1, 10, 1000), "SZDEX": (1, 5, 50)}
+
+
+def test_feed_health_rows(store: ChdbStore) -> None:
+    events = {(r["exchange_id"], r["type"]): (r["events"], r["late"]) for r in q.feed_events(store)}
+    assert events[("SHDEX", "trades")] == (3, 0)
+    assert events[("SZDEX", "trades")] == (1, 1)
+    assert events[("SHDEX", "heartbeats")] == (1, 0)
+    rejected = {(r["exchange_id"], r["reason"]): r["messages"] for r in q.rejected_by_exchange(store)}
+    assert rejected == {("", "malformed"): 1, ("SHDEX", "invalid"): 2}
+    assert q.duplicates_by_exchange(store) == {"SZDEX": 1}
+
+
+def test_alerts_carry_their_lifecycle_and_filters(store: ChdbStore) -> None:
+    assert q.alert_status_counts(store, q.AlertFilter()) == {"open": 1, "acked": 1, "resolved": 0}
+    acked = q.alerts(store, q.AlertFilter(status="acked"))
+    assert [(a["dedup_key"], a["actor"], a["note"]) for a in acked] == [("k2", "ops-li", "looking")]
+    assert [a["dedup_key"] for a in q.alerts(store, q.AlertFilter(exchange_id="SHDEX"))] == ["k1"]
+    assert q.alert_status_counts(store, q.AlertFilter(kind="self_dealing")) == {"open": 1, "acked": 0, "resolved": 0}
+    assert q.alert_exists(store, "k1") and not q.alert_exists(store, "k1' OR '1'='1")

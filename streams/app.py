@@ -1,10 +1,11 @@
-"""The Faust worker: consume dm.events in batches, hand them to the pipeline, ack when stored.
+"""The Faust worker: dm.events in whole fetches through the pipeline, committed once stored.
 
-Faust provides the consumer group, batching (`noack_take`), the producer for
-dm.alerts / dm.rejected, timers and the web server. Nothing of the monitor's
-state lives in Faust tables: it is rebuilt from ClickHouse on start. Offsets are
-acknowledged by hand, only after the batch's rows are stored *and* its windows
-flushed, so Faust never commits a message whose effects could still be lost.
+Faust is the application: it runs the event consumer service (`streams.consumer`),
+the rules agent, the timers (window flush, wall-clock rules, lag), the producer for
+dm.alerts / dm.rejected and the web server. Nothing of the monitor's state lives
+in Faust tables: it is rebuilt from ClickHouse on start. Offsets are committed by
+hand, only after the batch's rows are stored *and* its windows flushed, so no
+message whose effects could still be lost is ever committed.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ import asyncio
 import logging
 import os
 import signal
-import time
+from collections.abc import Sequence
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import StreamT
 
-from settings import KafkaSettings, Settings
+from settings import KafkaSettings, RuleSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
+from streams.consumer import EventConsumer
 from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
 from streams.pipeline import Message, Pipeline
 from streams.web import register_routes
@@ -45,20 +47,18 @@ def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | 
 def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     kafka = settings.kafka
     app = faust.App(
-        kafka.group_id,
+        f"{kafka.group_id}-control",  # rules and app bookkeeping; dm.events has its own group (kafka.group_id)
         broker=[f"kafka://{host}" for host in kafka.bootstrap.split(",")],
         broker_credentials=broker_credentials(kafka),
         broker_session_timeout=kafka.session_timeout_ms / 1000,
         broker_heartbeat_interval=kafka.heartbeat_interval_ms / 1000,
-        broker_commit_interval=settings.flush_interval_s,
         consumer_auto_offset_reset="earliest",
         topic_disable_leader=True,
         topic_allow_declare=True,
-        topic_partitions=kafka.events_partitions,
+        topic_partitions=1,
         topic_replication_factor=kafka.replication_factor,
         producer_acks=-1,
-        stream_wait_empty=False,  # un-acked tail is recognised as redelivery on restart; never hang on stop
-        stream_buffer_maxsize=settings.batch_max * 2,
+        stream_wait_empty=False,
         key_serializer="raw",
         value_serializer="raw",
         web_host=settings.web_host,
@@ -68,21 +68,9 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         store="memory://",
         datadir=str(settings.clickhouse.chdb_path.parent / "faust"),
     )
-    events = app.topic(kafka.events_topic, partitions=kafka.events_partitions)
     worker = MonitorWorker(app, settings, store)
+    app.service(worker.consumer)
     register_routes(app, settings, worker)
-
-    @app.agent(events, name="ingest")
-    async def ingest(stream: StreamT[Any]) -> None:
-        async for batch in stream.noack_take(settings.batch_max, within=settings.batch_within_s):
-            try:
-                await worker.handle(stream, batch)
-            except Exception:
-                # In-memory state may now be ahead of the store: never let Faust restart the agent
-                # on top of it. Exit; the restart rebuilds state from ClickHouse and replays the batch.
-                log.critical("unexpected error while processing a batch; exiting for a clean restart", exc_info=True)
-                logging.shutdown()
-                os._exit(70)
 
     @app.agent(app.topic(kafka.rules_topic), name="rules")
     async def rule_changes(stream: StreamT[Any]) -> None:
@@ -91,7 +79,8 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
 
     @app.timer(settings.flush_interval_s)
     async def flush_windows() -> None:
-        await worker.flush_and_ack()
+        if worker.pipeline is not None:
+            await worker.consumer.flush_and_commit()
 
     @app.timer(5.0)
     async def wall_clock_rules() -> None:
@@ -102,7 +91,7 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     async def consumer_lag() -> None:
         """Apart from the rules: `tick` waits for the pipeline lock, which a store outage holds,
         and the lag must keep growing on /metrics exactly then."""
-        await worker.measure_lag()
+        worker.measure_lag()
 
     @app.task
     async def restore_state() -> None:
@@ -110,10 +99,9 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(graceful()))
 
     async def graceful() -> None:
-        """SIGTERM: flush windows, release and commit offsets, then stop as on Ctrl-C."""
+        """SIGTERM: flush windows, commit offsets, then stop as on Ctrl-C."""
         try:
-            await asyncio.wait_for(worker.flush_and_ack(), timeout=30)
-            await app.commit(None)
+            await asyncio.wait_for(worker.consumer.flush_and_commit(), timeout=30)
             log.info("shutdown: windows flushed, offsets acknowledged and committed")
         finally:
             os.kill(os.getpid(), signal.SIGINT)
@@ -123,15 +111,14 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
 
 
 class MonitorWorker:
-    """Glue between Faust's events and the pipeline; owns the pending acks."""
+    """Glue between the consumer service, the pipeline and the web routes."""
 
     def __init__(self, app: faust.App, settings: Settings, store: Store | None) -> None:
         self.app = app
         self.settings = settings
         self._store = store
         self.pipeline: Pipeline | None = None
-        self.pending: list[tuple[StreamT[Any], EventT]] = []
-        self._last_flush = time.monotonic()
+        self.consumer = EventConsumer(settings, self.handle, self.flush, self.partitions_changed, loop=app.loop)
         self._topics: dict[str, faust.TopicT] = {}
         self._starting = asyncio.Lock()
 
@@ -153,60 +140,67 @@ class MonitorWorker:
                 self.pipeline = pipeline
         return self.pipeline
 
-    async def handle(self, stream: StreamT[Any], batch: list[EventT]) -> None:
+    async def handle(self, messages: Sequence[Message]) -> None:
         pipeline = await self.start()
-        messages = [
-            Message(e.message.topic, e.message.partition, e.message.offset, e.message.key, e.message.value)
-            for e in batch
-        ]
-        await pipeline.handle(messages)
-        self.pending.extend((stream, event) for event in batch)
-        if time.monotonic() - self._last_flush >= self.settings.flush_interval_s:
-            await self.flush_and_ack()
+        try:
+            await pipeline.handle(messages)
+        except Exception:
+            # In-memory state may now be ahead of the store: never carry on from it. Exit; the
+            # restart rebuilds state from ClickHouse and the uncommitted batch is delivered again.
+            log.critical("unexpected error while processing a batch; exiting for a clean restart", exc_info=True)
+            logging.shutdown()
+            os._exit(70)
 
-    async def flush_and_ack(self) -> None:
-        """Flush windows, make sure alerts/rejections reached Kafka, then release the offsets."""
+    async def flush(self) -> None:
+        """Windows rebuilt and alerts/rejections acknowledged by Kafka: offsets may now be committed."""
+        if self.pipeline is not None:
+            await self.pipeline.flush()
+            await self.app.producer.flush()
+
+    async def partitions_changed(self, assigned: set[int], gained: set[int]) -> None:
+        """Gaining partitions another worker wrote to: rebuild state from the store, which holds its rows."""
+        if self.pipeline is not None and gained:
+            kafka = self.settings.kafka
+            log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
+            pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id)
+            await asyncio.to_thread(pipeline.restore)
+            self.pipeline = pipeline
+
+    def measure_lag(self) -> None:
         if self.pipeline is None:
             return
-        pending, self.pending = self.pending, []
-        await self.pipeline.flush()
-        await self.app.producer.flush()
-        for stream, event in pending:
-            await stream.ack(event)
-        self._last_flush = time.monotonic()
-
-    async def measure_lag(self) -> None:
-        if self.pipeline is None:
-            return
-        consumer = self.app.consumer
-        for tp in consumer.assignment():
-            if tp.topic != self.settings.kafka.events_topic:
-                continue
-            highwater = consumer.highwater(tp)
+        for partition in self.consumer.assigned:
+            highwater = self.consumer.highwater(partition)
             if highwater is None:
                 continue
-            processed = self.pipeline.progress.marks.get(tp.partition, -1)
-            metrics.CONSUMER_LAG.labels(partition=str(tp.partition)).set(max(0, highwater - 1 - processed))
+            processed = self.pipeline.progress.marks.get(partition, -1)
+            metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(0, highwater - 1 - processed))
+
+    def rules(self) -> RuleSettings:
+        return self.pipeline.surveillance.ctx.rules if self.pipeline is not None else self.settings.rules
+
+    def alert_resolved(self, dedup_key: str) -> None:
+        if self.pipeline is not None:
+            self.pipeline.alert_resolved(dedup_key)
 
     def status(self) -> dict[str, Any]:
         """What /api/status reports: progress per partition and whether anything is in flight."""
         if self.pipeline is None:
             return {"ready": False}
-        consumer = self.app.consumer
-        partitions = {}
-        for tp in consumer.assignment():
-            if tp.topic == self.settings.kafka.events_topic:
-                partitions[tp.partition] = {
-                    "highwater": consumer.highwater(tp),
-                    "processed": self.pipeline.progress.marks.get(tp.partition, -1),
-                }
+        partitions = {
+            partition: {
+                "highwater": self.consumer.highwater(partition),
+                "processed": self.pipeline.progress.marks.get(partition, -1),
+            }
+            for partition in sorted(self.consumer.assigned)
+        }
         return {
             "ready": True,
             "partitions": partitions,
-            "pending_acks": len(self.pending),
+            "pending_acks": self.consumer.pending,
             "dirty_windows": len(self.pipeline.windows.dirty),
-            "watermark_ms": self.pipeline.ctx.watermark_ms,
-            "rules": self.pipeline.ctx.rules.model_dump(mode="json"),
+            "watermark_ms": self.pipeline.surveillance.watermark_ms,
+            "rules": self.rules().model_dump(mode="json"),
         }
 
     async def _publish(self, topic: str, key: bytes | None, value: bytes) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
 
 import faust
 from faust.web import Request, Response, View
@@ -22,11 +21,10 @@ from settings import Settings
 from sinks.clickhouse import ReadOnlyViolation, StoreError
 from sinks.clickhouse.records import record_alert_action
 from streams.console import register_console
+from streams.view import WorkerView
 
-if TYPE_CHECKING:
-    from streams.app import MonitorWorker
 
-def register_routes(app: faust.App, settings: Settings, worker: MonitorWorker) -> None:
+def register_routes(app: faust.App, settings: Settings, worker: WorkerView) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
@@ -73,8 +71,8 @@ def register_routes(app: faust.App, settings: Settings, worker: MonitorWorker) -
                 return self.error(400, str(exc))
             except StoreError as exc:
                 return self.error(503, str(exc))
-            if row["action"] == "resolve" and worker.pipeline is not None:
-                worker.pipeline.ledger.resolved(row["dedup_key"])
+            if row["action"] == "resolve":
+                worker.alert_resolved(row["dedup_key"])
             return self.json(row)
 
     register_console(app, settings, worker)

@@ -212,76 +212,97 @@ class BatchRows:
         self.events[EVENT_TABLE[type(stored.event)]].append(stored)
 
     def tables(self, now: datetime | None = None) -> dict[str, pa.Table]:
-        """Non-empty Arrow tables by ClickHouse table name, in write order.
+        """Non-empty Arrow tables by ClickHouse table name, in write order, built column by column.
 
         Alerts first (their evidence must not be marked stored before them), the
         progress markers last (they promise that everything before them landed).
         """
         now = now or datetime.now(UTC)
-        out: dict[str, list[dict[str, Any]]] = {
-            "alerts": [_alert_row(a) for a in self.alerts],
-            "rejected_events": [_rejected_row(r, now) for r in self.rejected],
-            "duplicate_events": [_duplicate_row(d, now) for d in self.duplicates],
-        }
+        out: dict[str, pa.Table] = {}
+        if self.alerts:
+            out["alerts"] = pa.Table.from_pylist([_alert_row(a) for a in self.alerts], schema=SCHEMAS["alerts"])
+        if self.rejected:
+            out["rejected_events"] = _columns(
+                "rejected_events",
+                self.rejected,
+                now,
+                src_topic=lambda r: r.topic,
+                src_partition=lambda r: r.partition,
+                src_offset=lambda r: r.offset,
+                message_key=lambda r: r.key.decode("utf-8", errors="replace") if r.key is not None else None,
+                raw=lambda r: r.raw,
+                reason=lambda r: r.reason,
+                detail=lambda r: r.detail,
+                exchange_id=lambda r: r.exchange_id,
+                event_id=lambda r: r.event_id,
+            )
+        if self.duplicates:
+            out["duplicate_events"] = _columns(
+                "duplicate_events",
+                self.duplicates,
+                now,
+                src_topic=lambda d: d.topic,
+                src_partition=lambda d: d.partition,
+                src_offset=lambda d: d.offset,
+                exchange_id=lambda d: d.exchange_id,
+                event_id=lambda d: d.event_id,
+                type=lambda d: d.type,
+                first_partition=lambda d: d.first_partition,
+                first_offset=lambda d: d.first_offset,
+            )
         for table, stored in self.events.items():
-            out[table] = [_event_row(s, now) for s in stored]
-        out["processed_batches"] = [
-            {
-                "src_topic": m.topic,
-                "topic_id": m.topic_id,
-                "src_partition": m.partition,
-                "first_offset": m.first_offset,
-                "last_offset": m.last_offset,
-                "messages": m.messages,
-                "processed_at": now,
-            }
-            for m in self.markers
-        ]
-        return {name: pa.Table.from_pylist(rows, schema=SCHEMAS[name]) for name, rows in out.items() if rows}
+            if stored:
+                out[table] = _event_table(table, stored, now)
+        if self.markers:
+            out["processed_batches"] = _columns(
+                "processed_batches",
+                self.markers,
+                now,
+                src_topic=lambda m: m.topic,
+                topic_id=lambda m: m.topic_id,
+                src_partition=lambda m: m.partition,
+                first_offset=lambda m: m.first_offset,
+                last_offset=lambda m: m.last_offset,
+                messages=lambda m: m.messages,
+            )
+        return out
 
 
-def _event_row(stored: StoredEvent, now: datetime) -> dict[str, Any]:
-    row = stored.event.model_dump(exclude={"schema_", "type"})
-    if isinstance(stored.event, Listing):
-        row["high_quality"] = int(stored.event.high_quality)
-    elif not isinstance(stored.event, Heartbeat):
-        row.update(
-            sector=stored.dims.sector,
-            category=stored.dims.category,
-            source=stored.dims.source,
-            high_quality=int(stored.dims.high_quality),
-        )
-    row.update(late=int(stored.late), src_partition=stored.partition, src_offset=stored.offset, ingested_at=now)
-    return row
+_STAMP = {"rejected_events": "received_at", "duplicate_events": "received_at", "processed_batches": "processed_at"}
+_SOURCE_COLUMNS = {name for name, _ in _SOURCE}
+_DIM_COLUMNS = {name for name, _ in _DIMS}
 
 
-def _rejected_row(rejected: Rejected, now: datetime) -> dict[str, Any]:
-    return {
-        "src_topic": rejected.topic,
-        "src_partition": rejected.partition,
-        "src_offset": rejected.offset,
-        "message_key": rejected.key.decode("utf-8", errors="replace") if rejected.key is not None else None,
-        "raw": rejected.raw,
-        "reason": rejected.reason,
-        "detail": rejected.detail,
-        "exchange_id": rejected.exchange_id,
-        "event_id": rejected.event_id,
-        "received_at": now,
-    }
+def _columns(table: str, items: list[Any], now: datetime, **getters: Any) -> pa.Table:
+    """One Arrow column per getter, plus the table's processing-time stamp."""
+    schema = SCHEMAS[table]
+    arrays = {name: pa.array([get(item) for item in items], schema.field(name).type) for name, get in getters.items()}
+    arrays[_STAMP[table]] = pa.array([now] * len(items), schema.field(_STAMP[table]).type)
+    return pa.Table.from_arrays([arrays[name] for name in schema.names], schema=schema)
 
 
-def _duplicate_row(duplicate: Duplicate, now: datetime) -> dict[str, Any]:
-    return {
-        "src_topic": duplicate.topic,
-        "src_partition": duplicate.partition,
-        "src_offset": duplicate.offset,
-        "exchange_id": duplicate.exchange_id,
-        "event_id": duplicate.event_id,
-        "type": duplicate.type,
-        "first_partition": duplicate.first_partition,
-        "first_offset": duplicate.first_offset,
-        "received_at": now,
-    }
+def _event_table(table: str, stored: list[StoredEvent], now: datetime) -> pa.Table:
+    """Columns straight from the model attributes (same names as the columns): no per-row dicts."""
+    schema = SCHEMAS[table]
+    events = [s.event for s in stored]
+    arrays: list[pa.Array] = []
+    for name in schema.names:
+        kind = schema.field(name).type
+        if name in _SOURCE_COLUMNS:
+            values: list[Any] = (
+                [int(s.late) for s in stored] if name == "late"
+                else [s.partition for s in stored] if name == "src_partition"
+                else [s.offset for s in stored] if name == "src_offset"
+                else [now] * len(stored)
+            )
+        elif name in _DIM_COLUMNS and table != "listings":
+            values = [int(getattr(s.dims, name)) if name == "high_quality" else getattr(s.dims, name) for s in stored]
+        elif name == "high_quality":
+            values = [int(e.high_quality) for e in events]
+        else:
+            values = [getattr(e, name) for e in events]
+        arrays.append(pa.array(values, kind))
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:

@@ -28,7 +28,10 @@ class MarketContext:
     book: ProductBook
     allowed_lateness_ms: int
     watermark_ms: int = 0  # latest occurred_at seen from any exchange, ms since epoch
-    late: bool = False  # the event being observed is later than the allowed lateness
+
+    def is_late(self, at_ms: int) -> bool:
+        """Later than the allowed lateness behind the watermark: its minute window is closed."""
+        return at_ms < self.watermark_ms - self.allowed_lateness_ms
 
 
 @dataclass(slots=True)

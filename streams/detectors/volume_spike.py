@@ -59,13 +59,14 @@ class VolumeSpike(EventTimeDetector):
         self._exchanges: dict[str, ExchangeWindows] = {}
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
-        minute = occurred_ms(event.occurred_at) // MINUTE_MS
+        at = occurred_ms(event.occurred_at)
+        minute = at // MINUTE_MS
         state = self._exchanges.get(event.exchange_id)
         if state is None:
             state = self._exchanges[event.exchange_id] = ExchangeWindows(next_minute=minute)
         elif state.closed == 0 and minute < state.next_minute:
             state.next_minute = minute  # first seen earlier than we thought, and nothing closed yet
-        if isinstance(event, Trade) and not ctx.late and minute >= state.next_minute:
+        if isinstance(event, Trade) and not ctx.is_late(at) and minute >= state.next_minute:
             window = state.open.setdefault(minute, Window())
             window.amount += event.amount
             window.trades.append(event)

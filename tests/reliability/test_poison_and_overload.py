@@ -71,7 +71,7 @@ def test_a_poison_event_is_rejected_with_context_and_the_batch_is_stored(tmp_pat
         store.apply_schema()
         pipeline = Pipeline(settings, store, publish)
         pipeline.restore()
-        pipeline.detectors.append(ExplodingDetector())
+        pipeline.surveillance.detectors.append(ExplodingDetector())
         errors_before = metrics.DETECTOR_ERRORS.labels(detector="price_outlier")._value.get()
         topic = settings.kafka.events_topic
         messages = [Message(topic, 0, i, line_key(v), v) for i, v in enumerate(lines)]

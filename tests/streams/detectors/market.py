@@ -118,6 +118,7 @@ class Market:
         self.detector = detector
         self.ctx = MarketContext(rules=rules or RuleSettings(), book=ProductBook(), allowed_lateness_ms=LATENESS_S * 1000)
         self.history: list[AnyEvent] = []
+        self.last_late = False  # whether the last event fed was later than the allowed lateness
 
     def feed(self, *events: AnyEvent) -> list[Finding]:
         """One batch: observe every event in arrival order, then advance."""
@@ -126,7 +127,7 @@ class Market:
             at = occurred_ms(event.occurred_at)
             if isinstance(event, Listing):
                 self.ctx.book.apply(event)
-            self.ctx.late = at < self.ctx.watermark_ms - self.ctx.allowed_lateness_ms
+            self.last_late = self.ctx.is_late(at)
             findings.extend(self.detector.observe(event, self.ctx))
             self.ctx.watermark_ms = max(self.ctx.watermark_ms, at)
             self.history.append(event)

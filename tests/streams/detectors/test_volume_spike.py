@@ -93,7 +93,7 @@ def test_late_trades_are_ignored_out_of_order_within_lateness_counts() -> None:
     [finding] = market.feed(close(10))
     assert finding.window_start_ms == ms(600)
     market.feed(trade(10 * 60 + 6, price="900000.00"))  # late: its window is closed
-    assert market.ctx.late
+    assert market.last_late
     assert market.feed(close(11)) == []
 
 

@@ -1,0 +1,103 @@
+"""Market surveillance as one object: accepted events in, alerts out. No SQL, no metrics, no Kafka.
+
+It owns what the rules need to see the market: the product book, event time
+(the watermark), the detectors and the alert ledger. The pipeline calls, in
+arrival order, `observe` for every accepted first-seen event, `advance` once per
+batch (windows close, exchanges fall silent) and `tick` on a wall-clock timer.
+`restore` rebuilds all of it from the store's typed state reader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models import Alert, AnyEvent, Heartbeat, Listing
+from settings import RuleSettings
+from sinks.clickhouse import Dims
+from sinks.clickhouse.state import StateReader
+from streams.alerts import AlertLedger
+from streams.book import ProductBook
+from streams.detectors import build_detectors
+from streams.detectors.base import Detector, Finding, MarketContext
+from streams.rules import restore_rules
+
+
+class DetectorFailed(RuntimeError):
+    """A detector raised on one event (a poison message): that event is rejected, the market goes on."""
+
+    def __init__(self, kind: str, cause: Exception) -> None:
+        super().__init__(f"detector {kind} failed on this event: {type(cause).__name__}: {cause}")
+        self.kind = kind
+
+
+@dataclass(frozen=True, slots=True)
+class Observed:
+    """What surveillance makes of one accepted event."""
+
+    late: bool  # older than the allowed lateness behind the watermark: stored, but its window stays closed
+    dims: Dims  # the product's classification, from its listing as known on arrival
+    alerts: list[Alert]
+
+
+class Surveillance:
+    def __init__(self, rules: RuleSettings, allowed_lateness_ms: int, detectors: list[Detector] | None = None) -> None:
+        self.configured_rules = rules
+        self.book = ProductBook()
+        self.ctx = MarketContext(rules=rules, book=self.book, allowed_lateness_ms=allowed_lateness_ms)
+        self.detectors = detectors if detectors is not None else build_detectors(rules)
+        self.ledger = AlertLedger()
+
+    @property
+    def watermark_ms(self) -> int:
+        return self.ctx.watermark_ms
+
+    def restore(self, state: StateReader, watermark_ms: int) -> None:
+        """Book, rules in force, detector state and alerted incidents, as stored."""
+        self.ctx.watermark_ms = watermark_ms
+        for listing in state.listings():
+            self.book.apply(listing)
+        self.ctx.rules = restore_rules(state, self.configured_rules)
+        for detector in self.detectors:
+            detector.restore(state, self.ctx)
+        self.ledger.restore(state)
+
+    def redelivered(self, stored_ms: int) -> None:
+        """A message stored before a crash comes again: event time passes it, as it did the first time."""
+        self.ctx.watermark_ms = max(self.ctx.watermark_ms, stored_ms)
+
+    def observe(self, event: AnyEvent, at_ms: int) -> Observed:
+        """Run every rule on one event, then let event time pass it. Raises DetectorFailed (state untouched
+        by the later detectors; the event is then not stored)."""
+        late = self.ctx.is_late(at_ms)
+        if isinstance(event, Listing):
+            self.book.apply(event)
+            dims = self.book.dims(event.exchange_id, event.product_id)
+        elif isinstance(event, Heartbeat):
+            dims = Dims()
+        else:
+            dims = self.book.dims(event.exchange_id, event.product_id)
+        findings: list[Finding] = []
+        for detector in self.detectors:
+            try:
+                findings.extend(detector.observe(event, self.ctx))
+            except Exception as exc:  # a poison event must not stop the market's surveillance
+                raise DetectorFailed(detector.kind, exc) from exc
+        if at_ms > self.ctx.watermark_ms:
+            self.ctx.watermark_ms = at_ms
+        return Observed(late, dims, self._admit(findings))
+
+    def advance(self) -> list[Alert]:
+        """After a batch: event time moved, windows may close and exchanges fall silent."""
+        return self._admit([f for detector in self.detectors for f in detector.advance(self.ctx)])
+
+    def tick(self, now_ms: int) -> list[Alert]:
+        """Wall-clock rules (a live exchange going quiet)."""
+        return self._admit([f for detector in self.detectors for f in detector.tick(self.ctx, now_ms)])
+
+    def _admit(self, findings: list[Finding]) -> list[Alert]:
+        alerts = []
+        for finding in findings:
+            alert = self.ledger.admit(finding)
+            if alert is not None:
+                alerts.append(alert)
+        return alerts

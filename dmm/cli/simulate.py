@@ -10,17 +10,23 @@ import typer
 from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
-from settings import get_settings
 from dmm.simulator import (
     KINDS,
+    SECONDS_PER_YEAR,
     MarketSimulator,
     SimulationConfig,
+    figures,
     parse_injections,
+    parse_shares,
     publish_live,
     track_event_time,
     write_jsonl,
     write_truth,
 )
+from settings import get_settings
+
+
+_DEFAULT_HQ = ", ".join(f"{code}={share}" for code, share in figures.HIGH_QUALITY_VALUE_SHARE.items())
 
 
 @app.command()
@@ -39,6 +45,22 @@ def simulate(
     bootstrap: str | None = typer.Option(
         None, "--bootstrap", help="broker host:port list (default: DMM_KAFKA__BOOTSTRAP)"
     ),
+    growth: float = typer.Option(figures.ANNUAL_GROWTH, help="growth of every rate per market year (0.3 = +30%)"),
+    year_seconds: float = typer.Option(
+        SECONDS_PER_YEAR, "--year-seconds", help="simulated seconds in a market year; shorten to see growth quickly"
+    ),
+    new_products: float = typer.Option(
+        figures.NEW_PRODUCTS_PER_HALF_YEAR, help="new products listed nationally per half year (scaled by value)"
+    ),
+    new_participants: float = typer.Option(
+        figures.NEW_PARTICIPANTS_PER_QUARTER, help="new participants nationally per quarter (scaled by value)"
+    ),
+    hq_share: list[str] = typer.Option(
+        [],
+        "--hq-share",
+        help="EXCHANGE=SHARE, repeatable: high-quality datasets carry SHARE of that exchange's traded value "
+        f"(replaces the default {_DEFAULT_HQ}; 'none' for no targets)",
+    ),
 ) -> None:
     """Simulate the national data market: clean traffic plus labelled anomalies, in event-time order."""
     settings = get_settings()
@@ -50,6 +72,11 @@ def simulate(
             rate=rate,
             injections=parse_injections(inject, scenario),
             rules=settings.rules,
+            growth=growth,
+            year_s=year_seconds,
+            new_products_per_half_year=new_products,
+            new_participants_per_quarter=new_participants,
+            high_quality_value_share=parse_shares(hq_share) if hq_share else figures.HIGH_QUALITY_VALUE_SHARE,
         )
         simulator = MarketSimulator(config)
     except ValueError as exc:

@@ -34,30 +34,44 @@ How they map to rates (`figures.py`):
   trades. No exchange exceeds 60,000 CNY in a minute (0.6x the volume-spike minimum),
   which keeps clean traffic free of volume spikes; at higher rates the trades held back
   become usage metering, so the event rate still holds.
-- High-quality datasets are about a third of datasets, priced at a premium and bought
-  2.5x as often, so they carry about half of traded value.
+- High-quality datasets are about a third of datasets (70% on the exchanges of
+  `HIGH_QUALITY_VALUE_SHARE`), priced at a premium. On those exchanges buyers favour them
+  just enough that they carry the configured share of traded value (`--hq-share`); elsewhere
+  every listing is as likely to sell, which leaves them about 35-40% of value nationally.
+- Growth: every rate rises `ANNUAL_GROWTH` (+30%) per market year of simulated time
+  (`--growth`; `--year-seconds` compresses the calendar to show years in a short run).
+- Newcomers: new products (3,328 per half year) and new participants (2,600 per quarter)
+  are scaled to the simulated market by traded value: 30 billion CNY a year on exchanges
+  against ~3,000 CNY per simulated arrival, i.e. about 2.4 new products and 3.7 new
+  participants per simulated hour at rate 1. A new seller lists its first product on
+  joining, a new buyer makes its first purchase; `MarketSimulator.newcomers` lists them.
 - Trades are 80% on exchange, 20% off-exchange registered; purposes follow the buyer
   (enterprises commercial, institutes research, government organs public governance).
 """
 
+from dmm.simulator import figures
 from dmm.simulator.anomalies import KINDS
 from dmm.simulator.engine import MarketSimulator, SimulationConfig
 from dmm.simulator.ground_truth import Incident, read_truth, write_truth
+from dmm.simulator.growth import SECONDS_PER_YEAR
 from dmm.simulator.live import Publish, publish_live
 from dmm.simulator.progress import track_event_time
-from dmm.simulator.scenario import SCENARIO_ALL, parse_injections
+from dmm.simulator.scenario import SCENARIO_ALL, parse_injections, parse_shares
 from dmm.simulator.wire import Message
 from dmm.simulator.writer import write_jsonl
 
 __all__ = [
     "KINDS",
     "SCENARIO_ALL",
+    "SECONDS_PER_YEAR",
     "Incident",
     "MarketSimulator",
     "Message",
     "Publish",
     "SimulationConfig",
+    "figures",
     "parse_injections",
+    "parse_shares",
     "publish_live",
     "read_truth",
     "track_event_time",

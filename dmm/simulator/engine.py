@@ -13,17 +13,20 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Final
 
-from settings import RuleSettings
-from dmm.simulator import prices
+from dmm.simulator import figures, prices
 from dmm.simulator.agenda import Agenda
 from dmm.simulator.anomalies import KINDS, Injector
+from dmm.simulator.demand import Demand
+from dmm.simulator.entrants import Entrants
 from dmm.simulator.figures import EXCHANGE_WEIGHTS
 from dmm.simulator.ground_truth import Incident
-from dmm.simulator.market import Market, Product
+from dmm.simulator.growth import SECONDS_PER_YEAR, Trend
+from dmm.simulator.market import Market, Participant, Product
 from dmm.simulator.traffic import CleanTraffic
 from dmm.simulator.venues import Venues
 from dmm.simulator.volume import MinuteLedger
 from dmm.simulator.wire import CST, Message, Tape, to_ms
+from settings import RuleSettings
 
 HEARTBEAT_MS: Final = 10_000
 _CATALOGUE_MS: Final = 20_000
@@ -33,7 +36,13 @@ _HEARTBEAT_PHASE_MS: Final = HEARTBEAT_MS // len(EXCHANGE_WEIGHTS)
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """What to simulate; `rate` is business events (listing, trade, usage) per simulated second."""
+    """What to simulate; `rate` is business events (listing, trade, usage) per simulated second at the start.
+
+    Every rate grows by `growth` per market year of `year_s` simulated seconds (shorten it to
+    see years of growth in a short run). New products and participants arrive at the published
+    national counts, scaled to the simulated market by traded value. In the exchanges of
+    `high_quality_value_share`, high-quality datasets carry that share of the traded value.
+    """
 
     seed: int = 1
     start: datetime | None = None
@@ -41,6 +50,13 @@ class SimulationConfig:
     rate: float = 1.0
     injections: Mapping[str, int] = field(default_factory=dict)
     rules: RuleSettings = field(default_factory=RuleSettings)
+    growth: float = figures.ANNUAL_GROWTH
+    year_s: float = SECONDS_PER_YEAR
+    new_products_per_half_year: float = figures.NEW_PRODUCTS_PER_HALF_YEAR
+    new_participants_per_quarter: float = figures.NEW_PARTICIPANTS_PER_QUARTER
+    high_quality_value_share: Mapping[str, float] = field(
+        default_factory=lambda: dict(figures.HIGH_QUALITY_VALUE_SHARE)
+    )
 
     def __post_init__(self) -> None:
         if self.rate <= 0:
@@ -54,6 +70,17 @@ class SimulationConfig:
             raise ValueError(f"unknown anomaly kind(s): {', '.join(unknown)}; known: {', '.join(KINDS)}")
         if self.injections and self.duration_s is None:
             raise ValueError("injections need a finite duration")
+        if self.growth <= -1:
+            raise ValueError("growth must be > -1 (-0.1 is a market shrinking 10% a year)")
+        if self.year_s <= 0:
+            raise ValueError("a market year must last > 0 simulated seconds")
+        if self.new_products_per_half_year < 0 or self.new_participants_per_quarter < 0:
+            raise ValueError("new products and new participants must be >= 0")
+        unknown = sorted(set(self.high_quality_value_share) - set(EXCHANGE_WEIGHTS))
+        if unknown:
+            raise ValueError(f"unknown exchange(s) for a high-quality share: {', '.join(unknown)}")
+        if not all(0 < share < 1 for share in self.high_quality_value_share.values()):
+            raise ValueError("a high-quality share of traded value must be between 0 and 1 (exclusive)")
 
 
 class MarketSimulator:
@@ -64,24 +91,42 @@ class MarketSimulator:
         self.start_ms = to_ms(start)
         self.end_ms = None if config.duration_s is None else self.start_ms + round(config.duration_s * 1_000)
         self._rate = config.rate
+        self.trend = Trend(self.start_ms, config.growth, config.year_s)
         self._rng = random.Random(config.seed)
         self._agenda = Agenda(self.start_ms)
         self._tape = Tape()
-        market = Market.build(self._rng)
+        market = Market.build(self._rng, frozenset(config.high_quality_value_share))
         venues = Venues(market, self._tape, MinuteLedger(config.rules.volume_spike_history_windows))
         year = start.astimezone(CST).year
-        self._traffic = CleanTraffic(self._rng, venues, config.rules.volume_spike_min_amount, year)
+        demand = Demand(config.high_quality_value_share)
+        self._traffic = CleanTraffic(self._rng, venues, demand, config.rules.volume_spike_min_amount)
         self._injector = Injector(self._rng, venues, self._agenda, config.rules)
+        self._entrants = Entrants(
+            self._rng,
+            self._traffic,
+            self._agenda,
+            self.trend,
+            year,
+            rate=config.rate,
+            products_per_half_year=config.new_products_per_half_year,
+            participants_per_quarter=config.new_participants_per_quarter,
+        )
         self._schedule_catalogue(venues, market.initial_catalogue(self._rng, year))
         for index, code in enumerate(EXCHANGE_WEIGHTS):
             self._agenda.at(self.start_ms + index * _HEARTBEAT_PHASE_MS, partial(self._heartbeat, code))
-        self._agenda.at(self._next_arrival(self.start_ms), self._arrive)
+        self._schedule_arrival(self.start_ms)
+        self._entrants.start(self.start_ms + _CATALOGUE_MS)
         if self.end_ms is not None:
             self._injector.plan(self.start_ms, self.end_ms, config.injections)
 
     @property
     def incidents(self) -> list[Incident]:
         return self._injector.incidents
+
+    @property
+    def newcomers(self) -> list[tuple[int, Participant]]:
+        """Participants who joined during the run, with the event time (ms) they joined at."""
+        return self._entrants.joined
 
     def __iter__(self) -> Iterator[Message]:
         while (due := self._agenda.next_time()) is not None and (self.end_ms is None or due <= self.end_ms):
@@ -109,8 +154,10 @@ class MarketSimulator:
 
     def _arrive(self, ms: int) -> None:
         self._traffic.arrive(ms)
-        self._agenda.at(self._next_arrival(ms), self._arrive)
+        self._schedule_arrival(ms)
 
-    def _next_arrival(self, ms: int) -> int:
-        """Poisson arrivals at `rate` per simulated second (at least 1 ms apart)."""
-        return ms + max(1, round(self._rng.expovariate(self._rate) * 1_000))
+    def _schedule_arrival(self, ms: int) -> None:
+        """Poisson arrivals at `rate` per simulated second, growing along the trend (at least 1 ms apart)."""
+        due = self.trend.next_arrival(self._rng, ms, self._rate)
+        if due is not None:
+            self._agenda.at(due, self._arrive)

@@ -60,10 +60,8 @@ CATEGORY_WEIGHTS: Final[dict[str, float]] = {
     "service": 0.07,
     "compute": 0.05,
 }
-# Registered high-quality datasets: a large, growing share of traded value (count +27.4% in 2024),
-# so they are both common among datasets and bought more often.
+# Registered high-quality datasets: a large, growing share of traded value (count +27.4% in 2024).
 HIGH_QUALITY_SHARE: Final = 0.35
-HIGH_QUALITY_DEMAND_BOOST: Final = 2.5
 
 ON_EXCHANGE_SHARE: Final = 0.8
 # Buyers are mostly enterprises; government organs buy for public governance, institutes for research.
@@ -76,3 +74,20 @@ PURPOSE_WEIGHTS: Final[dict[str, dict[str, float]]] = {
 
 # Business events by kind, per arrival (heartbeats come on top, one per exchange per 10 s).
 ACTIVITY_WEIGHTS: Final[dict[str, float]] = {"trade": 0.55, "usage": 0.33, "listing": 0.12}
+
+# Growth and entry (NDA statements above): trading up more than 30% a year; 3,328 new data
+# products listed in half a year on the main exchanges; 2,600 new participants a quarter.
+ANNUAL_GROWTH: Final = 0.30
+NEW_PRODUCTS_PER_HALF_YEAR: Final = 3_328
+NEW_PARTICIPANTS_PER_QUARTER: Final = 2_600
+# Scale between the real and the simulated market, by traded value: on-exchange trading was
+# about 30 billion CNY in 2024, and one business arrival of this simulator trades about
+# 3,000 CNY on average (measured: ~190,000 CNY per simulated minute at 1 arrival per second).
+ON_EXCHANGE_CNY_PER_YEAR: Final = 30e9
+CNY_PER_ARRIVAL: Final = 3_000.0
+
+# Exchanges where registered high-quality datasets carry most of the traded value, and the
+# share they carry. Illustrative targets: the NDA figures give the national trend, not
+# per-exchange shares. Datasets listed there are high-quality more often.
+HIGH_QUALITY_VALUE_SHARE: Final[dict[str, float]] = {"SHDEX": 0.6, "BJIDEX": 0.55, "GYBDX": 0.5}
+HIGH_QUALITY_SHARE_WHERE_TARGETED: Final = 0.7

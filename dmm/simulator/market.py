@@ -48,11 +48,6 @@ class Product:
     # Set once a labelled scenario relies on the product: clean traffic then stops changing its listings.
     frozen: bool = False
 
-    @property
-    def demand(self) -> float:
-        """Relative chance of being bought: high-quality datasets sell more."""
-        return figures.HIGH_QUALITY_DEMAND_BOOST if self.high_quality else 1.0
-
 
 @dataclass(slots=True)
 class Listing:
@@ -69,6 +64,8 @@ class Listing:
 class Market:
     sellers: dict[str, list[Participant]]
     buyers: list[Participant]
+    # Exchanges whose datasets are high-quality more often (they carry a set share of value there).
+    hq_targets: frozenset[str] = frozenset()
     products: list[Product] = field(default_factory=list)
     active: dict[str, dict[str, Listing]] = field(default_factory=dict)
     # (product, exchange) pairs that may never be listed (again): delisted, or used as "unlisted".
@@ -76,7 +73,7 @@ class Market:
     _serials: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, rng: random.Random) -> Market:
+    def build(cls, rng: random.Random, hq_targets: frozenset[str] = frozenset()) -> Market:
         """Participants of every exchange's region and a national pool of buyers."""
         sellers = {
             code: [
@@ -85,13 +82,29 @@ class Market:
             ]
             for code, exchange in exchanges().items()
         }
-        cities = list(CITY_CODES.values())
         kinds: list[Kind] = list(figures.BUYER_KIND_WEIGHTS)  # type: ignore[arg-type]
-        buyers = [
-            Participant(credit_code(rng, rng.choice(cities), kind), kind)
-            for kind in rng.choices(kinds, weights=list(figures.BUYER_KIND_WEIGHTS.values()), k=_BUYERS)
-        ]
-        return cls(sellers=sellers, buyers=buyers, active={code: {} for code in exchanges()})
+        weights = list(figures.BUYER_KIND_WEIGHTS.values())
+        buyers = [_buyer(rng, kind) for kind in rng.choices(kinds, weights=weights, k=_BUYERS)]
+        return cls(sellers=sellers, buyers=buyers, hq_targets=hq_targets, active={code: {} for code in exchanges()})
+
+    @property
+    def seller_share(self) -> float:
+        """Sellers among all participants: the share of newcomers who come to sell."""
+        sellers = sum(len(pool) for pool in self.sellers.values())
+        return sellers / (sellers + len(self.buyers))
+
+    def add_seller(self, rng: random.Random, home: str) -> Participant:
+        """A data merchant newly registered near exchange `home`."""
+        seller = Participant(credit_code(rng, CITY_CODES[exchanges()[home].city], "enterprise"), "enterprise")
+        self.sellers[home].append(seller)
+        return seller
+
+    def add_buyer(self, rng: random.Random) -> Participant:
+        """A buyer newly admitted to the national market."""
+        kinds: list[Kind] = list(figures.BUYER_KIND_WEIGHTS)  # type: ignore[arg-type]
+        buyer = _buyer(rng, rng.choices(kinds, weights=list(figures.BUYER_KIND_WEIGHTS.values()))[0])
+        self.buyers.append(buyer)
+        return buyer
 
     def initial_catalogue(self, rng: random.Random, year: int) -> list[tuple[Product, str]]:
         """Products to list at the start, as (product, exchange) pairs, sized by exchange weight."""
@@ -106,14 +119,15 @@ class Market:
                     pairs.extend((product, other) for other in self.cross_list_targets(rng, product))
         return pairs
 
-    def new_product(self, rng: random.Random, home: str, year: int) -> Product:
-        """A new product of a seller registered near `home`, with realistic attributes."""
+    def new_product(self, rng: random.Random, home: str, year: int, seller: Participant | None = None) -> Product:
+        """A new product of `seller` (default: one registered near `home`), with realistic attributes."""
         exchange = exchanges()[home]
         source = pick(rng, figures.SOURCE_WEIGHTS)
         category = pick(rng, figures.CATEGORY_WEIGHTS)
         sector = pick(rng, figures.SECTOR_WEIGHTS)
         pricing = pick(rng, figures.PUBLIC_PRICING_WEIGHTS) if source == "public" else "paid"
-        high_quality = category == "dataset" and rng.random() < figures.HIGH_QUALITY_SHARE
+        hq_chance = figures.HIGH_QUALITY_SHARE_WHERE_TARGETED if home in self.hq_targets else figures.HIGH_QUALITY_SHARE
+        high_quality = category == "dataset" and rng.random() < hq_chance
         city_code = CITY_CODES[exchange.city]
         # Registration codes are numbered per province, which several exchanges may share.
         serial = self._serials.get(city_code[:2], 0) + 1
@@ -121,7 +135,7 @@ class Market:
         others = [code for code in exchanges() if code != home]
         product = Product(
             product_id=product_code(city_code, year, serial),
-            seller_id=rng.choice(self.sellers[home]).code,
+            seller_id=(seller or rng.choice(self.sellers[home])).code,
             home=home,
             title=product_title(rng, exchange.city, sector, category),
             category=category,
@@ -164,6 +178,11 @@ class Market:
     def deactivate(self, exchange_id: str, product_id: str) -> None:
         del self.active[exchange_id][product_id]
         self.closed.add((product_id, exchange_id))
+
+
+def _buyer(rng: random.Random, kind: Kind) -> Participant:
+    """A buyer registered anywhere in the country."""
+    return Participant(credit_code(rng, rng.choice(list(CITY_CODES.values())), kind), kind)
 
 
 def pick(rng: random.Random, weights: dict[str, float]) -> str:

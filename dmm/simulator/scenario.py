@@ -1,4 +1,5 @@
-"""Which anomalies to inject: `KIND=N` options and the `all` scenario."""
+"""Command-line choices of a run: anomalies to inject (`KIND=N`, the `all` scenario) and
+high-quality value shares per exchange (`EXCHANGE=SHARE`)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,20 @@ def parse_injections(specs: Iterable[str], scenario: str | None = None) -> dict[
             raise ValueError(f"expected KIND=N with KIND one of {', '.join(KINDS)}; got {spec!r}")
         counts[kind] = int(number)
     return {kind: count for kind, count in counts.items() if count > 0}
+
+
+def parse_shares(specs: Iterable[str]) -> dict[str, float]:
+    """`EXCHANGE=SHARE` specs as a mapping (checked by SimulationConfig); `none` alone gives no targets."""
+    specs = list(specs)
+    if specs == ["none"]:
+        return {}
+    shares: dict[str, float] = {}
+    for spec in specs:
+        code, sep, number = spec.partition("=")
+        try:
+            if not sep:
+                raise ValueError(spec)
+            shares[code] = float(number)
+        except ValueError:
+            raise ValueError(f"expected EXCHANGE=SHARE, e.g. SHDEX=0.6, or 'none'; got {spec!r}") from None
+    return shares

@@ -14,27 +14,29 @@ from decimal import Decimal
 from typing import Final
 
 from dmm.simulator import figures, prices
-from dmm.simulator.market import Listing, Market, pick
+from dmm.simulator.demand import Demand
+from dmm.simulator.market import Listing, Market, Participant, pick
 from dmm.simulator.venues import Venues
 from dmm.simulator.volume import CLEAN_SHARE
 from dmm.simulator.wire import Tape
 
 _QUANTITIES: Final = (1, 2, 3, 5)
 _QUANTITY_WEIGHTS: Final = (60, 25, 10, 5)
-_LISTING_CHANGES: Final[dict[str, float]] = {"new": 0.3, "cross_list": 0.2, "reprice": 0.35, "delist": 0.15}
+# New products come from `entrants` at the published rate; these are changes to listed ones.
+_LISTING_CHANGES: Final[dict[str, float]] = {"cross_list": 0.35, "reprice": 0.55, "delist": 0.10}
 _MIN_ACTIVE_PER_EXCHANGE: Final = 4
 _ENTITLEMENTS_KEPT: Final = 500
 _METERED: Final = frozenset({"api", "dataset"})
 
 
 class CleanTraffic:
-    def __init__(self, rng: random.Random, venues: Venues, spike_min_amount: Decimal, year: int) -> None:
+    def __init__(self, rng: random.Random, venues: Venues, demand: Demand, spike_min_amount: Decimal) -> None:
         self.rng = rng
+        self.demand = demand
         self.venues = venues
         self.market: Market = venues.market
         self.tape: Tape = venues.tape
         self.cap = spike_min_amount * CLEAN_SHARE
-        self.year = year
         # Bought api/dataset products whose use is metered: (exchange, product, buyer).
         self.entitlements: deque[tuple[str, str, str]] = deque(maxlen=_ENTITLEMENTS_KEPT)
 
@@ -53,15 +55,15 @@ class CleanTraffic:
         """Exchanges not silent at `ms`, in registry order."""
         return [code for code in figures.EXCHANGE_WEIGHTS if not self.tape.is_silent(code, ms)]
 
-    def trade(self, ms: int) -> bool:
-        """A buyer buys an active listing near its list price; False if the exchange's minute is full."""
+    def trade(self, ms: int, buyer: Participant | None = None) -> bool:
+        """A buyer (default: any) buys an active listing near its list price; False if the exchange's minute is full."""
         open_ = {code: figures.EXCHANGE_WEIGHTS[code] for code in self.sending(ms) if self.market.active[code]}
         if not open_:
             return False
         code = pick(self.rng, open_)
         listings = list(self.market.active[code].values())
-        listing = self.rng.choices(listings, weights=[item.product.demand for item in listings])[0]
-        buyer = self.rng.choice(self.market.buyers)
+        listing = self.rng.choices(listings, weights=self.demand.weights(code, listings))[0]
+        buyer = buyer or self.rng.choice(self.market.buyers)
         purpose = pick(self.rng, figures.PURPOSE_WEIGHTS[buyer.kind])
         price = self._price(listing, purpose)
         quantity = self.rng.choices(_QUANTITIES, weights=_QUANTITY_WEIGHTS)[0]
@@ -115,14 +117,9 @@ class CleanTraffic:
         return False
 
     def change_listing(self, ms: int) -> None:
-        """A catalogue change: new product, listing on another exchange, repricing or delisting."""
+        """A catalogue change: listing on another exchange, repricing or delisting."""
         change = pick(self.rng, _LISTING_CHANGES)
         sending = self.sending(ms)
-        if change == "new":
-            home = pick(self.rng, {code: figures.EXCHANGE_WEIGHTS[code] for code in sending})
-            product = self.market.new_product(self.rng, home, self.year)
-            self.venues.list_product(ms, product, home, prices.exchange_list_price(self.rng, product.base_price))
-            return
         if change == "cross_list":
             products = [
                 p

@@ -51,6 +51,12 @@ def test_simulate_rejects_bad_options(tmp_path: Path) -> None:
         ["--scenario", "most"],
         ["--start", "2026-11-21T10:00:00"],
         ["--time-scale", "0"],
+        ["--growth", "-1"],
+        ["--year-seconds", "0"],
+        ["--new-participants", "100000"],
+        ["--hq-share", "SHDEX"],
+        ["--hq-share", "SHDEX=1.5"],
+        ["--hq-share", "NOPE=0.5"],
     ):
         result = runner.invoke(app, ["simulate", "--out", out, *bad])
         assert result.exit_code == 2, (bad, result.output)

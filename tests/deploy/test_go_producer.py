@@ -1,0 +1,130 @@
+"""deploy/examples/go-producer: builds offline from Debian's Go packages, and partitions like the Java client.
+
+The toolchain is Debian's `golang-go` plus `golang-github-shopify-sarama-dev`
+(`scripts/install-go`; CI runs it), built in GOPATH mode, no module download.
+The run against the embedded broker checks every keyed message landed on
+toPositive(murmur2(key)) % partitions, the partition kafka-python (our SDK, same
+hash as the Java client) picks for the same lines.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from kafka.partitioner.default import murmur2
+
+from dmm.broker import EmbeddedBroker
+from dmm.producer import EventProducer
+from dmm.replay import line_key, replay_file
+from models import Heartbeat
+from settings import KafkaSettings
+from streams.decode import decode
+from streams.kafka_client import ensure_topics
+from tests.dmm.readback import read_topic
+
+from ._util import DEPLOY
+
+SOURCE = DEPLOY / "examples" / "go-producer"
+SARAMA = Path("/usr/share/gocode/src/github.com/Shopify/sarama")
+EXAMPLES = Path("/work/shared/contract/examples")
+PARTITIONS = 6
+
+
+def _go_env(cache: Path) -> dict[str, str]:
+    return {**os.environ, "GO111MODULE": "off", "GOPATH": "/usr/share/gocode", "GOCACHE": str(cache)}
+
+
+@pytest.fixture(scope="module")
+def go(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, str]]:
+    path = shutil.which("go")
+    if path is None or not SARAMA.is_dir():
+        pytest.skip("Go or Debian's sarama package is not installed: run scripts/install-go (CI installs them)")
+    return path, _go_env(tmp_path_factory.mktemp("gocache"))
+
+
+@pytest.fixture(scope="module")
+def binary(go: tuple[str, dict[str, str]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    executable, env = go
+    out = tmp_path_factory.mktemp("go-producer") / "go-producer"
+    r = subprocess.run(
+        [executable, "build", "-o", str(out), "."],
+        cwd=SOURCE,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_go_unit_tests_pass_with_the_java_clients_murmur2_vectors(go: tuple[str, dict[str, str]]) -> None:
+    executable, env = go
+    r = subprocess.run(
+        [executable, "test", "-v", "."], cwd=SOURCE, env=env, check=False, capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "--- PASS: TestMurmur2MatchesTheJavaClient" in r.stdout
+
+
+def _lines() -> list[bytes]:
+    """Trades for 20 products, the contract's examples, and lines the monitor would reject."""
+    trade = (EXAMPLES / "trade.json").read_bytes().strip()
+    lines = [
+        trade.replace(b"DP310000-2026-000123", f"DP3100{n:02d}-2026-{n:06d}".encode()).replace(
+            b"SHDEX-T-20261121-004211", f"SHDEX-T-GO-{n}".encode()
+        )
+        for n in range(20)
+    ]
+    lines += [(EXAMPLES / f"{name}.json").read_bytes().strip() for name in ("listing", "usage", "heartbeat")]
+    lines += [b"{garbage", b'{"type":"trade","product_id":42}', "数据".encode()]
+    return lines
+
+
+def test_go_producer_keys_and_partitions_like_the_java_client(binary: Path, broker: EmbeddedBroker, tmp_path: Path):
+    go_kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="go.", events_partitions=PARTITIONS)
+    sdk_kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="sdk.", events_partitions=PARTITIONS)
+    ensure_topics(go_kafka)
+    ensure_topics(sdk_kafka)
+    lines = _lines()
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+
+    r = subprocess.run(
+        [str(binary), "-brokers", broker.bootstrap, "-topic", go_kafka.events_topic,
+         "-exchange", "SZDEX", "-heartbeats", "2", "-every", "10ms", str(events)],
+        check=False, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"sent {len(lines) + 2} message(s) to {go_kafka.events_topic}"
+
+    stored = read_topic(go_kafka, go_kafka.events_topic)
+    assert len(stored) == len(lines) + 2
+    file_records = [s for s in stored if s.value in lines]
+    assert sorted(s.value for s in file_records) == sorted(lines)  # byte for byte
+    for record in file_records:
+        assert record.key == line_key(record.value)  # the contract's key, as `dmm replay` computes it
+        if record.key is not None:
+            assert record.partition == (murmur2(record.key) & 0x7FFFFFFF) % PARTITIONS, record
+    assert len({s.partition for s in file_records if s.key}) > 1  # the keys really spread
+    for partition in {s.partition for s in file_records}:  # per partition, the file's order
+        values = [s.value for s in file_records if s.partition == partition]
+        assert values == [line for line in lines if line in values]
+
+    beats = [s for s in stored if s.value not in lines]
+    decoded = [decode(s.value) for s in beats]
+    assert all(isinstance(beat, Heartbeat) for beat in decoded), decoded
+    assert [(b.exchange_id, b.seq) for b in decoded] == [("SZDEX", 0), ("SZDEX", 1)]
+    assert {s.key for s in beats} == {b"SZDEX"}
+    assert {s.partition for s in beats} == {(murmur2(b"SZDEX") & 0x7FFFFFFF) % PARTITIONS}
+
+    # The Python SDK, publishing the same file, puts every key on the same partition.
+    with EventProducer(sdk_kafka) as producer:
+        replay_file(events, producer)
+    sdk = {s.key: s.partition for s in read_topic(sdk_kafka, sdk_kafka.events_topic) if s.key is not None}
+    assert sdk == {s.key: s.partition for s in file_records if s.key is not None}

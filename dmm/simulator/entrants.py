@@ -48,7 +48,8 @@ class Entrants:
         self.agenda = agenda
         self.trend = trend
         self.year = year
-        share = self.market.seller_share
+        # Newcomers sell in the proportion the market starts with, whatever joins later.
+        self.seller_share = share = self.market.seller_share
         # New sellers list a new product on joining: the rest of the new products come on their own.
         brought = 2 * share * participants_per_quarter
         if brought > products_per_half_year:
@@ -76,7 +77,7 @@ class Entrants:
         self._schedule(ms, self.products_per_s, self._new_product)
 
     def _new_participant(self, ms: int) -> None:
-        if self.rng.random() < self.market.seller_share:
+        if self.rng.random() < self.seller_share:
             home = self._home(ms)
             seller = self.market.add_seller(self.rng, home)
             self.joined.append((ms, seller))

@@ -31,13 +31,6 @@ class Trend:
         """How much busier the market is at `ms` than at the start."""
         return math.exp(self._per_ms * (ms - self.start_ms))
 
-    def expected(self, rate_per_s: float, start_ms: int, end_ms: int) -> float:
-        """Expected arrivals in [start_ms, end_ms] of a process running at `rate_per_s` at the start."""
-        k = self._per_ms
-        if k == 0:
-            return rate_per_s * (end_ms - start_ms) / 1_000
-        return rate_per_s / 1_000 / k * (self.factor(end_ms) - self.factor(start_ms))
-
     def next_arrival(self, rng: random.Random, ms: int, rate_per_s: float) -> int | None:
         """Event time of the next arrival after `ms` (at least 1 ms later); None if a shrinking
         market has no arrival left to come."""

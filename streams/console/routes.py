@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from importlib.resources import files
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
@@ -33,9 +33,7 @@ from streams.console.surveillance import (
     alerts_view,
     authorize,
 )
-
-if TYPE_CHECKING:
-    from streams.app import MonitorWorker
+from streams.view import WorkerView
 
 STATIC = files("streams").joinpath("console", "static")
 CONTENT_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -52,11 +50,11 @@ def static_asset(name: str) -> tuple[str, str] | None:
     return (asset.read_text(encoding="utf-8"), CONTENT_TYPES[suffix]) if asset.is_file() else None
 
 
-def register_console(app: faust.App, settings: Settings, worker: MonitorWorker) -> None:
+def register_console(app: faust.App, settings: Settings, worker: WorkerView) -> None:
     """Add `/`, `/console/{name}` and `/api/console/*` to the worker's web server."""
 
     def silent_after_s() -> int:
-        rules = worker.pipeline.ctx.rules if worker.pipeline is not None else settings.rules
+        rules = worker.rules()
         return int(rules.exchange_silent_s)
 
     async def read(view: View, build: Any, *args: Any) -> Response:
@@ -134,12 +132,12 @@ def register_console(app: faust.App, settings: Settings, worker: MonitorWorker) 
                 return self.json({"error": str(exc)}, status=400)
             except StoreError as exc:
                 return self.json({"error": str(exc)}, status=503)
-            if action == "resolve" and worker.pipeline is not None:
-                worker.pipeline.ledger.resolved(key)
+            if action == "resolve":
+                worker.alert_resolved(key)
             return self.json(row)
 
 
-def _record(worker: MonitorWorker, key: str, action: str, actor: str, note: str) -> dict[str, str]:
+def _record(worker: WorkerView, key: str, action: str, actor: str, note: str) -> dict[str, str]:
     """Record the action as `/api/alert-action` does, once the alert is known to exist."""
     if not q.alert_exists(worker.store, key):
         raise Refused(404, f"no alert with dedup_key {key!r}")

@@ -42,7 +42,11 @@ def alert_filter(query: dict[str, str], exchange_codes: set[str]) -> q.AlertFilt
 
 def alerts_view(store: Store, where: q.AlertFilter, limit: int) -> dict[str, Any]:
     """Status counts for the filter and the newest matching alerts (blocking: run it in a thread)."""
-    return {"counts": q.alert_status_counts(store, where), "alerts": q.alerts(store, where, limit)}
+    return {
+        "watermark_us": q.watermark_us(store),
+        "counts": q.alert_status_counts(store, where),
+        "alerts": q.alerts(store, where, limit),
+    }
 
 
 def authorize(configured: SecretStr | None, header: str | None) -> None:

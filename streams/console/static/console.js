@@ -13,6 +13,7 @@ const state = {
   config: null,
   data: {},
   timer: null,
+  updated: null,
 };
 
 function t(key, vars) {
@@ -109,6 +110,15 @@ function table(id, columns, rows, rowAttrs) {
   node.replaceChildren(head, body);
 }
 
+// Axis ticks only (rounded, for reading the chart): 万 / 亿 in Chinese, k / M in English.
+function axisLabel(value) {
+  const units = state.lang === "zh" ? [[1e8, "亿"], [1e4, "万"]] : [[1e6, "M"], [1e3, "k"]];
+  for (const [size, unit] of units) {
+    if (value >= size) return `${Number((value / size).toPrecision(3))}${unit}`;
+  }
+  return value.toFixed(0);
+}
+
 function barChart(id, points, step) {
   const node = document.getElementById(id);
   const width = 640;
@@ -131,9 +141,7 @@ function barChart(id, points, step) {
   for (let i = 0; i <= 4; i += 1) {
     const y = pad.top + plotH - (plotH * i) / 4;
     add("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: "grid" });
-    const label = (max * i) / 4;
-    add("text", { x: pad.left - 6, y: y + 4, class: "axis", "text-anchor": "end" },
-      label >= 1e4 ? `${(label / 1e4).toFixed(label >= 1e5 ? 0 : 1)}${state.lang === "zh" ? "万" : "0k"}` : label.toFixed(0));
+    add("text", { x: pad.left - 6, y: y + 4, class: "axis", "text-anchor": "end" }, axisLabel((max * i) / 4));
   }
   const slot = plotW / Math.max(points.length, 1);
   const every = Math.ceil(points.length / 12);
@@ -174,6 +182,7 @@ function renderMarket() {
   document.querySelectorAll("[data-period]").forEach((b) => b.classList.toggle("active", b.dataset.period === state.period));
   if (!m) return;
   renderWatermark(m.watermark_us);
+  document.body.dataset.period = m.period;
   if (m.watermark_us === null) {
     setText("span-note", t("empty"));
     return;
@@ -283,6 +292,7 @@ function renderSurveillance() {
   if (!state.config) return;
   renderSurveillanceControls();
   if (!s) return;
+  renderWatermark(s.watermark_us);
   document.getElementById("alert-counts").replaceChildren(
     ...state.config.statuses.map((status) =>
       el("button", { type: "button", class: `count ${status}`, "data-status": status,
@@ -379,7 +389,12 @@ function applyLanguage() {
   document.documentElement.lang = state.lang === "zh" ? "zh-CN" : "en";
   document.title = `${t("title")} · ${t("subtitle")}`;
   document.querySelectorAll("[data-i18n]").forEach((node) => (node.textContent = t(node.dataset.i18n)));
+  renderUpdated();
   render();
+}
+
+function renderUpdated() {
+  if (state.updated) setText("updated", t("updated", { t: state.updated.toLocaleTimeString(state.lang === "zh" ? "zh-CN" : "en-GB") }));
 }
 
 function render() {
@@ -410,8 +425,9 @@ async function refresh() {
     }
     showError(null);
     render();
+    state.updated = new Date();
+    renderUpdated();
     document.body.dataset.loaded = state.view;
-    setText("updated", t("updated", { t: new Date().toLocaleTimeString(state.lang === "zh" ? "zh-CN" : "en-GB") }));
   } catch (error) {
     showError(error);
   }

@@ -1,0 +1,94 @@
+"""A real stack fed a seeded market with anomalies and bad lines, and Debian's Chromium to look at it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from dmm.producer import EventProducer
+from dmm.query import wait_until_drained
+from dmm.replay import replay_file
+from dmm.simulator import MarketSimulator, SimulationConfig
+from dmm.stack import EmbeddedStack
+from tests.end_to_end.conftest import stack_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "console-test-token"
+
+
+def market_file(path: Path) -> int:
+    """15 minutes of simulated market with four injected incidents, bad lines and resends."""
+    simulation = MarketSimulator(
+        SimulationConfig(
+            seed=5,
+            start=datetime.fromisoformat("2026-11-21T08:00:00+08:00"),
+            duration_s=900,
+            rate=2.0,
+            injections={"self_dealing": 1, "price_outlier": 1, "wash_trading": 1, "pricing_policy_violation": 1},
+        )
+    )
+    lines = [value for _, value in simulation.messages()]
+    trade = json.loads(next(line for line in lines if b'"type":"trade"' in line.replace(b" ", b"")))
+    bad = [
+        b"{not json",
+        json.dumps({**trade, "event_id": "BAD-1", "quantity": 0}).encode(),
+        json.dumps({**trade, "event_id": "BAD-2", "exchange_id": "NOPE"}).encode(),
+    ]
+    lines[len(lines) // 2 : len(lines) // 2] = bad
+    lines += [lines[100], lines[200]]  # resent: duplicates
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return len(lines)
+
+
+@pytest.fixture(scope="module")
+def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """`dmm worker` with a console token, after the seeded file is replayed and fully stored."""
+    workdir = tmp_path_factory.mktemp("console")
+    settings = stack_settings(workdir).model_copy(update={"console_token": SecretStr(TOKEN)})
+    with EmbeddedStack(settings, workdir / "stack") as stack:
+        path = workdir / "market.jsonl"
+        sent = market_file(path)
+        with EventProducer(settings.kafka) as producer:
+            assert replay_file(path, producer) == sent
+        wait_until_drained(settings, timeout=300)
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's headless Chromium driven by Playwright (never a browser Playwright downloads)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is in the test extra")
+    if not CHROMIUM.exists() or shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed: run scripts/install-chromium")
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: object, console_stack: EmbeddedStack) -> Iterator[object]:
+    """A fresh browser context (no remembered language) with uncaught page errors collected."""
+    context = browser.new_context(viewport={"width": 1440, "height": 900})  # type: ignore[attr-defined]
+    opened = context.new_page()
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert not errors, errors

@@ -1,0 +1,276 @@
+"""The console in a real headless Chromium, on a real worker fed a seeded replay.
+
+Every figure checked here is read twice: as rendered on the page, and from the store
+through the worker's `/api/sql` (what `dmm sql` runs), with SQL written here from the
+contract's definitions, not taken from the console's own queries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from dmm.query import query_rows
+from dmm.stack import EmbeddedStack
+from tests.streams.console.conftest import TOKEN
+
+pytestmark = pytest.mark.slow
+
+DB = "datamarket"
+WATERMARK = (
+    "(SELECT max(t) FROM ("
+    + " UNION ALL ".join(f"SELECT max(occurred_at) AS t FROM {DB}.{table}" for table in ("listings", "trades", "usage", "heartbeats"))
+    + "))"
+)
+TODAY = f"toDate(occurred_at, 'Asia/Shanghai') = toDate({WATERMARK}, 'Asia/Shanghai')"
+THIS_HOUR = f"toStartOfHour(occurred_at) = toStartOfHour({WATERMARK})"
+
+
+def url(stack: EmbeddedStack, path: str = "/") -> str:
+    return f"http://{stack.settings.web_host}:{stack.settings.web_port}{path}"
+
+
+def sql(stack: EmbeddedStack, statement: str) -> list[dict[str, Any]]:
+    return query_rows(stack.settings, statement)
+
+
+def one(stack: EmbeddedStack, statement: str) -> dict[str, Any]:
+    rows = sql(stack, statement)
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def money(text: str) -> Decimal:
+    """A rendered amount (`¥1,234.50` or `1,234.50`) back to its exact Decimal."""
+    assert re.fullmatch(r"¥?-?[\d,]+\.\d\d", text.strip()), text
+    return Decimal(text.strip().lstrip("¥").replace(",", ""))
+
+
+def number(text: str) -> int:
+    """The first whole number in a rendered label (`1,234 笔成交` -> 1234)."""
+    found = re.search(r"\d[\d,]*", text)
+    assert found, text
+    return int(found.group().replace(",", ""))
+
+
+def percent(part: str | Decimal, whole: str | Decimal) -> str:
+    return f"{(Decimal(part) * 100 / Decimal(whole)).quantize(Decimal('0.01'))}%"
+
+
+def open_view(page: Any, stack: EmbeddedStack, view: str) -> None:
+    page.goto(url(stack, f"/#{view}"))
+    page.wait_for_selector(f"body[data-loaded={view}]", timeout=30_000)
+
+
+def table_cells(page: Any, table: str, column: str) -> dict[str, str]:
+    return dict(
+        page.eval_on_selector_all(
+            f"#{table} tbody tr[data-code]",
+            f"rows => rows.map(r => [r.dataset.code, r.querySelector('[data-col={column}]').textContent])",
+        )
+    )
+
+
+def test_market_page_totals_equal_the_store_to_the_fen(page: Any, console_stack: EmbeddedStack) -> None:
+    stack = console_stack
+    open_view(page, stack, "market")
+    today = one(
+        stack,
+        f"SELECT toString(sum(amount)) AS total, count() AS trades, "
+        f"toString(sumIf(amount, venue = 'on_exchange')) AS on_exchange, "
+        f"toString(sumIf(amount, venue = 'off_exchange_registered')) AS off_exchange, "
+        f"toString(sumIf(amount, high_quality = 1)) AS hq FROM {DB}.trades FINAL WHERE {TODAY}",
+    )
+    hour = one(stack, f"SELECT toString(sum(amount)) AS total FROM {DB}.trades FINAL WHERE {THIS_HOUR}")
+    assert Decimal(today["total"]) > 0
+    assert money(page.text_content("#kpi-amount-today")) == Decimal(today["total"])
+    assert number(page.text_content("#kpi-trades-today")) == int(today["trades"])
+    assert money(page.text_content("#kpi-amount-hour")) == Decimal(hour["total"])
+    assert page.text_content("#kpi-on-exchange") == percent(today["on_exchange"], today["total"])
+    assert percent(today["off_exchange"], today["total"]) in page.text_content("#kpi-off-exchange")
+    assert page.text_content("#kpi-high-quality") == percent(today["hq"], today["total"])
+    assert money(page.text_content("#kpi-high-quality-amount")) == Decimal(today["hq"])
+
+    by_exchange = sql(stack, f"SELECT exchange_id, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {TODAY} GROUP BY exchange_id")
+    rendered = {code: money(text) for code, text in table_cells(page, "exchanges", "amount").items()}
+    assert {code: amount for code, amount in rendered.items() if amount} == {r["exchange_id"]: Decimal(r["s"]) for r in by_exchange}
+    by_sector = sql(stack, f"SELECT sector, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {TODAY} GROUP BY sector")
+    rendered = {code: money(text) for code, text in table_cells(page, "sectors", "amount").items()}
+    assert {code: amount for code, amount in rendered.items() if amount} == {r["sector"]: Decimal(r["s"]) for r in by_sector}
+
+    products = one(
+        stack,
+        f"SELECT uniqExact(product_id) AS products, count() AS events FROM {DB}.listings FINAL "
+        f"WHERE action = 'list' AND {TODAY} AND product_id NOT IN "
+        f"(SELECT product_id FROM {DB}.listings FINAL WHERE action = 'list' AND NOT ({TODAY}))",
+    )
+    assert number(page.text_content("#kpi-new-products")) == int(products["products"]) > 0
+    listing_events = one(stack, f"SELECT count() AS n FROM {DB}.listings FINAL WHERE action = 'list' AND {TODAY}")
+    assert number(page.text_content("#kpi-listing-events")) == int(listing_events["n"]) > int(products["products"])
+
+    participants = one(
+        stack,
+        f"SELECT count() AS n FROM (SELECT party, min(at) AS first FROM ("
+        f"SELECT buyer_id AS party, occurred_at AS at FROM {DB}.trades FINAL "
+        f"UNION ALL SELECT seller_id, occurred_at FROM {DB}.trades FINAL "
+        f"UNION ALL SELECT assumeNotNull(seller_id), occurred_at FROM {DB}.listings FINAL "
+        f"WHERE action = 'list' AND seller_id IS NOT NULL) GROUP BY party) "
+        f"WHERE toDate(first, 'Asia/Shanghai') = toDate({WATERMARK}, 'Asia/Shanghai')",
+    )
+    assert number(page.text_content("#kpi-new-participants")) == int(participants["n"])
+
+    metering = one(stack, f"SELECT sum(calls) AS calls FROM {DB}.usage FINAL WHERE {TODAY}")
+    assert number(page.text_content("#metering-calls")) == int(metering["calls"])
+
+    recognized = one(
+        stack,
+        f"SELECT uniqExact(product_id) AS n FROM (SELECT exchange_id, product_id, "
+        f"argMax(action, occurred_at) AS last, argMaxIf(recognized_by, occurred_at, action = 'list') AS by "
+        f"FROM {DB}.listings FINAL WHERE action IN ('list', 'delist') GROUP BY exchange_id, product_id) "
+        f"WHERE last = 'list' AND arrayExists(x -> x != exchange_id, by)",
+    )
+    assert number(page.text_content("#recognition-products")) == int(recognized["n"])
+
+    free_deliveries = one(
+        stack,
+        f"SELECT count() AS n FROM {DB}.trades FINAL WHERE source = 'public' AND {TODAY} AND product_id IN "
+        f"(SELECT product_id FROM {DB}.listings FINAL WHERE action = 'list' GROUP BY product_id "
+        f"HAVING argMax(pricing, occurred_at) IN ('free', 'conditional_free'))",
+    )
+    assert number(page.text_content("#public-deliveries")) == int(free_deliveries["n"])
+    page.screenshot(path="/tmp/dmm-console-market.png", full_page=True)
+
+
+def test_this_hour_narrows_every_table_to_the_hour(page: Any, console_stack: EmbeddedStack) -> None:
+    stack = console_stack
+    open_view(page, stack, "market")
+    page.click("[data-period=hour]")
+    page.wait_for_selector("body[data-period=hour]")
+    by_exchange = sql(stack, f"SELECT exchange_id, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {THIS_HOUR} GROUP BY exchange_id")
+    rendered = {code: money(text) for code, text in table_cells(page, "exchanges", "amount").items()}
+    assert {code: amount for code, amount in rendered.items() if amount} == {r["exchange_id"]: Decimal(r["s"]) for r in by_exchange}
+    minutes = one(stack, f"SELECT dateDiff('minute', toStartOfHour({WATERMARK}), {WATERMARK}) + 1 AS n")
+    assert page.locator("#trend rect.bar").count() == int(minutes["n"])
+
+
+def test_language_switch_changes_the_labels_not_the_numbers_and_is_remembered(
+    page: Any, console_stack: EmbeddedStack
+) -> None:
+    open_view(page, console_stack, "market")
+    amount = page.text_content("#kpi-amount-today")
+    assert page.get_attribute("html", "lang") == "zh-CN"
+    assert page.text_content("[data-view=market]") == "市场"
+    assert "成交额（元）" in page.text_content("#exchanges thead")
+    assert "上海数据交易所" in page.text_content("#exchanges tbody")
+
+    page.click("#lang")
+    page.wait_for_selector("html[lang=en]")
+    assert page.text_content("[data-view=market]") == "Market"
+    assert page.text_content("[data-view=surveillance]") == "Surveillance"
+    assert "Traded (CNY)" in page.text_content("#exchanges thead")
+    assert "Shanghai Data Exchange" in page.text_content("#exchanges tbody")
+    assert page.text_content("#kpi-amount-today") == amount
+    page.screenshot(path="/tmp/dmm-console-market-en.png", full_page=True)
+
+    open_view(page, console_stack, "feeds")
+    assert page.get_attribute("html", "lang") == "en"
+    assert "Rejected messages" in page.text_content("#feeds thead")
+
+
+def test_feeds_page_shows_each_exchange_s_health_as_stored(page: Any, console_stack: EmbeddedStack) -> None:
+    stack = console_stack
+    open_view(page, stack, "feeds")
+    totals = one(
+        stack,
+        "SELECT "
+        + " + ".join(f"(SELECT count() FROM {DB}.{t} FINAL)" for t in ("listings", "trades", "usage", "heartbeats"))
+        + f" AS events, (SELECT count() FROM {DB}.rejected_events FINAL) AS rejected, "
+        f"(SELECT count() FROM {DB}.duplicate_events FINAL) AS duplicates, "
+        + " + ".join(f"(SELECT sum(late) FROM {DB}.{t} FINAL)" for t in ("listings", "trades", "usage", "heartbeats"))
+        + " AS late",
+    )
+    assert int(totals["rejected"]) == 3 and int(totals["duplicates"]) == 2
+    for name in ("events", "rejected", "duplicates", "late"):
+        assert number(page.text_content(f"#feed-total-{name}")) == int(totals[name]), name
+
+    rejected = sql(stack, f"SELECT exchange_id, count() AS n FROM {DB}.rejected_events FINAL GROUP BY exchange_id")
+    rendered = {code: number(text) for code, text in table_cells(page, "feeds", "rejected").items()}
+    expected: dict[str, int] = {}
+    for row in rejected:
+        code = row["exchange_id"] if row["exchange_id"] in rendered and row["exchange_id"] else "unattributed"
+        expected[code] = expected.get(code, 0) + int(row["n"])
+    assert {code: n for code, n in rendered.items() if n} == expected
+    duplicates = sql(stack, f"SELECT exchange_id, count() AS n FROM {DB}.duplicate_events FINAL GROUP BY exchange_id")
+    rendered_duplicates = {c: number(t) for c, t in table_cells(page, "feeds", "duplicates").items() if c != "unattributed"}
+    assert {c: n for c, n in rendered_duplicates.items() if n} == {r["exchange_id"]: int(r["n"]) for r in duplicates}
+
+    latest = " UNION ALL ".join(
+        f"SELECT max(occurred_at) AS t FROM {DB}.{table} WHERE exchange_id = 'SHDEX'"
+        for table in ("listings", "trades", "usage", "heartbeats")
+    )
+    last = one(stack, f"SELECT formatDateTime(max(t), '%Y-%m-%d %H:%i:%S', 'Asia/Shanghai') AS t FROM ({latest})")
+    assert page.text_content("#feeds tr[data-code=SHDEX] [data-col=last_event]") == last["t"]
+    assert page.text_content("#feeds tr[data-code=SHDEX] [data-col=status]") in ("正常", "静默")
+    page.screenshot(path="/tmp/dmm-console-feeds.png", full_page=True)
+
+
+def test_surveillance_lists_the_stored_alerts_and_filters_them(page: Any, console_stack: EmbeddedStack) -> None:
+    stack = console_stack
+    open_view(page, stack, "surveillance")
+    stored = sql(stack, f"SELECT dedup_key, kind, message_zh FROM {DB}.alerts FINAL ORDER BY detected_at DESC, dedup_key")
+    assert {row["kind"] for row in stored} >= {"self_dealing", "price_outlier", "wash_trading", "pricing_policy_violation"}
+    keys = page.eval_on_selector_all("#alerts tbody tr[data-key]", "rows => rows.map(r => r.dataset.key)")
+    assert sorted(keys) == sorted(row["dedup_key"] for row in stored)
+    acted = {r["dedup_key"] for r in sql(stack, f"SELECT DISTINCT dedup_key FROM {DB}.alert_actions")}
+    assert number(page.text_content(".count.open")) == len({row["dedup_key"] for row in stored} - acted)
+    first = stored[0]
+    assert first["message_zh"] in page.text_content(f'#alerts tr[data-key="{first["dedup_key"]}"]')
+
+    page.select_option("#f-kind", "self_dealing")
+    page.wait_for_function("() => [...document.querySelectorAll('#alerts tbody tr[data-key]')].every(r => r.dataset.key.startsWith('self_dealing'))")
+    filtered = page.eval_on_selector_all("#alerts tbody tr[data-key]", "rows => rows.map(r => r.dataset.key)")
+    assert sorted(filtered) == sorted(row["dedup_key"] for row in stored if row["kind"] == "self_dealing")
+
+
+def test_ack_and_resolve_with_the_token_are_recorded_in_the_store(page: Any, console_stack: EmbeddedStack) -> None:
+    stack = console_stack
+    open_view(page, stack, "surveillance")
+    key = page.eval_on_selector("#alerts tbody tr.row-open", "row => row.dataset.key")
+    row = f'#alerts tr[data-key="{key}"]'
+    page.fill("#op-actor", "ops-wang")
+    page.fill("#op-note", "核查中")
+    page.fill("#op-token", TOKEN)
+    page.click(f"{row} button[data-action=ack]")
+    page.wait_for_selector(f"{row} .status[data-status=acked]")
+    assert "ops-wang" in page.text_content(f"{row} [data-col=status]")
+    page.screenshot(path="/tmp/dmm-console-surveillance.png", full_page=True)
+
+    page.fill("#op-note", "已处理")
+    page.click(f"{row} button[data-action=resolve]")
+    page.wait_for_selector(f"{row} .status[data-status=resolved]")
+    assert page.is_disabled(f"{row} button[data-action=resolve]")
+    actions = sql(stack, f"SELECT action, actor, note FROM {DB}.alert_actions WHERE dedup_key = '{key}' ORDER BY at")
+    assert [(a["action"], a["actor"], a["note"]) for a in actions] == [("ack", "ops-wang", "核查中"), ("resolve", "ops-wang", "已处理")]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer not-the-token"])
+def test_alert_actions_without_the_token_are_forbidden_and_change_nothing(
+    console_stack: EmbeddedStack, header: str | None
+) -> None:
+    stack = console_stack
+    key = sql(stack, f"SELECT dedup_key FROM {DB}.alerts FINAL ORDER BY dedup_key LIMIT 1")[0]["dedup_key"]
+    before = one(stack, f"SELECT count() AS n FROM {DB}.alert_actions")
+    body = json.dumps({"dedup_key": key, "action": "resolve", "actor": "mallory"}).encode()
+    request = urllib.request.Request(url(stack, "/api/console/alerts/action"), data=body, method="POST")
+    if header:
+        request.add_header("Authorization", header)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 403
+    assert one(stack, f"SELECT count() AS n FROM {DB}.alert_actions") == before

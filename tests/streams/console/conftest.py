@@ -82,8 +82,16 @@ def browser() -> Iterator[object]:
         launched.close()
 
 
+@pytest.fixture(scope="module")
+def readonly_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """`dmm worker` without a console token, on an empty store."""
+    workdir = tmp_path_factory.mktemp("readonly")
+    with EmbeddedStack(stack_settings(workdir), workdir / "stack") as stack:
+        yield stack
+
+
 @pytest.fixture
-def page(browser: object, console_stack: EmbeddedStack) -> Iterator[object]:
+def page(browser: object) -> Iterator[object]:
     """A fresh browser context (no remembered language) with uncaught page errors collected."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})  # type: ignore[attr-defined]
     opened = context.new_page()

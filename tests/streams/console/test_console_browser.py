@@ -274,3 +274,31 @@ def test_alert_actions_without_the_token_are_forbidden_and_change_nothing(
         urllib.request.urlopen(request, timeout=30)
     assert refused.value.code == 403
     assert one(stack, f"SELECT count() AS n FROM {DB}.alert_actions") == before
+
+
+def test_without_a_token_the_console_is_read_only_and_an_empty_store_renders(
+    page: Any, readonly_stack: EmbeddedStack
+) -> None:
+    stack = readonly_stack
+    config = json.loads(urllib.request.urlopen(url(stack, "/api/console/config"), timeout=30).read())
+    assert config["actions_enabled"] is False
+    open_view(page, stack, "surveillance")
+    assert "只读模式" in page.text_content("#op-hint")
+    for field in ("#op-actor", "#op-note", "#op-token"):
+        assert page.is_disabled(field), field
+    assert number(page.text_content(".count.open")) == 0
+    request = urllib.request.Request(
+        url(stack, "/api/console/alerts/action"),
+        data=json.dumps({"dedup_key": "k", "action": "ack", "actor": "a"}).encode(),
+        headers={"Authorization": "Bearer anything"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 403
+
+    open_view(page, stack, "market")
+    assert page.text_content("#span-note") == "暂无数据：尚未收到事件。"
+    open_view(page, stack, "feeds")
+    statuses = page.eval_on_selector_all("#feeds tbody [data-col=status]", "cells => cells.map(c => c.textContent)")
+    assert statuses and set(statuses) == {"未接入"}

@@ -122,7 +122,10 @@ def usage_by_exchange(store: Store, span: Span) -> list[dict[str, Any]]:
         f"SELECT toString(exchange_id) AS key, count() AS records, sum(calls) AS calls_n, sum(bytes) AS bytes_n "
         f"FROM {store.database}.usage FINAL WHERE {span.where()} GROUP BY key ORDER BY key"
     )
-    return [{"key": r["key"], "records": int(r["records"]), "calls": int(r["calls_n"]), "bytes": int(r["bytes_n"])} for r in rows]
+    return [
+        {"key": r["key"], "records": int(r["records"]), "calls": int(r["calls_n"]), "bytes": int(r["bytes_n"])}
+        for r in rows
+    ]
 
 
 def _first_listings(database: str, by: str) -> str:
@@ -191,7 +194,9 @@ def recognition_pairs(store: Store) -> list[dict[str, Any]]:
         f"ARRAY JOIN recognized AS recognizer WHERE last_action = 'list' AND recognizer != exchange_id "
         f"GROUP BY listed_on, recognized_by ORDER BY products DESC, listed_on, recognized_by"
     )
-    return [{"listed_on": r["listed_on"], "recognized_by": r["recognized_by"], "products": int(r["products"])} for r in rows]
+    return [
+        {"listed_on": r["listed_on"], "recognized_by": r["recognized_by"], "products": int(r["products"])} for r in rows
+    ]
 
 
 def recognized_products(store: Store) -> int:
@@ -230,8 +235,7 @@ def public_supply(store: Store, span: Span) -> dict[str, dict[str, Any]]:
         f"GROUP BY pricing"
     )
     return {
-        r["pricing"]: {"trades": int(r["trades"]), "amount": money(r["amount"]), "calls": int(r["calls"])}
-        for r in rows
+        r["pricing"]: {"trades": int(r["trades"]), "amount": money(r["amount"]), "calls": int(r["calls"])} for r in rows
     }
 
 

@@ -32,8 +32,16 @@ def feeds_view(store: Store, silent_after_s: int) -> dict[str, Any]:
         rejected[code][row["reason"]] = rejected[code].get(row["reason"], 0) + row["messages"]
     duplicates = q.duplicates_by_exchange(store)
     rows = [
-        _feed(code, exchange.name_zh, exchange.name_en, events[code], rejected[code], duplicates.get(code, 0),
-              watermark, silent_after_s)
+        _feed(
+            code,
+            exchange.name_zh,
+            exchange.name_en,
+            events[code],
+            rejected[code],
+            duplicates.get(code, 0),
+            watermark,
+            silent_after_s,
+        )
         for code, exchange in registry.items()
     ]
     rows.sort(key=lambda row: (row["status"] == "ok", row["code"]))

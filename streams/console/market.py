@@ -56,7 +56,9 @@ def _trend(store: Store, period: Period, watermark: int) -> dict[str, Any]:
     step = "hour" if period == "day" else "minute"
     found = {point["t_ms"]: point for point in q.trade_trend(store, span_of(period, watermark), step)}
     zero = {"trades": 0, "amount": Decimal("0.00")}
-    points = [{"t_ms": t, **{k: v for k, v in found.get(t, zero).items() if k != "t_ms"}} for t in buckets(period, watermark)]
+    points = [
+        {"t_ms": t, **{k: v for k, v in found.get(t, zero).items() if k != "t_ms"}} for t in buckets(period, watermark)
+    ]
     return {"step": step, "points": points}
 
 
@@ -78,9 +80,7 @@ def _public(store: Store, span: q.Span) -> dict[str, Any]:
     }
 
 
-def _exchange_rows(
-    store: Store, span: q.Span, usage: list[dict[str, Any]], total: Decimal
-) -> list[dict[str, Any]]:
+def _exchange_rows(store: Store, span: q.Span, usage: list[dict[str, Any]], total: Decimal) -> list[dict[str, Any]]:
     """Every registered exchange (and any other code that traded), largest traded amount first."""
     trades = {row["key"]: row for row in q.trades_by(store, span, "exchange_id")}
     metered = {row["key"]: row for row in usage}

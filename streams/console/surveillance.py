@@ -54,7 +54,9 @@ def authorize(configured: SecretStr | None, header: str | None) -> None:
     if configured is None or not configured.get_secret_value():
         raise Refused(403, "alert actions are disabled: the console is read-only (set DMM_CONSOLE_TOKEN)")
     scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), configured.get_secret_value().encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), configured.get_secret_value().encode()
+    ):
         raise Refused(403, "a valid console token is required for alert actions")
 
 

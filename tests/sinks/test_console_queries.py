@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -24,57 +23,152 @@ def at(minutes: int) -> str:
     return datetime.fromtimestamp(T0 / US + minutes * 60, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def insert(store: ChdbStore, table: str, columns: str, *rows: tuple[object, ...]) -> None:
+    """INSERT … VALUES of Python values: str quoted, None as NULL, lists as arrays, numbers as written."""
+
+    def value(item: object) -> str:
+        if item is None:
+            return "NULL"
+        if isinstance(item, list):
+            return "[" + ", ".join(value(x) for x in item) + "]"
+        return f"'{item}'" if isinstance(item, str) else str(item)
+
+    body = ", ".join("(" + ", ".join(value(item) for item in row) + ")" for row in rows)
+    store.command(f"INSERT INTO datamarket.{table} ({columns}) VALUES {body}")
+
+
+LISTING = (
+    "exchange_id, event_id, occurred_at, action, product_id, seller_id, source, sector, pricing, high_quality, "
+    "recognized_by"
+)
+TRADE = (
+    "exchange_id, event_id, occurred_at, trade_id, product_id, buyer_id, seller_id, price, quantity, amount, venue, "
+    "sector, source, high_quality, late"
+)
+T1 = (
+    "SHDEX",
+    "T1",
+    at(5),
+    "T1",
+    "P1",
+    "B-OLD",
+    "S1",
+    "0.10",
+    3,
+    "0.30",
+    "on_exchange",
+    "transportation",
+    "public",
+    1,
+    0,
+)
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     opened = ChdbStore(tmp_path_factory.mktemp("console") / "chdb")
     opened.apply_schema()
-    listing = "INSERT INTO datamarket.listings (exchange_id, event_id, occurred_at, action, product_id, seller_id, " \
-        "source, sector, pricing, high_quality, recognized_by) VALUES "
-    opened.command(
-        listing
-        + f"('SHDEX', 'L1', '{BEFORE}', 'list', 'P-OLD', 'S-OLD', 'enterprise', 'healthcare', 'paid', 0, ['SZDEX']),"
-        f"('SHDEX', 'L2', '{at(1)}', 'list', 'P1', 'S1', 'public', 'transportation', 'free', 1, ['SZDEX', 'BJIDEX']),"
-        f"('SZDEX', 'L3', '{at(2)}', 'list', 'P1', 'S1', 'public', 'transportation', 'free', 1, ['SHDEX']),"
-        f"('SZDEX', 'L4', '{at(3)}', 'list', 'P2', 'S2', 'public', 'meteorology', 'conditional_free', 0, ['GZDEX']),"
-        f"('SZDEX', 'L5', '{at(40)}', 'delist', 'P2', NULL, NULL, NULL, NULL, 0, []),"
-        f"('SZDEX', 'L6', '{at(4)}', 'list', 'P3', 'S3', 'public', 'meteorology', 'paid', 0, [])"
+    insert(
+        opened,
+        "listings",
+        LISTING,
+        ("SHDEX", "L1", BEFORE, "list", "P-OLD", "S-OLD", "enterprise", "healthcare", "paid", 0, ["SZDEX"]),
+        ("SHDEX", "L2", at(1), "list", "P1", "S1", "public", "transportation", "free", 1, ["SZDEX", "BJIDEX"]),
+        ("SZDEX", "L3", at(2), "list", "P1", "S1", "public", "transportation", "free", 1, ["SHDEX"]),
+        ("SZDEX", "L4", at(3), "list", "P2", "S2", "public", "meteorology", "conditional_free", 0, ["GZDEX"]),
+        ("SZDEX", "L5", at(40), "delist", "P2", None, None, None, None, 0, []),
+        ("SZDEX", "L6", at(4), "list", "P3", "S3", "public", "meteorology", "paid", 0, []),
     )
-    trade = "INSERT INTO datamarket.trades (exchange_id, event_id, occurred_at, trade_id, product_id, buyer_id, " \
-        "seller_id, price, quantity, amount, venue, sector, source, high_quality, late) VALUES "
-    opened.command(
-        trade
-        + f"('SHDEX', 'T0', '{BEFORE}', 'T0', 'P-OLD', 'B-OLD', 'S-OLD', 5, 1, 5, 'on_exchange', 'healthcare', 'enterprise', 0, 0),"
-        f"('SHDEX', 'T1', '{at(5)}', 'T1', 'P1', 'B-OLD', 'S1', 0.10, 3, 0.30, 'on_exchange', 'transportation', 'public', 1, 0),"
-        f"('SHDEX', 'T2', '{at(6)}', 'T2', 'P1', 'B1', 'S1', 0.20, 1, 0.20, 'off_exchange_registered', 'transportation', 'public', 1, 0),"
-        f"('SZDEX', 'T3', '{at(65)}', 'T3', 'P2', 'B2', 'S2', 1000000.01, 1, 1000000.01, 'on_exchange', 'meteorology', 'public', 0, 1)"
+    insert(
+        opened,
+        "trades",
+        TRADE,
+        (
+            "SHDEX",
+            "T0",
+            BEFORE,
+            "T0",
+            "P-OLD",
+            "B-OLD",
+            "S-OLD",
+            5,
+            1,
+            5,
+            "on_exchange",
+            "healthcare",
+            "enterprise",
+            0,
+            0,
+        ),
+        T1,
+        (
+            "SHDEX",
+            "T2",
+            at(6),
+            "T2",
+            "P1",
+            "B1",
+            "S1",
+            "0.20",
+            1,
+            "0.20",
+            "off_exchange_registered",
+            "transportation",
+            "public",
+            1,
+            0,
+        ),
+        (
+            "SZDEX",
+            "T3",
+            at(65),
+            "T3",
+            "P2",
+            "B2",
+            "S2",
+            "1000000.01",
+            1,
+            "1000000.01",
+            "on_exchange",
+            "meteorology",
+            "public",
+            0,
+            1,
+        ),
     )
-    # A retried insert of T1 (same identity) must not count twice: FINAL collapses it.
-    opened.command(
-        trade
-        + f"('SHDEX', 'T1', '{at(5)}', 'T1', 'P1', 'B-OLD', 'S1', 0.10, 3, 0.30, 'on_exchange', 'transportation', 'public', 1, 0)"
+    insert(opened, "trades", TRADE, T1)  # a retried insert (same identity) must not count twice: FINAL collapses it
+    insert(
+        opened,
+        "usage",
+        "exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, source",
+        ("SHDEX", "U1", at(7), "P1", "B1", 10, 1000, "public"),
+        ("SZDEX", "U2", at(8), "P3", "B2", 5, 50, "public"),
     )
+    # ingested_at given (now): the table's TTL would drop a heartbeat stored at the epoch.
     opened.command(
-        "INSERT INTO datamarket.usage (exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, source) VALUES "
-        f"('SHDEX', 'U1', '{at(7)}', 'P1', 'B1', 10, 1000, 'public'), ('SZDEX', 'U2', '{at(8)}', 'P3', 'B2', 5, 50, 'public')"
+        "INSERT INTO datamarket.heartbeats (exchange_id, event_id, occurred_at, seq, ingested_at) "
+        f"VALUES ('SHDEX', 'H1', '{at(90)}', 1, now64(3))"
     )
-    opened.command(
-        # ingested_at given: the table's TTL would drop a heartbeat stored at the epoch.
-        "INSERT INTO datamarket.heartbeats (exchange_id, event_id, occurred_at, seq, ingested_at) VALUES "
-        f"('SHDEX', 'H1', '{at(90)}', 1, now64(3))"
+    insert(
+        opened,
+        "rejected_events",
+        "src_topic, src_partition, src_offset, raw, reason, exchange_id",
+        ("dm.events", 0, 1, "{", "malformed", ""),
+        ("dm.events", 0, 2, "x", "invalid", "SHDEX"),
+        ("dm.events", 0, 3, "y", "invalid", "SHDEX"),
     )
-    opened.command(
-        "INSERT INTO datamarket.rejected_events (src_topic, src_partition, src_offset, raw, reason, exchange_id) VALUES "
-        "('dm.events', 0, 1, '{', 'malformed', ''), ('dm.events', 0, 2, 'x', 'invalid', 'SHDEX'), "
-        "('dm.events', 0, 3, 'y', 'invalid', 'SHDEX')"
+    insert(
+        opened,
+        "duplicate_events",
+        "src_topic, src_partition, src_offset, exchange_id, event_id",
+        ("dm.events", 0, 9, "SZDEX", "T3"),
     )
-    opened.command(
-        "INSERT INTO datamarket.duplicate_events (src_topic, src_partition, src_offset, exchange_id, event_id) VALUES "
-        "('dm.events', 0, 9, 'SZDEX', 'T3')"
-    )
-    opened.command(
-        "INSERT INTO datamarket.alerts (alert_id, kind, severity, exchange_id, detected_at, dedup_key, message) VALUES "
-        "('a1', 'self_dealing', 'critical', 'SHDEX', '2026-11-21 01:00:00', 'k1', 'one'), "
-        "('a2', 'price_outlier', 'warning', 'SZDEX', '2026-11-21 01:00:01', 'k2', 'two')"
+    insert(
+        opened,
+        "alerts",
+        "alert_id, kind, severity, exchange_id, detected_at, dedup_key, message",
+        ("a1", "self_dealing", "critical", "SHDEX", "2026-11-21 01:00:00", "k1", "one"),
+        ("a2", "price_outlier", "warning", "SZDEX", "2026-11-21 01:00:01", "k2", "two"),
     )
     record_alert_action(opened, "k2", "ack", "ops-li", "looking")
     yield opened

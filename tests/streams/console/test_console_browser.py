@@ -25,7 +25,9 @@ pytestmark = pytest.mark.slow
 DB = "datamarket"
 WATERMARK = (
     "(SELECT max(t) FROM ("
-    + " UNION ALL ".join(f"SELECT max(occurred_at) AS t FROM {DB}.{table}" for table in ("listings", "trades", "usage", "heartbeats"))
+    + " UNION ALL ".join(
+        f"SELECT max(occurred_at) AS t FROM {DB}.{table}" for table in ("listings", "trades", "usage", "heartbeats")
+    )
     + "))"
 )
 TODAY = f"toDate(occurred_at, 'Asia/Shanghai') = toDate({WATERMARK}, 'Asia/Shanghai')"
@@ -97,12 +99,21 @@ def test_market_page_totals_equal_the_store_to_the_fen(page: Any, console_stack:
     assert page.text_content("#kpi-high-quality") == percent(today["hq"], today["total"])
     assert money(page.text_content("#kpi-high-quality-amount")) == Decimal(today["hq"])
 
-    by_exchange = sql(stack, f"SELECT exchange_id, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {TODAY} GROUP BY exchange_id")
+    by_exchange = sql(
+        stack,
+        f"SELECT exchange_id, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {TODAY} GROUP BY exchange_id",
+    )
     rendered = {code: money(text) for code, text in table_cells(page, "exchanges", "amount").items()}
-    assert {code: amount for code, amount in rendered.items() if amount} == {r["exchange_id"]: Decimal(r["s"]) for r in by_exchange}
-    by_sector = sql(stack, f"SELECT sector, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {TODAY} GROUP BY sector")
+    assert {code: amount for code, amount in rendered.items() if amount} == {
+        r["exchange_id"]: Decimal(r["s"]) for r in by_exchange
+    }
+    by_sector = sql(
+        stack, f"SELECT sector, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {TODAY} GROUP BY sector"
+    )
     rendered = {code: money(text) for code, text in table_cells(page, "sectors", "amount").items()}
-    assert {code: amount for code, amount in rendered.items() if amount} == {r["sector"]: Decimal(r["s"]) for r in by_sector}
+    assert {code: amount for code, amount in rendered.items() if amount} == {
+        r["sector"]: Decimal(r["s"]) for r in by_sector
+    }
 
     products = one(
         stack,
@@ -152,9 +163,14 @@ def test_this_hour_narrows_every_table_to_the_hour(page: Any, console_stack: Emb
     open_view(page, stack, "market")
     page.click("[data-period=hour]")
     page.wait_for_selector("body[data-period=hour]")
-    by_exchange = sql(stack, f"SELECT exchange_id, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {THIS_HOUR} GROUP BY exchange_id")
+    by_exchange = sql(
+        stack,
+        f"SELECT exchange_id, toString(sum(amount)) AS s FROM {DB}.trades FINAL WHERE {THIS_HOUR} GROUP BY exchange_id",
+    )
     rendered = {code: money(text) for code, text in table_cells(page, "exchanges", "amount").items()}
-    assert {code: amount for code, amount in rendered.items() if amount} == {r["exchange_id"]: Decimal(r["s"]) for r in by_exchange}
+    assert {code: amount for code, amount in rendered.items() if amount} == {
+        r["exchange_id"]: Decimal(r["s"]) for r in by_exchange
+    }
     minutes = one(stack, f"SELECT dateDiff('minute', toStartOfHour({WATERMARK}), {WATERMARK}) + 1 AS n")
     assert page.locator("#trend rect.bar").count() == int(minutes["n"])
 
@@ -207,7 +223,9 @@ def test_feeds_page_shows_each_exchange_s_health_as_stored(page: Any, console_st
         expected[code] = expected.get(code, 0) + int(row["n"])
     assert {code: n for code, n in rendered.items() if n} == expected
     duplicates = sql(stack, f"SELECT exchange_id, count() AS n FROM {DB}.duplicate_events FINAL GROUP BY exchange_id")
-    rendered_duplicates = {c: number(t) for c, t in table_cells(page, "feeds", "duplicates").items() if c != "unattributed"}
+    rendered_duplicates = {
+        c: number(t) for c, t in table_cells(page, "feeds", "duplicates").items() if c != "unattributed"
+    }
     assert {c: n for c, n in rendered_duplicates.items() if n} == {r["exchange_id"]: int(r["n"]) for r in duplicates}
 
     latest = " UNION ALL ".join(
@@ -223,8 +241,15 @@ def test_feeds_page_shows_each_exchange_s_health_as_stored(page: Any, console_st
 def test_surveillance_lists_the_stored_alerts_and_filters_them(page: Any, console_stack: EmbeddedStack) -> None:
     stack = console_stack
     open_view(page, stack, "surveillance")
-    stored = sql(stack, f"SELECT dedup_key, kind, message_zh FROM {DB}.alerts FINAL ORDER BY detected_at DESC, dedup_key")
-    assert {row["kind"] for row in stored} >= {"self_dealing", "price_outlier", "wash_trading", "pricing_policy_violation"}
+    stored = sql(
+        stack, f"SELECT dedup_key, kind, message_zh FROM {DB}.alerts FINAL ORDER BY detected_at DESC, dedup_key"
+    )
+    assert {row["kind"] for row in stored} >= {
+        "self_dealing",
+        "price_outlier",
+        "wash_trading",
+        "pricing_policy_violation",
+    }
     keys = page.eval_on_selector_all("#alerts tbody tr[data-key]", "rows => rows.map(r => r.dataset.key)")
     assert sorted(keys) == sorted(row["dedup_key"] for row in stored)
     acted = {r["dedup_key"] for r in sql(stack, f"SELECT DISTINCT dedup_key FROM {DB}.alert_actions")}
@@ -233,7 +258,10 @@ def test_surveillance_lists_the_stored_alerts_and_filters_them(page: Any, consol
     assert first["message_zh"] in page.text_content(f'#alerts tr[data-key="{first["dedup_key"]}"]')
 
     page.select_option("#f-kind", "self_dealing")
-    page.wait_for_function("() => [...document.querySelectorAll('#alerts tbody tr[data-key]')].every(r => r.dataset.key.startsWith('self_dealing'))")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#alerts tbody tr[data-key]')]"
+        ".every(r => r.dataset.key.startsWith('self_dealing'))"
+    )
     filtered = page.eval_on_selector_all("#alerts tbody tr[data-key]", "rows => rows.map(r => r.dataset.key)")
     assert sorted(filtered) == sorted(row["dedup_key"] for row in stored if row["kind"] == "self_dealing")
 
@@ -256,7 +284,10 @@ def test_ack_and_resolve_with_the_token_are_recorded_in_the_store(page: Any, con
     page.wait_for_selector(f"{row} .status[data-status=resolved]")
     assert page.is_disabled(f"{row} button[data-action=resolve]")
     actions = sql(stack, f"SELECT action, actor, note FROM {DB}.alert_actions WHERE dedup_key = '{key}' ORDER BY at")
-    assert [(a["action"], a["actor"], a["note"]) for a in actions] == [("ack", "ops-wang", "核查中"), ("resolve", "ops-wang", "已处理")]
+    assert [(a["action"], a["actor"], a["note"]) for a in actions] == [
+        ("ack", "ops-wang", "核查中"),
+        ("resolve", "ops-wang", "已处理"),
+    ]
 
 
 @pytest.mark.parametrize("header", [None, "Bearer not-the-token"])

@@ -29,10 +29,17 @@ def test_the_configured_token_is_accepted() -> None:
 
 def test_an_action_names_a_known_action_an_alert_and_who_acts() -> None:
     assert action_request({"dedup_key": "k1", "action": "ack", "actor": " ops-li ", "note": "n"}) == (
-        "k1", "ack", "ops-li", "n",
+        "k1",
+        "ack",
+        "ops-li",
+        "n",
     )
-    for body in ({"dedup_key": "k1", "action": "delete", "actor": "a"}, {"action": "ack", "actor": "a"},
-                 {"dedup_key": "k1", "action": "ack", "actor": " "}, ["k1"]):
+    for body in (
+        {"dedup_key": "k1", "action": "delete", "actor": "a"},
+        {"action": "ack", "actor": "a"},
+        {"dedup_key": "k1", "action": "ack", "actor": " "},
+        ["k1"],
+    ):
         with pytest.raises(Refused) as refused:
             action_request(body)
         assert refused.value.status == 400

@@ -1,12 +1,13 @@
-"""Benchmark: simulated events through broker -> worker -> store, against a bare consumer.
+"""Benchmark: simulated events through broker -> worker -> store, against a bare consumer, in one run.
 
-Three measurements in one run, on one machine:
-1. baseline: a bare aiokafka consumer that only decodes and validates the preloaded
+1. *baseline*: a bare aiokafka consumer that only decodes and validates the preloaded
    messages (the ceiling any Kafka consumer in Python reaches here);
-2. throughput: the same preloaded messages through the real `dmm worker` process,
-   from start of consumption until every row is stored and windows are flushed;
-3. latency: live traffic at a fraction of that throughput, occurred_at = send time;
-   event lag = ingested_at - occurred_at, exact percentiles from ClickHouse.
+2. *throughput*: the same preloaded messages through the real `dmm worker` process,
+   from its first stored row to its last (rows stored, windows flushed, offsets
+   committed), with the worker's own per-stage time (`dmm_stage_seconds_total`);
+3. *latency*: live traffic at `live_rate` (or a fraction of the measured throughput),
+   each event's occurred_at = its due send time; lag = ingested_at - occurred_at, exact
+   percentiles from ClickHouse.
 Peak RSS is the worker's high-water mark (VmHWM) from /proc.
 """
 
@@ -15,32 +16,47 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dmm.producer import EventProducer
-from dmm.query import query_rows, wait_until_drained
+from dmm.query import query_rows, wait_until_drained, worker_metrics
 from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
+from dmm.simulator.wire import Message as SimulatedMessage
 from dmm.stack import EmbeddedStack
 from models import EVENT_ADAPTER
 from settings import Settings
 from sinks.clickhouse import queries
+from sinks.prometheus import STAGES
+
+Say = Callable[[str], None]
 
 
 @dataclass
 class BenchResult:
     events: int
+    partitions: int
     baseline_events_per_s: float
     worker_events_per_s: float
     worker_seconds: float
+    stages_us_per_event: dict[str, float]  # worker time per stage, microseconds per preloaded event
     live_events: int
     live_rate: float
+    live_achieved_rate: float
     lag_p50_ms: float
     lag_p99_ms: float
     lag_max_ms: float
     worker_peak_rss_mb: float
     baseline_peak_rss_mb: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worker_share(self) -> float:
+        return self.worker_events_per_s / self.baseline_events_per_s if self.baseline_events_per_s else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "worker_share_of_baseline": round(self.worker_share, 4)}
 
 
 def preload(settings: Settings, events: int, seed: int) -> int:
@@ -58,6 +74,74 @@ def preload(settings: Settings, events: int, seed: int) -> int:
                 break
         producer.flush()
     return sent
+
+
+def run(
+    settings: Settings, workdir: Path, events: int, seed: int = 5, live_fraction: float = 0.25,
+    live_seconds: float = 20.0, live_rate: float | None = None, say: Say = print,
+) -> BenchResult:
+    notes: list[str] = []
+    with EmbeddedStack(settings, workdir) as stack:
+        stack.stop_worker()
+        say(f"preloading {events:,} simulated events into {settings.kafka.events_topic} "
+            f"({settings.kafka.events_partitions} partition(s)) …")
+        sent = preload(settings, events, seed)
+        say("baseline: bare aiokafka consumer, decode + validate only …")
+        baseline = asyncio.run(_bare_consume(settings, sent))
+        say("throughput: the real worker on the preloaded topic …")
+        started = time.perf_counter()
+        stack.start_worker()
+        wait_until_drained(settings, timeout=3600, settle=0.5)
+        worker_seconds = time.perf_counter() - started
+        span = query_rows(settings, queries.ingest_span(settings.clickhouse.database))[0]
+        busy_s = max((int(span["b"]) - int(span["a"])) / 1000, 1e-3)
+        worker_rate = sent / busy_s
+        metrics = worker_metrics(settings)
+        stages = {s: metrics.get(f'dmm_stage_seconds_total{{stage="{s}"}}', 0.0) * 1e6 / sent for s in STAGES}
+        rate = live_rate or max(1.0, worker_rate * live_fraction)
+        say(f"latency: generating {live_seconds:.0f} s of live traffic at {rate:,.0f} events/s …")
+        messages, start = _live_traffic(seed + 1, rate, live_seconds)
+        say(f"latency: publishing {len(messages):,} events paced to their event time …")
+        late_start_s = (datetime.now(UTC) - start).total_seconds()
+        if late_start_s > 0.05:
+            notes.append(f"live traffic started {late_start_s:.2f} s after its first event time (lag includes it)")
+        else:
+            time.sleep(-late_start_s)
+        published = time.perf_counter()
+        with EventProducer(settings.kafka, linger_ms=1) as producer:
+            live = publish_live(messages, lambda k, v: producer.publish_raw(v, k), time_scale=1.0)
+            producer.flush()
+        achieved = live / max(time.perf_counter() - published, 1e-3)
+        if achieved < 0.95 * len(messages) / live_seconds:
+            notes.append(f"the publisher reached only {achieved:,.0f} events/s of the {rate:,.0f} asked")
+        wait_until_drained(settings, timeout=600, settle=0.5)
+        lag = query_rows(settings, queries.ingest_lag(settings.clickhouse.database, start))[0]
+        peak = _peak_rss_mb(stack.worker.pid) if stack.worker else 0.0
+    return BenchResult(
+        events=sent,
+        partitions=settings.kafka.events_partitions,
+        baseline_events_per_s=baseline,
+        worker_events_per_s=worker_rate,
+        worker_seconds=worker_seconds,
+        stages_us_per_event=stages,
+        live_events=live,
+        live_rate=rate,
+        live_achieved_rate=achieved,
+        lag_p50_ms=float(lag["p50"]),
+        lag_p99_ms=float(lag["p99"]),
+        lag_max_ms=float(lag["mx"]),
+        worker_peak_rss_mb=peak,
+        baseline_peak_rss_mb=_peak_rss_mb(),
+        notes=notes,
+    )
+
+
+def _live_traffic(seed: int, rate: float, seconds: float) -> tuple[list[SimulatedMessage], datetime]:
+    """Live messages generated ahead (so generating costs no CPU while they are sent), starting a little later."""
+    lead = 2.0 + rate * seconds / 50_000  # generous time to generate them
+    start = datetime.now(UTC) + timedelta(seconds=lead)
+    simulation = MarketSimulator(SimulationConfig(seed=seed, start=start, duration_s=seconds, rate=rate * 0.9))
+    return list(simulation), start
 
 
 async def _bare_consume(settings: Settings, expected: int) -> float:
@@ -92,48 +176,3 @@ def _peak_rss_mb(pid: int | str = "self") -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def run(
-    settings: Settings, workdir: Path, events: int, seed: int = 5, live_fraction: float = 0.25,
-    live_seconds: float = 20.0, say: Callable[[str], None] = print,
-) -> BenchResult:
-    with EmbeddedStack(settings, workdir) as stack:
-        stack.stop_worker()
-        say(f"preloading {events} simulated events into {settings.kafka.events_topic} …")
-        sent = preload(settings, events, seed)
-        say("baseline: bare aiokafka consumer, decode + validate only …")
-        baseline = asyncio.run(_bare_consume(settings, sent))
-        say("throughput: the real worker on the preloaded topic …")
-        started = time.perf_counter()
-        stack.start_worker()
-        wait_until_drained(settings, timeout=3600, settle=0.5)
-        worker_seconds = time.perf_counter() - started
-        first_last = query_rows(settings, queries.ingest_span(settings.clickhouse.database))[0]
-        busy_s = max((int(first_last["b"]) - int(first_last["a"])) / 1000, 1e-3)
-        worker_rate = sent / busy_s
-        live_rate = max(1.0, worker_rate * live_fraction)
-        say(f"latency: live traffic at {live_rate:.0f} events/s for {live_seconds:.0f} s …")
-        live_start = datetime.now(UTC)
-        simulation = MarketSimulator(
-            SimulationConfig(seed=seed + 1, start=live_start, duration_s=live_seconds, rate=live_rate * 0.9)
-        )
-        with EventProducer(settings.kafka, linger_ms=1) as producer:
-            live = publish_live(simulation, lambda k, v: producer.publish_raw(v, k), time_scale=1.0)
-            producer.flush()
-        wait_until_drained(settings, timeout=600, settle=0.5)
-        lag = query_rows(settings, queries.ingest_lag(settings.clickhouse.database, live_start))[0]
-        peak = _peak_rss_mb(stack.worker.pid) if stack.worker else 0.0
-    return BenchResult(
-        events=sent,
-        baseline_events_per_s=baseline,
-        worker_events_per_s=worker_rate,
-        worker_seconds=worker_seconds,
-        live_events=live,
-        live_rate=live_rate,
-        lag_p50_ms=float(lag["p50"]),
-        lag_p99_ms=float(lag["p99"]),
-        lag_max_ms=float(lag["mx"]),
-        worker_peak_rss_mb=peak,
-        baseline_peak_rss_mb=_peak_rss_mb(),
-    )

@@ -11,8 +11,11 @@ import json
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from settings import Settings
 from sinks.clickhouse import open_store
@@ -39,6 +42,18 @@ def _call(settings: Settings, path: str, body: dict[str, Any] | None = None, tim
         raise RuntimeError(detail) from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise WorkerUnavailable(f"no worker at {url}: {exc}") from exc
+
+
+def worker_metrics(settings: Settings, timeout: float = 3.0) -> dict[str, float]:
+    """The worker's /metrics as {'name{label="v",...}': value}, plus per-name sums under the bare name."""
+    text = _call(settings, "/metrics", timeout=timeout).decode()
+    out: dict[str, float] = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            out[f"{sample.name}{{{labels}}}"] = sample.value
+            out[sample.name] += sample.value
+    return out
 
 
 def query_text(settings: Settings, sql: str, fmt: str = "PrettyCompactMonoBlock") -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator, model_validator
@@ -30,6 +31,11 @@ class _Event(BaseModel):
     event_id: Identifier
     exchange_id: ExchangeCode
     occurred_at: Timestamp
+
+    @cached_property
+    def at_ms(self) -> int:
+        """Event time in ms since the epoch, computed once per event (every rule reads it)."""
+        return occurred_ms(self.occurred_at)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from faust.types import StreamT
 from settings import KafkaSettings, RuleSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
+from sinks.webhook import alert_webhook
 from streams.consumer import EventConsumer
 from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
 from streams.pipeline import Message, Pipeline
@@ -103,6 +104,8 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         try:
             await asyncio.wait_for(worker.consumer.flush_and_commit(), timeout=30)
             log.info("shutdown: windows flushed, offsets acknowledged and committed")
+            if worker.webhook is not None:
+                await asyncio.to_thread(worker.webhook.close, 5.0)
         finally:
             os.kill(os.getpid(), signal.SIGINT)
 
@@ -119,6 +122,7 @@ class MonitorWorker:
         self._store = store
         self.pipeline: Pipeline | None = None
         self.consumer = EventConsumer(settings, self.handle, self.flush, self.partitions_changed, loop=app.loop)
+        self.webhook = alert_webhook(settings)
         self._topics: dict[str, faust.TopicT] = {}
         self._starting = asyncio.Lock()
 
@@ -133,11 +137,7 @@ class MonitorWorker:
         a batch handled by a second instance would have its windows and identities forgotten."""
         async with self._starting:
             if self.pipeline is None:
-                kafka = self.settings.kafka
-                log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
-                pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id)
-                await asyncio.to_thread(pipeline.restore)
-                self.pipeline = pipeline
+                self.pipeline = await self._new_pipeline()
         return self.pipeline
 
     async def handle(self, messages: Sequence[Message]) -> None:
@@ -160,11 +160,15 @@ class MonitorWorker:
     async def partitions_changed(self, assigned: set[int], gained: set[int]) -> None:
         """Gaining partitions another worker wrote to: rebuild state from the store, which holds its rows."""
         if self.pipeline is not None and gained:
-            kafka = self.settings.kafka
-            log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
-            pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id)
-            await asyncio.to_thread(pipeline.restore)
-            self.pipeline = pipeline
+            self.pipeline = await self._new_pipeline()
+
+    async def _new_pipeline(self) -> Pipeline:
+        kafka = self.settings.kafka
+        log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
+        forward = self.webhook.forward if self.webhook is not None else None
+        pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id, forward=forward)
+        await asyncio.to_thread(pipeline.restore)
+        return pipeline
 
     def measure_lag(self) -> None:
         if self.pipeline is None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
-from models import Listing, occurred_ms
+from models import Listing
 from sinks.clickhouse import Dims
+
+UNKNOWN = Dims()
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,15 +33,16 @@ class ProductListing:
     active: bool
     changed_ms: int
     event_id: str
+    dims: Dims = field(init=False)  # built once per listing state: every trade and usage event reads it
 
-    @property
-    def dims(self) -> Dims:
-        return Dims(
+    def __post_init__(self) -> None:
+        dims = Dims(
             sector=self.sector or "unknown",
             category=self.category or "unknown",
             source=self.source or "unknown",
             high_quality=self.high_quality,
         )
+        object.__setattr__(self, "dims", dims)
 
 
 @dataclass
@@ -50,7 +53,7 @@ class ProductBook:
         """Fold one listing event in; returns the product's new state on that exchange (None if unknown)."""
         on_exchange = self.by_product.setdefault(listing.product_id, {})
         current = on_exchange.get(listing.exchange_id)
-        at = occurred_ms(listing.occurred_at)
+        at = listing.at_ms
         if listing.action == "list":
             state = ProductListing(
                 exchange_id=listing.exchange_id,
@@ -97,4 +100,4 @@ class ProductBook:
         if state is None:
             known = self.by_product.get(product_id)
             state = next(iter(known.values()), None) if known else None
-        return state.dims if state is not None else Dims()
+        return state.dims if state is not None else UNKNOWN

@@ -30,7 +30,7 @@ from decimal import Decimal
 
 from prometheus_client import Histogram
 
-from models import SEVERITY, AnyEvent, Heartbeat, Listing, Trade, occurred_ms
+from models import SEVERITY, AnyEvent, Heartbeat, Listing, Trade
 from settings import Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
@@ -60,6 +60,13 @@ class Message:
     value: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class Redelivered:
+    """A message at or below its partition's progress mark, or stored above it before a crash."""
+
+    stored_ms: int  # event time of the stored event (0 for a rejection or duplicate)
+
+
 Publish = Callable[[str, bytes | None, bytes], Awaitable[None]]
 
 
@@ -75,11 +82,12 @@ def stage(name: str) -> Iterator[None]:
 class Pipeline:
     def __init__(
         self, settings: Settings, store: Store, publish: Publish, topic_id: str = "",
-        surveillance: Surveillance | None = None,
+        surveillance: Surveillance | None = None, forward: Callable[[bytes], None] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.publish = publish
+        self.forward = forward  # stored alerts to the ops webhook (never blocks: see sinks.webhook)
         self.surveillance = surveillance or Surveillance(settings.rules, settings.allowed_lateness_s * 1000)
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
@@ -124,6 +132,7 @@ class Pipeline:
             with stage("publish"):
                 await self._publish(rows)
             await self._write(rows, tables)
+            self._forward(rows)
             with stage("metrics"):
                 self._count(rows, fresh)
 
@@ -158,6 +167,7 @@ class Pipeline:
             if rows.alerts:
                 await self._publish(rows)
                 await self._write(rows, rows.tables())
+                self._forward(rows)
                 self._count(rows, [])
 
     def alert_resolved(self, dedup_key: str) -> None:
@@ -169,17 +179,22 @@ class Pipeline:
         fresh: list[StoredEvent] = []
         ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
-            decoded: list[tuple[Message, AnyEvent | Rejection]] = []
+            decoded: list[tuple[Message, AnyEvent | Rejection | Redelivered]] = []
             for message in messages:
                 ranges.setdefault((message.topic, message.partition), []).append(message.offset)
                 if self.progress.seen(message.partition, message.offset):
-                    metrics.REDELIVERED.inc()
-                    self.surveillance.redelivered(self.progress.stray.get((message.partition, message.offset), 0))
-                    continue
-                decoded.append((message, decode(message.value)))
+                    stored_ms = self.progress.stray.get((message.partition, message.offset), 0)
+                    decoded.append((message, Redelivered(stored_ms)))
+                else:
+                    decoded.append((message, decode(message.value)))
         dedup_s = 0.0
         started = time.perf_counter()
         for message, outcome in decoded:
+            if isinstance(outcome, Redelivered):
+                # Already stored before a crash: event time passes it here, in stream order, as it did first time.
+                metrics.REDELIVERED.inc()
+                self.surveillance.redelivered(outcome.stored_ms)
+                continue
             if isinstance(outcome, Rejection):
                 rows.rejected.append(
                     _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)
@@ -210,9 +225,9 @@ class Pipeline:
         return rows, fresh
 
     def _accept(self, event: AnyEvent, message: Message, rows: BatchRows) -> StoredEvent | None:
-        at = occurred_ms(event.occurred_at)
+        at = event.at_ms
         try:
-            observed = self.surveillance.observe(event, at)
+            observed = self.surveillance.observe(event)
         except DetectorFailed as failure:
             metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
             log.exception("detector failed on event", extra={"detector": failure.kind, "event_id": event.event_id})
@@ -249,6 +264,11 @@ class Pipeline:
         for marker in rows.markers:
             self.progress.advance(marker.partition, marker.last_offset)
 
+    def _forward(self, rows: BatchRows) -> None:
+        if self.forward is not None:
+            for alert in rows.alerts:
+                self.forward(alert.to_json())
+
     async def _retrying(self, what: str, operation: Callable[[], object]) -> int:
         """Run a store operation until it succeeds, backing off; consumption waits meanwhile."""
         delay = 0.1
@@ -277,7 +297,7 @@ class Pipeline:
         lags: list[float] = []
         for stored in fresh:
             event = stored.event
-            at = occurred_ms(event.occurred_at) / 1000
+            at = event.at_ms / 1000
             events[(event.type, event.exchange_id)] += 1
             lags.append(max(0.0, now - at))
             if stored.late:

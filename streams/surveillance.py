@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models import Alert, AnyEvent, Heartbeat, Listing
+from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
 from sinks.clickhouse import Dims
 from sinks.clickhouse.state import StateReader
 from streams.alerts import AlertLedger
-from streams.book import ProductBook
+from streams.book import UNKNOWN, ProductBook
 from streams.detectors import build_detectors
 from streams.detectors.base import Detector, Finding, MarketContext
 from streams.rules import restore_rules
+
+EVENT_TYPES = (Listing, Trade, Usage, Heartbeat)
 
 
 class DetectorFailed(RuntimeError):
@@ -44,8 +46,10 @@ class Surveillance:
         self.configured_rules = rules
         self.book = ProductBook()
         self.ctx = MarketContext(rules=rules, book=self.book, allowed_lateness_ms=allowed_lateness_ms)
-        self.detectors = detectors if detectors is not None else build_detectors(rules)
+        self.detectors = tuple(detectors if detectors is not None else build_detectors(rules))
         self.ledger = AlertLedger()
+        # Per event type, the detectors that look at it, in order: the others are never called.
+        self._observers = {kind: [d for d in self.detectors if kind in d.observes] for kind in EVENT_TYPES}
 
     @property
     def watermark_ms(self) -> int:
@@ -65,19 +69,20 @@ class Surveillance:
         """A message stored before a crash comes again: event time passes it, as it did the first time."""
         self.ctx.watermark_ms = max(self.ctx.watermark_ms, stored_ms)
 
-    def observe(self, event: AnyEvent, at_ms: int) -> Observed:
+    def observe(self, event: AnyEvent) -> Observed:
         """Run every rule on one event, then let event time pass it. Raises DetectorFailed (state untouched
         by the later detectors; the event is then not stored)."""
+        at_ms = event.at_ms
         late = self.ctx.is_late(at_ms)
         if isinstance(event, Listing):
             self.book.apply(event)
             dims = self.book.dims(event.exchange_id, event.product_id)
         elif isinstance(event, Heartbeat):
-            dims = Dims()
+            dims = UNKNOWN
         else:
             dims = self.book.dims(event.exchange_id, event.product_id)
         findings: list[Finding] = []
-        for detector in self.detectors:
+        for detector in self._observers[type(event)]:
             try:
                 findings.extend(detector.observe(event, self.ctx))
             except Exception as exc:  # a poison event must not stop the market's surveillance

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from dmm.broker import EmbeddedBroker, free_port
-from streams.kafka_client import ensure_topics
 from settings import KafkaSettings
+from streams.kafka_client import ensure_topics
 
 _prefixes = itertools.count()
 

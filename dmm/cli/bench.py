@@ -1,49 +1,62 @@
-"""`dmm bench`: sustained throughput, event lag and memory of the real pipeline, with a baseline."""
+"""`dmm bench`: sustained throughput, stage costs, event lag and memory of the real pipeline, with a baseline."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from dmm.cli.app import app, console
+from dmm.cli.app import app, console, err_console
 
 
 @app.command()
 def bench(
     events: int = typer.Option(50_000, help="simulated events to push through"),
     live_seconds: float = typer.Option(20.0, help="duration of the live-latency phase"),
+    live_rate: float = typer.Option(0.0, help="events/s of the live phase (0: a quarter of the measured throughput)"),
+    partitions: int = typer.Option(1, help="partitions of dm.events"),
     seed: int = typer.Option(5),
+    as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object (for scripts)"),
 ) -> None:
-    """Run broker -> worker -> store on a fresh embedded stack and print events/s, lag p50/p99, peak RSS."""
+    """Run broker -> worker -> store on a fresh embedded stack; print events/s against a bare consumer,
+    the worker's time per stage, live event lag p50/p99/max and peak RSS."""
     from dmm import bench as benchmark
     from dmm.broker import free_port
     from settings import ClickHouseSettings, KafkaSettings, Settings
 
+    say = (lambda text: err_console.print(f"[dim]{text}[/]")) if as_json else (lambda text: console.print(f"[dim]{text}[/]"))
     with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp:
         workdir = Path(tmp)
         settings = Settings(
-            kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+            kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", events_partitions=partitions),
             clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
             web_port=free_port(),
         )
         result = benchmark.run(
-            settings, workdir, events, seed=seed, live_seconds=live_seconds,
-            say=lambda text: console.print(f"[dim]{text}[/]"),
+            settings, workdir, events, seed=seed, live_seconds=live_seconds, live_rate=live_rate or None, say=say
         )
-    table = Table(title=f"dmm bench: {result.events:,} events, 2 cores")
+    if as_json:
+        print(json.dumps(result.as_dict()))
+        return
+    table = Table(title=f"dmm bench: {result.events:,} events, {result.partitions} partition(s), 2 cores")
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("bare aiokafka consumer, decode+validate only (events/s)", f"{result.baseline_events_per_s:,.0f}")
     table.add_row("dmm worker, broker -> ClickHouse, sustained (events/s)", f"{result.worker_events_per_s:,.0f}")
-    table.add_row("worker / baseline", f"{result.worker_events_per_s / result.baseline_events_per_s:.0%}")
+    table.add_row("worker / baseline", f"{result.worker_share:.0%}")
     table.add_row("worker wall time incl. start-up and drain (s)", f"{result.worker_seconds:.1f}")
-    table.add_row(f"live phase: {result.live_events:,} events at ~{result.live_rate:,.0f}/s", "")
+    table.add_row("worker time per event, by stage (µs)", f"{sum(result.stages_us_per_event.values()):,.1f}")
+    for stage, micros in result.stages_us_per_event.items():
+        table.add_row(f"  {stage}", f"{micros:,.1f}")
+    table.add_row(f"live phase: {result.live_events:,} events at {result.live_achieved_rate:,.0f}/s", "")
     table.add_row("  event lag p50 (ms)", f"{result.lag_p50_ms:,.0f}")
     table.add_row("  event lag p99 (ms)", f"{result.lag_p99_ms:,.0f}")
     table.add_row("  event lag max (ms)", f"{result.lag_max_ms:,.0f}")
     table.add_row("worker peak RSS (MiB)", f"{result.worker_peak_rss_mb:,.0f}")
     table.add_row("bench process peak RSS, incl. bare consumer (MiB)", f"{result.baseline_peak_rss_mb:,.0f}")
     console.print(table)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}")

@@ -7,8 +7,8 @@ import json
 import typer
 from rich.table import Table
 
-from dmm.cli.app import console, err_console
 from dmm.cli.app import app as root
+from dmm.cli.app import console, err_console
 from settings import get_settings
 
 rules_app = typer.Typer(help="Show or change surveillance rules at runtime (no restart).", no_args_is_help=True)

@@ -25,7 +25,6 @@ from dmm.simulator import (
 )
 from settings import get_settings
 
-
 _DEFAULT_HQ = ", ".join(f"{code}={share}" for code, share in figures.HIGH_QUALITY_VALUE_SHARE.items())
 
 

@@ -17,7 +17,6 @@ from functools import partial
 from statistics import median
 from typing import Final, get_args
 
-from settings import RuleSettings
 from dmm.simulator import prices
 from dmm.simulator.agenda import Agenda
 from dmm.simulator.figures import EXCHANGE_WEIGHTS
@@ -27,6 +26,7 @@ from dmm.simulator.market import Listing, Participant, Product, pick
 from dmm.simulator.venues import Venues
 from dmm.simulator.volume import INJECTED_SHARE, MINUTE_MS, minute_of
 from models import AlertKind, exchanges
+from settings import RuleSettings
 
 KINDS: Final[tuple[str, ...]] = get_args(AlertKind)
 

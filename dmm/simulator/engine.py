@@ -25,7 +25,8 @@ from dmm.simulator.market import Market, Participant, Product
 from dmm.simulator.traffic import CleanTraffic
 from dmm.simulator.venues import Venues
 from dmm.simulator.volume import MinuteLedger
-from dmm.simulator.wire import CST, Message, Tape, to_ms
+from dmm.simulator.wire import CST, Message, Tape
+from models.clock import to_ms
 from settings import RuleSettings
 
 HEARTBEAT_MS: Final = 10_000

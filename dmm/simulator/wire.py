@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Final, NamedTuple
 
+from models.clock import CHINA_STANDARD_TIME as CST  # exchanges stamp Beijing time
+from models.clock import from_ms
+
 SCHEMA: Final = "dm.v1"
-# Exchanges stamp Beijing time.
-CST: Final = timezone(timedelta(hours=8))
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _TYPE_LETTER: Final[dict[str, str]] = {"listing": "L", "trade": "T", "usage": "U"}
 
 ResumeHook = Callable[[str, int], None]
@@ -30,18 +29,13 @@ class Message(NamedTuple):
     occurred_ms: int
 
 
-def to_ms(moment: datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime."""
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
 def rfc3339(ms: int) -> str:
     """Event time as an exchange writes it: Beijing time with milliseconds and offset."""
-    return (_EPOCH + timedelta(milliseconds=ms)).astimezone(CST).isoformat(timespec="milliseconds")
+    return from_ms(ms).astimezone(CST).isoformat(timespec="milliseconds")
 
 
 def _day(ms: int) -> str:
-    return (_EPOCH + timedelta(milliseconds=ms)).astimezone(CST).strftime("%Y%m%d")
+    return from_ms(ms).astimezone(CST).strftime("%Y%m%d")
 
 
 def _json_default(value: object) -> str:

@@ -19,12 +19,14 @@ import heapq
 import itertools
 from abc import ABC, abstractmethod
 
-from models import AnyEvent, Trade, occurred_ms
+from models import AnyEvent, Trade
 from sinks.clickhouse.state import StateReader
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
 
 
 class AwaitingListings(EventTimeDetector, ABC):
+    observes = (Trade,)
+
     def __init__(self) -> None:
         self._held: list[tuple[int, int, Trade]] = []  # heap of (due_ms, arrival seq, trade)
         self._seq = itertools.count()
@@ -64,5 +66,5 @@ class AwaitingListings(EventTimeDetector, ABC):
                 self._hold(stored.trade, ctx)
 
     def _hold(self, trade: Trade, ctx: MarketContext) -> None:
-        due = occurred_ms(trade.occurred_at) + ctx.allowed_lateness_ms
+        due = trade.at_ms + ctx.allowed_lateness_ms
         heapq.heappush(self._held, (due, next(self._seq), trade))

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from models import AlertKind, AnyEvent, Trade, occurred_ms
+from models import AlertKind, AnyEvent, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
 from sinks.clickhouse.state import StateReader
 from streams.book import ProductBook
@@ -54,6 +54,7 @@ class Finding:
 
 class Detector(Protocol):
     kind: AlertKind
+    observes: tuple[type[AnyEvent], ...]  # event types `observe` looks at: the others never reach it
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]: ...
 
@@ -66,6 +67,8 @@ class Detector(Protocol):
 
 class EventTimeDetector:
     """Defaults for the hooks a detector does not need: no wall-clock rule, nothing to rebuild or close."""
+
+    observes: tuple[type[AnyEvent], ...] = (Listing, Trade, Usage, Heartbeat)
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
         return []
@@ -81,7 +84,7 @@ def trade_finding(
     kind: AlertKind, trade: Trade, dedup_key: str, score: float, message: str, message_zh: str
 ) -> Finding:
     """A finding whose evidence is one trade: its parties, its id, its event time."""
-    at = occurred_ms(trade.occurred_at)
+    at = trade.at_ms
     parties = [trade.seller_id] if trade.seller_id == trade.buyer_id else [trade.seller_id, trade.buyer_id]
     return Finding(
         kind=kind,

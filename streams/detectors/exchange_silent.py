@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models import AlertKind, AnyEvent, occurred_ms
+from models import AlertKind, AnyEvent, Heartbeat, Listing, Trade, Usage
 from sinks.clickhouse.state import StateReader
 from streams.detectors.base import Finding, MarketContext
 from streams.detectors.wording import china_time, exchange_en, exchange_zh
@@ -48,19 +48,29 @@ class Sender:
 
 class ExchangeSilent:
     kind: AlertKind = "exchange_silent"
+    observes = (Listing, Trade, Usage, Heartbeat)
 
     def __init__(self) -> None:
         self._senders: dict[str, Sender] = {}
+        # Oldest last_ms among senders not silent, as of the last full pass (a lower bound since: last_ms only
+        # grows). While the watermark is within the limit of it, no new silence can open: skip the pass.
+        self._oldest_sending_ms: int | None = None
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
-        at = occurred_ms(event.occurred_at)
+        at = event.at_ms
         sender = self._senders.get(event.exchange_id)
         if sender is None:
             sender = self._senders[event.exchange_id] = Sender(at, event.event_id)
         elif at > sender.last_ms:
             sender.last_ms, sender.last_event_id = at, event.event_id
         sender.arrivals += 1
-        return self._behind(max(ctx.watermark_ms, at), ctx)
+        watermark_ms = max(ctx.watermark_ms, at)
+        if self._oldest_sending_ms is not None:
+            self._oldest_sending_ms = min(self._oldest_sending_ms, sender.last_ms)
+            quiet_for_ms = watermark_ms - self._oldest_sending_ms
+            if sender.silent_since_ms is None and quiet_for_ms <= ctx.rules.exchange_silent_s * 1000:
+                return []
+        return self._behind(watermark_ms, ctx)
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
         return self._behind(ctx.watermark_ms, ctx)
@@ -78,6 +88,9 @@ class ExchangeSilent:
             elif behind > limit:
                 sender.silent_since_ms = sender.last_ms
                 findings.append(self._event_time_finding(exchange_id, sender, watermark_ms, ctx))
+        self._oldest_sending_ms = min(
+            (sender.last_ms for sender in self._senders.values() if sender.silent_since_ms is None), default=None
+        )
         return findings
 
     def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]:
@@ -106,6 +119,7 @@ class ExchangeSilent:
         return findings
 
     def restore(self, state: StateReader, ctx: MarketContext) -> None:
+        self._oldest_sending_ms = None
         self._senders = {
             exchange_id: Sender(last_ms, event_id)
             for exchange_id, (last_ms, event_id) in state.latest_events(ctx.watermark_ms - RESTORE_HORIZON_MS

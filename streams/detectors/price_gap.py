@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import Decimal
 
-from models import AlertKind, AnyEvent, Listing, occurred_ms
+from models import AlertKind, AnyEvent, Listing
 from sinks.clickhouse.state import StateReader
 from streams.book import ProductListing
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
@@ -60,6 +60,7 @@ def _price(state: ProductListing) -> Decimal:
 
 class CrossExchangePriceGap(EventTimeDetector):
     kind: AlertKind = "cross_exchange_price_gap"
+    observes = (Listing,)
 
     def __init__(self) -> None:
         self._open: dict[str, Episode] = {}
@@ -68,7 +69,7 @@ class CrossExchangePriceGap(EventTimeDetector):
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
         if not isinstance(event, Listing):
             return []
-        at = occurred_ms(event.occurred_at)
+        at = event.at_ms
         gap = price_gap(ctx.book.active(event.product_id), ctx.rules.cross_exchange_gap_ratio)
         if gap is None:
             self._open.pop(event.product_id, None)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from statistics import median
 
-from models import AlertKind, Trade, occurred_ms
+from models import AlertKind, Trade
 from streams.detectors.awaiting import AwaitingListings
 from streams.detectors.base import Finding, MarketContext, trade_finding
 from streams.detectors.terms import governing, listing_on, listings_elsewhere
@@ -38,7 +38,7 @@ class Reference:
 
 
 def reference_price(trade: Trade, ctx: MarketContext) -> Reference | None:
-    at = occurred_ms(trade.occurred_at)
+    at = trade.at_ms
     own = listing_on(ctx.book, trade.exchange_id, trade.product_id, at)
     if own is not None and own.list_price is not None:
         return Reference(own.list_price, "its list price there", "本机构挂牌价")
@@ -81,7 +81,7 @@ class PriceOutlier(AwaitingListings):
     def _free_public_governance(self, trade: Trade, ctx: MarketContext) -> bool:
         if trade.price != 0 or trade.purpose != "public_governance":
             return False
-        terms = governing(ctx.book, trade.exchange_id, trade.product_id, occurred_ms(trade.occurred_at))
+        terms = governing(ctx.book, trade.exchange_id, trade.product_id, trade.at_ms)
         return terms is not None and terms.pricing in FREE
 
     def _finding(self, trade: Trade, reference: Reference, score: float) -> Finding:

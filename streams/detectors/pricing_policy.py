@@ -14,7 +14,7 @@ Restore: unconcluded trades of the last two lateness spans, from `trades`.
 
 from __future__ import annotations
 
-from models import AlertKind, Trade, occurred_ms
+from models import AlertKind, Trade
 from streams.detectors.awaiting import AwaitingListings
 from streams.detectors.base import Finding, MarketContext, trade_finding
 from streams.detectors.terms import governing
@@ -29,7 +29,7 @@ class PricingPolicy(AwaitingListings):
     def assess(self, trade: Trade, ctx: MarketContext) -> list[Finding] | None:
         if trade.purpose != "public_governance" or trade.amount <= 0:
             return []
-        terms = governing(ctx.book, trade.exchange_id, trade.product_id, occurred_ms(trade.occurred_at))
+        terms = governing(ctx.book, trade.exchange_id, trade.product_id, trade.at_ms)
         if terms is None:
             return None
         if terms.source != "public" or terms.pricing not in FREE_PRICING:

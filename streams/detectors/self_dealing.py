@@ -13,6 +13,7 @@ from streams.detectors.wording import cny, exchange_en, exchange_zh
 
 class SelfDealing(EventTimeDetector):
     kind: AlertKind = "self_dealing"
+    observes = (Trade,)
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
         if not isinstance(event, Trade) or event.buyer_id != event.seller_id:

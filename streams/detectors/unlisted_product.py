@@ -13,7 +13,7 @@ Restore: unconcluded trades of the last two lateness spans, from `trades`.
 
 from __future__ import annotations
 
-from models import AlertKind, Trade, occurred_ms
+from models import AlertKind, Trade
 from streams.detectors.awaiting import AwaitingListings
 from streams.detectors.base import Finding, MarketContext, trade_finding
 from streams.detectors.terms import listing_on, recognising
@@ -29,7 +29,7 @@ class UnlistedProduct(AwaitingListings):
     def conclude(self, trade: Trade, ctx: MarketContext) -> list[Finding]:
         if _allowed(trade, ctx):
             return []
-        at = occurred_ms(trade.occurred_at)
+        at = trade.at_ms
         day = china_day(at)
         return [
             trade_finding(
@@ -53,7 +53,7 @@ class UnlistedProduct(AwaitingListings):
 
 
 def _allowed(trade: Trade, ctx: MarketContext) -> bool:
-    at = occurred_ms(trade.occurred_at)
+    at = trade.at_ms
     return (
         listing_on(ctx.book, trade.exchange_id, trade.product_id, at) is not None
         or recognising(ctx.book, trade.exchange_id, trade.product_id, at) is not None

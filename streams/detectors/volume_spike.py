@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from statistics import median
 
-from models import AlertKind, AnyEvent, Trade, occurred_ms
+from models import AlertKind, AnyEvent, Trade
 from sinks.clickhouse.state import StateReader
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
 from streams.detectors.wording import china_time, cny, exchange_en, exchange_zh, times
@@ -59,7 +59,7 @@ class VolumeSpike(EventTimeDetector):
         self._exchanges: dict[str, ExchangeWindows] = {}
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
-        at = occurred_ms(event.occurred_at)
+        at = event.at_ms
         minute = at // MINUTE_MS
         state = self._exchanges.get(event.exchange_id)
         if state is None:
@@ -89,7 +89,7 @@ class VolumeSpike(EventTimeDetector):
             if stored.late:
                 continue
             trade = stored.trade
-            minute = occurred_ms(trade.occurred_at) // MINUTE_MS
+            minute = trade.at_ms // MINUTE_MS
             if minute <= last:
                 key = (trade.exchange_id, minute)
                 sums[key] = sums.get(key, Decimal(0)) + trade.amount

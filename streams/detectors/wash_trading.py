@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from models import AlertKind, AnyEvent, Trade, occurred_ms
+from models import AlertKind, AnyEvent, Trade
 from sinks.clickhouse.state import StateReader
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
 from streams.detectors.wording import cny, exchange_en, exchange_zh, span_en, span_zh
@@ -45,7 +45,7 @@ class Leg:
     @classmethod
     def of(cls, trade: Trade) -> Leg:
         return cls(
-            occurred_ms(trade.occurred_at), trade.event_id, trade.trade_id, trade.seller_id, trade.buyer_id,
+            trade.at_ms, trade.event_id, trade.trade_id, trade.seller_id, trade.buyer_id,
             trade.amount,
         )
 
@@ -65,6 +65,7 @@ def in_cycle_order(legs: list[Leg]) -> list[Leg] | None:
 
 class WashTrading(EventTimeDetector):
     kind: AlertKind = "wash_trading"
+    observes = (Trade,)
 
     def __init__(self) -> None:
         self._legs: dict[tuple[str, str], Legs] = {}

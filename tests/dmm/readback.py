@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.kafka_client import client_options
 from settings import KafkaSettings
+from streams.kafka_client import client_options
 
 
 @dataclass(frozen=True)

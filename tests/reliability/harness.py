@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
-from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from dmm.broker import free_port
+from dmm.query import worker_metrics as scrape  # noqa: F401  (the tests' name for it)
 from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.scenario import SCENARIO_ALL
 from settings import ClickHouseSettings, KafkaSettings, Settings
@@ -154,20 +151,6 @@ def alert_keys(reader: StoreReader) -> set[str]:
 
 
 # -- metrics and process state ------------------------------------------------------------------
-
-
-def scrape(settings: Settings, timeout: float = 3.0) -> dict[str, float]:
-    """/metrics as {'name{label="v",...}': value}, plus per-name sums under the bare name."""
-    url = f"http://{settings.web_host}:{settings.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        text = response.read().decode()
-    out: dict[str, float] = Counter()
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            out[f"{sample.name}{{{labels}}}"] = sample.value
-            out[sample.name] += sample.value
-    return out
 
 
 def rss_kib(pid: int) -> dict[str, int]:

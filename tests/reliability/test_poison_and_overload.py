@@ -26,8 +26,10 @@ from dmm.stack import EmbeddedStack
 from models import AnyEvent, Trade
 from sinks import prometheus as metrics
 from sinks.clickhouse.store import ChdbStore
+from streams.detectors import build_detectors
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
 from streams.pipeline import Message, Pipeline
+from streams.surveillance import Surveillance
 from tests.reliability.harness import (
     StoreReader,
     assert_exact_totals,
@@ -69,9 +71,10 @@ def test_a_poison_event_is_rejected_with_context_and_the_batch_is_stored(tmp_pat
     store = ChdbStore(tmp_path / "chdb")
     try:
         store.apply_schema()
-        pipeline = Pipeline(settings, store, publish)
+        detectors = [*build_detectors(settings.rules), ExplodingDetector()]
+        surveillance = Surveillance(settings.rules, settings.allowed_lateness_s * 1000, detectors)
+        pipeline = Pipeline(settings, store, publish, surveillance=surveillance)
         pipeline.restore()
-        pipeline.surveillance.detectors.append(ExplodingDetector())
         errors_before = metrics.DETECTOR_ERRORS.labels(detector="price_outlier")._value.get()
         topic = settings.kafka.events_topic
         messages = [Message(topic, 0, i, line_key(v), v) for i, v in enumerate(lines)]

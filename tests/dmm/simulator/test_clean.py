@@ -8,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from tests.dmm.simulator import reference
-from tests.dmm.simulator.runs import Run, simulate
 from tests.dmm.simulator.reference import Event
+from tests.dmm.simulator.runs import Run, simulate
 
 
 @pytest.fixture(scope="module", params=["default", "busy"])

@@ -7,8 +7,8 @@ from collections import defaultdict
 
 from dmm.simulator import MarketSimulator, SimulationConfig
 from models import EVENT_ADAPTER, Heartbeat, Listing, exchanges, partition_key, sectors
-from tests.dmm.simulator.runs import START, Run, simulate
 from tests.dmm.simulator.reference import parse
+from tests.dmm.simulator.runs import START, Run, simulate
 
 
 def test_every_line_is_a_valid_event_with_known_codes(injected_run: Run) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from importlib.resources import files
 from typing import Any
 
@@ -54,10 +55,10 @@ def register_console(app: faust.App, settings: Settings, worker: WorkerView) -> 
     """Add `/`, `/console/{name}` and `/api/console/*` to the worker's web server."""
 
     def silent_after_s() -> int:
-        rules = worker.rules()
-        return int(rules.exchange_silent_s)
+        return int(worker.rules().exchange_silent_s)
 
-    async def read(view: View, build: Any, *args: Any) -> Response:
+    async def read(view: View, build: Callable[..., dict[str, Any]], *args: Any) -> Response:
+        """One view's JSON, built from the store off the event loop."""
         try:
             return view.json(plain(await asyncio.to_thread(build, worker.store, *args)), headers=NO_STORE)
         except StoreError as exc:

@@ -11,16 +11,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sinks.clickhouse import queries
 from sinks.clickhouse.state import EVENT_TABLES
-from sinks.clickhouse.store import Store
 
 CENT = Decimal("0.01")
 EVERY_ALERT = 10**12
 TrendStep = Literal["minute", "hour"]
 TradeDimension = Literal["exchange_id", "sector"]
+
+
+class Reader(Protocol):
+    """All the console needs of a store: it only ever reads (a SELECT-only user will do)."""
+
+    database: str
+
+    def rows(self, sql: str) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +59,7 @@ def money(text: Any) -> Decimal:
     return Decimal(str(text if text is not None else "0")).quantize(CENT)
 
 
-def watermark_us(store: Store) -> int | None:
+def watermark_us(store: Reader) -> int | None:
     """The market's event-time watermark: the latest `occurred_at` stored in any event table."""
     parts = " UNION ALL ".join(
         f"SELECT toUnixTimestamp64Micro(max(occurred_at)) AS us, count() AS n FROM {store.database}.{table}"
@@ -62,7 +69,7 @@ def watermark_us(store: Store) -> int | None:
     return int(rows[0]["us"]) if rows and int(rows[0]["n"]) > 0 else None
 
 
-def trade_totals(store: Store, span: Span) -> dict[str, Any]:
+def trade_totals(store: Reader, span: Span) -> dict[str, Any]:
     """Trades in the span: count, amount, amount by venue and of high-quality datasets, quantity."""
     rows = store.rows(
         f"SELECT count() AS trades, toString(sum(amount)) AS amount_s, "
@@ -85,7 +92,7 @@ def trade_totals(store: Store, span: Span) -> dict[str, Any]:
     }
 
 
-def trade_trend(store: Store, span: Span, step: TrendStep) -> list[dict[str, Any]]:
+def trade_trend(store: Reader, span: Span, step: TrendStep) -> list[dict[str, Any]]:
     """Traded amount and trades per minute or per hour of the span (buckets with no trade omitted)."""
     bucket = "toStartOfMinute" if step == "minute" else "toStartOfHour"
     rows = store.rows(
@@ -95,7 +102,7 @@ def trade_trend(store: Store, span: Span, step: TrendStep) -> list[dict[str, Any
     return [{"t_ms": int(r["t"]) * 1000, "trades": int(r["trades"]), "amount": money(r["amount_s"])} for r in rows]
 
 
-def trades_by(store: Store, span: Span, dimension: TradeDimension) -> list[dict[str, Any]]:
+def trades_by(store: Reader, span: Span, dimension: TradeDimension) -> list[dict[str, Any]]:
     """Trades in the span per exchange or per sector: count, amount, venue and high-quality split."""
     rows = store.rows(
         f"SELECT toString({dimension}) AS key, count() AS trades, toString(sum(amount)) AS amount_s, "
@@ -116,7 +123,7 @@ def trades_by(store: Store, span: Span, dimension: TradeDimension) -> list[dict[
     ]
 
 
-def usage_by_exchange(store: Store, span: Span) -> list[dict[str, Any]]:
+def usage_by_exchange(store: Reader, span: Span) -> list[dict[str, Any]]:
     """Metering in the span per exchange: usage records, calls and bytes delivered."""
     rows = store.rows(
         f"SELECT toString(exchange_id) AS key, count() AS records, sum(calls) AS calls_n, sum(bytes) AS bytes_n "
@@ -136,7 +143,7 @@ def _first_listings(database: str, by: str) -> str:
     )
 
 
-def new_products(store: Store, span: Span) -> dict[str, int]:
+def new_products(store: Reader, span: Span) -> dict[str, int]:
     """Distinct products first listed (anywhere) in the span, next to the `list` events of the span."""
     rows = store.rows(
         f"SELECT (SELECT count() FROM ({_first_listings(store.database, 'product_id')}) "
@@ -146,7 +153,7 @@ def new_products(store: Store, span: Span) -> dict[str, int]:
     return {"products": int(rows[0]["products"]), "listing_events": int(rows[0]["events"])}
 
 
-def new_products_by(store: Store, span: Span, dimension: TradeDimension) -> dict[str, int]:
+def new_products_by(store: Reader, span: Span, dimension: TradeDimension) -> dict[str, int]:
     """Products first listed in the span, per exchange (first `list` on that exchange) or per sector."""
     by = "exchange_id, product_id" if dimension == "exchange_id" else "product_id"
     rows = store.rows(
@@ -156,7 +163,7 @@ def new_products_by(store: Store, span: Span, dimension: TradeDimension) -> dict
     return {r["key"]: int(r["products"]) for r in rows}
 
 
-def new_participants(store: Store, span: Span) -> dict[str, int]:
+def new_participants(store: Reader, span: Span) -> dict[str, int]:
     """Participants first seen in the span: as buyers (trades), as sellers (trades and listings), either."""
     db = store.database
     parties = (
@@ -186,7 +193,7 @@ def _active_listings(database: str) -> str:
     )
 
 
-def recognition_pairs(store: Store) -> list[dict[str, Any]]:
+def recognition_pairs(store: Reader) -> list[dict[str, Any]]:
     """Mutual recognition now: products listed on one exchange and recognised by another, per pair."""
     rows = store.rows(
         f"SELECT toString(exchange_id) AS listed_on, toString(recognizer) AS recognized_by, "
@@ -199,7 +206,7 @@ def recognition_pairs(store: Store) -> list[dict[str, Any]]:
     ]
 
 
-def recognized_products(store: Store) -> int:
+def recognized_products(store: Reader) -> int:
     """Distinct products currently recognised by at least one exchange other than the listing one."""
     rows = store.rows(
         f"SELECT uniqExact(product_id) AS n FROM ({_active_listings(store.database)}) "
@@ -208,7 +215,7 @@ def recognized_products(store: Store) -> int:
     return int(rows[0]["n"])
 
 
-def public_catalogue(store: Store) -> dict[str, int]:
+def public_catalogue(store: Reader) -> dict[str, int]:
     """Public-data products listed now, per pricing (free, conditional_free, paid)."""
     rows = store.rows(
         f"SELECT toString(ifNull(pricing, 'unknown')) AS pricing, uniqExact(product_id) AS products "
@@ -217,7 +224,7 @@ def public_catalogue(store: Store) -> dict[str, int]:
     return {r["pricing"]: int(r["products"]) for r in rows}
 
 
-def public_supply(store: Store, span: Span) -> dict[str, dict[str, Any]]:
+def public_supply(store: Reader, span: Span) -> dict[str, dict[str, Any]]:
     """Public data delivered in the span (trades and usage of `source = public` products), per the
     pricing of the product's latest listing."""
     db = store.database
@@ -239,7 +246,7 @@ def public_supply(store: Store, span: Span) -> dict[str, dict[str, Any]]:
     }
 
 
-def alerts(store: Store, where: AlertFilter, limit: int = 200) -> list[dict[str, Any]]:
+def alerts(store: Reader, where: AlertFilter, limit: int = 200) -> list[dict[str, Any]]:
     """Alerts matching the filter, newest first, with status, last actor and note (as `dmm alerts list`)."""
     rows = store.rows(_alert_list(store.database, where, with_status=True, limit=limit))
     for row in rows:
@@ -251,7 +258,7 @@ def alerts(store: Store, where: AlertFilter, limit: int = 200) -> list[dict[str,
     return rows
 
 
-def alert_status_counts(store: Store, where: AlertFilter) -> dict[str, int]:
+def alert_status_counts(store: Reader, where: AlertFilter) -> dict[str, int]:
     """How many alerts matching the filter (its status aside) are open, acked and resolved."""
     listed = _alert_list(store.database, where, with_status=False, limit=EVERY_ALERT)
     rows = store.rows(f"SELECT status, count() AS n FROM ({listed}) GROUP BY status")
@@ -260,7 +267,7 @@ def alert_status_counts(store: Store, where: AlertFilter) -> dict[str, int]:
     return counts
 
 
-def alert_exists(store: Store, dedup_key: str) -> bool:
+def alert_exists(store: Reader, dedup_key: str) -> bool:
     return int(store.rows(queries.alert_exists(store.database, dedup_key))[0]["n"]) > 0
 
 
@@ -276,7 +283,7 @@ def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: 
     )
 
 
-def feed_events(store: Store) -> list[dict[str, Any]]:
+def feed_events(store: Reader) -> list[dict[str, Any]]:
     """Per exchange and event type: events stored, late ones, latest event time and latest arrival."""
     parts = " UNION ALL ".join(
         f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events, sum(late) AS late, "
@@ -298,7 +305,7 @@ def feed_events(store: Store) -> list[dict[str, Any]]:
     ]
 
 
-def rejected_by_exchange(store: Store) -> list[dict[str, Any]]:
+def rejected_by_exchange(store: Reader) -> list[dict[str, Any]]:
     """Rejected messages per exchange as sent (empty when unreadable) and reason."""
     rows = store.rows(
         f"SELECT exchange_id, toString(reason) AS reason, count() AS n FROM {store.database}.rejected_events FINAL "
@@ -307,7 +314,7 @@ def rejected_by_exchange(store: Store) -> list[dict[str, Any]]:
     return [{"exchange_id": r["exchange_id"], "reason": r["reason"], "messages": int(r["n"])} for r in rows]
 
 
-def duplicates_by_exchange(store: Store) -> dict[str, int]:
+def duplicates_by_exchange(store: Reader) -> dict[str, int]:
     """Messages counted as duplicates of an earlier event, per exchange."""
     rows = store.rows(
         f"SELECT toString(exchange_id) AS exchange_id, count() AS n FROM {store.database}.duplicate_events FINAL "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -245,3 +247,40 @@ def test_alerts_carry_their_lifecycle_and_filters(store: ChdbStore) -> None:
     assert [a["dedup_key"] for a in q.alerts(store, q.AlertFilter(exchange_id="SHDEX"))] == ["k1"]
     assert q.alert_status_counts(store, q.AlertFilter(kind="self_dealing")) == {"open": 1, "acked": 0, "resolved": 0}
     assert q.alert_exists(store, "k1") and not q.alert_exists(store, "k1' OR '1'='1")
+
+
+class ReadOnlyStore:
+    """The store as a SELECT-only user sees it: every statement through `text`, which refuses
+    anything but one read-only statement and runs it with `readonly = 2`."""
+
+    def __init__(self, store: ChdbStore) -> None:
+        self.database = store.database
+        self._store = store
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._store.text(sql, "JSONEachRow").splitlines() if line]
+
+
+def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
+    reader = ReadOnlyStore(store)
+    answers = [
+        q.watermark_us(reader),
+        q.trade_totals(reader, DAY),
+        q.trade_trend(reader, DAY, "minute"),
+        q.trades_by(reader, DAY, "sector"),
+        q.usage_by_exchange(reader, DAY),
+        q.new_products(reader, DAY),
+        q.new_products_by(reader, DAY, "exchange_id"),
+        q.new_participants(reader, DAY),
+        q.recognition_pairs(reader),
+        q.recognized_products(reader),
+        q.public_catalogue(reader),
+        q.public_supply(reader, DAY),
+        q.alerts(reader, q.AlertFilter()),
+        q.alert_status_counts(reader, q.AlertFilter()),
+        q.alert_exists(reader, "k1"),
+        q.feed_events(reader),
+        q.rejected_by_exchange(reader),
+        q.duplicates_by_exchange(reader),
+    ]
+    assert answers[1] == q.trade_totals(store, DAY) and answers[-1] == {"SZDEX": 1}

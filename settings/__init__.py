@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         None, description="bearer token for the web console's ack / resolve; unset = the console is read-only"
     )
     allowed_lateness_s: int = Field(300, description="events older than watermark minus this are late")
+    partition_idle_s: float = Field(
+        30.0, description="a dm.events partition silent this long (wall clock) stops holding back the market watermark"
+    )
     dedup_horizon_s: int = Field(24 * 3600, description="how long an (exchange_id, event_id) is remembered")
     batch_max: int = Field(5000, description="most messages decoded and written as one batch")
     batch_within_s: float = Field(0.2, description="longest wait to fill a batch")

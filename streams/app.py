@@ -125,6 +125,7 @@ class MonitorWorker:
         self.webhook = alert_webhook(settings)
         self._topics: dict[str, faust.TopicT] = {}
         self._starting = asyncio.Lock()
+        self._assigned = asyncio.Event()  # state is restored only once this worker owns its partitions
 
     @property
     def store(self) -> Store:
@@ -134,7 +135,9 @@ class MonitorWorker:
 
     async def start(self) -> Pipeline:
         """One pipeline per process, however many callers (start-up task, first batch, rules) race here:
-        a batch handled by a second instance would have its windows and identities forgotten."""
+        a batch handled by a second instance would have its windows and identities forgotten. It is
+        restored after the first assignment, so it includes whatever the partitions' previous owner stored."""
+        await self._assigned.wait()
         async with self._starting:
             if self.pipeline is None:
                 self.pipeline = await self._new_pipeline()
@@ -158,9 +161,14 @@ class MonitorWorker:
             await self.app.producer.flush()
 
     async def partitions_changed(self, assigned: set[int], gained: set[int]) -> None:
-        """Gaining partitions another worker wrote to: rebuild state from the store, which holds its rows."""
-        if self.pipeline is not None and gained:
-            self.pipeline = await self._new_pipeline()
+        """Gaining partitions another worker wrote to: rebuild state from the store, which holds its rows.
+        Then the market clock waits for every owned partition (see streams.watermark)."""
+        first = not self._assigned.is_set()
+        self._assigned.set()
+        if gained and not first:
+            async with self._starting:
+                self.pipeline = await self._new_pipeline()
+        (await self.start()).surveillance.clock.expect(assigned)
 
     async def _new_pipeline(self) -> Pipeline:
         kafka = self.settings.kafka
@@ -204,6 +212,7 @@ class MonitorWorker:
             "pending_acks": self.consumer.pending,
             "dirty_windows": len(self.pipeline.windows.dirty),
             "watermark_ms": self.pipeline.surveillance.watermark_ms,
+            "partition_watermarks_ms": self.pipeline.surveillance.clock.partitions,
             "rules": self.rules().model_dump(mode="json"),
         }
 

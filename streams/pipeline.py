@@ -88,7 +88,9 @@ class Pipeline:
         self.store = store
         self.publish = publish
         self.forward = forward  # stored alerts to the ops webhook (never blocks: see sinks.webhook)
-        self.surveillance = surveillance or Surveillance(settings.rules, settings.allowed_lateness_s * 1000)
+        self.surveillance = surveillance or Surveillance(
+            settings.rules, settings.allowed_lateness_s * 1000, partition_idle_ms=int(settings.partition_idle_s * 1000)
+        )
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
         self.windows = WindowFlusher(store)
@@ -102,10 +104,10 @@ class Pipeline:
         started = time.monotonic()
         state = StateReader(self.store)
         progress = self.progress.restore(state)
-        watermark_ms = state.watermark_ms(progress)
+        self.surveillance.restore(state, state.partition_watermarks(progress))
+        watermark_ms = self.surveillance.watermark_ms
         self.index.restore(state, watermark_ms)
         self.windows.restore(state)
-        self.surveillance.restore(state, watermark_ms)
         metrics.DEDUP_INDEX.set(len(self.index))
         metrics.WATERMARK.set(watermark_ms / 1000)
         log.info(
@@ -193,7 +195,7 @@ class Pipeline:
             if isinstance(outcome, Redelivered):
                 # Already stored before a crash: event time passes it here, in stream order, as it did first time.
                 metrics.REDELIVERED.inc()
-                self.surveillance.redelivered(outcome.stored_ms)
+                self.surveillance.redelivered(message.partition, outcome.stored_ms)
                 continue
             if isinstance(outcome, Rejection):
                 rows.rejected.append(
@@ -227,7 +229,7 @@ class Pipeline:
     def _accept(self, event: AnyEvent, message: Message, rows: BatchRows) -> StoredEvent | None:
         at = event.at_ms
         try:
-            observed = self.surveillance.observe(event)
+            observed = self.surveillance.observe(event, message.partition)
         except DetectorFailed as failure:
             metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
             log.exception("detector failed on event", extra={"detector": failure.kind, "event_id": event.event_id})

@@ -20,6 +20,7 @@ from streams.book import UNKNOWN, ProductBook
 from streams.detectors import build_detectors
 from streams.detectors.base import Detector, Finding, MarketContext
 from streams.rules import restore_rules
+from streams.watermark import MarketClock
 
 EVENT_TYPES = (Listing, Trade, Usage, Heartbeat)
 
@@ -42,8 +43,12 @@ class Observed:
 
 
 class Surveillance:
-    def __init__(self, rules: RuleSettings, allowed_lateness_ms: int, detectors: list[Detector] | None = None) -> None:
+    def __init__(
+        self, rules: RuleSettings, allowed_lateness_ms: int, detectors: list[Detector] | None = None,
+        partition_idle_ms: int = 30_000,
+    ) -> None:
         self.configured_rules = rules
+        self.clock = MarketClock(partition_idle_ms)
         self.book = ProductBook()
         self.ctx = MarketContext(rules=rules, book=self.book, allowed_lateness_ms=allowed_lateness_ms)
         self.detectors = tuple(detectors if detectors is not None else build_detectors(rules))
@@ -55,9 +60,10 @@ class Surveillance:
     def watermark_ms(self) -> int:
         return self.ctx.watermark_ms
 
-    def restore(self, state: StateReader, watermark_ms: int) -> None:
-        """Book, rules in force, detector state and alerted incidents, as stored."""
-        self.ctx.watermark_ms = watermark_ms
+    def restore(self, state: StateReader, partition_watermarks: dict[int, int]) -> None:
+        """Event time, book, rules in force, detector state and alerted incidents, as stored."""
+        self.clock.restore(partition_watermarks)
+        self.ctx.watermark_ms = self.clock.value
         for listing in state.listings():
             self.book.apply(listing)
         self.ctx.rules = restore_rules(state, self.configured_rules)
@@ -65,13 +71,14 @@ class Surveillance:
             detector.restore(state, self.ctx)
         self.ledger.restore(state)
 
-    def redelivered(self, stored_ms: int) -> None:
+    def redelivered(self, partition: int, stored_ms: int) -> None:
         """A message stored before a crash comes again: event time passes it, as it did the first time."""
-        self.ctx.watermark_ms = max(self.ctx.watermark_ms, stored_ms)
+        if stored_ms:
+            self.ctx.watermark_ms = self.clock.advance(partition, stored_ms)
 
-    def observe(self, event: AnyEvent) -> Observed:
-        """Run every rule on one event, then let event time pass it. Raises DetectorFailed (state untouched
-        by the later detectors; the event is then not stored)."""
+    def observe(self, event: AnyEvent, partition: int = 0) -> Observed:
+        """Run every rule on one event of `partition`, then let event time pass it. Raises DetectorFailed
+        (state untouched by the later detectors; the event is then not stored)."""
         at_ms = event.at_ms
         late = self.ctx.is_late(at_ms)
         if isinstance(event, Listing):
@@ -87,8 +94,7 @@ class Surveillance:
                 findings.extend(detector.observe(event, self.ctx))
             except Exception as exc:  # a poison event must not stop the market's surveillance
                 raise DetectorFailed(detector.kind, exc) from exc
-        if at_ms > self.ctx.watermark_ms:
-            self.ctx.watermark_ms = at_ms
+        self.ctx.watermark_ms = self.clock.advance(partition, at_ms)
         return Observed(late, dims, self._admit(findings))
 
     def advance(self) -> list[Alert]:

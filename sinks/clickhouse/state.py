@@ -111,19 +111,20 @@ class StateReader:
         stray = {(int(r["src_partition"]), int(r["src_offset"])): int(r["ms"]) for r in self.store.rows(union)}
         return LogProgress(marks, stray, stray_condition)
 
-    def watermark_ms(self, progress: LogProgress) -> int:
-        """Latest event time stored, leaving out the strays: rows a crash left above a mark lie further
-        along the stream than messages about to be replayed, which they must not make late."""
+    def partition_watermarks(self, progress: LogProgress) -> dict[int, int]:
+        """Per partition, the latest event time stored, leaving out the strays: rows a crash left above a
+        mark lie further along the stream than messages about to be replayed, which they must not make late."""
         stored = f"NOT {progress.stray_condition}"
-        row = self.store.rows(
-            "SELECT max(ms) AS watermark FROM ("
+        rows = self.store.rows(
+            "SELECT src_partition, max(ms) AS watermark FROM ("
             + " UNION ALL ".join(
-                f"SELECT toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {self.db}.{t} WHERE {stored}"
+                f"SELECT src_partition, toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM {self.db}.{t} "
+                f"WHERE {stored} GROUP BY src_partition"
                 for t in EVENT_TABLES
             )
-            + ")"
+            + ") GROUP BY src_partition"
         )
-        return int(row[0]["watermark"] or 0) if row else 0
+        return {int(row["src_partition"]): int(row["watermark"]) for row in rows}
 
     # -- events --------------------------------------------------------------------------------
 

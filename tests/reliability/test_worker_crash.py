@@ -119,7 +119,7 @@ def test_repeated_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
     incarnations: list[dict] = []
     with EmbeddedStack(settings, workdir) as stack:
         errors: list[BaseException] = []
-        producer = threading.Thread(target=produce_slowly, args=(path, stack, 25.0, errors), daemon=True)
+        producer = threading.Thread(target=produce_slowly, args=(path, stack, 50.0, errors), daemon=True)
         producer.start()
         begun = datetime.now(UTC)
         kills = []

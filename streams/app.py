@@ -121,7 +121,9 @@ class MonitorWorker:
         self.settings = settings
         self._store = store
         self.pipeline: Pipeline | None = None
-        self.consumer = EventConsumer(settings, self.handle, self.flush, self.partitions_changed, loop=app.loop)
+        self.consumer = EventConsumer(
+            settings, self.handle, self.flush, self.partitions_changed, self.holding, loop=app.loop
+        )
         self.webhook = alert_webhook(settings)
         self._topics: dict[str, faust.TopicT] = {}
         self._starting = asyncio.Lock()
@@ -143,10 +145,13 @@ class MonitorWorker:
                 self.pipeline = await self._new_pipeline()
         return self.pipeline
 
-    async def handle(self, messages: Sequence[Message]) -> None:
+    def holding(self) -> int:
+        return self.pipeline.holding if self.pipeline is not None else 0
+
+    async def handle(self, messages: Sequence[Message], ends: dict[int, int | None]) -> dict[int, int]:
         pipeline = await self.start()
         try:
-            await pipeline.handle(messages)
+            return await pipeline.handle(messages, ends)
         except Exception:
             # In-memory state may now be ahead of the store: never carry on from it. Exit; the
             # restart rebuilds state from ClickHouse and the uncommitted batch is delivered again.
@@ -168,7 +173,10 @@ class MonitorWorker:
         if gained and not first:
             async with self._starting:
                 self.pipeline = await self._new_pipeline()
-        (await self.start()).surveillance.clock.expect(assigned)
+        pipeline = await self.start()
+        pipeline.surveillance.clock.expect(assigned)
+        # Resume where the store says processing got to (records held back by alignment were not).
+        self.consumer.seek({partition: mark + 1 for partition, mark in pipeline.progress.marks.items()})
 
     async def _new_pipeline(self) -> Pipeline:
         kafka = self.settings.kafka

@@ -33,7 +33,7 @@ from streams.pipeline import Message
 
 log = logging.getLogger("dmm.consumer")
 
-Handler = Callable[[Sequence[Message]], Awaitable[None]]
+Handler = Callable[[Sequence[Message], dict[int, int | None]], Awaitable[dict[int, int]]]
 PartitionsChanged = Callable[[set[int], set[int]], Awaitable[None]]
 
 
@@ -53,13 +53,14 @@ class EventConsumer(Service):
 
     def __init__(
         self, settings: Settings, handle: Handler, flush: Callable[[], Awaitable[None]],
-        partitions_changed: PartitionsChanged, **kwargs: object,
+        partitions_changed: PartitionsChanged, holding: Callable[[], int], **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.settings = settings
         self._handle = handle
         self._flush = flush
         self._partitions_changed = partitions_changed
+        self._holding = holding
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[int] = set()
         self._handled: dict[int, int] = {}  # partition -> next offset to commit (handled, not yet durable)
@@ -103,10 +104,11 @@ class EventConsumer(Service):
             ]
             metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
             async with self._busy:
-                if messages:
-                    await self._handle(messages)
-                    for tp, batch in records.items():
-                        self._handled[tp.partition] = batch[-1].offset + 1
+                if messages or self._holding():
+                    ends = {partition: self.highwater(partition) for partition in self.assigned}
+                    processed = await self._handle(messages, ends)
+                    for partition, offset in processed.items():
+                        self._handled[partition] = offset + 1
                 if time.monotonic() - self._last_commit >= self.settings.flush_interval_s:
                     await self._flush_and_commit()
 
@@ -125,6 +127,14 @@ class EventConsumer(Service):
             self._handled.clear()
             metrics.STAGE_SECONDS.labels(stage="commit").inc(time.perf_counter() - started)
         self._last_commit = time.monotonic()
+
+    def seek(self, positions: dict[int, int]) -> None:
+        """Start these partitions at these offsets (after a restore: past what the store holds as processed)."""
+        assert self.consumer is not None
+        topic = self.settings.kafka.events_topic
+        for partition, offset in positions.items():
+            if partition in self.assigned:
+                self.consumer.seek(TopicPartition(topic, partition), offset)
 
     def highwater(self, partition: int) -> int | None:
         if self.consumer is None:

@@ -23,7 +23,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -37,6 +37,7 @@ from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, Stor
 from sinks.clickhouse.batches import SCHEMAS
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
+from streams.alignment import align
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
 from streams.rejected import rejected_record
@@ -67,6 +68,27 @@ class Redelivered:
     stored_ms: int  # event time of the stored event (0 for a rejection or duplicate)
 
 
+Decoded = tuple[Message, AnyEvent | Rejection | Redelivered]
+HOLD_MAX_BATCHES = 4  # alignment holds at most this many batches' worth of records (memory stays bounded)
+
+
+def _partition(item: Decoded) -> int:
+    return item[0].partition
+
+
+def _offset(item: Decoded) -> int:
+    return item[0].offset
+
+
+def _event_time(item: Decoded) -> int | None:
+    outcome = item[1]
+    if isinstance(outcome, Rejection):
+        return None
+    if isinstance(outcome, Redelivered):
+        return outcome.stored_ms or None
+    return outcome.at_ms
+
+
 Publish = Callable[[str, bytes | None, bytes], Awaitable[None]]
 
 
@@ -95,6 +117,7 @@ class Pipeline:
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
         self.windows = WindowFlusher(store)
         self.lock = asyncio.Lock()
+        self._held: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
         metrics.start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
@@ -125,10 +148,14 @@ class Pipeline:
 
     # -- per batch --------------------------------------------------------------------------
 
-    async def handle(self, messages: Sequence[Message]) -> None:
-        """Process and durably store one batch (does not return until it is stored)."""
+    async def handle(
+        self, messages: Sequence[Message], ends: Mapping[int, int | None] | None = None
+    ) -> dict[int, int]:
+        """Process and durably store one batch (does not return until it is stored); returns, per partition,
+        the last offset processed (records ahead of the other partitions are held: see `streams.alignment`).
+        `ends`: each owned partition's end offset when fetched, to tell which partitions are caught up."""
         async with self.lock:
-            rows, fresh = self._process(messages)
+            rows, fresh = self._process(messages, ends or {})
             with stage("arrow"):
                 tables = rows.tables()
             with stage("publish"):
@@ -137,6 +164,12 @@ class Pipeline:
             self._forward(rows)
             with stage("metrics"):
                 self._count(rows, fresh)
+            return {marker.partition: marker.last_offset for marker in rows.markers}
+
+    @property
+    def holding(self) -> int:
+        """Records held back by event-time alignment, waiting for the other partitions."""
+        return len(self._held)
 
     async def change_rules(self, raw: bytes | None) -> None:
         """Apply one dm.rules message (recorded either way); detectors read the rules on every event."""
@@ -176,14 +209,15 @@ class Pipeline:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""
         self.surveillance.ledger.resolved(dedup_key)
 
-    def _process(self, messages: Sequence[Message]) -> tuple[BatchRows, list[StoredEvent]]:
+    def _process(
+        self, messages: Sequence[Message], ends: Mapping[int, int | None]
+    ) -> tuple[BatchRows, list[StoredEvent]]:
         rows = BatchRows()
         fresh: list[StoredEvent] = []
         ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
-            decoded: list[tuple[Message, AnyEvent | Rejection | Redelivered]] = []
+            decoded: list[Decoded] = list(self._held)
             for message in messages:
-                ranges.setdefault((message.topic, message.partition), []).append(message.offset)
                 if self.progress.seen(message.partition, message.offset):
                     stored_ms = self.progress.stray.get((message.partition, message.offset), 0)
                     decoded.append((message, Redelivered(stored_ms)))
@@ -191,7 +225,15 @@ class Pipeline:
                     decoded.append((message, decode(message.value)))
         dedup_s = 0.0
         started = time.perf_counter()
-        for message, outcome in decoded:
+        split = align(
+            decoded, _partition, _offset, _event_time, ends, self.progress.marks, self.surveillance.clock.is_quiet
+        )
+        taken, self._held = split.taken, split.held
+        if len(self._held) > HOLD_MAX_BATCHES * self.settings.batch_max:
+            log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
+            taken, self._held = taken + self._held, []
+        for message, outcome in taken:
+            ranges.setdefault((message.topic, message.partition), []).append(message.offset)
             if isinstance(outcome, Redelivered):
                 # Already stored before a crash: event time passes it here, in stream order, as it did first time.
                 metrics.REDELIVERED.inc()
@@ -216,6 +258,17 @@ class Pipeline:
             stored = self._accept(outcome, message, rows)
             if stored is not None:
                 fresh.append(stored)
+        reached = {partition: max(offsets) for (_, partition), offsets in ranges.items()}
+        held = {message.partition for message, _ in self._held}
+        self.surveillance.caught_up(
+            {
+                partition
+                for partition, end in ends.items()
+                if end is not None
+                and partition not in held
+                and reached.get(partition, self.progress.marks.get(partition, -1)) >= end - 1
+            }
+        )
         rows.alerts.extend(self.surveillance.advance())
         self.index.prune(self.surveillance.watermark_ms)
         metrics.STAGE_SECONDS.labels(stage="dedup").inc(dedup_s)
@@ -241,8 +294,8 @@ class Pipeline:
         self.index.add(event.key, message.partition, message.offset, at)
         stored = StoredEvent(event, message.partition, message.offset, observed.late, observed.dims)
         rows.add(stored)
-        counts_in_window = not isinstance(event, Heartbeat) and not (isinstance(event, Listing) and event.action != "list")
-        if not observed.late and counts_in_window:
+        in_window = not isinstance(event, Heartbeat) and not (isinstance(event, Listing) and event.action != "list")
+        if not observed.late and in_window:
             self.windows.touch(at)
         return stored
 
@@ -259,7 +312,7 @@ class Pipeline:
     async def _write(self, rows: BatchRows, tables: dict[str, object]) -> None:
         with stage("store"):
             for table, batch in tables.items():
-                token = _token(table, rows.markers, batch.num_rows)  # type: ignore[attr-defined]
+                token = _token(table, rows, batch.num_rows)  # type: ignore[attr-defined]
                 started = time.perf_counter()
                 await self._retrying(table, lambda t=table, b=batch, k=token: self.store.insert(t, b, k))
                 metrics.STORE_WRITE.labels(table=table).observe(time.perf_counter() - started)
@@ -356,7 +409,9 @@ def _rejected(message: Message, reason: str, detail: str, exchange_id: str, even
     )
 
 
-def _token(table: str, markers: list[Marker], rows: int) -> str:
-    """Deterministic per (table, offsets): a retried insert of the same batch is dropped by ClickHouse."""
-    span = ",".join(f"{m.topic}:{m.partition}:{m.first_offset}-{m.last_offset}" for m in markers)
-    return hashlib.sha1(f"{table}|{span}|{rows}".encode()).hexdigest()
+def _token(table: str, rows: BatchRows, count: int) -> str:
+    """Deterministic per (table, offsets, alerts): a retried insert of the same batch is dropped by ClickHouse,
+    and batches without offsets (wall-clock alerts, a batch held back whole) differ by their alerts' keys."""
+    span = ",".join(f"{m.topic}:{m.partition}:{m.first_offset}-{m.last_offset}" for m in rows.markers)
+    keys = ",".join(alert.dedup_key for alert in rows.alerts) if table == "alerts" or not rows.markers else ""
+    return hashlib.sha1(f"{table}|{span}|{count}|{keys}".encode()).hexdigest()

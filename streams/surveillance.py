@@ -81,6 +81,8 @@ class Surveillance:
         (state untouched by the later detectors; the event is then not stored)."""
         at_ms = event.at_ms
         late = self.ctx.is_late(at_ms)
+        # The rules judge against the market's event time as it stands with this event in it.
+        self.ctx.watermark_ms = self.clock.peek(partition, at_ms)
         if isinstance(event, Listing):
             self.book.apply(event)
             dims = self.book.dims(event.exchange_id, event.product_id)
@@ -93,9 +95,14 @@ class Surveillance:
             try:
                 findings.extend(detector.observe(event, self.ctx))
             except Exception as exc:  # a poison event must not stop the market's surveillance
+                self.ctx.watermark_ms = self.clock.value  # the rejected event does not move event time
                 raise DetectorFailed(detector.kind, exc) from exc
         self.ctx.watermark_ms = self.clock.advance(partition, at_ms)
         return Observed(late, dims, self._admit(findings))
+
+    def caught_up(self, partitions: set[int]) -> None:
+        """These partitions have nothing left to deliver: they no longer hold the market's event time back."""
+        self.ctx.watermark_ms = self.clock.caught_up(partitions)
 
     def advance(self) -> list[Alert]:
         """After a batch: event time moved, windows may close and exchanges fall silent."""

@@ -1,13 +1,19 @@
-"""The market's event time when dm.events has several partitions: the slowest partition still sending.
+"""The market's event time when dm.events has several partitions: the slowest partition with a backlog.
 
 Each partition's watermark is the latest occurred_at it delivered. Partitions are
-consumed at different speeds (a backlog on one, a rebalance, a slow fetch), so the
-latest time seen on *any* partition would run ahead of the others: their on-time
-events would look late, their exchanges silent and their windows closed. The market
-watermark is therefore the minimum over partitions, leaving out a partition that has
-delivered nothing for `idle_ms` of wall-clock time (so a quiet partition cannot
-freeze the market). It never goes back: a partition that joins later with older
-events does not reopen what was closed. With one partition it is simply the latest
+consumed at different speeds (a backlog on one, a rebalance, a fetch that brings one
+partition first), so the latest time seen on *any* partition would run ahead of the
+others: their on-time events would look late, their exchanges silent, their windows
+closed. The market watermark is therefore the minimum over partitions that still
+hold something back:
+- a partition *caught up* (everything it holds was processed) has nothing older
+  coming that is not genuinely late, so it does not hold the market back until it
+  delivers again;
+- a partition that delivered nothing for `idle_ms` of wall-clock time does not either
+  (a stuck fetch cannot freeze the market).
+When every partition is caught up, the watermark is the latest occurred_at seen
+anywhere. It never goes back: a partition that joins later with older events does
+not reopen what was closed. With one partition this is exactly the latest
 occurred_at, as before.
 """
 
@@ -23,6 +29,7 @@ class MarketClock:
         self._wall_ms = wall_ms
         self._latest: dict[int, int] = {}  # partition -> latest occurred_at delivered (ms)
         self._heard: dict[int, float] = {}  # partition -> wall-clock ms it last delivered
+        self._caught_up: set[int] = set()  # partitions with nothing left to deliver, as of the last batch
         self.value = 0
 
     @property
@@ -35,29 +42,59 @@ class MarketClock:
         now = self._wall_ms()
         self._latest = dict(latest)
         self._heard = {partition: now for partition in latest}
+        self._caught_up = set()
         self.value = min(latest.values(), default=0)
 
     def expect(self, partitions: set[int]) -> None:
         """The partitions this worker now owns: one not heard from yet holds the market where it is until it
-        delivers or goes idle, so the first fetch (often from one partition only) cannot run ahead."""
+        delivers, is found caught up, or goes idle, so the first fetch (often one partition's) cannot run ahead."""
         now = self._wall_ms()
         for partition in partitions - set(self._latest):
             self._latest[partition] = self.value
             self._heard[partition] = now
         for partition in set(self._latest) - partitions:
             del self._latest[partition], self._heard[partition]
+            self._caught_up.discard(partition)
 
     def advance(self, partition: int, at_ms: int) -> int:
         """An event of `partition` happened at `at_ms` (delivered now); returns the market watermark."""
-        now = self._wall_ms()
-        self._heard[partition] = now
+        self.value = self.peek(partition, at_ms)
+        self._heard[partition] = self._wall_ms()
+        self._caught_up.discard(partition)
         if at_ms > self._latest.get(partition, -1):
             self._latest[partition] = at_ms
-        if len(self._latest) == 1:
-            slowest = at_ms if at_ms > self.value else self.value
-        else:
-            sending = [latest for p, latest in self._latest.items() if now - self._heard[p] <= self.idle_ms]
-            slowest = min(sending) if sending else self.value
-        if slowest > self.value:
-            self.value = slowest
+        return self.value
+
+    def peek(self, partition: int, at_ms: int) -> int:
+        """The market watermark `advance` would give, without recording the event."""
+        latest = self._latest
+        if not latest or (len(latest) == 1 and partition in latest):
+            return at_ms if at_ms > self.value else self.value
+        now = self._wall_ms()
+        holding = [at_ms if at_ms > latest.get(partition, -1) else latest[partition]]
+        holding.extend(
+            newest
+            for p, newest in latest.items()
+            if p != partition and p not in self._caught_up and now - self._heard[p] <= self.idle_ms
+        )
+        slowest = min(holding)
+        return slowest if slowest > self.value else self.value
+
+    def is_quiet(self, partition: int) -> bool:
+        """Delivered nothing for `idle_ms` of wall-clock time (a partition never heard from is not quiet)."""
+        heard = self._heard.get(partition)
+        return heard is not None and self._wall_ms() - heard > self.idle_ms
+
+    def caught_up(self, partitions: set[int]) -> int:
+        """After a batch: these partitions have nothing left to deliver. Returns the market watermark."""
+        self._caught_up |= partitions & set(self._latest)
+        now = self._wall_ms()
+        holding = [
+            newest
+            for p, newest in self._latest.items()
+            if p not in self._caught_up and now - self._heard[p] <= self.idle_ms
+        ]
+        candidate = min(holding) if holding else max(self._latest.values(), default=0)
+        if candidate > self.value:
+            self.value = candidate
         return self.value

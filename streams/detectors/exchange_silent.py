@@ -64,7 +64,7 @@ class ExchangeSilent:
         elif at > sender.last_ms:
             sender.last_ms, sender.last_event_id = at, event.event_id
         sender.arrivals += 1
-        watermark_ms = max(ctx.watermark_ms, at)
+        watermark_ms = ctx.watermark_ms  # the market's event time, this event included
         if self._oldest_sending_ms is not None:
             self._oldest_sending_ms = min(self._oldest_sending_ms, sender.last_ms)
             quiet_for_ms = watermark_ms - self._oldest_sending_ms

@@ -128,8 +128,8 @@ class Market:
             if isinstance(event, Listing):
                 self.ctx.book.apply(event)
             self.last_late = self.ctx.is_late(at)
+            self.ctx.watermark_ms = max(self.ctx.watermark_ms, at)  # as the pipeline: rules see this event's time
             findings.extend(self.detector.observe(event, self.ctx))
-            self.ctx.watermark_ms = max(self.ctx.watermark_ms, at)
             self.history.append(event)
         findings.extend(self.detector.advance(self.ctx))
         return findings

@@ -9,11 +9,14 @@
    each event's occurred_at = its due send time; lag = ingested_at - occurred_at, exact
    percentiles from ClickHouse.
 Peak RSS is the worker's high-water mark (VmHWM) from /proc.
+
+`run_queries` times the regulator's questions over a long synthetic history instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,9 +28,10 @@ from dmm.query import query_rows, wait_until_drained, worker_metrics
 from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
 from dmm.simulator.wire import Message as SimulatedMessage
 from dmm.stack import EmbeddedStack
-from models import EVENT_ADAPTER
+from models import EVENT_ADAPTER, exchanges, sectors
 from settings import Settings
 from sinks.clickhouse import queries
+from sinks.clickhouse.synthetic import build_rollups, insert_trades
 from sinks.prometheus import STAGES
 
 Say = Callable[[str], None]
@@ -134,6 +138,57 @@ def run(
         baseline_peak_rss_mb=_peak_rss_mb(),
         notes=notes,
     )
+
+
+@dataclass
+class QueryBenchResult:
+    rows: int
+    days: int
+    generate_s: float
+    rollup_s: float
+    queries_ms: dict[str, dict[str, float]]  # question -> p50 / max over the runs
+    store_mib: float
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def run_queries(
+    workdir: Path, rows: int, days: int = 365, runs: int = 5, say: Say = print,
+    progress: Callable[[str, int, int], None] = lambda what, done, total: None,
+) -> QueryBenchResult:
+    """`rows` synthetic trades over `days` days straight into a fresh embedded store, rollups built as the
+    worker builds them, then each regulator question timed `runs` times (p50 and max, milliseconds)."""
+    from sinks.clickhouse.store import ChdbStore
+
+    store = ChdbStore(workdir / "chdb")
+    try:
+        store.apply_schema()
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+        start = end - timedelta(days=days)
+        say(f"generating {rows:,} trades over {days} days inside ClickHouse …")
+        began = time.perf_counter()
+        insert_trades(
+            store, rows, start, days, sorted(exchanges()), sorted(sectors()),
+            progress=lambda done: progress("trades", done, rows),
+        )
+        generate_s = time.perf_counter() - began
+        say("building market_1m / market_1h / market_1d, a day per statement …")
+        began = time.perf_counter()
+        build_rollups(store, start, days, progress=lambda done: progress("days", done, days))
+        rollup_s = time.perf_counter() - began
+        timings: dict[str, dict[str, float]] = {}
+        for question, sql in queries.regulator_questions(store.database, end - timedelta(minutes=1)).items():
+            samples = []
+            for _ in range(runs):
+                began = time.perf_counter()
+                store.rows(sql)
+                samples.append((time.perf_counter() - began) * 1000)
+            timings[question] = {"p50": statistics.median(samples), "max": max(samples)}
+        size = sum(f.stat().st_size for f in (workdir / "chdb").rglob("*") if f.is_file()) / 2**20
+    finally:
+        store.close()
+    return QueryBenchResult(rows, days, generate_s, rollup_s, timings, size)
 
 
 def _live_traffic(seed: int, rate: float, seconds: float) -> tuple[list[SimulatedMessage], datetime]:

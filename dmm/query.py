@@ -63,7 +63,7 @@ def query_text(settings: Settings, sql: str, fmt: str = "PrettyCompactMonoBlock"
             return _call(settings, "/api/sql", {"sql": sql, "format": fmt}).decode("utf-8")
         except WorkerUnavailable:
             pass
-    store = open_store(settings.clickhouse)
+    store = open_store(settings.clickhouse, read_only=True)
     try:
         return store.text(sql, fmt)
     finally:

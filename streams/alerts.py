@@ -125,8 +125,15 @@ class AlertLedger:
         self.sync(state)
 
     def sync(self, state: StateReader) -> None:
-        """Pick up resolutions recorded since the last sync (by the CLI or the HTTP API)."""
-        for dedup_key, at_ms in state.resolutions(to_ms(self._actions_through)):
+        """Pick up resolutions recorded since the last sync (by the CLI, the HTTP API or the console)."""
+        self.apply_resolutions(self.resolutions_since(state))
+
+    def resolutions_since(self, state: StateReader) -> list[tuple[str, int]]:
+        """The resolutions recorded since the last sync; only reads (the worker runs it in a thread)."""
+        return state.resolutions(to_ms(self._actions_through))
+
+    def apply_resolutions(self, resolutions: list[tuple[str, int]]) -> None:
+        for dedup_key, at_ms in resolutions:
             self.resolved(dedup_key)
             self._actions_through = max(self._actions_through, from_ms(at_ms))
 

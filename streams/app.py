@@ -15,7 +15,7 @@ import logging
 import os
 import signal
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.types import StreamT
@@ -26,7 +26,7 @@ from sinks.clickhouse import Store, open_store
 from sinks.webhook import alert_webhook
 from streams.consumer import EventConsumer
 from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Message, Pipeline, Prepared
 from streams.web import register_routes
 
 log = logging.getLogger("dmm.worker")
@@ -113,6 +113,14 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     return app
 
 
+def _exit_for_a_clean_restart() -> NoReturn:
+    """In-memory state may now be ahead of the store: never carry on from it. Exit; the restart
+    rebuilds state from ClickHouse and every uncommitted batch is delivered again."""
+    log.critical("unexpected error while processing a batch; exiting for a clean restart", exc_info=True)
+    logging.shutdown()
+    os._exit(70)
+
+
 class MonitorWorker:
     """Glue between the consumer service, the pipeline and the web routes."""
 
@@ -122,7 +130,8 @@ class MonitorWorker:
         self._store = store
         self.pipeline: Pipeline | None = None
         self.consumer = EventConsumer(
-            settings, self.handle, self.flush, self.partitions_changed, self.holding, loop=app.loop
+            settings, self.prepare, self.store_batch, self.flush, self.partitions_changed, self.holding,
+            loop=app.loop,
         )
         self.webhook = alert_webhook(settings)
         self._topics: dict[str, faust.TopicT] = {}
@@ -148,16 +157,19 @@ class MonitorWorker:
     def holding(self) -> int:
         return self.pipeline.holding if self.pipeline is not None else 0
 
-    async def handle(self, messages: Sequence[Message], ends: dict[int, int | None]) -> dict[int, int]:
+    async def prepare(self, messages: Sequence[Message], ends: dict[int, int | None]) -> Prepared:
         pipeline = await self.start()
         try:
-            return await pipeline.handle(messages, ends)
+            return pipeline.prepare(messages, ends)
         except Exception:
-            # In-memory state may now be ahead of the store: never carry on from it. Exit; the
-            # restart rebuilds state from ClickHouse and the uncommitted batch is delivered again.
-            log.critical("unexpected error while processing a batch; exiting for a clean restart", exc_info=True)
-            logging.shutdown()
-            os._exit(70)
+            _exit_for_a_clean_restart()
+
+    async def store_batch(self, prepared: Prepared) -> dict[int, int]:
+        assert self.pipeline is not None
+        try:
+            return await self.pipeline.persist(prepared)
+        except Exception:
+            _exit_for_a_clean_restart()
 
     async def flush(self) -> None:
         """Windows rebuilt and alerts/rejections acknowledged by Kafka: offsets may now be committed."""

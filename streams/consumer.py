@@ -29,11 +29,12 @@ from mode import Service
 from settings import Settings
 from sinks import prometheus as metrics
 from streams.kafka_client import aiokafka_options
-from streams.pipeline import Message
+from streams.pipeline import Message, Prepared
 
 log = logging.getLogger("dmm.consumer")
 
-Handler = Callable[[Sequence[Message], dict[int, int | None]], Awaitable[dict[int, int]]]
+Prepare = Callable[[Sequence[Message], dict[int, int | None]], Awaitable[Prepared]]
+Store = Callable[[Prepared], Awaitable[dict[int, int]]]
 PartitionsChanged = Callable[[set[int], set[int]], Awaitable[None]]
 
 
@@ -52,12 +53,14 @@ class EventConsumer(Service):
     """Fetch, hand whole batches to `handle`, commit what `flush` made durable."""
 
     def __init__(
-        self, settings: Settings, handle: Handler, flush: Callable[[], Awaitable[None]],
+        self, settings: Settings, prepare: Prepare, store: Store, flush: Callable[[], Awaitable[None]],
         partitions_changed: PartitionsChanged, holding: Callable[[], int], **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.settings = settings
-        self._handle = handle
+        self._prepare = prepare
+        self._store = store
+        self._in_flight: asyncio.Future[dict[int, int]] | None = None  # the batch being stored
         self._flush = flush
         self._partitions_changed = partitions_changed
         self._holding = holding
@@ -69,8 +72,8 @@ class EventConsumer(Service):
 
     @property
     def pending(self) -> int:
-        """Partitions with handled offsets waiting for the next flush and commit."""
-        return len(self._handled)
+        """Partitions with handled offsets waiting for the next flush and commit (plus a batch being stored)."""
+        return len(self._handled) + (self._in_flight is not None)
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka
@@ -104,11 +107,15 @@ class EventConsumer(Service):
             ]
             metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
             async with self._busy:
+                if not messages:
+                    await self._settle()  # nothing to overlap with: let the batch in flight finish first
                 if messages or self._holding():
                     ends = {partition: self.highwater(partition) for partition in self.assigned}
-                    processed = await self._handle(messages, ends)
-                    for partition, offset in processed.items():
-                        self._handled[partition] = offset + 1
+                    # Batch N+1 is processed in memory while batch N is still being written (the store
+                    # releases the GIL); the writes themselves stay strictly in order.
+                    prepared = await self._prepare(messages, ends)
+                    await self._settle()
+                    self._in_flight = asyncio.ensure_future(self._store(prepared))
                 if time.monotonic() - self._last_commit >= self.settings.flush_interval_s:
                     await self._flush_and_commit()
 
@@ -117,7 +124,16 @@ class EventConsumer(Service):
         async with self._busy:
             await self._flush_and_commit()
 
+    async def _settle(self) -> None:
+        """Wait for the batch being stored; its offsets become committable."""
+        if self._in_flight is not None:
+            processed = await self._in_flight
+            self._in_flight = None
+            for partition, offset in processed.items():
+                self._handled[partition] = offset + 1
+
     async def _flush_and_commit(self) -> None:
+        await self._settle()
         await self._flush()
         if self._handled and self.consumer is not None:
             started = time.perf_counter()

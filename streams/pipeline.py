@@ -28,6 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 
+import pyarrow as pa
 from prometheus_client import Histogram
 
 from models import SEVERITY, AnyEvent, Heartbeat, Listing, Trade
@@ -43,7 +44,7 @@ from streams.dedup import EventIndex, Progress
 from streams.rejected import rejected_record
 from streams.rules import RuleChangeError, apply_change, parse_change, rule_change_record
 from streams.surveillance import DetectorFailed, Surveillance
-from streams.windows import WindowFlusher
+from streams.windows import WindowFlusher, window_start_ms
 
 log = logging.getLogger("dmm.pipeline")
 
@@ -66,6 +67,16 @@ class Redelivered:
     """A message at or below its partition's progress mark, or stored above it before a crash."""
 
     stored_ms: int  # event time of the stored event (0 for a rejection or duplicate)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch processed in memory, ready to be stored."""
+
+    rows: BatchRows
+    fresh: list[StoredEvent]
+    minutes: set[int]  # minute windows it makes dirty (once stored)
+    tables: dict[str, pa.Table]
 
 
 Decoded = tuple[Message, AnyEvent | Rejection | Redelivered]
@@ -118,6 +129,7 @@ class Pipeline:
         self.windows = WindowFlusher(store)
         self.lock = asyncio.Lock()
         self._held: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
+        self._taken_through: dict[int, int] = {}  # per partition, the last offset processed in memory
         metrics.start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
@@ -127,6 +139,7 @@ class Pipeline:
         started = time.monotonic()
         state = StateReader(self.store)
         progress = self.progress.restore(state)
+        self._taken_through = dict(progress.marks)
         self.surveillance.restore(state, state.partition_watermarks(progress))
         watermark_ms = self.surveillance.watermark_ms
         self.index.restore(state, watermark_ms)
@@ -154,16 +167,28 @@ class Pipeline:
         """Process and durably store one batch (does not return until it is stored); returns, per partition,
         the last offset processed (records ahead of the other partitions are held: see `streams.alignment`).
         `ends`: each owned partition's end offset when fetched, to tell which partitions are caught up."""
+        return await self.persist(self.prepare(messages, ends))
+
+    def prepare(self, messages: Sequence[Message], ends: Mapping[int, int | None] | None = None) -> Prepared:
+        """The CPU half of a batch, in the event loop without awaiting (so nothing interleaves with it):
+        decode, dedup, surveillance, Arrow. It may run while the previous batch is being stored."""
+        rows, fresh, minutes = self._process(messages, ends or {})
+        with stage("arrow"):
+            tables = rows.tables()
+        return Prepared(rows, fresh, minutes, tables)
+
+    async def persist(self, prepared: Prepared) -> dict[int, int]:
+        """The I/O half, batches strictly in order: alerts and rejections to Kafka, rows to the store; only
+        then its minutes count as dirty, its offsets as processed and its metrics as counted."""
         async with self.lock:
-            rows, fresh = self._process(messages, ends or {})
-            with stage("arrow"):
-                tables = rows.tables()
+            rows = prepared.rows
             with stage("publish"):
                 await self._publish(rows)
-            await self._write(rows, tables)
+            await self._write(rows, prepared.tables)
+            self.windows.dirty |= prepared.minutes
             self._forward(rows)
             with stage("metrics"):
-                self._count(rows, fresh)
+                self._count(rows, prepared.fresh)
             return {marker.partition: marker.last_offset for marker in rows.markers}
 
     @property
@@ -197,7 +222,8 @@ class Pipeline:
     async def tick(self) -> None:
         """Wall-clock rules (a live exchange going quiet) and alert resolutions: run on a timer."""
         async with self.lock:
-            await asyncio.to_thread(self.surveillance.ledger.sync, StateReader(self.store))
+            ledger = self.surveillance.ledger
+            ledger.apply_resolutions(await asyncio.to_thread(ledger.resolutions_since, StateReader(self.store)))
             rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
             if rows.alerts:
                 await self._publish(rows)
@@ -211,9 +237,10 @@ class Pipeline:
 
     def _process(
         self, messages: Sequence[Message], ends: Mapping[int, int | None]
-    ) -> tuple[BatchRows, list[StoredEvent]]:
+    ) -> tuple[BatchRows, list[StoredEvent], set[int]]:
         rows = BatchRows()
         fresh: list[StoredEvent] = []
+        minutes: set[int] = set()
         ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
             decoded: list[Decoded] = list(self._held)
@@ -226,7 +253,7 @@ class Pipeline:
         dedup_s = 0.0
         started = time.perf_counter()
         split = align(
-            decoded, _partition, _offset, _event_time, ends, self.progress.marks, self.surveillance.clock.is_quiet
+            decoded, _partition, _offset, _event_time, ends, self._taken_through, self.surveillance.clock.is_quiet
         )
         taken, self._held = split.taken, split.held
         if len(self._held) > HOLD_MAX_BATCHES * self.settings.batch_max:
@@ -255,10 +282,11 @@ class Pipeline:
                     )
                 )
                 continue
-            stored = self._accept(outcome, message, rows)
+            stored = self._accept(outcome, message, rows, minutes)
             if stored is not None:
                 fresh.append(stored)
         reached = {partition: max(offsets) for (_, partition), offsets in ranges.items()}
+        self._taken_through.update(reached)
         held = {message.partition for message, _ in self._held}
         self.surveillance.caught_up(
             {
@@ -266,7 +294,7 @@ class Pipeline:
                 for partition, end in ends.items()
                 if end is not None
                 and partition not in held
-                and reached.get(partition, self.progress.marks.get(partition, -1)) >= end - 1
+                and self._taken_through.get(partition, -1) >= end - 1
             }
         )
         rows.alerts.extend(self.surveillance.advance())
@@ -277,9 +305,9 @@ class Pipeline:
             Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
             for (topic, partition), offsets in ranges.items()
         ]
-        return rows, fresh
+        return rows, fresh, minutes
 
-    def _accept(self, event: AnyEvent, message: Message, rows: BatchRows) -> StoredEvent | None:
+    def _accept(self, event: AnyEvent, message: Message, rows: BatchRows, minutes: set[int]) -> StoredEvent | None:
         at = event.at_ms
         try:
             observed = self.surveillance.observe(event, message.partition)
@@ -296,7 +324,7 @@ class Pipeline:
         rows.add(stored)
         in_window = not isinstance(event, Heartbeat) and not (isinstance(event, Listing) and event.action != "list")
         if not observed.late and in_window:
-            self.windows.touch(at)
+            minutes.add(window_start_ms(at))
         return stored
 
     # -- output -----------------------------------------------------------------------------

@@ -29,9 +29,6 @@ class WindowFlusher:
         self.dirty: set[int] = set()
         self.max_windows = max_windows_per_statement
 
-    def touch(self, occurred_ms: int) -> None:
-        self.dirty.add(window_start_ms(occurred_ms))
-
     def restore(self, state: StateReader) -> None:
         self.dirty.update(state.unflushed_windows())
 

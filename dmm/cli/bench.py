@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
@@ -19,6 +21,10 @@ def bench(
     live_rate: float = typer.Option(0.0, help="events/s of the live phase (0: a quarter of the measured throughput)"),
     partitions: int = typer.Option(1, help="partitions of dm.events"),
     seed: int = typer.Option(5),
+    query_rows: int = typer.Option(
+        0, help="instead: generate this many trades straight into ClickHouse and time the regulator's questions"
+    ),
+    query_days: int = typer.Option(365, help="days of history the --query-rows trades span"),
     as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object (for scripts)"),
 ) -> None:
     """Run broker -> worker -> store on a fresh embedded stack; print events/s against a bare consumer,
@@ -27,7 +33,11 @@ def bench(
     from dmm.broker import free_port
     from settings import ClickHouseSettings, KafkaSettings, Settings
 
-    say = (lambda text: err_console.print(f"[dim]{text}[/]")) if as_json else (lambda text: console.print(f"[dim]{text}[/]"))
+    out = err_console if as_json else console
+    say = lambda text: out.print(f"[dim]{text}[/]")  # noqa: E731
+    if query_rows:
+        _query_bench(query_rows, query_days, as_json, say)
+        return
     with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp:
         workdir = Path(tmp)
         settings = Settings(
@@ -60,3 +70,31 @@ def bench(
     console.print(table)
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}")
+
+
+def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]) -> None:
+    from dmm import bench as benchmark
+
+    with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp, Progress(console=err_console) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = bar.add_task(what, total=total)
+            bar.update(tasks[what], completed=done)
+
+        result = benchmark.run_queries(Path(tmp), rows, days=days, say=say, progress=progress)
+    if as_json:
+        print(json.dumps(result.as_dict()))
+        return
+    table = Table(title=f"regulator questions over {result.rows:,} trades, {result.days} days (embedded store)")
+    table.add_column("question")
+    table.add_column("p50 (ms)", justify="right")
+    table.add_column("max (ms)", justify="right")
+    for question, timing in result.queries_ms.items():
+        table.add_row(question, f"{timing['p50']:,.1f}", f"{timing['max']:,.1f}")
+    console.print(table)
+    console.print(
+        f"generated in {result.generate_s:,.0f} s, rollups built in {result.rollup_s:,.0f} s, "
+        f"store {result.store_mib:,.0f} MiB on disk"
+    )

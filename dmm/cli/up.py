@@ -44,6 +44,7 @@ def up(
     console.print(
         Panel.fit(
             f"[green]running[/]\n"
+            f"console:   http://{settings.web_host}:{settings.web_port}/  (监管控制台 / regulator's console)\n"
             f"metrics:   http://{settings.web_host}:{settings.web_port}/metrics\n"
             f"status:    http://{settings.web_host}:{settings.web_port}/api/status\n"
             f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"

@@ -101,3 +101,32 @@ def ingest_lag(database: str, since: datetime) -> str:
         "SELECT quantileExact(0.5)(d) AS p50, quantileExact(0.99)(d) AS p99, max(d) AS mx, count() AS n "
         f"FROM ({union})"
     )
+
+
+def regulator_questions(database: str, now: datetime) -> dict[str, str]:
+    """The console's and dashboards' questions over a long history, answered from the rollups (and one from the
+    raw trades, for comparison). `now`: the market's current time; days are China Standard Time days."""
+    today = f"toDate({to_ms(now) // 1000}, 'Asia/Shanghai')"
+    hour = f"toStartOfHour(toDateTime({to_ms(now) // 1000}, 'UTC'))"
+    d = f"{database}.market_1d FINAL"
+    h = f"{database}.market_1h FINAL"
+    return {
+        "traded today by exchange (1d)": f"SELECT exchange_id, sum(traded_amount) AS a FROM {d} WHERE day = {today} "
+        "GROUP BY exchange_id ORDER BY a DESC",
+        "traded this hour (1h)": f"SELECT sum(traded_amount) AS a, sum(trades) AS n FROM {h} WHERE window_start = {hour}",
+        "hourly trend, last 24 h (1h)": f"SELECT window_start, sum(traded_amount) FROM {h} "
+        f"WHERE window_start > {hour} - INTERVAL 24 HOUR GROUP BY window_start ORDER BY window_start",
+        "daily trend, last year (1d)": f"SELECT day, sum(traded_amount) FROM {d} WHERE day > {today} - 365 "
+        "GROUP BY day ORDER BY day",
+        "venue share, last year (1d)": f"SELECT venue, sum(traded_amount) AS a FROM {d} WHERE day > {today} - 365 "
+        "GROUP BY venue",
+        "high-quality share, last year (1d)": "SELECT sumIf(traded_amount, high_quality = 1) / sum(traded_amount) "
+        f"FROM {d} WHERE day > {today} - 365",
+        "by sector, last 30 days (1d)": f"SELECT sector, sum(traded_amount) AS a, sum(trades) FROM {d} "
+        f"WHERE day > {today} - 30 GROUP BY sector ORDER BY a DESC",
+        "exchange x sector, last year (1d)": f"SELECT exchange_id, sector, sum(traded_amount) FROM {d} "
+        f"WHERE day > {today} - 365 GROUP BY exchange_id, sector",
+        "traded today by exchange (raw trades)": "SELECT exchange_id, sum(amount) AS a "
+        f"FROM {database}.trades FINAL WHERE toDate(occurred_at, 'Asia/Shanghai') = {today} "
+        "GROUP BY exchange_id ORDER BY a DESC",
+    }

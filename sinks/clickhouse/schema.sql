@@ -171,6 +171,54 @@ ENGINE = ReplacingMergeTree(updated_at)
 PARTITION BY toYYYYMM(window_start)
 ORDER BY (window_start, exchange_id, sector, category, source, venue, high_quality);
 
+-- Rollups of market_1m for questions over months and years (dmm bench --query-rows): the same
+-- cells and additive measures (distinct buyers/sellers do not add up, so they stay per minute).
+-- Recomputed from market_1m whenever one of their minutes is, so they are exact and idempotent.
+CREATE TABLE IF NOT EXISTS datamarket.market_1h
+(
+    window_start   DateTime('UTC'),
+    exchange_id    LowCardinality(String),
+    sector         LowCardinality(String),
+    category       LowCardinality(String),
+    source         LowCardinality(String),
+    venue          LowCardinality(String),
+    high_quality   UInt8,
+    trades         UInt64,
+    traded_amount  Decimal(38, 2),
+    quantity       UInt64,
+    data_bytes     UInt64,
+    usage_calls    UInt64,
+    usage_bytes    UInt64,
+    new_listings   UInt64,
+    updated_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, exchange_id, sector, category, source, venue, high_quality);
+
+-- `day` is the China Standard Time calendar day, as regulators count "today".
+CREATE TABLE IF NOT EXISTS datamarket.market_1d
+(
+    day            Date,
+    exchange_id    LowCardinality(String),
+    sector         LowCardinality(String),
+    category       LowCardinality(String),
+    source         LowCardinality(String),
+    venue          LowCardinality(String),
+    high_quality   UInt8,
+    trades         UInt64,
+    traded_amount  Decimal(38, 2),
+    quantity       UInt64,
+    data_bytes     UInt64,
+    usage_calls    UInt64,
+    usage_bytes    UInt64,
+    new_listings   UInt64,
+    updated_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYear(day)
+ORDER BY (day, exchange_id, sector, category, source, venue, high_quality);
+
 CREATE TABLE IF NOT EXISTS datamarket.alerts
 (
     schema         LowCardinality(String),

@@ -22,6 +22,7 @@ from sinks.clickhouse.store import Store, literal
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 ACCOUNTED_TABLES = (*EVENT_TABLES, "rejected_events", "duplicate_events")
+WINDOW_TABLES = ("market_1m", "market_1h", "market_1d")
 
 
 def instant(ms: int) -> str:
@@ -223,7 +224,8 @@ class StateReader:
 
     def unflushed_windows(self) -> list[int]:
         """Minutes (ms) holding events stored after the last flush began (a crash may have skipped them)."""
-        since = f"(SELECT max(updated_at) FROM {self.db}.market_1m) - INTERVAL 10 SECOND"
+        latest = ", ".join(f"(SELECT max(updated_at) FROM {self.db}.{t})" for t in WINDOW_TABLES)
+        since = f"least({latest}) - INTERVAL 10 SECOND"  # a crash may fall between the minute and its rollups
         sql = " UNION DISTINCT ".join(
             f"SELECT DISTINCT toUnixTimestamp(toStartOfMinute(occurred_at)) * 1000 AS window_ms "
             f"FROM {self.db}.{table} WHERE late = 0 AND ingested_at >= {since}"

@@ -58,7 +58,8 @@ class Store(Protocol):
 class ChdbStore:
     """ClickHouse in-process on a local data directory. One process may open it at a time."""
 
-    def __init__(self, path: Path, database: str = "datamarket") -> None:
+    def __init__(self, path: Path, database: str = "datamarket", read_only: bool = False) -> None:
+        """`read_only`: the whole session runs with `readonly = 1`, as a SELECT-only user would."""
         from chdb import session
 
         path.mkdir(parents=True, exist_ok=True)
@@ -72,6 +73,9 @@ class ChdbStore:
                 f"cannot open the embedded store at {path}: {exc}. Another dmm process (a running worker?) "
                 "may hold it; use `dmm sql` (it goes through the worker) or stop that process."
             ) from exc
+        if read_only:
+            self._run("SET readonly = 1")
+        self._session_read_only = read_only
 
     def apply_schema(self) -> None:
         for statement in schema_statements():
@@ -95,8 +99,8 @@ class ChdbStore:
 
     def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
         statement = check_read_only(sql) if read_only else sql
-        if read_only:
-            statement = f"{statement} SETTINGS readonly = 2" if " SETTINGS " not in statement.upper() else statement
+        if read_only and not self._session_read_only and " SETTINGS " not in statement.upper():
+            statement = f"{statement} SETTINGS readonly = 2"  # a read-only session refuses to change it
         return self._run(statement, fmt=fmt)
 
     def close(self) -> None:
@@ -132,6 +136,7 @@ class ServerStore:
         except Exception as exc:
             raise StoreError(f"cannot connect to ClickHouse at {_redact(settings.url)}: {exc}") from exc
         self._lock = threading.Lock()
+        self._user_read_only: bool | None = None  # found out on the first read-only query
 
     def apply_schema(self) -> None:
         for statement in schema_statements():
@@ -161,7 +166,8 @@ class ServerStore:
         statement = check_read_only(sql) if read_only else sql
         with self._lock:
             try:
-                result = self._client.raw_query(statement, fmt=fmt, settings={"readonly": 2} if read_only else None)
+                guard = {"readonly": 2} if read_only and not self._read_only_user() else None
+                result = self._client.raw_query(statement, fmt=fmt, settings=guard)
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {statement[:200]})") from exc
         return result.decode("utf-8", errors="replace")
@@ -169,11 +175,22 @@ class ServerStore:
     def close(self) -> None:
         self._client.close()
 
+    def _read_only_user(self) -> bool:
+        """A SELECT-only user (readonly = 1 in its profile) may not set `readonly` at all: ask, don't assume."""
+        if self._user_read_only is None:
+            self._user_read_only = str(self._client.command("SELECT getSetting('readonly')")) != "0"
+        return self._user_read_only
 
-def open_store(settings: ClickHouseSettings) -> Store:
-    """The server named by `settings.url`, else the embedded store at `settings.chdb_path`."""
-    store: Store = ServerStore(settings) if settings.url else ChdbStore(settings.chdb_path, settings.database)
-    store.apply_schema()
+
+def open_store(settings: ClickHouseSettings, read_only: bool = False) -> Store:
+    """The server named by `settings.url`, else the embedded store at `settings.chdb_path`. The worker applies
+    the schema; a reader (`read_only`: `dmm sql`, dashboards) creates nothing and needs only SELECT."""
+    if settings.url:
+        store: Store = ServerStore(settings)
+    else:
+        store = ChdbStore(settings.chdb_path, settings.database, read_only=read_only)
+    if not read_only:
+        store.apply_schema()
     return store
 
 

@@ -9,11 +9,13 @@ event twice, and the aggregate always sums to the event tables.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
+from models.clock import CHINA_STANDARD_TIME, from_ms
 from sinks.clickhouse.store import Store
 
 MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
 
 _CELL = "exchange_id, sector, category, source, venue, high_quality"
 
@@ -61,6 +63,43 @@ GROUP BY window_start, {_CELL}
 """
 
 
+_MEASURES = (
+    "sum(trades) AS trades, sum(traded_amount) AS traded_amount, sum(quantity) AS quantity, "
+    "sum(data_bytes) AS data_bytes, sum(usage_calls) AS usage_calls, sum(usage_bytes) AS usage_bytes, "
+    "sum(new_listings) AS new_listings"
+)
+
+
+def _stamp(updated_at: datetime) -> str:
+    return f"toDateTime64('{updated_at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}', 3, 'UTC')"
+
+
+def recompute_hours_sql(database: str, hours: list[int], updated_at: datetime) -> str:
+    """INSERT ... SELECT rebuilding the given hours (ms since the epoch) of market_1h from market_1m."""
+    starts = ", ".join(str(h // 1000) for h in sorted(hours))
+    lo, hi = min(hours) // 1000, max(hours) // 1000 + 3600
+    return (
+        f"INSERT INTO {database}.market_1h SELECT toStartOfHour(window_start) AS hour, {_CELL}, {_MEASURES}, "
+        f"{_stamp(updated_at)} AS updated_at FROM {database}.market_1m FINAL "
+        f"WHERE window_start >= toDateTime({lo}, 'UTC') AND window_start < toDateTime({hi}, 'UTC') "
+        f"AND toUnixTimestamp(toStartOfHour(window_start)) IN ({starts}) GROUP BY hour, {_CELL}"
+    )
+
+
+def recompute_days_sql(database: str, days: list[date], updated_at: datetime) -> str:
+    """INSERT ... SELECT rebuilding the given China Standard Time days of market_1d from market_1h."""
+    listed = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(days))
+    return (
+        f"INSERT INTO {database}.market_1d SELECT toDate(window_start, 'Asia/Shanghai') AS day, {_CELL}, "
+        f"{_MEASURES}, {_stamp(updated_at)} AS updated_at FROM {database}.market_1h FINAL "
+        f"WHERE toDate(window_start, 'Asia/Shanghai') IN ({listed}) GROUP BY day, {_CELL}"
+    )
+
+
 def recompute(store: Store, windows: list[int], updated_at: datetime) -> None:
-    """Rebuild the given minutes (ms since the epoch) of `market_1m` in one statement."""
+    """Rebuild the given minutes (ms since the epoch) of `market_1m`, then their hours and China days."""
     store.command(recompute_sql(store.database, windows, updated_at))
+    hours = sorted({w - w % HOUR_MS for w in windows})
+    store.command(recompute_hours_sql(store.database, hours, updated_at))
+    days = sorted({from_ms(h).astimezone(CHINA_STANDARD_TIME).date() for h in hours})
+    store.command(recompute_days_sql(store.database, days, updated_at))

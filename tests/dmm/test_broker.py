@@ -8,8 +8,8 @@ import pytest
 from kafka import KafkaAdminClient
 
 from dmm.broker import BrokerError, EmbeddedBroker, answers_metadata, free_port
-from streams.kafka_client import aiokafka_options, client_options, ensure_topics, monitor_topics
 from settings import KafkaSettings
+from streams.kafka_client import aiokafka_options, client_options, ensure_topics, monitor_topics
 
 
 def _partition_counts(kafka: KafkaSettings) -> dict[str, int]:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from dmm.broker import EmbeddedBroker, free_port
-from streams.kafka_client import ensure_topics
 from dmm.producer import DeliveryError, EventProducer
-from settings import KafkaSettings
 from models import EVENT_ADAPTER, AnyEvent
+from settings import KafkaSettings
+from streams.kafka_client import ensure_topics
 from tests.dmm.readback import read_topic
 
 EXAMPLES = Path("/work/shared/contract/examples")

@@ -89,6 +89,15 @@ def test_minute_aggregates_sum_to_the_trade_table(stack: EmbeddedStack, replayed
     assert Decimal(agg["amount"]) == Decimal(raw["amount"])
     assert int(agg["trades"]) == int(raw["trades"])
     assert int(agg["quantity"]) == int(raw["quantity"])
+    for rollup in ("market_1h", "market_1d"):
+        rolled = one(
+            stack,
+            "SELECT toString(sum(traded_amount)) AS amount, sum(trades) AS trades, sum(quantity) AS quantity "
+            f"FROM datamarket.{rollup} FINAL",
+        )
+        assert (Decimal(rolled["amount"]), int(rolled["trades"]), int(rolled["quantity"])) == (
+            Decimal(agg["amount"]), int(agg["trades"]), int(agg["quantity"])
+        ), rollup
     late_window = one(
         stack,
         "SELECT count() AS n FROM datamarket.market_1m AS m FINAL "

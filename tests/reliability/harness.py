@@ -141,6 +141,14 @@ def assert_exact_totals(reader: StoreReader, expected: Expected) -> dict[str, in
     assert Decimal(windows["amount"]) == Decimal(raw["amount"]), (windows, raw)
     assert int(windows["trades"]) == int(raw["trades"]) == expected.trades - expected.late
     assert int(windows["calls"]) == int(raw["calls"])
+    for rollup in ("market_1h", "market_1d"):  # the rollups add up to the minutes, to the fen
+        rolled = reader.one(
+            f"SELECT toString(sum(traded_amount)) AS amount, sum(trades) AS trades, sum(usage_calls) AS calls "
+            f"FROM {db}.{rollup} FINAL"
+        )
+        assert (Decimal(rolled["amount"]), int(rolled["trades"]), int(rolled["calls"])) == (
+            Decimal(windows["amount"]), int(windows["trades"]), int(windows["calls"])
+        ), (rollup, rolled, windows)
     alerts = reader.one(f"SELECT count() AS n, uniqExact(dedup_key) AS u FROM {db}.alerts")
     assert int(alerts["n"]) == int(alerts["u"]), alerts
     return counts

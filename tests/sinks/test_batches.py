@@ -9,7 +9,6 @@ from sinks.clickhouse.batches import BatchRows
 from sinks.clickhouse.store import ChdbStore
 
 
-
 def test_an_alert_round_trips_through_the_alerts_table(tmp_path: Path) -> None:
     alert = Alert.model_validate_json(
         (Path(__file__).parents[1] / "fixtures" / "alert.json").read_text(encoding="utf-8")

@@ -1,0 +1,73 @@
+"""Synthetic market history generated inside ClickHouse, for timing regulator questions at scale.
+
+`dmm bench --query-rows N` needs N stored trades (100M: a year of a large market) in
+minutes, which no Python producer can give. ClickHouse makes them itself from
+`numbers()`, in chunks, with the exchanges, sectors and dimensions of the real tables;
+the minute, hour and day rollups are then built day by day with the worker's own
+recompute statements. The rows are plausible, not a simulation: this is for timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from models.clock import CHINA_STANDARD_TIME
+from sinks.clickhouse.store import Store, literal
+from sinks.clickhouse.windows import recompute_days_sql, recompute_hours_sql, recompute_sql
+
+CHUNK_ROWS = 5_000_000
+
+
+def _pick(values: list[str], expression: str) -> str:
+    """One of `values`, chosen by an integer expression."""
+    listed = ", ".join(literal(v) for v in values)
+    return f"[{listed}][1 + ({expression}) % {len(values)}]"
+
+
+def insert_trades(
+    store: Store, rows: int, start: datetime, days: int, exchanges: list[str], sectors: list[str],
+    progress: Callable[[int], None] = lambda done: None,
+) -> None:
+    """`rows` trades spread evenly over `days` days from `start`, inserted in chunks."""
+    db = store.database
+    span_s = days * 86_400
+    start_s = int(start.timestamp())
+    for first in range(0, rows, CHUNK_ROWS):
+        count = min(CHUNK_ROWS, rows - first)
+        n = f"(number + {first})"
+        store.command(
+            f"INSERT INTO {db}.trades (exchange_id, event_id, occurred_at, trade_id, product_id, buyer_id, seller_id, "
+            "price, quantity, amount, currency, venue, purpose, data_bytes, sector, category, source, high_quality, "
+            "late, src_partition, src_offset, ingested_at) "
+            f"SELECT {_pick(exchanges, f'cityHash64({n}, 1)')} AS exchange_id, concat('SYN-T-', toString({n})), "
+            f"toDateTime64({start_s} + intDiv({n} * {span_s}, {rows}), 6, 'UTC'), concat('SYN-', toString({n})), "
+            f"concat('SYN-P-', toString(cityHash64({n}, 2) % 50000)), concat('B', toString(cityHash64({n}, 3) % 200000)), "
+            f"concat('S', toString(cityHash64({n}, 4) % 20000)), toDecimal128(100 + cityHash64({n}, 5) % 100000, 2) AS p, "
+            f"1 + cityHash64({n}, 6) % 5 AS q, p * q, 'CNY', "
+            f"if(cityHash64({n}, 7) % 10 < 7, 'on_exchange', 'off_exchange_registered'), "
+            f"{_pick(['commercial', 'research', 'public_governance'], f'cityHash64({n}, 8)')}, "
+            f"cityHash64({n}, 9) % 1000000000, {_pick(sectors, f'cityHash64({n}, 10)')}, "
+            f"{_pick(['dataset', 'api', 'report', 'model', 'compute', 'service'], f'cityHash64({n}, 11)')}, "
+            f"{_pick(['public', 'enterprise', 'personal'], f'cityHash64({n}, 12)')}, "
+            f"toUInt8(cityHash64({n}, 13) % 10 < 4), 0, 0, {n}, now64(3) "
+            f"FROM numbers({count})"
+        )
+        progress(first + count)
+
+
+def build_rollups(
+    store: Store, start: datetime, days: int, progress: Callable[[int], None] = lambda done: None
+) -> None:
+    """market_1m, market_1h and market_1d for every day of the history, a day per statement (bounded memory)."""
+    updated_at = datetime.now(UTC)
+    for day in range(days):
+        day_start = start + timedelta(days=day)
+        minutes = [int((day_start + timedelta(minutes=m)).timestamp() * 1000) for m in range(1440)]
+        store.command(recompute_sql(store.database, minutes, updated_at))
+        store.command(recompute_hours_sql(store.database, minutes[::60], updated_at))
+        progress(day + 1)
+    first = start.astimezone(CHINA_STANDARD_TIME).date()
+    china_days = [first + timedelta(days=d) for d in range(days + 1)]
+    for i in range(0, len(china_days), 31):
+        store.command(recompute_days_sql(store.database, china_days[i : i + 31], updated_at))

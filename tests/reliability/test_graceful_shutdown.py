@@ -74,8 +74,9 @@ def test_sigterm_mid_stream_flushes_commits_and_resumes_exactly(tmp_path: Path) 
         restores = [e for e in log_entries(stack.worker_log) if e.get("msg") == "state restored from ClickHouse"]
         assert len(restores) == 2, restores
         redelivered = metrics.get("dmm_redelivered_total", 0)
-        # Offsets were committed at the stop: at most the batch in flight while stopping comes again.
-        assert redelivered <= settings.batch_max, redelivered
+        # Offsets were committed at the stop: at most what was in flight while stopping comes again (the
+        # batch being stored and the one prepared behind it), and the restart seeks past the store's marks.
+        assert redelivered <= 2 * settings.batch_max, redelivered
         print(
             f"\ngraceful: SIGTERM at processed={status['partitions']}, exit 0 after {took:.2f}s, "
             f"mark at stop {marks['mark']}, redelivered after restart {redelivered:.0f}, counts {counts}"

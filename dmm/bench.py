@@ -16,6 +16,7 @@ Peak RSS is the worker's high-water mark (VmHWM) from /proc.
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 import time
 from collections.abc import Callable
@@ -27,8 +28,10 @@ from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained, worker_metrics
 from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
 from dmm.simulator.wire import Message as SimulatedMessage
+from dmm.simulator.wire import rfc3339
 from dmm.stack import EmbeddedStack
 from models import EVENT_ADAPTER, exchanges, sectors
+from models.clock import to_ms
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.synthetic import build_rollups, insert_trades
@@ -192,11 +195,25 @@ def run_queries(
 
 
 def _live_traffic(seed: int, rate: float, seconds: float) -> tuple[list[SimulatedMessage], datetime]:
-    """Live messages generated ahead (so generating costs no CPU while they are sent), starting a little later."""
-    lead = 2.0 + rate * seconds / 50_000  # generous time to generate them
+    """`rate` x `seconds` simulated messages, generated ahead (no CPU spent on it while they are sent) and
+    re-timed to one every 1/rate s from a start a little later (the simulator's market is slower than a
+    load test needs: its per-minute volumes are realistic)."""
+    count = max(1, int(rate * seconds))
+    lead = 2.0 + count / 20_000  # generous time to generate them
     start = datetime.now(UTC) + timedelta(seconds=lead)
-    simulation = MarketSimulator(SimulationConfig(seed=seed, start=start, duration_s=seconds, rate=rate * 0.9))
-    return list(simulation), start
+    simulation = MarketSimulator(
+        SimulationConfig(seed=seed, start=start - timedelta(days=1), duration_s=count / 100, rate=200.0)
+    )
+    start_ms = to_ms(start)
+    messages = []
+    for index, (key, value) in enumerate(simulation.messages()):
+        if index >= count:
+            break
+        at_ms = start_ms + int(index * 1000 / rate)
+        event = json.loads(value)
+        event["occurred_at"] = rfc3339(at_ms)
+        messages.append(SimulatedMessage(key, json.dumps(event, ensure_ascii=False).encode(), at_ms))
+    return messages, start
 
 
 async def _bare_consume(settings: Settings, expected: int) -> float:

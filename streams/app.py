@@ -11,6 +11,7 @@ message whose effects could still be lost is ever committed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -45,7 +46,13 @@ def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | 
     return faust.SSLCredentials(context) if context is not None else None
 
 
+# A batch allocates thousands of short-lived objects (models, rows); collecting the young generation every
+# 700 allocations costs more than it frees here (measured: about 18 % of the pipeline's time).
+GC_THRESHOLDS = (100_000, 50, 1000)
+
+
 def create_app(settings: Settings, store: Store | None = None) -> faust.App:
+    gc.set_threshold(*GC_THRESHOLDS)
     kafka = settings.kafka
     app = faust.App(
         f"{kafka.group_id}-control",  # rules and app bookkeeping; dm.events has its own group (kafka.group_id)
@@ -196,6 +203,10 @@ class MonitorWorker:
         forward = self.webhook.forward if self.webhook is not None else None
         pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id, forward=forward)
         await asyncio.to_thread(pipeline.restore)
+        # The restored state (book, dedup index, detector state) lives as long as the process: keep the
+        # cyclic GC from walking it on every full collection.
+        gc.collect()
+        gc.freeze()
         return pipeline
 
     def measure_lag(self) -> None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
+import threading
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -141,6 +143,100 @@ def run(
         baseline_peak_rss_mb=_peak_rss_mb(),
         notes=notes,
     )
+
+
+@dataclass
+class SoakResult:
+    rate: float
+    seconds: float
+    events: int
+    rss_mib: list[tuple[float, float]]  # (seconds since start, worker RSS MiB), every sample
+    slope_mib_per_hour: float  # after warm-up, least squares
+    dedup_index_events: float
+    dedup_bytes_per_event: float  # measured in-process on an index of the same shape
+    expected_index_mib_per_hour: float  # what remembering every event for 24 h adds at this rate
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def run_soak(
+    settings: Settings, workdir: Path, rate: float, seconds: float, seed: int = 5, say: Say = print,
+    sample_every_s: float = 10.0,
+) -> SoakResult:
+    """Live traffic at `rate` for `seconds` through the real worker; its RSS sampled all along."""
+    templates, _ = _live_traffic(seed, min(rate, 20_000), 10)
+    with EmbeddedStack(settings, workdir) as stack:
+        assert stack.worker is not None
+        pid = stack.worker.pid
+        samples: list[tuple[float, float]] = []
+        stop = threading.Event()
+        began = time.monotonic()
+
+        def watch() -> None:
+            while not stop.wait(sample_every_s):
+                samples.append((time.monotonic() - began, _rss_mb(pid)))
+                say(f"soak: {samples[-1][0]:,.0f} s, worker RSS {samples[-1][1]:,.0f} MiB")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        sent = 0
+        with EventProducer(settings.kafka, linger_ms=5) as producer:
+            start_ms = to_ms(datetime.now(UTC))
+            while (elapsed := time.monotonic() - began) < seconds:
+                due = int(elapsed * rate)
+                while sent < due:
+                    key, value = _renamed(templates[sent % len(templates)], sent, start_ms + int(sent * 1000 / rate))
+                    producer.publish_raw(value, key)
+                    sent += 1
+                time.sleep(0.005)
+            producer.flush()
+        stop.set()
+        watcher.join()
+        wait_until_drained(settings, timeout=600)
+        index_events = worker_metrics(settings).get("dmm_dedup_index_events", 0.0)
+    warm = [(t, m) for t, m in samples if t >= min(120.0, seconds * 0.2)]
+    per_event = _dedup_bytes_per_event()
+    return SoakResult(
+        rate, seconds, sent, samples, _slope_per_hour(warm), index_events, per_event,
+        per_event * rate * 3600 / 2**20,
+    )
+
+
+def _renamed(template: SimulatedMessage, n: int, at_ms: int) -> tuple[bytes, bytes]:
+    """A template message as a new event: its own event id and event time."""
+    event = json.loads(template.value)
+    event["event_id"] = f"{event['event_id']}-S{n}"
+    event["occurred_at"] = rfc3339(at_ms)
+    return template.key, json.dumps(event, ensure_ascii=False).encode()
+
+
+def _slope_per_hour(samples: list[tuple[float, float]]) -> float:
+    if len(samples) < 2:
+        return 0.0
+    slope = statistics.linear_regression([t for t, _ in samples], [m for _, m in samples]).slope
+    return slope * 3600
+
+
+def _dedup_bytes_per_event(events: int = 100_000) -> float:
+    """Memory one remembered identity costs in the worker's dedup index (tracemalloc, same key shapes)."""
+    from streams.dedup import EventIndex
+
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    index = EventIndex(horizon_ms=86_400_000)
+    for n in range(events):
+        index.add(("SHDEX", f"SHDEX-T-20261121-{n:06d}"), 0, n, 1_795_000_000_000 + n)
+    used = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    return used / events
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @dataclass

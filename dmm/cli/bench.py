@@ -12,6 +12,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
+from settings import ClickHouseSettings, KafkaSettings, Settings
 
 
 @app.command()
@@ -25,26 +26,25 @@ def bench(
         0, help="instead: generate this many trades straight into ClickHouse and time the regulator's questions"
     ),
     query_days: int = typer.Option(365, help="days of history the --query-rows trades span"),
+    soak_seconds: float = typer.Option(0.0, help="instead: live traffic for this long, worker RSS sampled (memory)"),
+    soak_rate: float = typer.Option(5000.0, help="events/s of the --soak-seconds traffic"),
     as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object (for scripts)"),
 ) -> None:
     """Run broker -> worker -> store on a fresh embedded stack; print events/s against a bare consumer,
     the worker's time per stage, live event lag p50/p99/max and peak RSS."""
     from dmm import bench as benchmark
-    from dmm.broker import free_port
-    from settings import ClickHouseSettings, KafkaSettings, Settings
 
     out = err_console if as_json else console
     say = lambda text: out.print(f"[dim]{text}[/]")  # noqa: E731
     if query_rows:
         _query_bench(query_rows, query_days, as_json, say)
         return
+    if soak_seconds:
+        _soak(soak_seconds, soak_rate, seed, as_json, say)
+        return
     with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp:
         workdir = Path(tmp)
-        settings = Settings(
-            kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", events_partitions=partitions),
-            clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
-            web_port=free_port(),
-        )
+        settings = _fresh_stack(workdir, partitions)
         result = benchmark.run(
             settings, workdir, events, seed=seed, live_seconds=live_seconds, live_rate=live_rate or None, say=say
         )
@@ -97,4 +97,36 @@ def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]
     console.print(
         f"generated in {result.generate_s:,.0f} s, rollups built in {result.rollup_s:,.0f} s, "
         f"store {result.store_mib:,.0f} MiB on disk"
+    )
+
+
+def _soak(seconds: float, rate: float, seed: int, as_json: bool, say: Callable[[str], None]) -> None:
+    from dmm import bench as benchmark
+
+    with tempfile.TemporaryDirectory(prefix="dmm-soak-") as tmp:
+        result = benchmark.run_soak(_fresh_stack(Path(tmp), 1), Path(tmp), rate, seconds, seed=seed, say=say)
+    if as_json:
+        print(json.dumps(result.as_dict()))
+        return
+    table = Table(title=f"soak: {result.events:,} events at {result.rate:,.0f}/s for {result.seconds:,.0f} s")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    first, last = result.rss_mib[0][1] if result.rss_mib else 0, result.rss_mib[-1][1] if result.rss_mib else 0
+    table.add_row("worker RSS first / last sample (MiB)", f"{first:,.0f} / {last:,.0f}")
+    table.add_row("RSS slope after warm-up (MiB/hour)", f"{result.slope_mib_per_hour:,.1f}")
+    table.add_row("dedup index at the end (events)", f"{result.dedup_index_events:,.0f}")
+    table.add_row("bytes per remembered event (dedup index)", f"{result.dedup_bytes_per_event:,.0f}")
+    growth = f"{result.expected_index_mib_per_hour:,.1f}"
+    table.add_row("expected index growth at this rate (MiB/hour, flat after 24 h)", growth)
+    console.print(table)
+
+
+def _fresh_stack(workdir: Path, partitions: int) -> Settings:
+    """Settings for a benchmark's own embedded stack: free ports, a store in `workdir`."""
+    from dmm.broker import free_port
+
+    return Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", events_partitions=partitions),
+        clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
+        web_port=free_port(),
     )

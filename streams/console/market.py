@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from models.registry import exchanges, sectors
+from models.registry import Exchange, Sector, exchanges, sectors
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.store import Store
 from streams.console.encode import share
@@ -80,6 +80,24 @@ def _public(store: Store, span: q.Span) -> dict[str, Any]:
     }
 
 
+def _dimension_row(
+    code: str, known: Exchange | Sector | None, traded: dict[str, Any], listed: dict[str, int], total: Decimal
+) -> dict[str, Any]:
+    """One exchange's or sector's line: names, trades, amount and shares, products traded and newly listed."""
+    amount = traded.get("amount", Decimal("0.00"))
+    return {
+        "code": code,
+        "name_zh": known.name_zh if known else code,
+        "name_en": known.name_en if known else code,
+        "trades": traded.get("trades", 0),
+        "amount": amount,
+        "market_share": share(amount, total),
+        "high_quality_share": share(traded.get("high_quality", 0), amount),
+        "products_traded": traded.get("products", 0),
+        "new_products": listed.get(code, 0),
+    }
+
+
 def _exchange_rows(store: Store, span: q.Span, usage: list[dict[str, Any]], total: Decimal) -> list[dict[str, Any]]:
     """Every registered exchange (and any other code that traded), largest traded amount first."""
     trades = {row["key"]: row for row in q.trades_by(store, span, "exchange_id")}
@@ -89,24 +107,13 @@ def _exchange_rows(store: Store, span: q.Span, usage: list[dict[str, Any]], tota
     rows = []
     for code in sorted(set(registry) | set(trades) | set(metered)):
         t = trades.get(code, {})
-        amount = t.get("amount", Decimal("0.00"))
-        exchange = registry.get(code)
-        rows.append(
-            {
-                "code": code,
-                "name_zh": exchange.name_zh if exchange else code,
-                "name_en": exchange.name_en if exchange else code,
-                "trades": t.get("trades", 0),
-                "amount": amount,
-                "market_share": share(amount, total),
-                "on_exchange_share": share(t.get("on_exchange", 0), amount),
-                "high_quality_share": share(t.get("high_quality", 0), amount),
-                "products_traded": t.get("products", 0),
-                "new_products": listed.get(code, 0),
-                "usage_calls": metered.get(code, {}).get("calls", 0),
-                "usage_bytes": metered.get(code, {}).get("bytes", 0),
-            }
+        row = _dimension_row(code, registry.get(code), t, listed, total)
+        row.update(
+            on_exchange_share=share(t.get("on_exchange", 0), row["amount"]),
+            usage_calls=metered.get(code, {}).get("calls", 0),
+            usage_bytes=metered.get(code, {}).get("bytes", 0),
         )
+        rows.append(row)
     rows.sort(key=lambda row: (-row["amount"], row["code"]))
     return rows
 
@@ -118,21 +125,6 @@ def _sector_rows(store: Store, span: q.Span, total: Decimal) -> list[dict[str, A
     registry = sectors()
     rows = []
     for code in sorted(set(registry) | set(trades)):
-        t = trades.get(code, {})
-        amount = t.get("amount", Decimal("0.00"))
-        sector = registry.get(code)
-        rows.append(
-            {
-                "code": code,
-                "name_zh": sector.name_zh if sector else code,
-                "name_en": sector.name_en if sector else code,
-                "trades": t.get("trades", 0),
-                "amount": amount,
-                "market_share": share(amount, total),
-                "high_quality_share": share(t.get("high_quality", 0), amount),
-                "products_traded": t.get("products", 0),
-                "new_products": listed.get(code, 0),
-            }
-        )
+        rows.append(_dimension_row(code, registry.get(code), trades.get(code, {}), listed, total))
     rows.sort(key=lambda row: (-row["amount"], row["code"]))
     return rows

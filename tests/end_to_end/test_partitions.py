@@ -8,7 +8,6 @@ on-time events late and exchanges silent (see `streams.watermark`).
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -18,10 +17,10 @@ from dmm.evaluation import alert_from_row, score
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained, worker_status
 from dmm.replay import replay_file
-from dmm.simulator import KINDS, MarketSimulator, SimulationConfig, write_jsonl
+from dmm.simulator import write_jsonl
 from dmm.stack import EmbeddedStack
 from sinks.clickhouse import queries
-from tests.end_to_end.conftest import stack_settings
+from tests.end_to_end.conftest import every_kind_scenario, stack_settings
 from tests.end_to_end.market_file import tally
 
 pytestmark = pytest.mark.slow
@@ -58,15 +57,7 @@ def run(events: Path, workdir: Path, partitions: int) -> dict[str, object]:
 
 
 def test_four_partitions_store_and_alert_exactly_as_one(tmp_path: Path) -> None:
-    simulation = MarketSimulator(
-        SimulationConfig(
-            seed=21,
-            start=datetime.fromisoformat("2026-11-21T08:00:00+08:00"),
-            duration_s=3000,
-            rate=2.0,
-            injections={kind: 2 for kind in KINDS},
-        )
-    )
+    simulation = every_kind_scenario()
     events = tmp_path / "events.jsonl"
     write_jsonl(simulation, events)
     expected = tally(events.read_bytes().splitlines(), [])

@@ -6,28 +6,19 @@ simulator, the alerts from the `alerts` table, scored by `dmm.evaluation.score`.
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from dmm.evaluation import run_scenario
-from dmm.simulator import KINDS, MarketSimulator, SimulationConfig, write_jsonl, write_truth
-from tests.end_to_end.conftest import stack_settings
+from dmm.simulator import KINDS, write_jsonl, write_truth
+from tests.end_to_end.conftest import every_kind_scenario, stack_settings
 
 pytestmark = pytest.mark.slow
 
 
 def test_every_injected_incident_is_alerted_once_and_nothing_else(tmp_path: Path) -> None:
-    simulation = MarketSimulator(
-        SimulationConfig(
-            seed=21,
-            start=datetime.fromisoformat("2026-11-21T08:00:00+08:00"),
-            duration_s=3000,
-            rate=2.0,
-            injections={kind: 2 for kind in KINDS},
-        )
-    )
+    simulation = every_kind_scenario()
     events, truth = tmp_path / "events.jsonl", tmp_path / "truth.jsonl"
     write_jsonl(simulation, events)
     write_truth(simulation.incidents, truth)

@@ -107,7 +107,7 @@ class Settings(BaseSettings):
         30.0, description="a dm.events partition silent this long (wall clock) stops holding back the market watermark"
     )
     dedup_horizon_s: int = Field(24 * 3600, description="how long an (exchange_id, event_id) is remembered")
-    batch_max: int = Field(5000, description="most messages decoded and written as one batch")
+    batch_max: int = Field(20_000, description="most messages decoded and written as one batch")
     batch_within_s: float = Field(0.2, description="longest wait to fill a batch")
     flush_interval_s: float = Field(1.0, description="how often windows are flushed and offsets released")
     log_level: str = "INFO"

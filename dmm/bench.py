@@ -40,6 +40,7 @@ from sinks.clickhouse.synthetic import build_rollups, insert_trades
 from sinks.prometheus import STAGES
 
 Say = Callable[[str], None]
+MAX_DEFAULT_LIVE_RATE = 10_000.0  # events/s of the live phase unless --live-rate asks for more
 
 
 @dataclass
@@ -103,11 +104,14 @@ def run(
         wait_until_drained(settings, timeout=3600, settle=0.5)
         worker_seconds = time.perf_counter() - started
         span = query_rows(settings, queries.ingest_span(settings.clickhouse.database))[0]
-        busy_s = max((int(span["b"]) - int(span["a"])) / 1000, 1e-3)
+        busy_s = (int(span["b"]) - int(span["a"])) / 1000
+        if busy_s < 1.0:  # a batch or two: the stamps cannot time it; the whole run (start-up included) can
+            busy_s = worker_seconds
+            notes.append("too few events to time between the first and last stored row: rate over the whole run")
         worker_rate = sent / busy_s
         metrics = worker_metrics(settings)
         stages = {s: metrics.get(f'dmm_stage_seconds_total{{stage="{s}"}}', 0.0) * 1e6 / sent for s in STAGES}
-        rate = live_rate or max(1.0, worker_rate * live_fraction)
+        rate = live_rate or min(max(1.0, worker_rate * live_fraction), MAX_DEFAULT_LIVE_RATE)
         say(f"latency: generating {live_seconds:.0f} s of live traffic at {rate:,.0f} events/s …")
         messages, start = _live_traffic(seed + 1, rate, live_seconds)
         say(f"latency: publishing {len(messages):,} events paced to their event time …")

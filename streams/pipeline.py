@@ -116,9 +116,11 @@ class Pipeline:
     def __init__(
         self, settings: Settings, store: Store, publish: Publish, topic_id: str = "",
         surveillance: Surveillance | None = None, forward: Callable[[bytes], None] | None = None,
+        reader: Callable[[Store], StateReader] = StateReader,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.reader = reader  # restore questions over the store (tests pass the in-memory one)
         self.publish = publish
         self.forward = forward  # stored alerts to the ops webhook (never blocks: see sinks.webhook)
         self.surveillance = surveillance or Surveillance(
@@ -137,7 +139,7 @@ class Pipeline:
     def restore(self) -> None:
         """Rebuild every piece of in-memory state from ClickHouse, the source of truth."""
         started = time.monotonic()
-        state = StateReader(self.store)
+        state = self.reader(self.store)
         progress = self.progress.restore(state)
         self._taken_through = dict(progress.marks)
         self.surveillance.restore(state, state.partition_watermarks(progress))
@@ -223,7 +225,7 @@ class Pipeline:
         """Wall-clock rules (a live exchange going quiet) and alert resolutions: run on a timer."""
         async with self.lock:
             ledger = self.surveillance.ledger
-            ledger.apply_resolutions(await asyncio.to_thread(ledger.resolutions_since, StateReader(self.store)))
+            ledger.apply_resolutions(await asyncio.to_thread(ledger.resolutions_since, self.reader(self.store)))
             rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
             if rows.alerts:
                 await self._publish(rows)

@@ -21,7 +21,7 @@ from rich.table import Table
 from dmm.cli.app import app, console, err_console
 from dmm.query import alert_action, query_rows
 from models import AlertKind, Severity
-from models.clock import CHINA_STANDARD_TIME
+from models.clock import CHINA_STANDARD_TIME, from_ms, rfc3339
 from settings import get_settings
 from sinks.clickhouse import StoreError, queries
 
@@ -52,7 +52,7 @@ def as_record(row: dict[str, Any]) -> dict[str, Any]:
     record = {key: value for key, value in row.items() if not key.endswith("_ms")}
     for name in ("window_start", "window_end", "detected_at", "action_at"):
         ms = row[{"detected_at": "detected_ms", "action_at": "action_ms"}.get(name, f"{name}_ms")]
-        record[name] = _rfc3339(int(ms)) if ms is not None else None
+        record[name] = rfc3339(from_ms(int(ms))) if ms is not None else None
     if record["status"] == "open":
         record.update(actor=None, note=None)
     return record
@@ -159,11 +159,6 @@ def _table(records: list[dict[str, Any]], zh: bool) -> Table:
             f"[bold]{escape(record['dedup_key'])}[/]\n{escape(record['message_zh'] if zh else record['message'])}",
         )
     return table
-
-
-def _rfc3339(ms: int) -> str:
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _china_time(text: str) -> str:

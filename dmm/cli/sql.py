@@ -7,12 +7,12 @@ import typer
 from dmm.cli.app import app, err_console
 from dmm.query import query_text
 from settings import get_settings
-from sinks.clickhouse import ReadOnlyViolation, StoreError
+from sinks.clickhouse import ReadOnlyViolation, StoreError, queries
 
 
 @app.command()
 def sql(
-    statement: str = typer.Argument(..., help='e.g. "SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1"'),
+    statement: str = typer.Argument(..., help=f'e.g. "{queries.EXAMPLE}"'),
     fmt: str = typer.Option("PrettyCompactMonoBlock", "--format", "-f", help="any ClickHouse output format, e.g. JSONEachRow, CSV"),
 ) -> None:
     """Run one read-only SQL statement; works while the worker runs (it goes through the worker)."""

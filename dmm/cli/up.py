@@ -12,6 +12,7 @@ from rich.panel import Panel
 
 from dmm.cli.app import app, console, err_console
 from settings import Settings, get_settings
+from sinks.clickhouse import queries
 
 
 @app.command()
@@ -50,7 +51,7 @@ def up(
             f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"
             f"store:     {store}\n"
             f"simulator: {'on, ' + str(rate) + ' events/s x' + str(time_scale) if simulate else 'off'}\n\n"
-            f"query:     dmm sql \"SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1 ORDER BY 2 DESC\"\n"
+            f'query:     dmm sql "{queries.EXAMPLE}"\n'
             f"alerts:    dmm alerts list\n"
             f"send:      dmm replay events.jsonl\n"
             f"worker log: {stack.worker_log}  (restarted with backoff if it dies)\n\n"

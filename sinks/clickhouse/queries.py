@@ -15,6 +15,9 @@ from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import literal
 
 
+EXAMPLE = "SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1 ORDER BY 2 DESC"  # dmm up's hint
+
+
 def alert_list(
     database: str,
     *,

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from settings import Settings
 from sinks.clickhouse import open_store
 from sinks.clickhouse.records import record_alert_action
+from streams.kafka_client import client_options
 
 
 class WorkerUnavailable(ConnectionError):
@@ -89,6 +90,20 @@ def alert_action(settings: Settings, dedup_key: str, action: str, actor: str, no
         store.close()
 
 
+def _end_offsets(settings: Settings) -> dict[int, int]:
+    """The broker's end offset of every dm.events partition, now."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(**client_options(settings.kafka))
+    try:
+        topic = settings.kafka.events_topic
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        consumer.close()
+
+
 def worker_status(settings: Settings) -> dict[str, Any]:
     return json.loads(_call(settings, "/api/status", timeout=5))
 
@@ -113,9 +128,12 @@ def wait_until_ready(
 
 
 def wait_until_drained(settings: Settings, timeout: float = 300, settle: float = 1.0) -> dict[str, Any]:
-    """Block until every message on dm.events is processed, stored, flushed and acknowledged."""
+    """Block until every message on dm.events (as the broker has it now) is processed, stored, flushed and
+    committed. The end offsets come from the broker, not from the worker's last fetch, which may predate
+    the newest messages."""
     deadline = time.monotonic() + timeout
     status: dict[str, Any] = {}
+    ends = _end_offsets(settings)
     while time.monotonic() < deadline:
         try:
             status = worker_status(settings)
@@ -126,7 +144,7 @@ def wait_until_drained(settings: Settings, timeout: float = 300, settle: float =
         drained = (
             status.get("ready")
             and parts
-            and all(p["highwater"] is not None and p["processed"] >= p["highwater"] - 1 for p in parts.values())
+            and all(parts.get(str(p), {}).get("processed", -1) >= end - 1 for p, end in ends.items() if end > 0)
             and status.get("pending_acks") == 0
             and status.get("dirty_windows") == 0
         )

@@ -138,7 +138,7 @@ class MonitorWorker:
         self.pipeline: Pipeline | None = None
         self.consumer = EventConsumer(
             settings, self.prepare, self.store_batch, self.flush, self.partitions_changed, self.holding,
-            loop=app.loop,
+            self.close, loop=app.loop,
         )
         self.webhook = alert_webhook(settings)
         self._topics: dict[str, faust.TopicT] = {}
@@ -161,6 +161,12 @@ class MonitorWorker:
                 self.pipeline = await self._new_pipeline()
         return self.pipeline
 
+    def close(self) -> None:
+        """On stop: close the store (an embedded one must not be torn down with the interpreter)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
     def holding(self) -> int:
         return self.pipeline.holding if self.pipeline is not None else 0
 
@@ -174,9 +180,11 @@ class MonitorWorker:
     async def store_batch(self, prepared: Prepared) -> dict[int, int]:
         assert self.pipeline is not None
         try:
-            return await self.pipeline.persist(prepared)
+            processed = await self.pipeline.persist(prepared)
         except Exception:
             _exit_for_a_clean_restart()
+        self.measure_lag()  # per batch, so a backlog shows while it drains (the timer covers a stalled store)
+        return processed
 
     async def flush(self) -> None:
         """Windows rebuilt and alerts/rejections acknowledged by Kafka: offsets may now be committed."""

@@ -33,6 +33,8 @@ from streams.pipeline import Message, Prepared
 
 log = logging.getLogger("dmm.consumer")
 
+STOP_WAIT_S = 10.0
+
 Prepare = Callable[[Sequence[Message], dict[int, int | None]], Awaitable[Prepared]]
 Store = Callable[[Prepared], Awaitable[dict[int, int]]]
 PartitionsChanged = Callable[[set[int], set[int]], Awaitable[None]]
@@ -54,7 +56,8 @@ class EventConsumer(Service):
 
     def __init__(
         self, settings: Settings, prepare: Prepare, store: Store, flush: Callable[[], Awaitable[None]],
-        partitions_changed: PartitionsChanged, holding: Callable[[], int], **kwargs: object,
+        partitions_changed: PartitionsChanged, holding: Callable[[], int], stopped: Callable[[], None],
+        **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.settings = settings
@@ -64,6 +67,7 @@ class EventConsumer(Service):
         self._flush = flush
         self._partitions_changed = partitions_changed
         self._holding = holding
+        self._closing = stopped
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[int] = set()
         self._handled: dict[int, int] = {}  # partition -> next offset to commit (handled, not yet durable)
@@ -91,8 +95,13 @@ class EventConsumer(Service):
         await self.consumer.start()
 
     async def on_stop(self) -> None:
+        """Let the batch being written land (bounded: a store outage must not hang the stop), leave the
+        group, then let the owner close the store before the interpreter tears down."""
+        if self._in_flight is not None:
+            await asyncio.wait([self._in_flight], timeout=STOP_WAIT_S)
         if self.consumer is not None:
             await self.consumer.stop()
+        self._closing()
 
     @Service.task
     async def _consume(self) -> None:

@@ -72,7 +72,8 @@ class EventConsumer(Service):
         self.assigned: set[int] = set()
         self._handled: dict[int, int] = {}  # partition -> next offset to commit (handled, not yet durable)
         self._last_commit = time.monotonic()
-        self._busy = asyncio.Lock()  # a batch in flight, a flush+commit, or a rebalance: one at a time
+        self._busy = asyncio.Lock()
+        self._stopping = False  # a batch in flight, a flush+commit, or a rebalance: one at a time
 
     @property
     def pending(self) -> int:
@@ -95,10 +96,14 @@ class EventConsumer(Service):
         await self.consumer.start()
 
     async def on_stop(self) -> None:
-        """Let the batch being written land (bounded: a store outage must not hang the stop), leave the
-        group, then let the owner close the store before the interpreter tears down."""
-        if self._in_flight is not None:
-            await asyncio.wait([self._in_flight], timeout=STOP_WAIT_S)
+        """Take no new batch; flush and commit what was stored (bounded: a store outage must not hang the
+        stop), leave the group, then let the owner close the store before the interpreter tears down."""
+        self._stopping = True
+        try:
+            async with self._busy:
+                await asyncio.wait_for(self._flush_and_commit(), timeout=STOP_WAIT_S)
+        except Exception:  # the uncommitted tail is delivered again after the restart, and recognised
+            log.warning("stopping without a final flush and commit", exc_info=True)
         if self.consumer is not None:
             await self.consumer.stop()
         self._closing()
@@ -116,6 +121,8 @@ class EventConsumer(Service):
             ]
             metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
             async with self._busy:
+                if self._stopping:
+                    break
                 if not messages:
                     await self._settle()  # nothing to overlap with: let the batch in flight finish first
                 if messages or self._holding():

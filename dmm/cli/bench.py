@@ -6,6 +6,7 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import Progress, TaskID
@@ -48,12 +49,9 @@ def bench(
         result = benchmark.run(
             settings, workdir, events, seed=seed, live_seconds=live_seconds, live_rate=live_rate or None, say=say
         )
-    if as_json:
-        print(json.dumps(result.as_dict()))
+    if _printed_as_json(result, as_json):
         return
-    table = Table(title=f"dmm bench: {result.events:,} events, {result.partitions} partition(s), 2 cores")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    table = _table(f"dmm bench: {result.events:,} events, {result.partitions} partition(s), 2 cores", "value")
     table.add_row("bare aiokafka consumer, decode+validate only (events/s)", f"{result.baseline_events_per_s:,.0f}")
     table.add_row("dmm worker, broker -> ClickHouse, sustained (events/s)", f"{result.worker_events_per_s:,.0f}")
     table.add_row("worker / baseline", f"{result.worker_share:.0%}")
@@ -84,13 +82,10 @@ def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]
             bar.update(tasks[what], completed=done)
 
         result = benchmark.run_queries(Path(tmp), rows, days=days, say=say, progress=progress)
-    if as_json:
-        print(json.dumps(result.as_dict()))
+    if _printed_as_json(result, as_json):
         return
-    table = Table(title=f"regulator questions over {result.rows:,} trades, {result.days} days (embedded store)")
-    table.add_column("question")
-    table.add_column("p50 (ms)", justify="right")
-    table.add_column("max (ms)", justify="right")
+    title = f"regulator questions over {result.rows:,} trades, {result.days} days (embedded store)"
+    table = _table(title, "p50 (ms)", "max (ms)", first="question")
     for question, timing in result.queries_ms.items():
         table.add_row(question, f"{timing['p50']:,.1f}", f"{timing['max']:,.1f}")
     console.print(table)
@@ -105,12 +100,9 @@ def _soak(seconds: float, rate: float, seed: int, as_json: bool, say: Callable[[
 
     with tempfile.TemporaryDirectory(prefix="dmm-soak-") as tmp:
         result = benchmark.run_soak(_fresh_stack(Path(tmp), 1), Path(tmp), rate, seconds, seed=seed, say=say)
-    if as_json:
-        print(json.dumps(result.as_dict()))
+    if _printed_as_json(result, as_json):
         return
-    table = Table(title=f"soak: {result.events:,} events at {result.rate:,.0f}/s for {result.seconds:,.0f} s")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
+    table = _table(f"soak: {result.events:,} events at {result.rate:,.0f}/s for {result.seconds:,.0f} s", "value")
     first, last = result.rss_mib[0][1] if result.rss_mib else 0, result.rss_mib[-1][1] if result.rss_mib else 0
     table.add_row("worker RSS first / last sample (MiB)", f"{first:,.0f} / {last:,.0f}")
     table.add_row("RSS slope after warm-up (MiB/hour)", f"{result.slope_mib_per_hour:,.1f}")
@@ -130,3 +122,18 @@ def _fresh_stack(workdir: Path, partitions: int) -> Settings:
         clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
         web_port=free_port(),
     )
+
+
+def _printed_as_json(result: Any, as_json: bool) -> bool:
+    """`--json`: the figures as one JSON object on stdout, for scripts (progress went to stderr)."""
+    if as_json:
+        print(json.dumps(result.as_dict()))
+    return as_json
+
+
+def _table(title: str, *figures: str, first: str = "measure") -> Table:
+    table = Table(title=title)
+    table.add_column(first)
+    for figure in figures:
+        table.add_column(figure, justify="right")
+    return table

@@ -14,28 +14,40 @@ from dataclasses import dataclass, field
 
 from sinks.clickhouse.state import LogProgress, StateReader
 
+_PARTITION_BITS = 20  # where an identity was first stored, packed in one int: offset << 20 | partition
+
 
 @dataclass
 class EventIndex:
-    """`(exchange_id, event_id)` -> where it was first stored, for `horizon_ms` of event time."""
+    """`(exchange_id, event_id)` -> where it was first stored, for `horizon_ms` of event time.
+
+    Compact on purpose (it holds every event of the horizon): the place is one packed int and the
+    expiry queue two flat deques, not a tuple per entry.
+    """
 
     horizon_ms: int
-    first_seen: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
-    _expiry: deque[tuple[int, tuple[str, str]]] = field(default_factory=deque)
+    first_seen: dict[tuple[str, str], int] = field(default_factory=dict)
+    _expiry_ms: deque[int] = field(default_factory=deque)
+    _expiry_keys: deque[tuple[str, str]] = field(default_factory=deque)
 
     def get(self, key: tuple[str, str]) -> tuple[int, int] | None:
-        return self.first_seen.get(key)
+        """`(partition, offset)` where the identity was first stored, if remembered."""
+        packed = self.first_seen.get(key)
+        if packed is None:
+            return None
+        return packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS
 
     def add(self, key: tuple[str, str], partition: int, offset: int, occurred_ms: int) -> None:
-        self.first_seen[key] = (partition, offset)
-        self._expiry.append((occurred_ms, key))
+        self.first_seen[key] = offset << _PARTITION_BITS | partition
+        self._expiry_ms.append(occurred_ms)
+        self._expiry_keys.append(key)
 
     def prune(self, watermark_ms: int) -> None:
         """Forget identities whose event time is more than the horizon behind the watermark."""
         cutoff = watermark_ms - self.horizon_ms
-        while self._expiry and self._expiry[0][0] < cutoff:
-            _, key = self._expiry.popleft()
-            self.first_seen.pop(key, None)
+        while self._expiry_ms and self._expiry_ms[0] < cutoff:
+            self._expiry_ms.popleft()
+            self.first_seen.pop(self._expiry_keys.popleft(), None)
 
     def __len__(self) -> int:
         return len(self.first_seen)

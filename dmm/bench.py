@@ -209,10 +209,15 @@ def run_soak(
 
 def _renamed(template: SimulatedMessage, n: int, at_ms: int) -> tuple[bytes, bytes]:
     """A template message as a new event: its own event id and event time."""
-    event = json.loads(template.value)
-    event["event_id"] = f"{event['event_id']}-S{n}"
+    return template.key, _restamped(template.value, at_ms, id_suffix=f"-S{n}")
+
+
+def _restamped(value: bytes, at_ms: int, id_suffix: str = "") -> bytes:
+    """A simulated message with its event time moved to `at_ms` (and its event id suffixed, if asked)."""
+    event = json.loads(value)
+    event["event_id"] += id_suffix
     event["occurred_at"] = rfc3339(at_ms)
-    return template.key, json.dumps(event, ensure_ascii=False).encode()
+    return json.dumps(event, ensure_ascii=False).encode()
 
 
 def _slope_per_hour(samples: list[tuple[float, float]]) -> float:
@@ -237,10 +242,7 @@ def _dedup_bytes_per_event(events: int = 100_000) -> float:
 
 
 def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    return _memory_mb(pid, "VmRSS")
 
 
 @dataclass
@@ -310,9 +312,7 @@ def _live_traffic(seed: int, rate: float, seconds: float) -> tuple[list[Simulate
         if index >= count:
             break
         at_ms = start_ms + int(index * 1000 / rate)
-        event = json.loads(value)
-        event["occurred_at"] = rfc3339(at_ms)
-        messages.append(SimulatedMessage(key, json.dumps(event, ensure_ascii=False).encode(), at_ms))
+        messages.append(SimulatedMessage(key, _restamped(value, at_ms), at_ms))
     return messages, start
 
 
@@ -344,7 +344,12 @@ async def _bare_consume(settings: Settings, expected: int) -> float:
 
 
 def _peak_rss_mb(pid: int | str = "self") -> float:
+    return _memory_mb(pid, "VmHWM")
+
+
+def _memory_mb(pid: int | str, field: str) -> float:
+    """One memory figure of a process (VmRSS now, VmHWM peak) from /proc, in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0

@@ -85,11 +85,6 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         async for raw in stream:
             await (await worker.start()).change_rules(raw)
 
-    @app.timer(settings.flush_interval_s)
-    async def flush_windows() -> None:
-        if worker.pipeline is not None:
-            await worker.consumer.flush_and_commit()
-
     @app.timer(5.0)
     async def wall_clock_rules() -> None:
         if worker.pipeline is not None:

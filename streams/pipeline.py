@@ -183,15 +183,19 @@ class Pipeline:
         """The I/O half, batches strictly in order: alerts and rejections to Kafka, rows to the store; only
         then its minutes count as dirty, its offsets as processed and its metrics as counted."""
         async with self.lock:
-            rows = prepared.rows
-            with stage("publish"):
-                await self._publish(rows)
-            await self._write(rows, prepared.tables)
-            self.windows.dirty |= prepared.minutes
-            self._forward(rows)
-            with stage("metrics"):
-                self._count(rows, prepared.fresh)
-            return {marker.partition: marker.last_offset for marker in rows.markers}
+            return await self._emit(prepared)
+
+    async def _emit(self, prepared: Prepared) -> dict[int, int]:
+        """Publish, store, mark windows dirty, forward and count one prepared batch (the lock is held)."""
+        rows = prepared.rows
+        with stage("publish"):
+            await self._publish(rows)
+        await self._write(rows, prepared.tables)
+        self.windows.dirty |= prepared.minutes
+        self._forward(rows)
+        with stage("metrics"):
+            self._count(rows, prepared.fresh)
+        return {marker.partition: marker.last_offset for marker in rows.markers}
 
     @property
     def holding(self) -> int:
@@ -228,10 +232,7 @@ class Pipeline:
             ledger.apply_resolutions(await asyncio.to_thread(ledger.resolutions_since, self.reader(self.store)))
             rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
             if rows.alerts:
-                await self._publish(rows)
-                await self._write(rows, rows.tables())
-                self._forward(rows)
-                self._count(rows, [])
+                await self._emit(Prepared(rows, [], set(), rows.tables()))
 
     def alert_resolved(self, dedup_key: str) -> None:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""

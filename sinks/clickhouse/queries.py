@@ -14,7 +14,6 @@ from models.clock import to_ms
 from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import literal
 
-
 EXAMPLE = "SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1 ORDER BY 2 DESC"  # dmm up's hint
 
 

@@ -20,6 +20,10 @@ HOUR_MS = 3_600_000
 _CELL = "exchange_id, sector, category, source, venue, high_quality"
 
 
+def _stamp(updated_at: datetime) -> str:
+    return f"toDateTime64('{updated_at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}', 3, 'UTC')"
+
+
 def recompute_sql(database: str, windows: list[int], updated_at: datetime) -> str:
     """INSERT ... SELECT rebuilding every cell of the given minutes (ms since epoch)."""
     lo, hi = min(windows) // 1000, max(windows) // 1000 + 60
@@ -28,7 +32,6 @@ def recompute_sql(database: str, windows: list[int], updated_at: datetime) -> st
         f"occurred_at >= toDateTime64({lo}, 6, 'UTC') AND occurred_at < toDateTime64({hi}, 6, 'UTC') "
         f"AND late = 0 AND toUnixTimestamp(toStartOfMinute(occurred_at)) IN ({minutes})"
     )
-    stamp = updated_at.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     return f"""
 INSERT INTO {database}.market_1m
 SELECT
@@ -42,7 +45,7 @@ SELECT
     sumIf(calls, kind = 'usage') AS usage_calls,
     sumIf(bytes, kind = 'usage') AS usage_bytes,
     countIf(kind = 'listing') AS new_listings,
-    toDateTime64('{stamp}', 3, 'UTC') AS updated_at
+    {_stamp(updated_at)} AS updated_at
 FROM
 (
     SELECT 'trade' AS kind, toStartOfMinute(occurred_at) AS window_start, exchange_id, sector, category, source,
@@ -68,10 +71,6 @@ _MEASURES = (
     "sum(data_bytes) AS data_bytes, sum(usage_calls) AS usage_calls, sum(usage_bytes) AS usage_bytes, "
     "sum(new_listings) AS new_listings"
 )
-
-
-def _stamp(updated_at: datetime) -> str:
-    return f"toDateTime64('{updated_at.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}', 3, 'UTC')"
 
 
 def recompute_hours_sql(database: str, hours: list[int], updated_at: datetime) -> str:

@@ -9,52 +9,154 @@ silently. Both indexes are rebuilt from ClickHouse on start.
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sinks.clickhouse.state import LogProgress, StateReader
+import numpy as np
+import pyarrow as pa
+
+from sinks.clickhouse.state import LogProgress, StateReader, identity_digest
 
 _PARTITION_BITS = 20  # where an identity was first stored, packed in one int: offset << 20 | partition
+HOUR_MS = 3_600_000
+
+Key = tuple[str, str]
+Place = tuple[int, int]  # (partition, offset) where an identity was first stored
+
+
+@dataclass(slots=True)
+class _Run:
+    """Identities sorted by digest, as parallel arrays: 28 bytes per identity, no Python object each."""
+
+    hi: np.ndarray  # uint64: the digest's first half (the sort key; equal halves are told apart by `lo`)
+    lo: np.ndarray  # uint64: its second half
+    place: np.ndarray  # int64: offset << 20 | partition
+    ms: np.ndarray  # uint32: event time, ms since the start of the run's hour
+
+    @classmethod
+    def sorted(cls, digests: np.ndarray, place: np.ndarray, ms: np.ndarray) -> _Run:
+        """`digests`: n x 16 bytes."""
+        halves = digests.view(">u8").reshape(-1, 2).astype(np.uint64)
+        order = np.argsort(halves[:, 0])
+        return cls(halves[order, 0], halves[order, 1], place[order], ms[order])
+
+    def merged(self, other: _Run) -> _Run:
+        hi = np.concatenate((self.hi, other.hi))
+        order = np.argsort(hi, kind="stable")  # timsort: two sorted runs merge in linear time
+        return _Run(
+            hi[order],
+            np.concatenate((self.lo, other.lo))[order],
+            np.concatenate((self.place, other.place))[order],
+            np.concatenate((self.ms, other.ms))[order],
+        )
+
+    def find(self, hi: np.ndarray, lo: np.ndarray) -> dict[int, int]:
+        """Positions of the probed digests found here -> their index in this run."""
+        at = np.searchsorted(self.hi, hi)
+        inside = np.minimum(at, len(self.hi) - 1)
+        same_hi = self.hi[inside] == hi
+        found: dict[int, int] = {}
+        for i in np.flatnonzero(same_hi):
+            j = int(at[i])
+            while j < len(self.hi) and self.hi[j] == hi[i]:  # two digests may share a first half
+                if self.lo[j] == lo[i]:
+                    found[int(i)] = j
+                    break
+                j += 1
+        return found
+
+    def __len__(self) -> int:
+        return len(self.hi)
 
 
 @dataclass
 class EventIndex:
     """`(exchange_id, event_id)` -> where it was first stored, for `horizon_ms` of event time.
 
-    Compact on purpose (it holds every event of the horizon): the place is one packed int and the
-    expiry queue two flat deques, not a tuple per entry.
+    It holds every identity of the horizon (a day: hundreds of millions at market rates), so it
+    keeps no Python object per identity: a 128-bit digest, the packed place and the event time sit
+    in sorted numpy runs per hour of event time (28 bytes each), merged as they grow and dropped by
+    the hour once the horizon passes. A batch is probed against them at once (`begin`), and looks
+    up its own earlier events exactly (`get`), before `settle` folds it in.
     """
 
     horizon_ms: int
-    first_seen: dict[tuple[str, str], int] = field(default_factory=dict)
-    _expiry_ms: deque[int] = field(default_factory=deque)
-    _expiry_keys: deque[tuple[str, str]] = field(default_factory=deque)
+    _hours: dict[int, list[_Run]] = field(default_factory=dict)
+    _size: int = 0
+    _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
+    _probed: dict[Key, Place] = field(default_factory=dict)  # this batch's keys already in the runs
+    _batch: dict[Key, tuple[int, int]] = field(default_factory=dict)  # added this batch: key -> (packed, ms)
 
-    def get(self, key: tuple[str, str]) -> tuple[int, int] | None:
-        """`(partition, offset)` where the identity was first stored, if remembered."""
-        packed = self.first_seen.get(key)
-        if packed is None:
-            return None
-        return packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS
+    def begin(self, keys: Sequence[Key]) -> None:
+        """Look up a batch's identities in what earlier batches remembered, all at once."""
+        self._probed = {}
+        if not keys or not self._size:
+            return
+        digests = np.frombuffer(b"".join(identity_digest(*key) for key in keys), np.uint8)
+        halves = digests.view(">u8").reshape(-1, 2).astype(np.uint64)
+        hi, lo = halves[:, 0], halves[:, 1]
+        for hour, runs in self._hours.items():
+            for run in runs:
+                for i, j in run.find(hi, lo).items():
+                    if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
+                        packed = int(run.place[j])
+                        self._probed[keys[i]] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
 
-    def add(self, key: tuple[str, str], partition: int, offset: int, occurred_ms: int) -> None:
-        self.first_seen[key] = offset << _PARTITION_BITS | partition
-        self._expiry_ms.append(occurred_ms)
-        self._expiry_keys.append(key)
+    def get(self, key: Key) -> Place | None:
+        """`(partition, offset)` where the identity was first stored, if remembered (after `begin`)."""
+        added = self._batch.get(key)
+        if added is not None:
+            return added[0] & ((1 << _PARTITION_BITS) - 1), added[0] >> _PARTITION_BITS
+        return self._probed.get(key)
+
+    def add(self, key: Key, partition: int, offset: int, occurred_ms: int) -> None:
+        self._batch[key] = (offset << _PARTITION_BITS | partition, occurred_ms)
+
+    def settle(self) -> None:
+        """Fold the batch's identities into the runs."""
+        if self._batch:
+            keys = list(self._batch)
+            digests = np.frombuffer(b"".join(identity_digest(*key) for key in keys), np.uint8)
+            packed = np.fromiter((v[0] for v in self._batch.values()), np.int64, len(keys))
+            ms = np.fromiter((v[1] for v in self._batch.values()), np.int64, len(keys))
+            self._fold(digests, packed, ms)
+        self._batch, self._probed = {}, {}
 
     def prune(self, watermark_ms: int) -> None:
         """Forget identities whose event time is more than the horizon behind the watermark."""
-        cutoff = watermark_ms - self.horizon_ms
-        while self._expiry_ms and self._expiry_ms[0] < cutoff:
-            self._expiry_ms.popleft()
-            self.first_seen.pop(self._expiry_keys.popleft(), None)
+        self._cutoff_ms = max(self._cutoff_ms, watermark_ms - self.horizon_ms)
+        for hour in [h for h in self._hours if (h + 1) * HOUR_MS <= self._cutoff_ms]:
+            self._size -= sum(len(run) for run in self._hours.pop(hour))
 
     def __len__(self) -> int:
-        return len(self.first_seen)
+        return self._size + len(self._batch)
 
     def restore(self, state: StateReader, watermark_ms: int) -> None:
-        for identity in state.identities(watermark_ms - self.horizon_ms):
-            self.add(identity.key, identity.partition, identity.offset, identity.occurred_ms)
+        self._cutoff_ms = watermark_ms - self.horizon_ms
+        table = state.identity_digests(self._cutoff_ms)
+        if table.num_rows:
+            digest = table.column("digest").combine_chunks()
+            raw = np.frombuffer(digest.buffers()[1], np.uint8)[digest.offset * 16 : (digest.offset + len(digest)) * 16]
+            partition = _numpy(table, "src_partition")
+            packed = _numpy(table, "src_offset") << _PARTITION_BITS | partition
+            self._fold(raw, packed, _numpy(table, "occurred_ms"))
+
+    def _fold(self, digests: np.ndarray, packed: np.ndarray, ms: np.ndarray) -> None:
+        hours = ms // HOUR_MS
+        for hour in np.unique(hours):
+            mine = np.flatnonzero(hours == hour)
+            rows = (mine[:, None] * 16 + np.arange(16)).ravel()
+            run = _Run.sorted(digests[rows], packed[mine], (ms[mine] - hour * HOUR_MS).astype(np.uint32))
+            runs = self._hours.setdefault(int(hour), [])
+            runs.append(run)
+            while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):  # log-many runs per hour
+                last = runs.pop()
+                runs[-1] = runs[-1].merged(last)
+            self._size += len(mine)
+
+
+def _numpy(table: pa.Table, column: str) -> np.ndarray:
+    return table.column(column).combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 @dataclass

@@ -262,6 +262,9 @@ class Pipeline:
         if len(self._held) > HOLD_MAX_BATCHES * self.settings.batch_max:
             log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
             taken, self._held = taken + self._held, []
+        looked_up = time.perf_counter()
+        self.index.begin([outcome.key for _, outcome in taken if not isinstance(outcome, Rejection | Redelivered)])
+        dedup_s += time.perf_counter() - looked_up
         for message, outcome in taken:
             ranges.setdefault((message.topic, message.partition), []).append(message.offset)
             if isinstance(outcome, Redelivered):
@@ -301,7 +304,10 @@ class Pipeline:
             }
         )
         rows.alerts.extend(self.surveillance.advance())
+        looked_up = time.perf_counter()
+        self.index.settle()
         self.index.prune(self.surveillance.watermark_ms)
+        dedup_s += time.perf_counter() - looked_up
         metrics.STAGE_SECONDS.labels(stage="dedup").inc(dedup_s)
         metrics.STAGE_SECONDS.labels(stage="surveillance").inc(time.perf_counter() - started - dedup_s)
         rows.markers = [

@@ -21,12 +21,12 @@ from models import Listing, Trade
 from models.clock import to_ms
 from sinks.clickhouse.state import (
     EVENT_TABLES,
-    Identity,
     LogProgress,
     StateReader,
     StoredAlert,
     StoredIncident,
     StoredTrade,
+    identity_digest,
 )
 
 
@@ -50,6 +50,9 @@ class MemoryStore:
         self.commands.append(sql)
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
+        raise NotImplementedError("the memory store answers typed questions (MemoryState), not SQL")
+
+    def arrow(self, sql: str) -> pa.Table:
         raise NotImplementedError("the memory store answers typed questions (MemoryState), not SQL")
 
     def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
@@ -88,13 +91,16 @@ class MemoryState(StateReader):
         rows.sort(key=lambda r: (r["occurred_at"], r["src_partition"], r["src_offset"]))
         return [_model(Listing, "listing", row) for row in rows]
 
-    def identities(self, since_ms: int) -> list[Identity]:
-        found = [
-            Identity((r["exchange_id"], r["event_id"]), r["src_partition"], r["src_offset"], _ms(r["occurred_at"]))
-            for r in self._events()
-            if _ms(r["occurred_at"]) >= since_ms
-        ]
-        return sorted(found, key=lambda identity: identity.occurred_ms)
+    def identity_digests(self, since_ms: int) -> pa.Table:
+        rows = [r for r in self._events() if _ms(r["occurred_at"]) >= since_ms]
+        return pa.table(
+            {
+                "digest": pa.array([identity_digest(r["exchange_id"], r["event_id"]) for r in rows], pa.binary(16)),
+                "src_partition": pa.array([r["src_partition"] for r in rows], pa.int64()),
+                "src_offset": pa.array([r["src_offset"] for r in rows], pa.int64()),
+                "occurred_ms": pa.array([_ms(r["occurred_at"]) for r in rows], pa.int64()),
+            }
+        )
 
     def recent_trades(self, since_ms: int) -> list[StoredTrade]:
         rows = [r for r in self.memory.pylist("trades") if _ms(r["occurred_at"]) >= since_ms]
@@ -158,7 +164,7 @@ def _ms_or_none(moment: Any) -> int | None:
     return None if moment is None else _ms(moment)
 
 
-def _model(model: type[Listing] | type[Trade], kind: str, row: dict[str, Any]) -> Any:
+def _model(model: type[Listing | Trade], kind: str, row: dict[str, Any]) -> Any:
     """A stored row back into its contract model (the columns are the fields, plus bookkeeping)."""
     fields = {k: v for k, v in row.items() if k in model.model_fields and v is not None and k != "schema_"}
     fields.update(schema="dm.v1", type=kind, occurred_at=row["occurred_at"].isoformat())

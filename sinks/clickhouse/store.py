@@ -51,6 +51,7 @@ class Store(Protocol):
     def insert(self, table: str, batch: pa.Table, token: str) -> None: ...
     def command(self, sql: str) -> None: ...
     def rows(self, sql: str) -> list[dict[str, Any]]: ...
+    def arrow(self, sql: str) -> pa.Table: ...
     def text(self, sql: str, fmt: str, read_only: bool = True) -> str: ...
     def close(self) -> None: ...
 
@@ -96,6 +97,13 @@ class ChdbStore:
     def rows(self, sql: str) -> list[dict[str, Any]]:
         out = self._run(sql, fmt="JSONEachRow")
         return [json.loads(line) for line in out.splitlines() if line]
+
+    def arrow(self, sql: str) -> pa.Table:
+        with self._lock:
+            try:
+                return self._session.query(sql, "ArrowTable")
+            except Exception as exc:
+                raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
     def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
         statement = check_read_only(sql) if read_only else sql
@@ -161,6 +169,13 @@ class ServerStore:
     def rows(self, sql: str) -> list[dict[str, Any]]:
         out = self.text(sql, "JSONEachRow", read_only=False)
         return [json.loads(line) for line in out.splitlines() if line]
+
+    def arrow(self, sql: str) -> pa.Table:
+        with self._lock:
+            try:
+                return self._client.query_arrow(sql)
+            except Exception as exc:
+                raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
     def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
         statement = check_read_only(sql) if read_only else sql

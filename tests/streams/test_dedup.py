@@ -1,0 +1,83 @@
+"""The duplicate index: exact answers from digest runs, forgetting by event time, and a restore from the real
+store whose SQL digest must equal the Python one (or every duplicate after a restart would pass as new)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from settings import Settings
+from sinks.clickhouse.state import StateReader
+from sinks.clickhouse.store import ChdbStore
+from streams.dedup import HOUR_MS, EventIndex
+from streams.pipeline import Message, Pipeline
+from tests.streams.test_pipeline_stages import TOPIC, fixture
+
+START_MS = 1_795_000_000_000
+DAY_MS = 86_400_000
+
+
+def remember(index: EventIndex, batches: list[list[tuple[tuple[str, str], int, int]]]) -> None:
+    """Batches of (key, offset, occurred ms), each begun, added and settled as the pipeline does."""
+    for batch in batches:
+        index.begin([key for key, _, _ in batch])
+        for key, offset, at in batch:
+            index.add(key, 0, offset, at)
+        index.settle()
+
+
+def test_identities_are_found_across_batches_hours_and_merged_runs_and_never_invented() -> None:
+    index = EventIndex(horizon_ms=DAY_MS)
+    batches = [
+        [(("SHDEX", f"E-{b}-{n}"), b * 1000 + n, START_MS + b * HOUR_MS // 3 + n) for n in range(1000)]
+        for b in range(12)  # four hours, several runs per hour merged as they grow
+    ]
+    remember(index, batches)
+    probe = [("SHDEX", "E-0-0"), ("SHDEX", "E-7-999"), ("BJDEX", "E-7-999"), ("SHDEX", "E-12-0")]
+    index.begin(probe)
+    assert [index.get(key) for key in probe] == [(0, 0), (0, 7999), None, None]
+    assert len(index) == 12_000
+
+
+def test_a_batch_sees_its_own_earlier_events_before_they_are_settled() -> None:
+    index = EventIndex(horizon_ms=DAY_MS)
+    index.begin([("SHDEX", "A"), ("SHDEX", "A")])
+    assert index.get(("SHDEX", "A")) is None
+    index.add(("SHDEX", "A"), 3, 42, START_MS)
+    assert index.get(("SHDEX", "A")) == (3, 42)
+
+
+def test_identities_older_than_the_horizon_behind_the_watermark_are_forgotten_to_the_millisecond() -> None:
+    index = EventIndex(horizon_ms=DAY_MS)
+    remember(index, [[(("SHDEX", "OLD"), 0, START_MS), (("SHDEX", "NEWER"), 1, START_MS + 1)]])
+    index.prune(START_MS + DAY_MS + 1)  # OLD is now just outside the horizon, NEWER just inside
+    index.begin([("SHDEX", "OLD"), ("SHDEX", "NEWER")])
+    assert index.get(("SHDEX", "OLD")) is None and index.get(("SHDEX", "NEWER")) == (0, 1)
+    index.prune(START_MS + DAY_MS + 2 * HOUR_MS)  # the whole hour is behind: its runs are dropped
+    assert len(index) == 0
+
+
+def test_a_restart_on_the_real_store_still_counts_a_resent_event_as_a_duplicate(tmp_path: Path) -> None:
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        return None
+
+    try:
+        first = Pipeline(Settings(), store, publish, topic_id="log-1")
+        first.restore()
+        asyncio.run(
+            first.handle([Message(TOPIC, 0, 0, None, fixture("listing")), Message(TOPIC, 0, 1, None, fixture("trade"))])
+        )
+        again = Pipeline(Settings(), store, publish, topic_id="log-1")
+        again.restore()  # identities come back as digests computed by ClickHouse
+        assert len(again.index) == 2
+        asyncio.run(
+            again.handle([Message(TOPIC, 0, 2, None, fixture("trade")), Message(TOPIC, 0, 3, None, fixture("listing"))])
+        )
+        duplicates = store.rows("SELECT src_offset, first_offset FROM datamarket.duplicate_events ORDER BY src_offset")
+        assert [(int(r["src_offset"]), int(r["first_offset"])) for r in duplicates] == [(2, 1), (3, 0)]
+        assert StateReader(store).identity_digests(0).num_rows == 2
+    finally:
+        store.close()

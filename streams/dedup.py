@@ -86,13 +86,15 @@ class EventIndex:
     _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
     _probed: dict[Key, Place] = field(default_factory=dict)  # this batch's keys already in the runs
     _batch: dict[Key, tuple[int, int]] = field(default_factory=dict)  # added this batch: key -> (packed, ms)
+    _digests: dict[Key, bytes] = field(default_factory=dict)  # this batch's keys, digested once
 
     def begin(self, keys: Sequence[Key]) -> None:
         """Look up a batch's identities in what earlier batches remembered, all at once."""
         self._probed = {}
+        self._digests = dict(zip(keys, [identity_digest(*key) for key in keys], strict=True))  # kept for `settle`
         if not keys or not self._size:
             return
-        digests = np.frombuffer(b"".join(identity_digest(*key) for key in keys), np.uint8)
+        digests = np.frombuffer(b"".join(self._digests[key] for key in keys), np.uint8)
         halves = digests.view(">u8").reshape(-1, 2).astype(np.uint64)
         hi, lo = halves[:, 0], halves[:, 1]
         for hour, runs in self._hours.items():
@@ -116,11 +118,12 @@ class EventIndex:
         """Fold the batch's identities into the runs."""
         if self._batch:
             keys = list(self._batch)
-            digests = np.frombuffer(b"".join(identity_digest(*key) for key in keys), np.uint8)
+            known = self._digests
+            digests = np.frombuffer(b"".join(known.get(key) or identity_digest(*key) for key in keys), np.uint8)
             packed = np.fromiter((v[0] for v in self._batch.values()), np.int64, len(keys))
             ms = np.fromiter((v[1] for v in self._batch.values()), np.int64, len(keys))
             self._fold(digests, packed, ms)
-        self._batch, self._probed = {}, {}
+        self._batch, self._probed, self._digests = {}, {}, {}
 
     def prune(self, watermark_ms: int) -> None:
         """Forget identities whose event time is more than the horizon behind the watermark."""

@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -26,7 +27,9 @@ from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
 from sinks.webhook import alert_webhook
 from streams.consumer import EventConsumer
+from streams.detectors import Scope
 from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
+from streams.market import MarketStage
 from streams.pipeline import Message, Pipeline, Prepared
 from streams.web import register_routes
 
@@ -89,6 +92,15 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     async def wall_clock_rules() -> None:
         if worker.pipeline is not None:
             await worker.pipeline.tick()
+        if worker.pipeline is not None and worker.market is not None:
+            market = worker.market
+            await worker.pipeline.emit_alerts(lambda: market.tick(int(time.time() * 1000)))
+
+    @app.timer(settings.flush_interval_s)
+    async def market_stage() -> None:
+        """Only while workers share dm.events, in the one that owns partition 0 (see streams.market)."""
+        if worker.pipeline is not None and worker.market is not None:
+            await worker.pipeline.emit_alerts(worker.market.poll)
 
     @app.timer(5.0)
     async def consumer_lag() -> None:
@@ -131,6 +143,8 @@ class MonitorWorker:
         self.settings = settings
         self._store = store
         self.pipeline: Pipeline | None = None
+        self.market: MarketStage | None = None  # market-wide rules, when workers share dm.events and this one leads
+        self._role: tuple[Scope, bool] | None = None  # (rules scope, market stage) of the current pipeline
         self.consumer = EventConsumer(
             settings, self.prepare, self.store_batch, self.flush, self.partitions_changed, self.holding,
             self.close, loop=app.loop,
@@ -192,7 +206,7 @@ class MonitorWorker:
         Then the market clock waits for every owned partition (see streams.watermark)."""
         first = not self._assigned.is_set()
         self._assigned.set()
-        if gained and not first:
+        if (gained or self._role != self._wanted_role()) and not first:  # e.g. a second worker joined
             async with self._starting:
                 self.pipeline = await self._new_pipeline()
         pipeline = await self.start()
@@ -200,12 +214,26 @@ class MonitorWorker:
         # Resume where the store says processing got to (records held back by alignment were not).
         self.consumer.seek({partition: mark + 1 for partition, mark in pipeline.progress.marks.items()})
 
+    def _wanted_role(self) -> tuple[Scope, bool]:
+        """Every rule here if this worker owns every partition; else its products' rules, plus the market
+        stage if it owns partition 0."""
+        total = self.consumer.partition_count()
+        owned = self.consumer.assigned
+        if total is None or owned >= set(range(total)):
+            return "all", False
+        return "local", 0 in owned
+
     async def _new_pipeline(self) -> Pipeline:
         kafka = self.settings.kafka
         log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
         forward = self.webhook.forward if self.webhook is not None else None
-        pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id, forward=forward)
+        scope, leads = self._role = self._wanted_role()
+        pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id, forward=forward, scope=scope)
         await asyncio.to_thread(pipeline.restore)
+        self.market = MarketStage(self.settings, self.store, log_id) if leads else None
+        if self.market is not None:
+            await asyncio.to_thread(self.market.restore)
+        log.info("rules in this worker", extra={"scope": scope, "market_stage": leads})
         # The restored state (book, dedup index, detector state) lives as long as the process: keep the
         # cyclic GC from walking it on every full collection.
         gc.collect()
@@ -246,6 +274,8 @@ class MonitorWorker:
             "pending_acks": self.consumer.pending,
             "dirty_windows": len(self.pipeline.windows.dirty),
             "watermark_ms": self.pipeline.surveillance.watermark_ms,
+            "rules_scope": self._role[0] if self._role else "all",
+            "market_stage": self.market is not None,
             "partition_watermarks_ms": self.pipeline.surveillance.clock.partitions,
             "rules": self.rules().model_dump(mode="json"),
         }

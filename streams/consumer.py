@@ -168,6 +168,13 @@ class EventConsumer(Service):
             if partition in self.assigned:
                 self.consumer.seek(TopicPartition(topic, partition), offset)
 
+    def partition_count(self) -> int | None:
+        """Partitions of dm.events, as the cluster metadata says (None before it is known)."""
+        if self.consumer is None:
+            return None
+        partitions = self.consumer.partitions_for_topic(self.settings.kafka.events_topic)
+        return len(partitions) if partitions else None
+
     def highwater(self, partition: int) -> int | None:
         if self.consumer is None:
             return None

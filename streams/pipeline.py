@@ -31,7 +31,7 @@ from decimal import Decimal
 import pyarrow as pa
 from prometheus_client import Histogram
 
-from models import SEVERITY, AnyEvent, Heartbeat, Listing, Trade
+from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Trade
 from settings import Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
@@ -41,6 +41,7 @@ from sinks.clickhouse.state import StateReader
 from streams.alignment import align
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
+from streams.detectors import Scope, build_detectors
 from streams.rejected import rejected_record
 from streams.rules import RuleChangeError, apply_change, parse_change, rule_change_record
 from streams.surveillance import DetectorFailed, Surveillance
@@ -116,15 +117,17 @@ class Pipeline:
     def __init__(
         self, settings: Settings, store: Store, publish: Publish, topic_id: str = "",
         surveillance: Surveillance | None = None, forward: Callable[[bytes], None] | None = None,
-        reader: Callable[[Store], StateReader] = StateReader,
+        reader: Callable[[Store], StateReader] = StateReader, scope: Scope = "all",
     ) -> None:
+        """`scope`: which rules run here (`all` when this worker owns every partition: see `streams.market`)."""
         self.settings = settings
         self.store = store
         self.reader = reader  # restore questions over the store (tests pass the in-memory one)
         self.publish = publish
         self.forward = forward  # stored alerts to the ops webhook (never blocks: see sinks.webhook)
         self.surveillance = surveillance or Surveillance(
-            settings.rules, settings.allowed_lateness_s * 1000, partition_idle_ms=int(settings.partition_idle_s * 1000)
+            settings.rules, settings.allowed_lateness_s * 1000, build_detectors(settings.rules, scope),
+            partition_idle_ms=int(settings.partition_idle_s * 1000),
         )
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
@@ -234,6 +237,19 @@ class Pipeline:
             if rows.alerts:
                 await self._emit(Prepared(rows, [], set(), rows.tables()))
 
+    async def emit_alerts(self, find: Callable[[], list[Alert]]) -> None:
+        """Alerts found off the batch path (the market stage, in a thread: it reads the store), published and
+        stored as a batch's are. A store outage skips this round; the next one finds them again."""
+        async with self.lock:
+            try:
+                alerts = await asyncio.to_thread(find)
+            except StoreError as exc:
+                log.warning("market stage could not read the store; retrying", extra={"error": str(exc)[:500]})
+                return
+            if alerts:
+                rows = BatchRows(alerts=alerts)
+                await self._emit(Prepared(rows, [], set(), rows.tables()))
+
     def alert_resolved(self, dedup_key: str) -> None:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""
         self.surveillance.ledger.resolved(dedup_key)
@@ -294,15 +310,12 @@ class Pipeline:
         reached = {partition: max(offsets) for (_, partition), offsets in ranges.items()}
         self._taken_through.update(reached)
         held = {message.partition for message, _ in self._held}
-        self.surveillance.caught_up(
-            {
-                partition
-                for partition, end in ends.items()
-                if end is not None
-                and partition not in held
-                and self._taken_through.get(partition, -1) >= end - 1
-            }
-        )
+        caught = {
+            partition
+            for partition, end in ends.items()
+            if end is not None and partition not in held and self._taken_through.get(partition, -1) >= end - 1
+        }
+        self.surveillance.caught_up(caught)
         rows.alerts.extend(self.surveillance.advance())
         looked_up = time.perf_counter()
         self.index.settle()
@@ -311,7 +324,9 @@ class Pipeline:
         metrics.STAGE_SECONDS.labels(stage="dedup").inc(dedup_s)
         metrics.STAGE_SECONDS.labels(stage="surveillance").inc(time.perf_counter() - started - dedup_s)
         rows.markers = [
-            Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
+            Marker(
+                topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets), partition in caught
+            )
             for (topic, partition), offsets in ranges.items()
         ]
         return rows, fresh, minutes

@@ -115,6 +115,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("first_offset", pa.int64()),
             ("last_offset", pa.int64()),
             ("messages", pa.uint32()),
+            ("caught_up", pa.uint8()),
             ("processed_at", _TS3),
         ]
     ),
@@ -196,6 +197,7 @@ class Marker:
     first_offset: int
     last_offset: int
     messages: int
+    caught_up: bool = False  # the partition's end offset was reached: it holds the market's event time back no more
 
 
 @dataclass(slots=True)
@@ -264,6 +266,7 @@ class BatchRows:
                 first_offset=lambda m: m.first_offset,
                 last_offset=lambda m: m.last_offset,
                 messages=lambda m: m.messages,
+                caught_up=lambda m: int(m.caught_up),
             )
         return out
 

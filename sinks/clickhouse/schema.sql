@@ -270,11 +270,15 @@ CREATE TABLE IF NOT EXISTS datamarket.processed_batches
     first_offset   Int64,
     last_offset    Int64,
     messages       UInt32,
+    caught_up      UInt8 DEFAULT 0,  -- the worker had read its partition to the end: the market stage's clock
     processed_at   DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
 ORDER BY (src_topic, src_partition, last_offset)
 TTL toDateTime(processed_at) + INTERVAL 30 DAY;
+
+-- Stores created before the market stage (streams/market.py) gain the column in place.
+ALTER TABLE datamarket.processed_batches ADD COLUMN IF NOT EXISTS caught_up UInt8 DEFAULT 0 AFTER messages;
 
 -- Surveillance rules changed at runtime through the dm.rules topic (`dmm rules set`).
 -- On start the worker replays the accepted changes on top of its DMM_RULES__* settings.

@@ -11,7 +11,7 @@ windows a crash left unflushed.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from hashlib import md5
@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from models import Listing, Trade
+from models import AnyEvent, Heartbeat, Listing, Trade, Usage
 from models.clock import EPOCH
 from sinks.clickhouse.store import Store, literal
 
@@ -62,6 +62,17 @@ class StoredIncident:
     dedup_key: str
     event_ids: list[str]
     detected_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBatch:
+    """One batch's progress marker: a partition's offsets stored completely, and whether it was read to its end."""
+
+    partition: int
+    first_offset: int
+    last_offset: int
+    caught_up: bool
+    processed_ms: int  # wall-clock time it was stored
 
 
 @dataclass(slots=True)
@@ -113,6 +124,49 @@ class StateReader:
         stray = {(int(r["src_partition"]), int(r["src_offset"])): int(r["ms"]) for r in self.store.rows(union)}
         return LogProgress(marks, stray, stray_condition)
 
+    def batches_after(self, topic: str, topic_id: str, marks: dict[int, int]) -> list[StoredBatch]:
+        """Batches of the log stored beyond each partition's mark (a partition without one: all), per partition
+        in offset order: what the market stage has not read yet."""
+        if marks:
+            known = (
+                f"transform(src_partition, [{', '.join(map(str, marks))}], [{', '.join(map(str, marks.values()))}], -1)"
+            )
+        else:
+            known = "-1"
+        rows = self.store.rows(
+            "SELECT src_partition, first_offset, last_offset, caught_up, "
+            f"toUnixTimestamp64Milli(processed_at) AS processed_ms FROM {self.db}.processed_batches "
+            f"WHERE src_topic = {literal(topic)} AND topic_id = {literal(topic_id)} AND src_partition >= 0 "
+            f"AND last_offset > {known} ORDER BY src_partition, last_offset, first_offset "
+            "LIMIT 1 BY src_partition, last_offset"
+        )
+        return [
+            StoredBatch(
+                int(r["src_partition"]),
+                int(r["first_offset"]),
+                int(r["last_offset"]),
+                bool(int(r["caught_up"])),
+                int(r["processed_ms"]),
+            )
+            for r in rows
+        ]
+
+    def events_in(self, ranges: dict[int, tuple[int, int]]) -> list[tuple[int, int, AnyEvent]]:
+        """The events stored from these `(first, last)` offset ranges of partitions, as
+        `(partition, offset, event)` in partition and offset order."""
+        if not ranges:
+            return []
+        where = " OR ".join(f"(src_partition = {p} AND src_offset BETWEEN {a} AND {b})" for p, (a, b) in ranges.items())
+        found: list[tuple[int, int, AnyEvent]] = []
+        for table, (columns, build) in _EVENT_ROWS.items():
+            rows = self.store.rows(
+                f"SELECT {columns}, src_partition, src_offset FROM {self.db}.{table} WHERE {where} "
+                "ORDER BY src_partition, src_offset LIMIT 1 BY src_partition, src_offset"
+            )
+            found.extend((int(row["src_partition"]), int(row["src_offset"]), build(row)) for row in rows)
+        found.sort(key=lambda item: (item[0], item[1]))
+        return found
+
     def partition_watermarks(self, progress: LogProgress) -> dict[int, int]:
         """Per partition, the latest event time stored, leaving out the strays: rows a crash left above a
         mark lie further along the stream than messages about to be replayed, which they must not make late."""
@@ -133,9 +187,7 @@ class StateReader:
     def listings(self) -> list[Listing]:
         """Every listing event, in stream order: replayed into the product book."""
         rows = self.store.rows(
-            "SELECT * EXCEPT (late, src_partition, src_offset, ingested_at, list_price), "
-            f"toString(list_price) AS list_price FROM {self.db}.listings FINAL "
-            "ORDER BY occurred_at, src_partition, src_offset"
+            f"SELECT {_LISTING_COLUMNS} FROM {self.db}.listings FINAL ORDER BY occurred_at, src_partition, src_offset"
         )
         return [_listing(row) for row in rows]
 
@@ -154,9 +206,7 @@ class StateReader:
     def recent_trades(self, since_ms: int) -> list[StoredTrade]:
         """Trades that happened at or after `since_ms`, in event-time order."""
         rows = self.store.rows(
-            "SELECT exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, trade_id, product_id, "
-            "buyer_id, seller_id, toString(price) AS price, quantity, toString(amount) AS amount, currency, "
-            f"venue, purpose, data_bytes, late FROM {self.db}.trades FINAL "
+            f"SELECT {_TRADE_COLUMNS}, late FROM {self.db}.trades FINAL "
             f"WHERE occurred_at >= {instant(since_ms)} ORDER BY occurred_at, exchange_id, event_id"
         )
         return [StoredTrade(_trade(row), bool(int(row["late"]))) for row in rows]
@@ -241,6 +291,17 @@ class StateReader:
         )
 
 
+_LISTING_COLUMNS = (
+    "* EXCEPT (late, src_partition, src_offset, ingested_at, list_price), toString(list_price) AS list_price"
+)
+_TRADE_COLUMNS = (
+    "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, trade_id, product_id, buyer_id, seller_id, "
+    "toString(price) AS price, quantity, toString(amount) AS amount, currency, venue, purpose, data_bytes"
+)
+_USAGE_COLUMNS = "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, product_id, buyer_id, calls, bytes"
+_HEARTBEAT_COLUMNS = "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, seq"
+
+
 def _listing(row: dict[str, Any]) -> Listing:
     data = {k: v for k, v in row.items() if v is not None}
     data.update(schema="dm.v1", type="listing", high_quality=bool(row["high_quality"]))
@@ -249,13 +310,8 @@ def _listing(row: dict[str, Any]) -> Listing:
 
 
 def _trade(row: dict[str, Any]) -> Trade:
-    occurred = EPOCH + timedelta(microseconds=int(row["us"]))
     data = {
-        "schema": "dm.v1",
-        "type": "trade",
-        "event_id": row["event_id"],
-        "exchange_id": row["exchange_id"],
-        "occurred_at": occurred.isoformat(),
+        **_common("trade", row),
         "trade_id": row["trade_id"],
         "product_id": row["product_id"],
         "buyer_id": row["buyer_id"],
@@ -273,3 +329,39 @@ def _trade(row: dict[str, Any]) -> Trade:
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
+
+
+def _usage(row: dict[str, Any]) -> Usage:
+    return Usage.model_validate(
+        {
+            **_common("usage", row),
+            "product_id": row["product_id"],
+            "buyer_id": row["buyer_id"],
+            "calls": int(row["calls"]),
+            "bytes": int(row["bytes"]),
+        }
+    )
+
+
+def _heartbeat(row: dict[str, Any]) -> Heartbeat:
+    return Heartbeat.model_validate({**_common("heartbeat", row), "seq": int(row["seq"])})
+
+
+def _common(kind: str, row: dict[str, Any]) -> dict[str, Any]:
+    occurred = EPOCH + timedelta(microseconds=int(row["us"]))
+    return {
+        "schema": "dm.v1",
+        "type": kind,
+        "event_id": row["event_id"],
+        "exchange_id": row["exchange_id"],
+        "occurred_at": occurred.isoformat(),
+    }
+
+
+# Per event table: the columns that rebuild its contract model (all internal bookkeeping left out), and how.
+_EVENT_ROWS: dict[str, tuple[str, Callable[[dict[str, Any]], AnyEvent]]] = {
+    "listings": (_LISTING_COLUMNS, _listing),
+    "trades": (_TRADE_COLUMNS, _trade),
+    "usage": (_USAGE_COLUMNS, _usage),
+    "heartbeats": (_HEARTBEAT_COLUMNS, _heartbeat),
+}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from settings import RuleSettings
 from streams.detectors.base import Detector, EventTimeDetector, Finding, MarketContext
 from streams.detectors.exchange_silent import ExchangeSilent
@@ -13,9 +15,13 @@ from streams.detectors.unlisted_product import UnlistedProduct
 from streams.detectors.volume_spike import VolumeSpike
 from streams.detectors.wash_trading import WashTrading
 
+Scope = Literal["all", "local", "market"]
 
-def build_detectors(rules: RuleSettings) -> list[Detector]:
-    """One instance of every enabled rule. Thresholds are read from `MarketContext.rules` at each call."""
+
+def build_detectors(rules: RuleSettings, scope: Scope = "all") -> list[Detector]:
+    """One instance of every enabled rule. Thresholds are read from `MarketContext.rules` at each call.
+    `scope`: a worker that owns every partition runs them `all`; with several workers each runs the `local`
+    ones (one product's events share a partition) and one runs the `market`-wide ones (`streams.market`)."""
     detectors: list[Detector] = [
         SelfDealing(),
         WashTrading(),
@@ -27,7 +33,9 @@ def build_detectors(rules: RuleSettings) -> list[Detector]:
     ]
     if rules.unlisted_product_enabled:
         detectors.insert(2, UnlistedProduct())
-    return detectors
+    if scope == "all":
+        return detectors
+    return [detector for detector in detectors if detector.market_wide == (scope == "market")]
 
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "MarketContext",
     "PriceOutlier",
     "PricingPolicy",
+    "Scope",
     "SelfDealing",
     "UnlistedProduct",
     "VolumeSpike",

@@ -55,6 +55,9 @@ class Finding:
 class Detector(Protocol):
     kind: AlertKind
     observes: tuple[type[AnyEvent], ...]  # event types `observe` looks at: the others never reach it
+    # Judges one exchange across all its products, so across partitions (the contract keys events by product):
+    # with several workers it runs once, in the market stage over the store (`streams.market`).
+    market_wide: bool
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]: ...
 
@@ -69,6 +72,7 @@ class EventTimeDetector:
     """Defaults for the hooks a detector does not need: no wall-clock rule, nothing to rebuild or close."""
 
     observes: tuple[type[AnyEvent], ...] = (Listing, Trade, Usage, Heartbeat)
+    market_wide = False
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
         return []

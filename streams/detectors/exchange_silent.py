@@ -49,6 +49,7 @@ class Sender:
 class ExchangeSilent:
     kind: AlertKind = "exchange_silent"
     observes = (Listing, Trade, Usage, Heartbeat)
+    market_wide = True
 
     def __init__(self) -> None:
         self._senders: dict[str, Sender] = {}

@@ -54,6 +54,7 @@ def closable_through(ctx: MarketContext) -> int:
 
 class VolumeSpike(EventTimeDetector):
     kind: AlertKind = "volume_spike"
+    market_wide = True
 
     def __init__(self) -> None:
         self._exchanges: dict[str, ExchangeWindows] = {}

@@ -1,0 +1,138 @@
+"""The market stage: market-wide rules over every partition when several workers share dm.events.
+
+The contract keys events by product, so one product's events share a partition and
+its rules (self-dealing, wash trading, prices, listings) run in whichever worker owns
+it. Two rules judge a whole exchange, across all its products and so across
+partitions: `volume_spike` (its traded amount per minute) and `exchange_silent` (its
+latest event against the market's event time). A worker that owns every partition
+runs them itself, per event, as part of its pipeline. When workers share the
+partitions, each worker sees only part of an exchange: its share of the volume, and
+silences that are only its partitions' quiet. Then these rules run once, here, in the
+worker that owns partition 0:
+
+- it reads back, per partition in offset order, the events of every batch any worker
+  has stored (`processed_batches` says which ranges are complete), so it sees exactly
+  what the store holds, nothing that may still be lost;
+- it merges the partitions in event time as a worker does with a fetch
+  (`streams.alignment`: a partition still behind holds the others back; the markers
+  say which were read to their end, and one silent for `partition_idle_s` stops
+  holding), and moves one market clock across all of them (`streams.watermark`);
+- its state (clock, detector state, alerted incidents) is rebuilt from the store when
+  it starts or the leadership moves, like everything else.
+Alerts reach dm.alerts and the store through the pipeline, as the worker's own do.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from models import Alert, AnyEvent
+from settings import Settings
+from sinks.clickhouse import Store
+from sinks.clickhouse.state import StateReader, StoredBatch
+from streams.alignment import align
+from streams.detectors import build_detectors
+from streams.surveillance import DetectorFailed, Surveillance
+
+log = logging.getLogger("dmm.market")
+
+Item = tuple[int, int, AnyEvent]  # (partition, offset, event)
+
+
+class MarketStage:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        topic_id: str,
+        reader: Callable[[Store], StateReader] = StateReader,
+        wall_ms: Callable[[], float] = lambda: time.time() * 1000,
+    ) -> None:
+        rules = settings.rules
+        self.store = store
+        self.reader = reader
+        self.topic = settings.kafka.events_topic
+        self.topic_id = topic_id
+        self.idle_ms = int(settings.partition_idle_s * 1000)
+        self.surveillance = Surveillance(
+            rules, settings.allowed_lateness_s * 1000, build_detectors(rules, "market"), partition_idle_ms=self.idle_ms
+        )
+        self._wall_ms = wall_ms
+        self.applied: dict[int, int] = {}  # per partition, the last offset observed
+        self._read: dict[int, int] = {}  # per partition, the last offset read from the store (applied or held)
+        self._latest: dict[int, StoredBatch] = {}  # per partition, its latest stored batch
+        self._held: list[Item] = []
+
+    def restore(self) -> None:
+        """Everything stored so far counts as observed: state as it stands after it, from the store."""
+        state = self.reader(self.store)
+        progress = state.progress(self.topic, self.topic_id)
+        self.applied, self._read, self._held = dict(progress.marks), dict(progress.marks), []
+        self.surveillance.restore(state, state.partition_watermarks(progress))
+        log.info(
+            "market stage restored from ClickHouse",
+            extra={"watermark_ms": self.surveillance.watermark_ms, "partition_marks": self.applied},
+        )
+
+    def poll(self) -> list[Alert]:
+        """Observe what was stored since the last poll, in event-time order across partitions."""
+        state = self.reader(self.store)
+        ranges: dict[int, tuple[int, int]] = {}
+        for batch in state.batches_after(self.topic, self.topic_id, self._read):
+            first = self._read.get(batch.partition, -1) + 1
+            ranges[batch.partition] = (first, batch.last_offset)
+            self._latest[batch.partition] = batch
+        items = self._held + state.events_in(ranges)
+        self._read.update({partition: last for partition, (_, last) in ranges.items()})
+        now = self._wall_ms()
+        ends: dict[int, int | None] = {p: None for p, batch in self._latest.items() if not batch.caught_up}  # behind
+        split = align(
+            items,
+            _partition,
+            _offset,
+            _event_time,
+            ends,
+            self.applied,
+            lambda p: p in self._latest and now - self._latest[p].processed_ms > self.idle_ms,
+        )
+        self._held = split.held
+        alerts: list[Alert] = []
+        for partition, offset, event in split.taken:
+            try:
+                alerts.extend(self.surveillance.observe(event, partition).alerts)
+            except DetectorFailed:  # stored already: the worker that owns it accepted it; the market goes on
+                log.exception("market-wide detector failed on a stored event", extra={"event_id": event.event_id})
+            self.applied[partition] = max(offset, self.applied.get(partition, -1))
+        for partition in ranges:  # rejections and duplicates of a range leave no event: the range is done
+            if not any(item[0] == partition for item in self._held):
+                self.applied[partition] = max(ranges[partition][1], self.applied.get(partition, -1))
+        held = {item[0] for item in self._held}
+        self.surveillance.caught_up(
+            {
+                p
+                for p, batch in self._latest.items()
+                if batch.caught_up and p not in held and self.applied.get(p, -1) >= batch.last_offset
+            }
+        )
+        alerts.extend(self.surveillance.advance())
+        return alerts
+
+    def tick(self, now_ms: int) -> list[Alert]:
+        """The wall-clock rule (a live exchange going quiet) and resolutions recorded since the last tick."""
+        ledger = self.surveillance.ledger
+        ledger.apply_resolutions(ledger.resolutions_since(self.reader(self.store)))
+        return self.surveillance.tick(now_ms)
+
+
+def _partition(item: Item) -> int:
+    return item[0]
+
+
+def _offset(item: Item) -> int:
+    return item[1]
+
+
+def _event_time(item: Item) -> int:
+    return item[2].at_ms

@@ -23,6 +23,8 @@ CREATE ROLE IF NOT EXISTS dmm_writer;
 GRANT CREATE DATABASE ON datamarket.* TO dmm_writer;
 GRANT CREATE TABLE ON datamarket.* TO dmm_writer;
 GRANT INSERT, SELECT ON datamarket.* TO dmm_writer;
+-- The one migration schema.sql carries (a column added to batch markers for the market stage).
+GRANT ALTER ADD COLUMN ON datamarket.processed_batches TO dmm_writer;
 
 CREATE ROLE IF NOT EXISTS dmm_read;
 GRANT SELECT ON datamarket.* TO dmm_read;

@@ -276,6 +276,7 @@ class MonitorWorker:
             "watermark_ms": self.pipeline.surveillance.watermark_ms,
             "rules_scope": self._role[0] if self._role else "all",
             "market_stage": self.market is not None,
+            "market_applied": self.market.applied if self.market is not None else None,
             "partition_watermarks_ms": self.pipeline.surveillance.clock.partitions,
             "rules": self.rules().model_dump(mode="json"),
         }

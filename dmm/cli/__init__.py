@@ -10,6 +10,7 @@ from dmm.cli import (  # noqa: E402,F401
     schema,
     simulate,  # noqa: E402,F401
     sql,
+    store,
     up,
     validate,
     worker,

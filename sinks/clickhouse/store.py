@@ -111,6 +111,15 @@ class ChdbStore:
             statement = f"{statement} SETTINGS readonly = 2"  # a read-only session refuses to change it
         return self._run(statement, fmt=fmt)
 
+    def raw(self, sql: str, fmt: str) -> bytes:
+        """One statement's output, as bytes in `fmt` (the HTTP interface passes it on untouched)."""
+        with self._lock:
+            try:
+                result = self._session.query(sql, fmt)
+            except Exception as exc:
+                raise StoreError(str(exc)) from exc
+        return result.bytes() if result is not None else b""
+
     def close(self) -> None:
         with self._lock:
             self._session.close()

@@ -1,0 +1,148 @@
+"""The embedded store behind ClickHouse's HTTP interface, so that several processes share it.
+
+chdb opens a data directory in one process only. `dmm store serve` opens it once and
+answers the subset of ClickHouse's HTTP protocol that clickhouse-connect speaks:
+statements in the body (or `query`), results in the format the statement names,
+settings as URL parameters, errors as HTTP 500 with ClickHouse's `Code: N.
+DB::Exception` text. Workers, `dmm sql` and dashboards then point
+`DMM_CLICKHOUSE__URL` at it exactly as at a ClickHouse server, which is how several
+workers share dm.events on the embedded default.
+
+An `INSERT ... FORMAT X` with its data in the body is spooled to a file and inserted
+with `INSERT ... SELECT * FROM file()`, columns named from the data when it is Arrow
+(ClickHouse matches Arrow columns by name), the URL's settings applied (so
+`insert_deduplication_token` keeps retried writes single). `readonly` is enforced
+here: a read-only request runs one read-only statement or nothing. It binds to
+127.0.0.1 and has no users: it is the embedded store, shared on one machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qsl, urlparse
+
+import pyarrow as pa
+
+from sinks.clickhouse.store import ChdbStore, ReadOnlyViolation, StoreError, check_read_only, literal
+
+log = logging.getLogger("dmm.store_server")
+
+# URL parameters of the protocol itself, not settings.
+PROTOCOL_PARAMS = {
+    "query",
+    "query_id",
+    "database",
+    "default_format",
+    "user",
+    "password",
+    "session_id",
+    "session_timeout",
+    "session_check",
+    "compress",
+    "decompress",
+    "enable_http_compression",
+    "wait_end_of_query",
+    "buffer_size",
+    "send_progress_in_http_headers",
+    "http_headers_progress_interval_ms",
+    "readonly",
+}
+INSERT_WITH_DATA = re.compile(
+    r"^\s*INSERT\s+INTO\s+(?P<table>[\w.`]+)\s*(?P<columns>\([^)]*\))?\s*FORMAT\s+(?P<format>\w+)\s*$", re.I | re.S
+)
+TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.I)
+SETTING_NAME = re.compile(r"^\w+$")
+
+
+class StoreServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, store: ChdbStore, host: str, port: int, spool: Path) -> None:
+        super().__init__((host, port), _Handler)
+        self.store = store
+        self.spool = spool
+
+
+def serve(store: ChdbStore, host: str = "127.0.0.1", port: int = 8123) -> StoreServer:
+    """Start answering on a background thread; `shutdown()` the returned server to stop."""
+    spool = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+    server = StoreServer(store, host, port, spool)
+    threading.Thread(target=server.serve_forever, name="store-server", daemon=True).start()
+    log.info("embedded store served over HTTP", extra={"url": f"http://{host}:{server.server_port}"})
+    return server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: StoreServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        self._answer()
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._answer()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: the worker logs its own
+        return None
+
+    def _answer(self) -> None:
+        params = dict(parse_qsl(urlparse(self.path).query, keep_blank_values=True))
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        settings = {k: v for k, v in params.items() if k not in PROTOCOL_PARAMS and SETTING_NAME.match(k)}
+        try:
+            query = params.get("query", "")
+            insert = INSERT_WITH_DATA.match(query) if query and body else None
+            if insert is not None:
+                self._refuse_if_read_only(params, "INSERT")
+                self._insert(insert, body, settings)
+                self._reply(200, b"", "TabSeparated")
+                return
+            sql = f"{query}\n{body.decode('utf-8')}" if query else body.decode("utf-8")
+            found = TRAILING_FORMAT.search(sql)
+            fmt = found.group(1) if found else params.get("default_format", "TabSeparated")
+            statement = sql[: found.start()] if found else sql
+            self._refuse_if_read_only(params, statement)
+            self._reply(200, self.server.store.raw(statement, fmt), fmt)
+        except ReadOnlyViolation as exc:
+            self._reply(500, f"Code: 164. DB::Exception: {exc}. (READONLY)\n".encode(), "TabSeparated")
+        except (StoreError, ValueError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
+            self._reply(500, f"Code: 1000. DB::Exception: {exc}\n".encode(), "TabSeparated")
+
+    def _insert(self, insert: re.Match[str], body: bytes, settings: dict[str, str]) -> None:
+        fmt = insert.group("format")
+        columns = insert.group("columns")
+        if columns is None and fmt.lower() in ("arrow", "arrowstream"):
+            reader = pa.ipc.open_stream if fmt.lower() == "arrowstream" else pa.ipc.open_file
+            names = reader(pa.BufferReader(body)).schema.names
+            columns = "(" + ", ".join(f"`{name}`" for name in names) + ")"
+        with tempfile.NamedTemporaryFile(dir=self.server.spool, prefix="dmm-insert-") as spooled:
+            spooled.write(body)
+            spooled.flush()
+            clause = ", ".join(f"{name} = {literal(value)}" for name, value in settings.items())
+            self.server.store.command(
+                f"INSERT INTO {insert.group('table')} {columns or ''} {'SETTINGS ' + clause if clause else ''} "
+                f"SELECT * FROM file({literal(spooled.name)}, {literal(fmt)})"
+            )
+
+    def _refuse_if_read_only(self, params: dict[str, str], statement: str) -> None:
+        if params.get("readonly", "0") != "0":
+            check_read_only(statement)
+
+    def _reply(self, status: int, payload: bytes, fmt: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/plain; charset=UTF-8")
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header("X-ClickHouse-Format", fmt)
+        self.send_header("X-ClickHouse-Timezone", "UTC")
+        self.send_header("X-ClickHouse-Summary", '{"read_rows":"0","written_rows":"0"}')
+        if status != 200:
+            self.send_header("X-ClickHouse-Exception-Code", payload.split(b".", 1)[0].removeprefix(b"Code: ").decode())
+        self.end_headers()
+        self.wfile.write(payload)

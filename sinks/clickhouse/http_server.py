@@ -54,9 +54,10 @@ PROTOCOL_PARAMS = {
     "readonly",
 }
 INSERT_WITH_DATA = re.compile(
-    r"^\s*INSERT\s+INTO\s+(?P<table>[\w.`]+)\s*(?P<columns>\([^)]*\))?\s*FORMAT\s+(?P<format>\w+)\s*$", re.I | re.S
+    r"^\s*INSERT\s+INTO\s+(?P<table>[\w.`]+)\s*(?P<columns>\([^)]*\))?\s*FORMAT\s+(?P<format>\w+)\s*$",
+    re.IGNORECASE | re.DOTALL,
 )
-TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.I)
+TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 SETTING_NAME = re.compile(r"^\w+$")
 
 
@@ -82,13 +83,13 @@ class _Handler(BaseHTTPRequestHandler):
     server: StoreServer
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         self._answer()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self._answer()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - quiet: the worker logs its own
+    def log_message(self, format: str, *args: object) -> None:
         return None
 
     def _answer(self) -> None:

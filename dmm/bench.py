@@ -21,7 +21,8 @@ import statistics
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from dmm.query import query_rows, wait_until_drained, worker_metrics
 from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
 from dmm.simulator.wire import Message as SimulatedMessage
 from dmm.simulator.wire import rfc3339
-from dmm.stack import EmbeddedStack
+from dmm.stack import EmbeddedStack, WorkerGroup
 from models import EVENT_ADAPTER, exchanges, sectors
 from models.clock import to_ms
 from settings import Settings
@@ -47,6 +48,7 @@ MAX_DEFAULT_LIVE_RATE = 10_000.0  # events/s of the live phase unless --live-rat
 class BenchResult:
     events: int
     partitions: int
+    workers: int
     baseline_events_per_s: float
     worker_events_per_s: float
     worker_seconds: float
@@ -87,30 +89,48 @@ def preload(settings: Settings, events: int, seed: int) -> int:
 
 
 def run(
-    settings: Settings, workdir: Path, events: int, seed: int = 5, live_fraction: float = 0.25,
-    live_seconds: float = 20.0, live_rate: float | None = None, say: Say = print,
+    settings: Settings,
+    workdir: Path,
+    events: int,
+    seed: int = 5,
+    live_fraction: float = 0.25,
+    live_seconds: float = 20.0,
+    live_rate: float | None = None,
+    workers: int = 1,
+    say: Say = print,
 ) -> BenchResult:
+    """`workers` > 1: that many worker processes in one group, sharing the store through `dmm store-serve`."""
     notes: list[str] = []
-    with EmbeddedStack(settings, workdir) as stack:
+    group = WorkerGroup(settings, workdir / "group", workers) if workers > 1 else None
+    with EmbeddedStack(settings, workdir) as stack, _stopping(group):
         stack.stop_worker()
-        say(f"preloading {events:,} simulated events into {settings.kafka.events_topic} "
-            f"({settings.kafka.events_partitions} partition(s)) …")
+        say(
+            f"preloading {events:,} simulated events into {settings.kafka.events_topic} "
+            f"({settings.kafka.events_partitions} partition(s)) …"
+        )
         sent = preload(settings, events, seed)
         say("baseline: bare aiokafka consumer, decode + validate only …")
         baseline = asyncio.run(_bare_consume(settings, sent))
-        say("throughput: the real worker on the preloaded topic …")
+        say(f"throughput: {workers} real worker process(es) on the preloaded topic …")
         started = time.perf_counter()
-        stack.start_worker()
-        wait_until_drained(settings, timeout=3600, settle=0.5)
+        if group is None:
+            stack.start_worker()
+            store, each = settings, [settings]
+        else:  # the first worker up starts alone until the others join: a rebalance is part of the run
+            store, each = group.start(), group.worker_settings
+            notes.append(f"{workers} workers share the store through dmm store-serve (one more process)")
+        wait_until_drained(store, timeout=3600, settle=0.5, workers=each)
         worker_seconds = time.perf_counter() - started
-        span = query_rows(settings, queries.ingest_span(settings.clickhouse.database))[0]
+        span = query_rows(store, queries.ingest_span(settings.clickhouse.database))[0]
         busy_s = (int(span["b"]) - int(span["a"])) / 1000
         if busy_s < 1.0:  # a batch or two: the stamps cannot time it; the whole run (start-up included) can
             busy_s = worker_seconds
             notes.append("too few events to time between the first and last stored row: rate over the whole run")
         worker_rate = sent / busy_s
-        metrics = worker_metrics(settings)
-        stages = {s: metrics.get(f'dmm_stage_seconds_total{{stage="{s}"}}', 0.0) * 1e6 / sent for s in STAGES}
+        metrics = [worker_metrics(one) for one in each]
+        stages = {
+            s: sum(m.get(f'dmm_stage_seconds_total{{stage="{s}"}}', 0.0) for m in metrics) * 1e6 / sent for s in STAGES
+        }
         rate = live_rate or min(max(1.0, worker_rate * live_fraction), MAX_DEFAULT_LIVE_RATE)
         say(f"latency: generating {live_seconds:.0f} s of live traffic at {rate:,.0f} events/s …")
         messages, start = _live_traffic(seed + 1, rate, live_seconds)
@@ -127,12 +147,14 @@ def run(
         achieved = live / max(time.perf_counter() - published, 1e-3)
         if achieved < 0.95 * len(messages) / live_seconds:
             notes.append(f"the publisher reached only {achieved:,.0f} events/s of the {rate:,.0f} asked")
-        wait_until_drained(settings, timeout=600, settle=0.5)
-        lag = query_rows(settings, queries.ingest_lag(settings.clickhouse.database, start))[0]
-        peak = _peak_rss_mb(stack.worker.pid) if stack.worker else 0.0
+        wait_until_drained(store, timeout=600, settle=0.5, workers=each)
+        lag = query_rows(store, queries.ingest_lag(settings.clickhouse.database, start))[0]
+        processes = [s.worker for s in group.stacks] if group is not None else [stack.worker]
+        peak = max((_peak_rss_mb(p.pid) for p in processes if p is not None), default=0.0)
     return BenchResult(
         events=sent,
         partitions=settings.kafka.events_partitions,
+        workers=workers,
         baseline_events_per_s=baseline,
         worker_events_per_s=worker_rate,
         worker_seconds=worker_seconds,
@@ -147,6 +169,15 @@ def run(
         baseline_peak_rss_mb=_peak_rss_mb(),
         notes=notes,
     )
+
+
+@contextmanager
+def _stopping(group: WorkerGroup | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if group is not None:
+            group.stop()
 
 
 @dataclass
@@ -165,7 +196,12 @@ class SoakResult:
 
 
 def run_soak(
-    settings: Settings, workdir: Path, rate: float, seconds: float, seed: int = 5, say: Say = print,
+    settings: Settings,
+    workdir: Path,
+    rate: float,
+    seconds: float,
+    seed: int = 5,
+    say: Say = print,
     sample_every_s: float = 10.0,
 ) -> SoakResult:
     """Live traffic at `rate` for `seconds` through the real worker; its RSS sampled all along."""
@@ -202,7 +238,13 @@ def run_soak(
     warm = [(t, m) for t, m in samples if t >= min(120.0, seconds * 0.2)]
     per_event = _dedup_bytes_per_event()
     return SoakResult(
-        rate, seconds, sent, samples, _slope_per_hour(warm), index_events, per_event,
+        rate,
+        seconds,
+        sent,
+        samples,
+        _slope_per_hour(warm),
+        index_events,
+        per_event,
         per_event * rate * 3600 / 2**20,
     )
 
@@ -262,7 +304,11 @@ class QueryBenchResult:
 
 
 def run_queries(
-    workdir: Path, rows: int, days: int = 365, runs: int = 5, say: Say = print,
+    workdir: Path,
+    rows: int,
+    days: int = 365,
+    runs: int = 5,
+    say: Say = print,
     progress: Callable[[str, int, int], None] = lambda what, done, total: None,
 ) -> QueryBenchResult:
     """`rows` synthetic trades over `days` days straight into a fresh embedded store, rollups built as the
@@ -277,7 +323,12 @@ def run_queries(
         say(f"generating {rows:,} trades over {days} days inside ClickHouse …")
         began = time.perf_counter()
         insert_trades(
-            store, rows, start, days, sorted(exchanges()), sorted(sectors()),
+            store,
+            rows,
+            start,
+            days,
+            sorted(exchanges()),
+            sorted(sectors()),
             progress=lambda done: progress("trades", done, rows),
         )
         generate_s = time.perf_counter() - began

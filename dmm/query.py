@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -127,31 +127,44 @@ def wait_until_ready(
     raise TimeoutError(f"the worker did not become ready within {timeout:.0f}s ({last})")
 
 
-def wait_until_drained(settings: Settings, timeout: float = 300, settle: float = 1.0) -> dict[str, Any]:
+def wait_until_drained(
+    settings: Settings, timeout: float = 300, settle: float = 1.0, workers: Sequence[Settings] = ()
+) -> dict[str, Any]:
     """Block until every message on dm.events (as the broker has it now) is processed, stored, flushed and
-    committed. The end offsets come from the broker, not from the worker's last fetch, which may predate
-    the newest messages."""
+    committed, by the worker or by all of `workers` together (their partitions combined, and the market stage
+    of whichever runs it caught up with every partition). The end offsets come from the broker, not from the
+    workers' last fetches, which may predate the newest messages. Returns the (first) worker's status."""
     deadline = time.monotonic() + timeout
-    status: dict[str, Any] = {}
+    everyone = list(workers) or [settings]
+    statuses: list[dict[str, Any]] = []
     ends = _end_offsets(settings)
     while time.monotonic() < deadline:
         try:
-            status = worker_status(settings)
-        except (WorkerUnavailable, RuntimeError, ValueError):
+            statuses = [worker_status(each) for each in everyone]
+        except (WorkerUnavailable, RuntimeError, ValueError):  # starting, or a rebalance in progress
             time.sleep(0.5)
             continue
-        parts = status.get("partitions") or {}
-        drained = (
-            status.get("ready")
-            and parts
-            and all(parts.get(str(p), {}).get("processed", -1) >= end - 1 for p, end in ends.items() if end > 0)
-            and status.get("pending_acks") == 0
-            and status.get("dirty_windows") == 0
-        )
-        if drained:
+        if _drained(statuses, ends):
             time.sleep(settle)
-            again = worker_status(settings)
-            if again.get("pending_acks") == 0 and again.get("partitions") == parts:
-                return again
+            again = [worker_status(each) for each in everyone]
+            if _drained(again, ends) and [s.get("partitions") for s in again] == [
+                s.get("partitions") for s in statuses
+            ]:
+                return again[0]
         time.sleep(0.3)
-    raise TimeoutError(f"the worker did not drain dm.events within {timeout:.0f}s; last status: {status}")
+    raise TimeoutError(f"the worker(s) did not drain dm.events within {timeout:.0f}s; last status: {statuses}")
+
+
+def _drained(statuses: list[dict[str, Any]], ends: dict[int, int]) -> bool:
+    processed: dict[int, int] = {}
+    for status in statuses:
+        if not status.get("ready") or status.get("pending_acks") != 0 or status.get("dirty_windows") != 0:
+            return False
+        processed.update({int(p): part.get("processed", -1) for p, part in (status.get("partitions") or {}).items()})
+    market = [s["market_applied"] for s in statuses if s.get("market_stage")]
+    applied = {int(p): offset for p, offset in (market[0] if market else {}).items()}
+    return bool(processed) and all(
+        processed.get(p, -1) >= end - 1 and (not market or applied.get(p, -1) >= end - 1)
+        for p, end in ends.items()
+        if end > 0
+    )

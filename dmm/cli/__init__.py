@@ -1,14 +1,14 @@
 """`dmm` CLI: each command lives in its own module, registered on import."""
 
 # Command modules register themselves on `app` when imported.
-from dmm.cli import (  # noqa: E402,F401
-    alerts,  # noqa: E402,F401
+from dmm.cli import (  # noqa: F401
+    alerts,
     bench,
-    eval,  # noqa: E402,F401
-    replay,  # noqa: E402,F401
+    eval,
+    replay,
     rules,
     schema,
-    simulate,  # noqa: E402,F401
+    simulate,
     sql,
     store,
     up,

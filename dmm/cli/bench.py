@@ -22,6 +22,7 @@ def bench(
     live_seconds: float = typer.Option(20.0, help="duration of the live-latency phase"),
     live_rate: float = typer.Option(0.0, help="events/s of the live phase (0: a quarter of the measured throughput)"),
     partitions: int = typer.Option(1, help="partitions of dm.events"),
+    workers: int = typer.Option(1, help="worker processes in one group (> 1: the store shared by dmm store-serve)"),
     seed: int = typer.Option(5),
     query_rows: int = typer.Option(
         0, help="instead: generate this many trades straight into ClickHouse and time the regulator's questions"
@@ -36,22 +37,35 @@ def bench(
     from dmm import bench as benchmark
 
     out = err_console if as_json else console
-    say = lambda text: out.print(f"[dim]{text}[/]")  # noqa: E731
+    say = lambda text: out.print(f"[dim]{text}[/]")
     if query_rows:
         _query_bench(query_rows, query_days, as_json, say)
         return
     if soak_seconds:
         _soak(soak_seconds, soak_rate, seed, as_json, say)
         return
+    if not 1 <= workers <= partitions:
+        err_console.print(
+            f"[red]--workers {workers}:[/] give 1 to --partitions ({partitions}) workers (a worker owns partitions)"
+        )
+        raise typer.Exit(2)
     with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp:
         workdir = Path(tmp)
         settings = _fresh_stack(workdir, partitions)
         result = benchmark.run(
-            settings, workdir, events, seed=seed, live_seconds=live_seconds, live_rate=live_rate or None, say=say
+            settings,
+            workdir,
+            events,
+            seed=seed,
+            live_seconds=live_seconds,
+            live_rate=live_rate or None,
+            workers=workers,
+            say=say,
         )
     if _printed_as_json(result, as_json):
         return
-    table = _table(f"dmm bench: {result.events:,} events, {result.partitions} partition(s), 2 cores", "value")
+    title = f"dmm bench: {result.events:,} events, {result.partitions} partition(s), {result.workers} worker(s)"
+    table = _table(title, "value")
     table.add_row("bare aiokafka consumer, decode+validate only (events/s)", f"{result.baseline_events_per_s:,.0f}")
     table.add_row("dmm worker, broker -> ClickHouse, sustained (events/s)", f"{result.worker_events_per_s:,.0f}")
     table.add_row("worker / baseline", f"{result.worker_share:.0%}")

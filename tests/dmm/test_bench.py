@@ -25,3 +25,15 @@ def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> Non
     assert result.baseline_events_per_s > 0 and result.worker_events_per_s > 0
     assert 0 <= result.lag_p50_ms <= result.lag_p99_ms <= result.lag_max_ms
     assert result.worker_peak_rss_mb > 0
+
+
+def test_bench_with_two_workers_shares_the_store_and_measures_them_together(tmp_path: Path) -> None:
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", events_partitions=2),
+        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
+        web_port=free_port(),
+    )
+    result = bench.run(settings, tmp_path, events=3000, live_seconds=3, workers=2, say=lambda _: None)
+    assert (result.workers, result.partitions, result.events) == (2, 2, 3000)
+    assert result.live_events > 0 and result.worker_events_per_s > 0
+    assert sum(result.stages_us_per_event.values()) > 0  # both workers' stage counters, summed

@@ -39,6 +39,7 @@ from streams.surveillance import DetectorFailed, Surveillance
 log = logging.getLogger("dmm.market")
 
 Item = tuple[int, int, AnyEvent]  # (partition, offset, event)
+CLOCK_SKEW_MS = 300_000  # between the workers' clocks, which stamp `ingested_at` and the markers
 
 
 class MarketStage:
@@ -69,8 +70,13 @@ class MarketStage:
         """Everything stored so far counts as observed: state as it stands after it, from the store."""
         state = self.reader(self.store)
         progress = state.progress(self.topic, self.topic_id)
-        self.applied, self._read, self._held = dict(progress.marks), dict(progress.marks), []
+        self.applied, self._read, self._held, self._latest = dict(progress.marks), dict(progress.marks), [], {}
         self.surveillance.restore(state, state.partition_watermarks(progress))
+        if self.applied:  # each partition's last stored batch: caught up? quiet? stored when?
+            previous = {partition: mark - 1 for partition, mark in self.applied.items()}
+            for batch in state.batches_after(self.topic, self.topic_id, previous):
+                if batch.last_offset <= self.applied.get(batch.partition, -1):
+                    self._latest[batch.partition] = batch
         log.info(
             "market stage restored from ClickHouse",
             extra={"watermark_ms": self.surveillance.watermark_ms, "partition_marks": self.applied},
@@ -79,12 +85,17 @@ class MarketStage:
     def poll(self) -> list[Alert]:
         """Observe what was stored since the last poll, in event-time order across partitions."""
         state = self.reader(self.store)
+        batches = state.batches_after(self.topic, self.topic_id, self._read)
         ranges: dict[int, tuple[int, int]] = {}
-        for batch in state.batches_after(self.topic, self.topic_id, self._read):
-            first = self._read.get(batch.partition, -1) + 1
-            ranges[batch.partition] = (first, batch.last_offset)
-            self._latest[batch.partition] = batch
-        items = self._held + state.events_in(ranges)
+        since: int | None = None
+        for batch in batches:
+            if batch.partition not in ranges:  # its rows were stored after the partition's previous marker
+                previous = self._latest.get(batch.partition)
+                bound = previous.processed_ms - CLOCK_SKEW_MS if previous is not None else 0
+                since = bound if since is None else min(since, bound)
+            ranges[batch.partition] = (self._read.get(batch.partition, -1) + 1, batch.last_offset)
+        items = self._held + state.events_in(ranges, since or 0)
+        self._latest.update({batch.partition: batch for batch in batches})  # in offset order: the last wins
         self._read.update({partition: last for partition, (_, last) in ranges.items()})
         now = self._wall_ms()
         ends: dict[int, int | None] = {p: None for p, batch in self._latest.items() if not batch.caught_up}  # behind
@@ -105,10 +116,10 @@ class MarketStage:
             except DetectorFailed:  # stored already: the worker that owns it accepted it; the market goes on
                 log.exception("market-wide detector failed on a stored event", extra={"event_id": event.event_id})
             self.applied[partition] = max(offset, self.applied.get(partition, -1))
-        for partition in ranges:  # rejections and duplicates of a range leave no event: the range is done
-            if not any(item[0] == partition for item in self._held):
-                self.applied[partition] = max(ranges[partition][1], self.applied.get(partition, -1))
         held = {item[0] for item in self._held}
+        for partition, (_, last) in ranges.items():  # rejections and duplicates leave no event: the range is done
+            if partition not in held:
+                self.applied[partition] = max(last, self.applied.get(partition, -1))
         self.surveillance.caught_up(
             {
                 p

@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS datamarket.listings
     late           UInt8 COMMENT 'older than the watermark minus the allowed lateness when it arrived',
     src_partition  Int32,
     src_offset     Int64,
-    ingested_at    DateTime64(3, 'UTC')
+    ingested_at    DateTime64(3, 'UTC'),
+    INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -65,7 +66,8 @@ CREATE TABLE IF NOT EXISTS datamarket.trades
     late           UInt8,
     src_partition  Int32,
     src_offset     Int64,
-    ingested_at    DateTime64(3, 'UTC')
+    ingested_at    DateTime64(3, 'UTC'),
+    INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -88,7 +90,8 @@ CREATE TABLE IF NOT EXISTS datamarket.usage
     late           UInt8,
     src_partition  Int32,
     src_offset     Int64,
-    ingested_at    DateTime64(3, 'UTC')
+    ingested_at    DateTime64(3, 'UTC'),
+    INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -104,7 +107,8 @@ CREATE TABLE IF NOT EXISTS datamarket.heartbeats
     late           UInt8,
     src_partition  Int32,
     src_offset     Int64,
-    ingested_at    DateTime64(3, 'UTC')
+    ingested_at    DateTime64(3, 'UTC'),
+    INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -277,8 +281,13 @@ ENGINE = ReplacingMergeTree
 ORDER BY (src_topic, src_partition, last_offset)
 TTL toDateTime(processed_at) + INTERVAL 30 DAY;
 
--- Stores created before the market stage (streams/market.py) gain the column in place.
+-- Stores created before the market stage (streams/market.py) gain its column and indexes in place
+-- (parts written before keep no index: the stage's reads scan them until they merge away).
 ALTER TABLE datamarket.processed_batches ADD COLUMN IF NOT EXISTS caught_up UInt8 DEFAULT 0 AFTER messages;
+ALTER TABLE datamarket.listings ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
+ALTER TABLE datamarket.trades ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
+ALTER TABLE datamarket.usage ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
+ALTER TABLE datamarket.heartbeats ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 
 -- Surveillance rules changed at runtime through the dm.rules topic (`dmm rules set`).
 -- On start the worker replays the accepted changes on top of its DMM_RULES__* settings.

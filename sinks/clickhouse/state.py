@@ -151,12 +151,14 @@ class StateReader:
             for r in rows
         ]
 
-    def events_in(self, ranges: dict[int, tuple[int, int]]) -> list[tuple[int, int, AnyEvent]]:
+    def events_in(self, ranges: dict[int, tuple[int, int]], stored_since_ms: int) -> list[tuple[int, int, AnyEvent]]:
         """The events stored from these `(first, last)` offset ranges of partitions, as
-        `(partition, offset, event)` in partition and offset order."""
+        `(partition, offset, event)` in partition and offset order. `stored_since_ms`: none was stored before
+        (the `ingested_at` index then skips all older parts)."""
         if not ranges:
             return []
-        where = " OR ".join(f"(src_partition = {p} AND src_offset BETWEEN {a} AND {b})" for p, (a, b) in ranges.items())
+        offsets = " OR ".join(f"(src_partition = {p} AND src_offset BETWEEN {a} AND {b})" for p, (a, b) in ranges.items())
+        where = f"ingested_at >= {instant(stored_since_ms)} AND ({offsets})"
         found: list[tuple[int, int, AnyEvent]] = []
         for table, (columns, build) in _EVENT_ROWS.items():
             rows = self.store.rows(

@@ -50,9 +50,9 @@ def test_schema_needs_only_create_database_create_table_and_granted_column_addit
     # The worker applies schema.sql with the dmm_worker grants; anything else
     # (other ALTERs, materialized views, dictionaries...) would need grants.sql updated.
     for stmt in split_sql(SCHEMA_SQL.read_text(encoding="utf-8")):
-        added = re.match(r"ALTER TABLE (datamarket\.\w+) ADD COLUMN IF NOT EXISTS ", stmt)
+        added = re.match(r"ALTER TABLE (datamarket\.\w+) ADD (COLUMN|INDEX) IF NOT EXISTS ", stmt)
         if added:
-            assert f"GRANT ALTER ADD COLUMN ON {added.group(1)} TO dmm_writer" in statements(), stmt
+            assert f"GRANT ALTER ADD {added.group(2)} ON {added.group(1)} TO dmm_writer" in statements(), stmt
             continue
         assert re.match(
             r"CREATE (DATABASE IF NOT EXISTS datamarket$|TABLE IF NOT EXISTS datamarket\.\w+ )", stmt
@@ -103,7 +103,8 @@ def _privileges(role: str) -> set[str]:
 
 def test_worker_gets_exactly_what_it_needs():
     assert _privileges("dmm_writer") == {
-        "CREATE DATABASE", "CREATE TABLE", "INSERT", "SELECT", "ALTER ADD COLUMN ON datamarket.processed_batches"
+        "CREATE DATABASE", "CREATE TABLE", "INSERT", "SELECT", "ALTER ADD COLUMN ON datamarket.processed_batches",
+        *(f"ALTER ADD INDEX ON datamarket.{table}" for table in ("listings", "trades", "usage", "heartbeats")),
     }
     assert "GRANT dmm_writer TO dmm_worker" in statements()
 

@@ -34,6 +34,7 @@ from sinks.clickhouse import Store
 from sinks.clickhouse.state import StateReader, StoredBatch
 from streams.alignment import align
 from streams.detectors import build_detectors
+from streams.rules import restore_rules
 from streams.surveillance import DetectorFailed, Surveillance
 
 log = logging.getLogger("dmm.market")
@@ -131,9 +132,11 @@ class MarketStage:
         return alerts
 
     def tick(self, now_ms: int) -> list[Alert]:
-        """The wall-clock rule (a live exchange going quiet) and resolutions recorded since the last tick."""
+        """The wall-clock rule (a live exchange going quiet), resolutions and rule changes recorded since."""
+        state = self.reader(self.store)
         ledger = self.surveillance.ledger
-        ledger.apply_resolutions(ledger.resolutions_since(self.reader(self.store)))
+        ledger.apply_resolutions(ledger.resolutions_since(state))
+        self.surveillance.ctx.rules = restore_rules(state, self.surveillance.configured_rules)  # as recorded
         return self.surveillance.tick(now_ms)
 
 

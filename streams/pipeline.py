@@ -32,7 +32,7 @@ import pyarrow as pa
 from prometheus_client import Histogram
 
 from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Trade
-from settings import Settings
+from settings import RuleSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
 from sinks.clickhouse.batches import SCHEMAS
@@ -43,7 +43,7 @@ from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
 from streams.detectors import Scope, build_detectors
 from streams.rejected import rejected_record
-from streams.rules import RuleChangeError, apply_change, parse_change, rule_change_record
+from streams.rules import RuleChangeError, apply_change, parse_change, restore_rules, rule_change_record
 from streams.surveillance import DetectorFailed, Surveillance
 from streams.windows import WindowFlusher, window_start_ms
 
@@ -115,9 +115,15 @@ def stage(name: str) -> Iterator[None]:
 
 class Pipeline:
     def __init__(
-        self, settings: Settings, store: Store, publish: Publish, topic_id: str = "",
-        surveillance: Surveillance | None = None, forward: Callable[[bytes], None] | None = None,
-        reader: Callable[[Store], StateReader] = StateReader, scope: Scope = "all",
+        self,
+        settings: Settings,
+        store: Store,
+        publish: Publish,
+        topic_id: str = "",
+        surveillance: Surveillance | None = None,
+        forward: Callable[[bytes], None] | None = None,
+        reader: Callable[[Store], StateReader] = StateReader,
+        scope: Scope = "all",
     ) -> None:
         """`scope`: which rules run here (`all` when this worker owns every partition: see `streams.market`)."""
         self.settings = settings
@@ -126,7 +132,9 @@ class Pipeline:
         self.publish = publish
         self.forward = forward  # stored alerts to the ops webhook (never blocks: see sinks.webhook)
         self.surveillance = surveillance or Surveillance(
-            settings.rules, settings.allowed_lateness_s * 1000, build_detectors(settings.rules, scope),
+            settings.rules,
+            settings.allowed_lateness_s * 1000,
+            build_detectors(settings.rules, scope),
             partition_idle_ms=int(settings.partition_idle_s * 1000),
         )
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
@@ -166,9 +174,7 @@ class Pipeline:
 
     # -- per batch --------------------------------------------------------------------------
 
-    async def handle(
-        self, messages: Sequence[Message], ends: Mapping[int, int | None] | None = None
-    ) -> dict[int, int]:
+    async def handle(self, messages: Sequence[Message], ends: Mapping[int, int | None] | None = None) -> dict[int, int]:
         """Process and durably store one batch (does not return until it is stored); returns, per partition,
         the last offset processed (records ahead of the other partitions are held: see `streams.alignment`).
         `ends`: each owned partition's end offset when fetched, to tell which partitions are caught up."""
@@ -229,13 +235,22 @@ class Pipeline:
                 return await self._retrying("market_1m", lambda: self.windows.flush())
 
     async def tick(self) -> None:
-        """Wall-clock rules (a live exchange going quiet) and alert resolutions: run on a timer."""
+        """Wall-clock rules (a live exchange going quiet), alert resolutions and rule changes another worker
+        received (dm.rules reaches one worker of the group; every change is recorded in the store): on a timer."""
         async with self.lock:
             ledger = self.surveillance.ledger
-            ledger.apply_resolutions(await asyncio.to_thread(ledger.resolutions_since, self.reader(self.store)))
+            state = self.reader(self.store)
+            ledger.apply_resolutions(await asyncio.to_thread(ledger.resolutions_since, state))
+            self._follow_rules(await asyncio.to_thread(restore_rules, state, self.settings.rules))
             rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
             if rows.alerts:
                 await self._emit(Prepared(rows, [], set(), rows.tables()))
+
+    def _follow_rules(self, stored: RuleSettings) -> None:
+        ctx = self.surveillance.ctx
+        if stored != ctx.rules:
+            ctx.rules = stored
+            log.info("rules changed through another worker", extra={"rules": stored.model_dump(mode="json")})
 
     async def emit_alerts(self, find: Callable[[], list[Alert]]) -> None:
         """Alerts found off the batch path (the market stage, in a thread: it reads the store), published and
@@ -299,8 +314,14 @@ class Pipeline:
             if first is not None:
                 rows.duplicates.append(
                     Duplicate(
-                        message.topic, message.partition, message.offset, outcome.exchange_id,
-                        outcome.event_id, outcome.type, first[0], first[1],
+                        message.topic,
+                        message.partition,
+                        message.offset,
+                        outcome.exchange_id,
+                        outcome.event_id,
+                        outcome.type,
+                        first[0],
+                        first[1],
                     )
                 )
                 continue

@@ -102,3 +102,21 @@ def test_two_workers_with_the_market_stage_alert_exactly_as_one(tmp_path: Path) 
         report = score(simulation.incidents, result["alerts"])  # type: ignore[arg-type]
         assert not report.missed and not report.false_alerts, (report.missed, report.false_alerts)
     assert sorted(a.dedup_key for a in four["alerts"]) == sorted(a.dedup_key for a in one["alerts"])  # type: ignore[attr-defined]
+
+
+def test_a_rule_change_received_by_one_worker_reaches_the_other_through_the_store(tmp_path: Path) -> None:
+    store = ChdbStore(tmp_path / "chdb")
+    try:
+        store.apply_schema()
+        received, other = worker(store, {0, 1}, "local"), worker(store, {2, 3}, "local")
+        stage = MarketStage(Settings(), store, "log-1")
+        stage.restore()
+        change = b'{"set": {"exchange_silent_s": 300, "price_outlier_ratio": "4"}, "actor": "ops-li"}'
+        asyncio.run(received.change_rules(change))  # dm.rules reaches one member of the group
+        assert other.surveillance.ctx.rules.exchange_silent_s == Settings().rules.exchange_silent_s
+        asyncio.run(other.tick())
+        stage.tick(0)
+        for rules in (other.surveillance.ctx.rules, stage.surveillance.ctx.rules):
+            assert (rules.exchange_silent_s, str(rules.price_outlier_ratio)) == (300, "4")
+    finally:
+        store.close()

@@ -19,6 +19,7 @@ from dmm.query import query_rows, wait_until_drained, worker_status
 from dmm.replay import replay_file
 from dmm.simulator import write_jsonl
 from dmm.stack import EmbeddedStack
+from settings import Settings
 from sinks.clickhouse import queries
 from tests.end_to_end.conftest import every_kind_scenario, stack_settings
 from tests.end_to_end.market_file import tally
@@ -38,22 +39,27 @@ def run(events: Path, workdir: Path, partitions: int) -> dict[str, object]:
         stack.start_worker()
         wait_until_drained(settings, timeout=600)
         status = worker_status(settings)
-        alerts = [alert_from_row(r) for r in query_rows(settings, queries.alerts_in_detection_order("datamarket"))]
-        amounts = query_rows(
-            settings,
-            "SELECT toString(exchange_id) AS exchange_id, toString(sum(amount)) AS amount "
-            "FROM datamarket.trades FINAL GROUP BY exchange_id",
-        )
-        counts = query_rows(
-            settings,
-            "SELECT (SELECT count() FROM datamarket.listings FINAL) + (SELECT count() FROM datamarket.trades FINAL) "
-            "+ (SELECT count() FROM datamarket.usage FINAL) + (SELECT count() FROM datamarket.heartbeats FINAL) AS n, "
-            "(SELECT count() FROM datamarket.duplicate_events) AS d, "
-            "(SELECT count() FROM datamarket.rejected_events) AS r",
-        )[0]
+        stored = stored_outcome(settings)
         stack.stop_worker()
+    return {"partitions": status["partitions"], **stored}
+
+
+def stored_outcome(settings: Settings) -> dict[str, object]:
+    """Alerts in detection order, traded amount per exchange and row counts, as stored."""
+    alerts = [alert_from_row(r) for r in query_rows(settings, queries.alerts_in_detection_order("datamarket"))]
+    amounts = query_rows(
+        settings,
+        "SELECT toString(exchange_id) AS exchange_id, toString(sum(amount)) AS amount "
+        "FROM datamarket.trades FINAL GROUP BY exchange_id",
+    )
+    counts = query_rows(
+        settings,
+        "SELECT (SELECT count() FROM datamarket.listings FINAL) + (SELECT count() FROM datamarket.trades FINAL) "
+        "+ (SELECT count() FROM datamarket.usage FINAL) + (SELECT count() FROM datamarket.heartbeats FINAL) AS n, "
+        "(SELECT count() FROM datamarket.duplicate_events) AS d, "
+        "(SELECT count() FROM datamarket.rejected_events) AS r",
+    )[0]
     return {
-        "partitions": status["partitions"],
         "alerts": alerts,
         "amounts": {row["exchange_id"]: Decimal(row["amount"]) for row in amounts},
         "counts": {key: int(value) for key, value in counts.items()},

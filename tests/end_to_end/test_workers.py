@@ -6,23 +6,22 @@ partition's events, run in the market stage of the worker that owns partition 0,
 
 from __future__ import annotations
 
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from dmm.broker import EmbeddedBroker
-from dmm.evaluation import alert_from_row, score
+from dmm.evaluation import score
 from dmm.producer import EventProducer
-from dmm.query import query_rows, wait_until_drained, worker_status
+from dmm.query import wait_until_drained, worker_status
 from dmm.replay import replay_file
 from dmm.simulator import write_jsonl
 from dmm.stack import WorkerGroup
-from sinks.clickhouse import queries
 from streams.kafka_client import ensure_topics
 from tests.end_to_end.conftest import every_kind_scenario, stack_settings
 from tests.end_to_end.market_file import tally
 from tests.end_to_end.test_partitions import run as run_one_worker
+from tests.end_to_end.test_partitions import stored_outcome
 
 pytestmark = pytest.mark.slow
 
@@ -42,27 +41,13 @@ def run_two_workers(events: Path, workdir: Path) -> dict[str, object]:
                 replay_file(events, producer)
             wait_until_drained(shared, timeout=600, settle=2.0, workers=group.worker_settings)
             statuses = [worker_status(each) for each in group.worker_settings]
-            alerts = [alert_from_row(r) for r in query_rows(shared, queries.alerts_in_detection_order("datamarket"))]
-            amounts = query_rows(
-                shared,
-                "SELECT toString(exchange_id) AS exchange_id, toString(sum(amount)) AS amount "
-                "FROM datamarket.trades FINAL GROUP BY exchange_id",
-            )
-            counts = query_rows(
-                shared,
-                "SELECT (SELECT count() FROM datamarket.listings FINAL) + (SELECT count() FROM datamarket.trades "
-                "FINAL) + (SELECT count() FROM datamarket.usage FINAL) + (SELECT count() FROM datamarket.heartbeats "
-                "FINAL) AS n, (SELECT count() FROM datamarket.duplicate_events) AS d, "
-                "(SELECT count() FROM datamarket.rejected_events) AS r",
-            )[0]
+            stored = stored_outcome(shared)
         finally:
             group.stop()
     return {
         "owned": [sorted(int(p) for p in status["partitions"]) for status in statuses],
         "market_stage": [status["market_stage"] for status in statuses],
-        "alerts": alerts,
-        "amounts": {row["exchange_id"]: Decimal(row["amount"]) for row in amounts},
-        "counts": {key: int(value) for key, value in counts.items()},
+        **stored,
     }
 
 

@@ -94,8 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         params = dict(parse_qsl(urlparse(self.path).query, keep_blank_values=True))
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body()
         settings = {k: v for k, v in params.items() if k not in PROTOCOL_PARAMS and SETTING_NAME.match(k)}
         try:
             query = params.get("query", "")
@@ -115,6 +114,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(500, f"Code: 164. DB::Exception: {exc}. (READONLY)\n".encode(), "TabSeparated")
         except (StoreError, ValueError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
             self._reply(500, f"Code: 1000. DB::Exception: {exc}\n".encode(), "TabSeparated")
+
+    def _body(self) -> bytes:
+        """The request body, whole: sized, or chunked (a streaming client's inserts)."""
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        chunks = []
+        while size := int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()  # the CRLF after each chunk
+        while self.rfile.readline().strip():  # trailers, up to the empty line
+            pass
+        return b"".join(chunks)
 
     def _insert(self, insert: re.Match[str], body: bytes, settings: dict[str, str]) -> None:
         fmt = insert.group("format")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow as pa

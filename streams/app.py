@@ -100,7 +100,7 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
     async def market_stage() -> None:
         """Only while workers share dm.events, in the one that owns partition 0 (see streams.market)."""
         if worker.pipeline is not None and worker.market is not None:
-            await worker.pipeline.emit_alerts(worker.market.poll)
+            await worker.pipeline.emit_alerts(worker.market.poll, then=worker.market.record)
 
     @app.timer(5.0)
     async def consumer_lag() -> None:

@@ -17,8 +17,10 @@ worker that owns partition 0:
   (`streams.alignment`: a partition still behind holds the others back; the markers
   say which were read to their end, and one silent for `partition_idle_s` stops
   holding), and moves one market clock across all of them (`streams.watermark`);
-- its state (clock, detector state, alerted incidents) is rebuilt from the store when
-  it starts or the leadership moves, like everything else.
+- what it observed is recorded (`market_progress`) once the alerts it led to are stored;
+  when it starts or the leadership moves, its state (clock, detector state, alerted
+  incidents) is rebuilt from the store as of those offsets and it reads on from there,
+  so a crash or a rebalance loses no window and no silence.
 Alerts reach dm.alerts and the store through the pipeline, as the worker's own do.
 """
 
@@ -31,6 +33,7 @@ from collections.abc import Callable
 from models import Alert, AnyEvent
 from settings import Settings
 from sinks.clickhouse import Store
+from sinks.clickhouse.records import record_market_progress
 from sinks.clickhouse.state import StateReader, StoredBatch
 from streams.alignment import align
 from streams.detectors import build_detectors
@@ -45,16 +48,10 @@ CLOCK_SKEW_MS = 300_000  # between the workers' clocks, which stamp `ingested_at
 
 class MarketStage:
     def __init__(
-        self,
-        settings: Settings,
-        store: Store,
-        topic_id: str,
-        reader: Callable[[Store], StateReader] = StateReader,
-        wall_ms: Callable[[], float] = lambda: time.time() * 1000,
+        self, settings: Settings, store: Store, topic_id: str, wall_ms: Callable[[], float] = lambda: time.time() * 1000
     ) -> None:
         rules = settings.rules
         self.store = store
-        self.reader = reader
         self.topic = settings.kafka.events_topic
         self.topic_id = topic_id
         self.idle_ms = int(settings.partition_idle_s * 1000)
@@ -66,13 +63,20 @@ class MarketStage:
         self._read: dict[int, int] = {}  # per partition, the last offset read from the store (applied or held)
         self._latest: dict[int, StoredBatch] = {}  # per partition, its latest stored batch
         self._held: list[Item] = []
+        self._recorded: dict[int, int] = {}  # `applied` as last recorded in the store
 
     def restore(self) -> None:
-        """Everything stored so far counts as observed: state as it stands after it, from the store."""
-        state = self.reader(self.store)
+        """State as of what the stage had observed and recorded (`market_progress`), from the store; what was
+        stored beyond it is read again, so a window that closed or an exchange that fell silent meanwhile is
+        judged (the alert ledger drops what was already alerted). A stage that never ran on this log counts
+        everything stored as observed."""
+        state = StateReader(self.store)
         progress = state.progress(self.topic, self.topic_id)
-        self.applied, self._read, self._held, self._latest = dict(progress.marks), dict(progress.marks), [], {}
-        self.surveillance.restore(state, state.partition_watermarks(progress))
+        recorded = state.market_progress(self.topic, self.topic_id)
+        marks = recorded or dict(progress.marks)
+        as_observed = StateReader(self.store, through=marks) if recorded else state
+        self.applied, self._read, self._recorded, self._held, self._latest = dict(marks), dict(marks), marks, [], {}
+        self.surveillance.restore(as_observed, as_observed.partition_watermarks(progress))
         if self.applied:  # each partition's last stored batch: caught up? quiet? stored when?
             previous = {partition: mark - 1 for partition, mark in self.applied.items()}
             for batch in state.batches_after(self.topic, self.topic_id, previous):
@@ -85,7 +89,7 @@ class MarketStage:
 
     def poll(self) -> list[Alert]:
         """Observe what was stored since the last poll, in event-time order across partitions."""
-        state = self.reader(self.store)
+        state = StateReader(self.store)
         batches = state.batches_after(self.topic, self.topic_id, self._read)
         ranges: dict[int, tuple[int, int]] = {}
         since: int | None = None
@@ -131,9 +135,16 @@ class MarketStage:
         alerts.extend(self.surveillance.advance())
         return alerts
 
+    def record(self) -> None:
+        """Make what was observed durable, once the alerts it led to are stored (see `restore`)."""
+        changed = {p: offset for p, offset in self.applied.items() if self._recorded.get(p) != offset}
+        if changed:
+            record_market_progress(self.store, self.topic, self.topic_id, changed)
+            self._recorded = {**self._recorded, **changed}
+
     def tick(self, now_ms: int) -> list[Alert]:
         """The wall-clock rule (a live exchange going quiet), resolutions and rule changes recorded since."""
-        state = self.reader(self.store)
+        state = StateReader(self.store)
         ledger = self.surveillance.ledger
         ledger.apply_resolutions(ledger.resolutions_since(state))
         self.surveillance.ctx.rules = restore_rules(state, self.surveillance.configured_rules)  # as recorded

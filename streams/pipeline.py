@@ -252,9 +252,10 @@ class Pipeline:
             ctx.rules = stored
             log.info("rules changed through another worker", extra={"rules": stored.model_dump(mode="json")})
 
-    async def emit_alerts(self, find: Callable[[], list[Alert]]) -> None:
+    async def emit_alerts(self, find: Callable[[], list[Alert]], then: Callable[[], None] | None = None) -> None:
         """Alerts found off the batch path (the market stage, in a thread: it reads the store), published and
-        stored as a batch's are. A store outage skips this round; the next one finds them again."""
+        stored as a batch's are, and `then` (the stage records its progress). A store outage skips this round;
+        the next one finds them again."""
         async with self.lock:
             try:
                 alerts = await asyncio.to_thread(find)
@@ -264,6 +265,8 @@ class Pipeline:
             if alerts:
                 rows = BatchRows(alerts=alerts)
                 await self._emit(Prepared(rows, [], set(), rows.tables()))
+            if then is not None:
+                await self._retrying("market_progress", then)
 
     def alert_resolved(self, dedup_key: str) -> None:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""

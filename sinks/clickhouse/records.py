@@ -1,4 +1,4 @@
-"""Single-row records written outside the batch path: ops' alert actions and runtime rule changes."""
+"""Records written outside the batch path: ops' alert actions, runtime rule changes, the market stage's progress."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ def record_alert_action(store: Store, dedup_key: str, action: str, actor: str, n
         raise ValueError("dedup_key and actor (who) are required")
     at = datetime.now(UTC)
     row = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note, "at": at}
-    store.insert("alert_actions", pa.Table.from_pylist([row], schema=_ALERT_ACTION_SCHEMA), f"{dedup_key}|{action}|{at}")
+    store.insert(
+        "alert_actions", pa.Table.from_pylist([row], schema=_ALERT_ACTION_SCHEMA), f"{dedup_key}|{action}|{at}"
+    )
     return {**{k: v for k, v in row.items() if k != "at"}, "at": at.isoformat()}
 
 
@@ -63,3 +65,25 @@ def record_rule_change(store: Store, change: RuleChange) -> None:
     }
     token = f"rules|{now.isoformat()}|{change.change}"
     store.insert("rule_changes", pa.Table.from_pylist([row], schema=_RULE_CHANGE_SCHEMA), token)
+
+
+_MARKET_PROGRESS_SCHEMA = pa.schema(
+    [
+        ("src_topic", pa.string()),
+        ("topic_id", pa.string()),
+        ("src_partition", pa.int32()),
+        ("applied_offset", pa.int64()),
+        ("recorded_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+
+def record_market_progress(store: Store, topic: str, topic_id: str, applied: dict[int, int]) -> None:
+    """Per partition, the last offset the market stage observed, once its alerts are stored."""
+    now = datetime.now(UTC)
+    rows = [
+        {"src_topic": topic, "topic_id": topic_id, "src_partition": p, "applied_offset": o, "recorded_at": now}
+        for p, o in sorted(applied.items())
+    ]
+    token = "market|" + ",".join(f"{p}:{o}" for p, o in sorted(applied.items()))
+    store.insert("market_progress", pa.Table.from_pylist(rows, schema=_MARKET_PROGRESS_SCHEMA), token)

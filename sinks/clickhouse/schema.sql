@@ -281,6 +281,21 @@ ENGINE = ReplacingMergeTree
 ORDER BY (src_topic, src_partition, last_offset)
 TTL toDateTime(processed_at) + INTERVAL 30 DAY;
 
+-- The market stage's progress (streams/market.py): per partition, the last offset it observed, recorded once
+-- the alerts it found up to there are stored. It restores as of these offsets and reads the rest again.
+CREATE TABLE IF NOT EXISTS datamarket.market_progress
+(
+    src_topic      LowCardinality(String),
+    topic_id       String,
+    src_partition  Int32,
+    applied_offset Int64,
+    recorded_at    DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (src_topic, topic_id, src_partition, applied_offset)
+TTL toDateTime(recorded_at) + INTERVAL 30 DAY
+SETTINGS non_replicated_deduplication_window = 1000;
+
 -- Stores created before the market stage (streams/market.py) gain its column and indexes in place
 -- (parts written before keep no index: the stage's reads scan them until they merge away).
 ALTER TABLE datamarket.processed_batches ADD COLUMN IF NOT EXISTS caught_up UInt8 DEFAULT 0 AFTER messages;

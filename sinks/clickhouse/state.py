@@ -85,11 +85,17 @@ class LogProgress:
 
 
 class StateReader:
-    """Typed restore queries over one store."""
+    """Typed restore queries over one store.
 
-    def __init__(self, store: Store) -> None:
+    `through`: per partition, the last offset to count. The event-time questions (watermarks, recent trades,
+    exchange spans and latest events) then answer as of those offsets, leaving out rows stored beyond them:
+    the market stage restores as of what it had observed and reads the rest again."""
+
+    def __init__(self, store: Store, through: dict[int, int] | None = None) -> None:
         self.store = store
         self.db = store.database
+        marks = " OR ".join(f"(src_partition = {p} AND src_offset <= {m})" for p, m in (through or {}).items())
+        self._counted = "1" if through is None else f"({marks or '0'})"
 
     # -- progress ------------------------------------------------------------------------------
 
@@ -179,10 +185,18 @@ class StateReader:
         found.sort(key=lambda item: (item[0], item[1]))
         return found
 
+    def market_progress(self, topic: str, topic_id: str) -> dict[int, int]:
+        """Per partition, the last offset the market stage observed and recorded (empty: it never ran here)."""
+        rows = self.store.rows(
+            f"SELECT src_partition, max(applied_offset) AS applied FROM {self.db}.market_progress "
+            f"WHERE src_topic = {literal(topic)} AND topic_id = {literal(topic_id)} GROUP BY src_partition"
+        )
+        return {int(row["src_partition"]): int(row["applied"]) for row in rows}
+
     def partition_watermarks(self, progress: LogProgress) -> dict[int, int]:
         """Per partition, the latest event time stored, leaving out the strays: rows a crash left above a
         mark lie further along the stream than messages about to be replayed, which they must not make late."""
-        stored = f"NOT {progress.stray_condition}"
+        stored = f"NOT {progress.stray_condition} AND {self._counted}"
         rows = self.store.rows(
             "SELECT src_partition, max(ms) AS watermark FROM ("
             + " UNION ALL ".join(
@@ -219,7 +233,7 @@ class StateReader:
         """Trades that happened at or after `since_ms`, in event-time order."""
         rows = self.store.rows(
             f"SELECT {_TRADE_COLUMNS}, late FROM {self.db}.trades FINAL "
-            f"WHERE occurred_at >= {instant(since_ms)} ORDER BY occurred_at, exchange_id, event_id"
+            f"WHERE occurred_at >= {instant(since_ms)} AND {self._counted} ORDER BY occurred_at, exchange_id, event_id"
         )
         return [StoredTrade(_trade(row), bool(int(row["late"]))) for row in rows]
 
@@ -298,7 +312,8 @@ class StateReader:
 
     def _events_since(self, since_ms: int, tables: Iterable[str] = EVENT_TABLES) -> str:
         return " UNION ALL ".join(
-            f"SELECT exchange_id, event_id, occurred_at FROM {self.db}.{table} WHERE occurred_at >= {instant(since_ms)}"
+            f"SELECT exchange_id, event_id, occurred_at FROM {self.db}.{table} "
+            f"WHERE occurred_at >= {instant(since_ms)} AND {self._counted}"
             for table in tables
         )
 

@@ -1,18 +1,23 @@
 """Two workers sharing four partitions, the market stage in the one that owns partition 0, against one worker
-on one partition: the same rows, totals to the fen and the same alerts, every kind injected.
+on one partition: the same rows, totals to the fen and the same alerts, every kind injected; also when the
+stage stops midway and another takes over, and when a rule change reaches one worker only.
 
 On the real embedded store. The two workers are two pipelines in this one process sharing one store handle,
-fed fetch by fetch as their consumers would be: the embedded store opens in one process only, so separate
-worker processes need the ClickHouse server (what the market stage adds is tested here either way)."""
+fed fetch by fetch as their consumers would be (worker processes on `dmm store-serve`:
+tests/end_to_end/test_workers.py). The runs take turns on one store (one chdb session at a time)."""
 
 from __future__ import annotations
 
 import asyncio
 import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
+
+import pytest
 
 from dmm.evaluation import alert_from_row, score
+from dmm.simulator import MarketSimulator
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.store import ChdbStore
@@ -23,9 +28,50 @@ from tests.end_to_end.conftest import every_kind_scenario
 TOPIC = "dm.events"
 FETCH = 300  # records per partition per fetch
 
+Workers = list[tuple[Pipeline, set[int]]]
+
+
+@dataclass
+class Scenario:
+    simulation: MarketSimulator
+    one: dict[int, list[Message]]  # the log on one partition
+    four: dict[int, list[Message]]  # the same messages on four, by key as the producer's partitioner would
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    simulation = every_kind_scenario()
+    produced = list(simulation.messages())
+    four: dict[int, list[Message]] = {p: [] for p in range(4)}
+    for key, value in produced:
+        partition = zlib.crc32(key) % 4  # one product, one partition
+        four[partition].append(Message(TOPIC, partition, len(four[partition]), key, value))
+    assert all(four.values()), "every partition carries events"
+    one = {0: [Message(TOPIC, 0, offset, key, value) for offset, (key, value) in enumerate(produced)]}
+    return Scenario(simulation, one, four)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
+    opened = ChdbStore(tmp_path_factory.mktemp("market") / "chdb")
+    yield opened
+    opened.close()
+
+
+@pytest.fixture(scope="module")
+def one_worker(scenario: Scenario, store: ChdbStore) -> dict[str, object]:
+    fresh(store)
+    asyncio.run(consume([(worker(store, {0}, "all"), {0})], scenario.one, lambda _: None))
+    return outcome(store)
+
 
 async def _drop(topic: str, key: bytes | None, value: bytes) -> None:
     return None
+
+
+def fresh(store: ChdbStore) -> None:
+    store.command("DROP DATABASE IF EXISTS datamarket SYNC")
+    store.apply_schema()
 
 
 def worker(store: ChdbStore, owned: set[int], scope: str) -> Pipeline:
@@ -35,23 +81,39 @@ def worker(store: ChdbStore, owned: set[int], scope: str) -> Pipeline:
     return pipeline
 
 
+def two_workers(store: ChdbStore) -> Workers:
+    return [(worker(store, {0, 1}, "local"), {0, 1}), (worker(store, {2, 3}, "local"), {2, 3})]
+
+
+def a_stage(store: ChdbStore) -> MarketStage:
+    stage = MarketStage(Settings(), store, "log-1")
+    stage.restore()
+    return stage
+
+
 async def consume(
-    workers: list[tuple[Pipeline, set[int]]], log: dict[int, list[Message]], stage: MarketStage | None
+    workers: Workers, log: dict[int, list[Message]], stage_at: Callable[[int], MarketStage | None]
 ) -> None:
-    """Each worker fetches up to FETCH records of each of its partitions in turn, until all are processed."""
+    """Each worker fetches up to FETCH records of each of its partitions in turn, until all are processed;
+    after round n, `stage_at(n)` (if any) polls in the first worker and records its progress; at the end,
+    `stage_at(-1)`, until the market clock has run to the end."""
     position = dict.fromkeys(log, 0)
     ends: dict[int, int | None] = {p: len(messages) for p, messages in log.items()}
+    rounds = 0
     while any(position[p] < len(log[p]) for p in log) or any(w.holding for w, _ in workers):
         for pipeline, owned in workers:
             fetched = [m for p in sorted(owned) for m in log[p][position[p] : position[p] + FETCH]]
             for p in owned:
                 position[p] = min(len(log[p]), position[p] + FETCH)
             await pipeline.handle(fetched, {p: ends[p] for p in owned})
+        stage = stage_at(rounds)
         if stage is not None:
-            await workers[0][0].emit_alerts(stage.poll)
-    if stage is not None:
-        for _ in range(2):  # the last batches' markers say caught up: the market clock runs to the end
-            await workers[0][0].emit_alerts(stage.poll)
+            await workers[0][0].emit_alerts(stage.poll, then=stage.record)
+        rounds += 1
+    for _ in range(2):  # the last batches' markers say caught up: the market clock runs to the end
+        stage = stage_at(-1)
+        if stage is not None:
+            await workers[0][0].emit_alerts(stage.poll, then=stage.record)
 
 
 def outcome(store: ChdbStore) -> dict[str, object]:
@@ -70,53 +132,56 @@ def outcome(store: ChdbStore) -> dict[str, object]:
     }
 
 
-def test_two_workers_with_the_market_stage_alert_exactly_as_one(tmp_path: Path) -> None:
-    simulation = every_kind_scenario()
-    produced = list(simulation.messages())
-    one_log = {0: [Message(TOPIC, 0, offset, key, value) for offset, (key, value) in enumerate(produced)]}
-    four_log: dict[int, list[Message]] = {p: [] for p in range(4)}
-    for key, value in produced:
-        partition = zlib.crc32(key) % 4  # by key, as the producer's partitioner: one product, one partition
-        four_log[partition].append(Message(TOPIC, partition, len(four_log[partition]), key, value))
-    assert all(four_log.values()), "every partition carries events"
-
-    store = ChdbStore(tmp_path / "chdb")  # one embedded store per process: the runs take turns
-    try:
-        store.apply_schema()
-        asyncio.run(consume([(worker(store, {0}, "all"), {0})], one_log, None))
-        one = outcome(store)
-        store.command("DROP DATABASE datamarket SYNC")
-        store.apply_schema()
-        leader, other = worker(store, {0, 1}, "local"), worker(store, {2, 3}, "local")
-        stage = MarketStage(Settings(), store, "log-1")
-        stage.restore()
-        asyncio.run(consume([(leader, {0, 1}), (other, {2, 3})], four_log, stage))
-        four = outcome(store)
-    finally:
-        store.close()
-
-    assert four["events"] == one["events"] and four["amounts"] == one["amounts"]
-    kinds = {alert.kind for alert in four["alerts"]}  # type: ignore[attr-defined]
+def assert_alike(simulation: MarketSimulator, one: dict[str, object], two: dict[str, object]) -> None:
+    assert two["events"] == one["events"] and two["amounts"] == one["amounts"]
+    kinds = {alert.kind for alert in two["alerts"]}  # type: ignore[attr-defined]
     assert {"volume_spike", "exchange_silent"} <= kinds, "the market-wide rules fired, from the market stage"
-    for result in (one, four):
+    for result in (one, two):
         report = score(simulation.incidents, result["alerts"])  # type: ignore[arg-type]
         assert not report.missed and not report.false_alerts, (report.missed, report.false_alerts)
-    assert sorted(a.dedup_key for a in four["alerts"]) == sorted(a.dedup_key for a in one["alerts"])  # type: ignore[attr-defined]
+    keys = sorted(a.dedup_key for a in two["alerts"])  # type: ignore[attr-defined]
+    assert keys == sorted(a.dedup_key for a in one["alerts"])  # type: ignore[attr-defined]
 
 
-def test_a_rule_change_received_by_one_worker_reaches_the_other_through_the_store(tmp_path: Path) -> None:
-    store = ChdbStore(tmp_path / "chdb")
-    try:
-        store.apply_schema()
-        received, other = worker(store, {0, 1}, "local"), worker(store, {2, 3}, "local")
-        stage = MarketStage(Settings(), store, "log-1")
-        stage.restore()
-        change = b'{"set": {"exchange_silent_s": 300, "price_outlier_ratio": "4"}, "actor": "ops-li"}'
-        asyncio.run(received.change_rules(change))  # dm.rules reaches one member of the group
-        assert other.surveillance.ctx.rules.exchange_silent_s == Settings().rules.exchange_silent_s
-        asyncio.run(other.tick())
-        stage.tick(0)
-        for rules in (other.surveillance.ctx.rules, stage.surveillance.ctx.rules):
-            assert (rules.exchange_silent_s, str(rules.price_outlier_ratio)) == (300, "4")
-    finally:
-        store.close()
+def test_two_workers_with_the_market_stage_alert_exactly_as_one(
+    scenario: Scenario, store: ChdbStore, one_worker: dict[str, object]
+) -> None:
+    fresh(store)
+    workers = two_workers(store)
+    stage = a_stage(store)
+    asyncio.run(consume(workers, scenario.four, lambda _: stage))
+    assert_alike(scenario.simulation, one_worker, outcome(store))
+
+
+def test_a_stage_that_stops_midway_is_replaced_without_losing_or_repeating_an_alert(
+    scenario: Scenario, store: ChdbStore, one_worker: dict[str, object]
+) -> None:
+    fresh(store)
+    workers = two_workers(store)
+    stages = {"first": a_stage(store)}
+
+    def stage_at(round_: int) -> MarketStage | None:
+        if 0 <= round_ < 2:
+            return stages["first"]
+        if round_ >= 0:  # the leader is gone: the workers store on, nobody reads the market
+            return None
+        if "second" not in stages:  # partition 0's new owner, at the end: restored from what the first recorded
+            stages["second"] = a_stage(store)
+        return stages["second"]
+
+    asyncio.run(consume(workers, scenario.four, stage_at))
+    assert "second" in stages
+    assert_alike(scenario.simulation, one_worker, outcome(store))
+
+
+def test_a_rule_change_received_by_one_worker_reaches_the_other_through_the_store(store: ChdbStore) -> None:
+    fresh(store)
+    (received, _), (other, _) = two_workers(store)
+    stage = a_stage(store)
+    change = b'{"set": {"exchange_silent_s": 300, "price_outlier_ratio": "4"}, "actor": "ops-li"}'
+    asyncio.run(received.change_rules(change))  # dm.rules reaches one member of the group
+    assert other.surveillance.ctx.rules.exchange_silent_s == Settings().rules.exchange_silent_s
+    asyncio.run(other.tick())
+    stage.tick(0)
+    for rules in (other.surveillance.ctx.rules, stage.surveillance.ctx.rules):
+        assert (rules.exchange_silent_s, str(rules.price_outlier_ratio)) == (300, "4")

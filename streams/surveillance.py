@@ -9,7 +9,7 @@ batch (windows close, exchanges fall silent) and `tick` on a wall-clock timer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
@@ -33,9 +33,8 @@ class DetectorFailed(RuntimeError):
         self.kind = kind
 
 
-@dataclass(frozen=True, slots=True)
-class Observed:
-    """What surveillance makes of one accepted event."""
+class Observed(NamedTuple):
+    """What surveillance makes of one accepted event (a tuple: one is made per event)."""
 
     late: bool  # older than the allowed lateness behind the watermark: stored, but its window stays closed
     dims: Dims  # the product's classification, from its listing as known on arrival
@@ -80,25 +79,28 @@ class Surveillance:
         """Run every rule on one event of `partition`, then let event time pass it. Raises DetectorFailed
         (state untouched by the later detectors; the event is then not stored)."""
         at_ms = event.at_ms
-        late = self.ctx.is_late(at_ms)
+        ctx = self.ctx
+        late = ctx.is_late(at_ms)
         # The rules judge against the market's event time as it stands with this event in it.
-        self.ctx.watermark_ms = self.clock.peek(partition, at_ms)
-        if isinstance(event, Listing):
-            self.book.apply(event)
-            dims = self.book.dims(event.exchange_id, event.product_id)
-        elif isinstance(event, Heartbeat):
+        ctx.watermark_ms = watermark_ms = self.clock.peek(partition, at_ms)
+        kind = type(event)
+        if kind is Heartbeat:
             dims = UNKNOWN
         else:
-            dims = self.book.dims(event.exchange_id, event.product_id)
+            if kind is Listing:
+                self.book.apply(event)  # type: ignore[arg-type]
+            dims = self.book.dims(event.exchange_id, event.product_id)  # type: ignore[union-attr]
         findings: list[Finding] = []
-        for detector in self._observers[type(event)]:
+        for detector in self._observers[kind]:
             try:
-                findings.extend(detector.observe(event, self.ctx))
+                found = detector.observe(event, ctx)
             except Exception as exc:  # a poison event must not stop the market's surveillance
-                self.ctx.watermark_ms = self.clock.value  # the rejected event does not move event time
+                ctx.watermark_ms = self.clock.value  # the rejected event does not move event time
                 raise DetectorFailed(detector.kind, exc) from exc
-        self.ctx.watermark_ms = self.clock.advance(partition, at_ms)
-        return Observed(late, dims, self._admit(findings))
+            if found:
+                findings.extend(found)
+        self.clock.advance(partition, at_ms, watermark_ms)
+        return Observed(late, dims, self._admit(findings) if findings else [])
 
     def caught_up(self, partitions: set[int]) -> None:
         """These partitions have nothing left to deliver: they no longer hold the market's event time back."""

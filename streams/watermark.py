@@ -56,9 +56,10 @@ class MarketClock:
             del self._latest[partition], self._heard[partition]
             self._caught_up.discard(partition)
 
-    def advance(self, partition: int, at_ms: int) -> int:
-        """An event of `partition` happened at `at_ms` (delivered now); returns the market watermark."""
-        self.value = self.peek(partition, at_ms)
+    def advance(self, partition: int, at_ms: int, peeked: int | None = None) -> int:
+        """An event of `partition` happened at `at_ms` (delivered now); returns the market watermark.
+        `peeked`: what `peek` gave for this very event, if the caller asked already (saves asking twice)."""
+        self.value = self.peek(partition, at_ms) if peeked is None else peeked
         self._heard[partition] = self._wall_ms()
         self._caught_up.discard(partition)
         if at_ms > self._latest.get(partition, -1):

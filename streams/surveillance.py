@@ -43,7 +43,10 @@ class Observed(NamedTuple):
 
 class Surveillance:
     def __init__(
-        self, rules: RuleSettings, allowed_lateness_ms: int, detectors: list[Detector] | None = None,
+        self,
+        rules: RuleSettings,
+        allowed_lateness_ms: int,
+        detectors: list[Detector] | None = None,
         partition_idle_ms: int = 30_000,
     ) -> None:
         self.configured_rules = rules

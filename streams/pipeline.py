@@ -311,9 +311,8 @@ class Pipeline:
                     _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)
                 )
                 continue
-            looked_up = time.perf_counter()
-            first = self.index.get(outcome.key)
-            dedup_s += time.perf_counter() - looked_up
+            key = outcome.key
+            first = self.index.get(key)  # a dict lookup (the batch was probed at once, in `begin`)
             if first is not None:
                 rows.duplicates.append(
                     Duplicate(
@@ -328,7 +327,7 @@ class Pipeline:
                     )
                 )
                 continue
-            stored = self._accept(outcome, message, rows, minutes)
+            stored = self._accept(outcome, key, message, rows, minutes)
             if stored is not None:
                 fresh.append(stored)
         reached = {partition: max(offsets) for (_, partition), offsets in ranges.items()}
@@ -355,7 +354,9 @@ class Pipeline:
         ]
         return rows, fresh, minutes
 
-    def _accept(self, event: AnyEvent, message: Message, rows: BatchRows, minutes: set[int]) -> StoredEvent | None:
+    def _accept(
+        self, event: AnyEvent, key: tuple[str, str], message: Message, rows: BatchRows, minutes: set[int]
+    ) -> StoredEvent | None:
         at = event.at_ms
         try:
             observed = self.surveillance.observe(event, message.partition)
@@ -366,12 +367,13 @@ class Pipeline:
                 _rejected(message, PROCESSING_ERROR, str(failure)[:2000], event.exchange_id, event.event_id)
             )
             return None
-        rows.alerts.extend(observed.alerts)
-        self.index.add(event.key, message.partition, message.offset, at)
+        if observed.alerts:
+            rows.alerts.extend(observed.alerts)
+        self.index.add(key, message.partition, message.offset, at)
         stored = StoredEvent(event, message.partition, message.offset, observed.late, observed.dims)
         rows.add(stored)
-        in_window = not isinstance(event, Heartbeat) and not (isinstance(event, Listing) and event.action != "list")
-        if not observed.late and in_window:
+        kind = type(event)
+        if not observed.late and kind is not Heartbeat and (kind is not Listing or event.action == "list"):  # type: ignore[union-attr]
             minutes.add(window_start_ms(at))
         return stored
 

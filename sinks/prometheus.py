@@ -6,6 +6,10 @@ never a product or participant id, which would explode cardinality.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS = Counter("dmm_events_total", "Accepted events, by type and exchange", ["type", "exchange_id"])
@@ -27,7 +31,9 @@ BATCH_SIZE = Histogram(
     "dmm_batch_size_messages", "Messages per processed batch", buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 )
 STORE_WRITE = Histogram(
-    "dmm_store_write_seconds", "Latency of one batch write to ClickHouse, by table", ["table"],
+    "dmm_store_write_seconds",
+    "Latency of one batch write to ClickHouse, by table",
+    ["table"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 STORE_FAILURES = Counter("dmm_store_write_failures_total", "Failed ClickHouse writes (retried)", ["table"])
@@ -54,10 +60,22 @@ WORKER_RESTARTS = Gauge(
 STAGE_SECONDS = Counter(
     "dmm_stage_seconds_total",
     "Worker time spent in each pipeline stage (fetch, decode, dedup, surveillance, arrow, store, windows, publish, "
-    "metrics, commit): rate() gives each stage's share of a core",
+    "metrics, commit, and the market stage's read-back and rules): rate() gives each stage's share of a core",
     ["stage"],
 )
-STAGES = ("fetch", "decode", "dedup", "surveillance", "arrow", "store", "windows", "publish", "metrics", "commit")
+STAGES = (
+    "fetch",
+    "decode",
+    "dedup",
+    "surveillance",
+    "arrow",
+    "store",
+    "windows",
+    "publish",
+    "metrics",
+    "commit",
+    "market",  # the market stage's read-back and rules (several workers; in the one owning partition 0)
+)
 DEDUP_INDEX = Gauge("dmm_dedup_index_events", "Event identities remembered for duplicate detection")
 ALERT_WEBHOOK_DELIVERED = Counter(
     "dmm_alert_webhook_delivered_total", "Surveillance alerts the webhook (DMM_ALERT_WEBHOOK_URL) accepted"
@@ -80,3 +98,13 @@ def start_at_zero(reasons: list[str], severities: dict[str, str], tables: list[s
         STORE_FAILURES.labels(table=table)
     for stage in STAGES:
         STAGE_SECONDS.labels(stage=stage)
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Time the block into `dmm_stage_seconds_total{stage=name}`."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_SECONDS.labels(stage=name).inc(time.perf_counter() - started)

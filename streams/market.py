@@ -35,6 +35,7 @@ from settings import Settings
 from sinks.clickhouse import Store
 from sinks.clickhouse.records import record_market_progress
 from sinks.clickhouse.state import StateReader, StoredBatch
+from sinks.prometheus import stage
 from streams.alignment import align
 from streams.detectors import build_detectors
 from streams.rules import restore_rules
@@ -89,6 +90,10 @@ class MarketStage:
 
     def poll(self) -> list[Alert]:
         """Observe what was stored since the last poll, in event-time order across partitions."""
+        with stage("market"):
+            return self._poll()
+
+    def _poll(self) -> list[Alert]:
         state = StateReader(self.store)
         batches = state.batches_after(self.topic, self.topic_id, self._read)
         ranges: dict[int, tuple[int, int]] = {}

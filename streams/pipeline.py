@@ -23,8 +23,7 @@ import logging
 import time
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import NamedTuple
@@ -39,6 +38,7 @@ from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, Stor
 from sinks.clickhouse.batches import SCHEMAS
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
+from sinks.prometheus import stage
 from streams.alignment import align
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
@@ -103,15 +103,6 @@ def _event_time(item: Decoded) -> int | None:
 
 
 Publish = Callable[[str, bytes | None, bytes], Awaitable[None]]
-
-
-@contextmanager
-def stage(name: str) -> Iterator[None]:
-    started = time.perf_counter()
-    try:
-        yield
-    finally:
-        metrics.STAGE_SECONDS.labels(stage=name).inc(time.perf_counter() - started)
 
 
 class Pipeline:

@@ -144,6 +144,10 @@ def wait_until_drained(
         except (WorkerUnavailable, RuntimeError, ValueError):  # starting, or a rebalance in progress
             time.sleep(0.5)
             continue
+        # The broker's answer may trail what was just produced; the workers' fetches see further.
+        for status in statuses:
+            for p, part in (status.get("partitions") or {}).items():
+                ends[int(p)] = max(ends.get(int(p), 0), part.get("highwater") or 0)
         if _drained(statuses, ends):
             time.sleep(settle)
             again = [worker_status(each) for each in everyone]

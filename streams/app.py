@@ -230,7 +230,8 @@ class MonitorWorker:
         scope, leads = self._role = self._wanted_role()
         pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id, forward=forward, scope=scope)
         await asyncio.to_thread(pipeline.restore)
-        self.market = MarketStage(self.settings, self.store, log_id) if leads else None
+        partitions = self.consumer.partition_count() or 1
+        self.market = MarketStage(self.settings, self.store, log_id, partitions) if leads else None
         if self.market is not None:
             await asyncio.to_thread(self.market.restore)
         log.info("rules in this worker", extra={"scope": scope, "market_stage": leads})

@@ -14,9 +14,11 @@ worker that owns partition 0:
   has stored (`processed_batches` says which ranges are complete), so it sees exactly
   what the store holds, nothing that may still be lost;
 - it merges the partitions in event time as a worker does with a fetch
-  (`streams.alignment`: a partition still behind holds the others back; the markers
-  say which were read to their end, and one silent for `partition_idle_s` stops
-  holding), and moves one market clock across all of them (`streams.watermark`);
+  (`streams.alignment`: every partition holds the others back until nothing was stored
+  for it for `partition_idle_s`), and moves one market clock across all of them
+  (`streams.watermark`). So at the end of a burst its last alerts come that much later;
+  a worker's own "read to the end" cannot be used here, being about the broker at that
+  worker's fetch while the rows of other partitions read now may have been produced since;
 - what it observed is recorded (`market_progress`) once the alerts it led to are stored;
   when it starts or the leadership moves, its state (clock, detector state, alerted
   incidents) is rebuilt from the store as of those offsets and it reads on from there,
@@ -49,15 +51,26 @@ CLOCK_SKEW_MS = 300_000  # between the workers' clocks, which stamp `ingested_at
 
 class MarketStage:
     def __init__(
-        self, settings: Settings, store: Store, topic_id: str, wall_ms: Callable[[], float] = lambda: time.time() * 1000
+        self,
+        settings: Settings,
+        store: Store,
+        topic_id: str,
+        partitions: int,
+        wall_ms: Callable[[], float] = lambda: time.time() * 1000,
     ) -> None:
+        """`partitions`: of dm.events, all of which the stage waits for (one not stored to yet may be behind)."""
+        self.partitions = set(range(partitions))
         rules = settings.rules
         self.store = store
         self.topic = settings.kafka.events_topic
         self.topic_id = topic_id
         self.idle_ms = int(settings.partition_idle_s * 1000)
         self.surveillance = Surveillance(
-            rules, settings.allowed_lateness_s * 1000, build_detectors(rules, "market"), partition_idle_ms=self.idle_ms
+            rules,
+            settings.allowed_lateness_s * 1000,
+            build_detectors(rules, "market"),
+            partition_idle_ms=self.idle_ms,
+            wall_ms=wall_ms,
         )
         self._wall_ms = wall_ms
         self.applied: dict[int, int] = {}  # per partition, the last offset observed
@@ -65,6 +78,7 @@ class MarketStage:
         self._latest: dict[int, StoredBatch] = {}  # per partition, its latest stored batch
         self._held: list[Item] = []
         self._recorded: dict[int, int] = {}  # `applied` as last recorded in the store
+        self._expected_since_ms = 0.0  # wall clock when the stage (re)started waiting for every partition
 
     def restore(self) -> None:
         """State as of what the stage had observed and recorded (`market_progress`), from the store; what was
@@ -78,6 +92,8 @@ class MarketStage:
         as_observed = StateReader(self.store, through=marks) if recorded else state
         self.applied, self._read, self._recorded, self._held, self._latest = dict(marks), dict(marks), marks, [], {}
         self.surveillance.restore(as_observed, as_observed.partition_watermarks(progress))
+        self.surveillance.clock.expect(self.partitions)
+        self._expected_since_ms = self._wall_ms()
         if self.applied:  # each partition's last stored batch: caught up? quiet? stored when?
             previous = {partition: mark - 1 for partition, mark in self.applied.items()}
             for batch in state.batches_after(self.topic, self.topic_id, previous):
@@ -108,16 +124,17 @@ class MarketStage:
         self._latest.update({batch.partition: batch for batch in batches})  # in offset order: the last wins
         self._read.update({partition: last for partition, (_, last) in ranges.items()})
         now = self._wall_ms()
-        ends: dict[int, int | None] = {p: None for p, batch in self._latest.items() if not batch.caught_up}  # behind
-        split = align(
-            items,
-            _partition,
-            _offset,
-            _event_time,
-            ends,
-            self.applied,
-            lambda p: p in self._latest and now - self._latest[p].processed_ms > self.idle_ms,
-        )
+        # Every partition may have more to come, until it is quiet (nothing stored for `partition_idle_s`;
+        # one never stored to yet counts from when the stage began waiting for it). A worker's "read to the end" would be stale here: it speaks of the broker when
+        # that worker fetched, while the other partitions' rows read now may have been produced since.
+        ends: dict[int, int | None] = dict.fromkeys(self.partitions | set(self._latest))
+
+        def quiet(partition: int) -> bool:
+            latest = self._latest.get(partition)
+            stored_ms = latest.processed_ms if latest is not None else self._expected_since_ms
+            return now - stored_ms > self.idle_ms
+
+        split = align(items, _partition, _offset, _event_time, ends, self.applied, quiet)
         self._held = split.held
         alerts: list[Alert] = []
         for partition, offset, event in split.taken:
@@ -130,13 +147,9 @@ class MarketStage:
         for partition, (_, last) in ranges.items():  # rejections and duplicates leave no event: the range is done
             if partition not in held:
                 self.applied[partition] = max(last, self.applied.get(partition, -1))
-        self.surveillance.caught_up(
-            {
-                p
-                for p, batch in self._latest.items()
-                if batch.caught_up and p not in held and self.applied.get(p, -1) >= batch.last_offset
-            }
-        )
+        for partition, batch in self._latest.items():  # a partition was heard from when its rows were stored
+            self.surveillance.clock.heard_at(partition, batch.processed_ms)
+        self.surveillance.caught_up(set())  # partitions gone quiet stop holding the market's clock
         alerts.extend(self.surveillance.advance())
         return alerts
 

@@ -339,9 +339,7 @@ class Pipeline:
         metrics.STAGE_SECONDS.labels(stage="dedup").inc(dedup_s)
         metrics.STAGE_SECONDS.labels(stage="surveillance").inc(time.perf_counter() - started - dedup_s)
         rows.markers = [
-            Marker(
-                topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets), partition in caught
-            )
+            Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
             for (topic, partition), offsets in ranges.items()
         ]
         return rows, fresh, minutes

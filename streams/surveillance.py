@@ -9,6 +9,7 @@ batch (windows close, exchanges fall silent) and `tick` on a wall-clock timer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage
@@ -48,9 +49,11 @@ class Surveillance:
         allowed_lateness_ms: int,
         detectors: list[Detector] | None = None,
         partition_idle_ms: int = 30_000,
+        wall_ms: Callable[[], float] | None = None,
     ) -> None:
+        """`wall_ms`: the wall clock that tells a quiet partition (default: the monotonic one)."""
         self.configured_rules = rules
-        self.clock = MarketClock(partition_idle_ms)
+        self.clock = MarketClock(partition_idle_ms) if wall_ms is None else MarketClock(partition_idle_ms, wall_ms)
         self.book = ProductBook()
         self.ctx = MarketContext(rules=rules, book=self.book, allowed_lateness_ms=allowed_lateness_ms)
         self.detectors = tuple(detectors if detectors is not None else build_detectors(rules))

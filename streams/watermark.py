@@ -70,7 +70,7 @@ class MarketClock:
         """The market watermark `advance` would give, without recording the event."""
         latest = self._latest
         if not latest or (len(latest) == 1 and partition in latest):
-            return at_ms if at_ms > self.value else self.value
+            return max(self.value, at_ms)
         now = self._wall_ms()
         holding = [at_ms if at_ms > latest.get(partition, -1) else latest[partition]]
         holding.extend(
@@ -79,7 +79,13 @@ class MarketClock:
             if p != partition and p not in self._caught_up and now - self._heard[p] <= self.idle_ms
         )
         slowest = min(holding)
-        return slowest if slowest > self.value else self.value
+        return max(self.value, slowest)
+
+    def heard_at(self, partition: int, wall_ms: float) -> None:
+        """`partition` last delivered at `wall_ms`, as someone else saw it (the market stage reads the store
+        later than the rows were stored: the time it observes them says nothing of the partition)."""
+        if partition in self._heard:
+            self._heard[partition] = wall_ms
 
     def is_quiet(self, partition: int) -> bool:
         """Delivered nothing for `idle_ms` of wall-clock time (a partition never heard from is not quiet)."""
@@ -96,6 +102,5 @@ class MarketClock:
             if p not in self._caught_up and now - self._heard[p] <= self.idle_ms
         ]
         candidate = min(holding) if holding else max(self._latest.values(), default=0)
-        if candidate > self.value:
-            self.value = candidate
+        self.value = max(self.value, candidate)
         return self.value

@@ -23,9 +23,7 @@ CREATE ROLE IF NOT EXISTS dmm_writer;
 GRANT CREATE DATABASE ON datamarket.* TO dmm_writer;
 GRANT CREATE TABLE ON datamarket.* TO dmm_writer;
 GRANT INSERT, SELECT ON datamarket.* TO dmm_writer;
--- The migrations schema.sql carries (for the market stage: a column of the batch markers, an index of
--- the event tables), and nothing else.
-GRANT ALTER ADD COLUMN ON datamarket.processed_batches TO dmm_writer;
+-- The migration schema.sql carries (for the market stage: an index of the event tables), and nothing else.
 GRANT ALTER ADD INDEX ON datamarket.listings TO dmm_writer;
 GRANT ALTER ADD INDEX ON datamarket.trades TO dmm_writer;
 GRANT ALTER ADD INDEX ON datamarket.usage TO dmm_writer;

@@ -115,7 +115,6 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("first_offset", pa.int64()),
             ("last_offset", pa.int64()),
             ("messages", pa.uint32()),
-            ("caught_up", pa.uint8()),
             ("processed_at", _TS3),
         ]
     ),
@@ -197,7 +196,6 @@ class Marker:
     first_offset: int
     last_offset: int
     messages: int
-    caught_up: bool = False  # the partition's end offset was reached: it holds the market's event time back no more
 
 
 @dataclass(slots=True)
@@ -266,7 +264,6 @@ class BatchRows:
                 first_offset=lambda m: m.first_offset,
                 last_offset=lambda m: m.last_offset,
                 messages=lambda m: m.messages,
-                caught_up=lambda m: int(m.caught_up),
             )
         return out
 
@@ -293,9 +290,12 @@ def _event_table(table: str, stored: list[StoredEvent], now: datetime) -> pa.Tab
         kind = schema.field(name).type
         if name in _SOURCE_COLUMNS:
             values: list[Any] = (
-                [int(s.late) for s in stored] if name == "late"
-                else [s.partition for s in stored] if name == "src_partition"
-                else [s.offset for s in stored] if name == "src_offset"
+                [int(s.late) for s in stored]
+                if name == "late"
+                else [s.partition for s in stored]
+                if name == "src_partition"
+                else [s.offset for s in stored]
+                if name == "src_offset"
                 else [now] * len(stored)
             )
         elif name in _DIM_COLUMNS and table != "listings":

@@ -274,7 +274,6 @@ CREATE TABLE IF NOT EXISTS datamarket.processed_batches
     first_offset   Int64,
     last_offset    Int64,
     messages       UInt32,
-    caught_up      UInt8 DEFAULT 0,  -- the worker had read its partition to the end: the market stage's clock
     processed_at   DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
@@ -296,9 +295,8 @@ ORDER BY (src_topic, topic_id, src_partition, applied_offset)
 TTL toDateTime(recorded_at) + INTERVAL 30 DAY
 SETTINGS non_replicated_deduplication_window = 1000;
 
--- Stores created before the market stage (streams/market.py) gain its column and indexes in place
+-- Stores created before the market stage (streams/market.py) gain its indexes in place
 -- (parts written before keep no index: the stage's reads scan them until they merge away).
-ALTER TABLE datamarket.processed_batches ADD COLUMN IF NOT EXISTS caught_up UInt8 DEFAULT 0 AFTER messages;
 ALTER TABLE datamarket.listings ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 ALTER TABLE datamarket.trades ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 ALTER TABLE datamarket.usage ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;

@@ -66,12 +66,11 @@ class StoredIncident:
 
 @dataclass(frozen=True, slots=True)
 class StoredBatch:
-    """One batch's progress marker: a partition's offsets stored completely, and whether it was read to its end."""
+    """One batch's progress marker: a partition's offsets stored completely, and when."""
 
     partition: int
     first_offset: int
     last_offset: int
-    caught_up: bool
     processed_ms: int  # wall-clock time it was stored
 
 
@@ -140,7 +139,7 @@ class StateReader:
         else:
             known = "-1"
         rows = self.store.rows(
-            "SELECT src_partition, first_offset, last_offset, caught_up, "
+            "SELECT src_partition, first_offset, last_offset, "
             f"toUnixTimestamp64Milli(processed_at) AS processed_ms FROM {self.db}.processed_batches "
             f"WHERE src_topic = {literal(topic)} AND topic_id = {literal(topic_id)} AND src_partition >= 0 "
             f"AND last_offset > {known} ORDER BY src_partition, last_offset, first_offset "
@@ -151,7 +150,6 @@ class StateReader:
                 int(r["src_partition"]),
                 int(r["first_offset"]),
                 int(r["last_offset"]),
-                bool(int(r["caught_up"])),
                 int(r["processed_ms"]),
             )
             for r in rows

@@ -9,6 +9,7 @@ tests/end_to_end/test_workers.py). The runs take turns on one store (one chdb se
 from __future__ import annotations
 
 import asyncio
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -85,8 +86,22 @@ def two_workers(store: ChdbStore) -> Workers:
     return [(worker(store, {0, 1}, "local"), {0, 1}), (worker(store, {2, 3}, "local"), {2, 3})]
 
 
-def a_stage(store: ChdbStore) -> MarketStage:
-    stage = MarketStage(Settings(), store, "log-1")
+class Wall:
+    """The stage's wall clock: real time, until the feed is over and the test lets the partitions go quiet
+    (the stage releases a partition only once nothing was stored for it for `partition_idle_s`)."""
+
+    def __init__(self) -> None:
+        self.ahead_ms = 0.0
+
+    def __call__(self) -> float:
+        return time.time() * 1000 + self.ahead_ms
+
+    def pass_idle(self) -> None:
+        self.ahead_ms += 2 * Settings().partition_idle_s * 1000
+
+
+def a_stage(store: ChdbStore, wall: Wall) -> MarketStage:
+    stage = MarketStage(Settings(), store, "log-1", partitions=4, wall_ms=wall)
     stage.restore()
     return stage
 
@@ -95,8 +110,8 @@ async def consume(
     workers: Workers, log: dict[int, list[Message]], stage_at: Callable[[int], MarketStage | None]
 ) -> None:
     """Each worker fetches up to FETCH records of each of its partitions in turn, until all are processed;
-    after round n, `stage_at(n)` (if any) polls in the first worker and records its progress; at the end,
-    `stage_at(-1)`, until the market clock has run to the end."""
+    after round n, `stage_at(n)` (if any) polls in the first worker and records its progress; once all is
+    stored, `stage_at(-1)` twice (its stage is then expected to let the partitions go quiet)."""
     position = dict.fromkeys(log, 0)
     ends: dict[int, int | None] = {p: len(messages) for p, messages in log.items()}
     rounds = 0
@@ -110,7 +125,7 @@ async def consume(
         if stage is not None:
             await workers[0][0].emit_alerts(stage.poll, then=stage.record)
         rounds += 1
-    for _ in range(2):  # the last batches' markers say caught up: the market clock runs to the end
+    for _ in range(2):  # all partitions quiet: what was held is released and the market clock runs to the end
         stage = stage_at(-1)
         if stage is not None:
             await workers[0][0].emit_alerts(stage.poll, then=stage.record)
@@ -148,8 +163,15 @@ def test_two_workers_with_the_market_stage_alert_exactly_as_one(
 ) -> None:
     fresh(store)
     workers = two_workers(store)
-    stage = a_stage(store)
-    asyncio.run(consume(workers, scenario.four, lambda _: stage))
+    wall = Wall()
+    stage = a_stage(store, wall)
+
+    def stage_at(round_: int) -> MarketStage:
+        if round_ < 0:
+            wall.pass_idle()
+        return stage
+
+    asyncio.run(consume(workers, scenario.four, stage_at))
     assert_alike(scenario.simulation, one_worker, outcome(store))
 
 
@@ -158,7 +180,8 @@ def test_a_stage_that_stops_midway_is_replaced_without_losing_or_repeating_an_al
 ) -> None:
     fresh(store)
     workers = two_workers(store)
-    stages = {"first": a_stage(store)}
+    wall = Wall()
+    stages = {"first": a_stage(store, wall)}
 
     def stage_at(round_: int) -> MarketStage | None:
         if 0 <= round_ < 2:
@@ -166,7 +189,8 @@ def test_a_stage_that_stops_midway_is_replaced_without_losing_or_repeating_an_al
         if round_ >= 0:  # the leader is gone: the workers store on, nobody reads the market
             return None
         if "second" not in stages:  # partition 0's new owner, at the end: restored from what the first recorded
-            stages["second"] = a_stage(store)
+            stages["second"] = a_stage(store, wall)
+        wall.pass_idle()
         return stages["second"]
 
     asyncio.run(consume(workers, scenario.four, stage_at))
@@ -177,7 +201,7 @@ def test_a_stage_that_stops_midway_is_replaced_without_losing_or_repeating_an_al
 def test_a_rule_change_received_by_one_worker_reaches_the_other_through_the_store(store: ChdbStore) -> None:
     fresh(store)
     (received, _), (other, _) = two_workers(store)
-    stage = a_stage(store)
+    stage = a_stage(store, Wall())
     change = b'{"set": {"exchange_silent_s": 300, "price_outlier_ratio": "4"}, "actor": "ops-li"}'
     asyncio.run(received.change_rules(change))  # dm.rules reaches one member of the group
     assert other.surveillance.ctx.rules.exchange_silent_s == Settings().rules.exchange_silent_s

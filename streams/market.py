@@ -94,7 +94,7 @@ class MarketStage:
         self.surveillance.restore(as_observed, as_observed.partition_watermarks(progress))
         self.surveillance.clock.expect(self.partitions)
         self._expected_since_ms = self._wall_ms()
-        if self.applied:  # each partition's last stored batch: caught up? quiet? stored when?
+        if self.applied:  # each partition's last stored batch: when was it stored (quiet yet?)
             previous = {partition: mark - 1 for partition, mark in self.applied.items()}
             for batch in state.batches_after(self.topic, self.topic_id, previous):
                 if batch.last_offset <= self.applied.get(batch.partition, -1):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from functools import cached_property
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator, model_validator
@@ -22,20 +21,28 @@ Venue = Literal["on_exchange", "off_exchange_registered"]
 Purpose = Literal["public_governance", "commercial", "research"]
 
 
+class _EventTime:
+    """`event.at_ms`: event time in ms since the epoch, computed on first read and kept in the instance's
+    `__dict__` (every rule reads it; functools.cached_property takes a lock on every first read in 3.11)."""
+
+    def __get__(self, event: _Event | None, owner: type) -> int:
+        if event is None:
+            raise AttributeError("at_ms")
+        value = event.__dict__["at_ms"] = occurred_ms(event.occurred_at)
+        return value
+
+
 class _Event(BaseModel):
     """Fields every event has. Unknown fields are ignored (forward compatibility)."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, ignored_types=(_EventTime,))
 
     schema_: Literal["dm.v1"] = Field(alias="schema")
     event_id: Identifier
     exchange_id: ExchangeCode
     occurred_at: Timestamp
 
-    @cached_property
-    def at_ms(self) -> int:
-        """Event time in ms since the epoch, computed once per event (every rule reads it)."""
-        return occurred_ms(self.occurred_at)
+    at_ms = _EventTime()
 
     @property
     def key(self) -> tuple[str, str]:
@@ -140,7 +147,6 @@ def occurred_ms(moment: datetime) -> int:
     """Milliseconds since the epoch: the unit of event time inside the worker."""
     # Exact: whole microseconds fit a float's 53 bits for any date this market will see.
     return round(moment.timestamp() * 1_000_000) // 1000
-
 
 
 __all__ = [

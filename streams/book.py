@@ -7,8 +7,9 @@ rebuilds it from the `listings` table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import NamedTuple
 
 from models import Listing
 from sinks.clickhouse import Dims
@@ -16,9 +17,9 @@ from sinks.clickhouse import Dims
 UNKNOWN = Dims()
 
 
-@dataclass(frozen=True, slots=True)
-class ProductListing:
-    """A product's listing on one exchange (active until delisted)."""
+class ProductListing(NamedTuple):
+    """A product's listing on one exchange (active until delisted). A tuple: a reprice or delist makes a new
+    one with `_replace`, several times cheaper than `dataclasses.replace` (about one event in thirteen)."""
 
     exchange_id: str
     product_id: str
@@ -33,16 +34,32 @@ class ProductListing:
     active: bool
     changed_ms: int
     event_id: str
-    dims: Dims = field(init=False)  # built once per listing state: every trade and usage event reads it
+    dims: Dims  # built once per listing: every trade and usage event reads it
 
-    def __post_init__(self) -> None:
+    @classmethod
+    def listed(cls, listing: Listing) -> ProductListing:
         dims = Dims(
-            sector=self.sector or "unknown",
-            category=self.category or "unknown",
-            source=self.source or "unknown",
-            high_quality=self.high_quality,
+            sector=listing.sector or "unknown",
+            category=listing.category or "unknown",
+            source=listing.source or "unknown",
+            high_quality=listing.high_quality,
         )
-        object.__setattr__(self, "dims", dims)
+        return cls(
+            listing.exchange_id,
+            listing.product_id,
+            listing.seller_id,
+            listing.category,
+            listing.source,
+            listing.sector,
+            listing.pricing,
+            listing.list_price,
+            listing.high_quality,
+            frozenset(listing.recognized_by),
+            True,
+            listing.at_ms,
+            listing.event_id,
+            dims,
+        )
 
 
 @dataclass
@@ -55,27 +72,13 @@ class ProductBook:
         current = on_exchange.get(listing.exchange_id)
         at = listing.at_ms
         if listing.action == "list":
-            state = ProductListing(
-                exchange_id=listing.exchange_id,
-                product_id=listing.product_id,
-                seller_id=listing.seller_id,
-                category=listing.category,
-                source=listing.source,
-                sector=listing.sector,
-                pricing=listing.pricing,
-                list_price=listing.list_price,
-                high_quality=listing.high_quality,
-                recognized_by=frozenset(listing.recognized_by),
-                active=True,
-                changed_ms=at,
-                event_id=listing.event_id,
-            )
+            state = ProductListing.listed(listing)
         elif current is None:
             return None  # reprice/delist of a product never listed here: stored, nothing to change
         elif listing.action == "reprice":
-            state = replace(current, list_price=listing.list_price, changed_ms=at, event_id=listing.event_id)
+            state = current._replace(list_price=listing.list_price, changed_ms=at, event_id=listing.event_id)
         else:
-            state = replace(current, active=False, changed_ms=at, event_id=listing.event_id)
+            state = current._replace(active=False, changed_ms=at, event_id=listing.event_id)
         on_exchange[listing.exchange_id] = state
         return state
 

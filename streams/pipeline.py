@@ -85,6 +85,9 @@ Decoded = tuple[Message, AnyEvent | Rejection | Redelivered]
 HOLD_MAX_BATCHES = 4  # alignment holds at most this many batches' worth of records (memory stays bounded)
 
 
+_NOT_EVENTS = (Rejection, Redelivered)
+
+
 def _partition(item: Decoded) -> int:
     return item[0].partition
 
@@ -273,9 +276,10 @@ class Pipeline:
         ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
             decoded: list[Decoded] = list(self._held)
+            seen, stray = self.progress.seen, self.progress.stray
             for message in messages:
-                if self.progress.seen(message.partition, message.offset):
-                    stored_ms = self.progress.stray.get((message.partition, message.offset), 0)
+                if seen(message.partition, message.offset):
+                    stored_ms = stray.get((message.partition, message.offset), 0)
                     decoded.append((message, Redelivered(stored_ms)))
                 else:
                     decoded.append((message, decode(message.value)))
@@ -289,22 +293,25 @@ class Pipeline:
             log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
             taken, self._held = taken + self._held, []
         looked_up = time.perf_counter()
-        self.index.begin([outcome.key for _, outcome in taken if not isinstance(outcome, Rejection | Redelivered)])
+        keys = [(outcome.exchange_id, outcome.event_id) for _, outcome in taken if type(outcome) not in _NOT_EVENTS]
+        self.index.begin(keys)
         dedup_s += time.perf_counter() - looked_up
+        remembered, next_key = self.index.get, iter(keys).__next__
         for message, outcome in taken:
             ranges.setdefault((message.topic, message.partition), []).append(message.offset)
-            if isinstance(outcome, Redelivered):
+            kind = type(outcome)
+            if kind is Redelivered:
                 # Already stored before a crash: event time passes it here, in stream order, as it did first time.
                 metrics.REDELIVERED.inc()
-                self.surveillance.redelivered(message.partition, outcome.stored_ms)
+                self.surveillance.redelivered(message.partition, outcome.stored_ms)  # type: ignore[union-attr]
                 continue
-            if isinstance(outcome, Rejection):
+            if kind is Rejection:
                 rows.rejected.append(
-                    _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)
+                    _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)  # type: ignore[union-attr]
                 )
                 continue
-            key = outcome.key
-            first = self.index.get(key)  # a dict lookup (the batch was probed at once, in `begin`)
+            key = next_key()  # this event's, computed once for `begin`
+            first = remembered(key)  # a dict lookup (the batch was probed at once, in `begin`)
             if first is not None:
                 rows.duplicates.append(
                     Duplicate(
@@ -377,10 +384,11 @@ class Pipeline:
         for rejected in rows.rejected:
             await self.publish(kafka.rejected_topic, rejected.key, rejected_record(rejected))
 
-    async def _write(self, rows: BatchRows, tables: dict[str, object]) -> None:
+    async def _write(self, rows: BatchRows, tables: dict[str, pa.Table]) -> None:
         with stage("store"):
-            for table, batch in tables.items():
-                token = _token(table, rows, batch.num_rows)  # type: ignore[attr-defined]
+            for table, prepared in tables.items():
+                batch = rows.markers_table() if table == "processed_batches" else prepared  # stamped as stored
+                token = _token(table, rows, batch.num_rows)
                 started = time.perf_counter()
                 await self._retrying(table, lambda t=table, b=batch, k=token: self.store.insert(t, b, k))
                 metrics.STORE_WRITE.labels(table=table).observe(time.perf_counter() - started)

@@ -19,17 +19,14 @@ here: a read-only request runs one read-only statement or nothing. It binds to
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qsl, urlparse
 
 import pyarrow as pa
 
-from sinks.clickhouse.store import ChdbStore, ReadOnlyViolation, StoreError, check_read_only, literal
+from sinks.clickhouse.store import ChdbStore, ReadOnlyViolation, StoreError, check_read_only
 
 log = logging.getLogger("dmm.store_server")
 
@@ -64,16 +61,14 @@ SETTING_NAME = re.compile(r"^\w+$")
 class StoreServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, store: ChdbStore, host: str, port: int, spool: Path) -> None:
+    def __init__(self, store: ChdbStore, host: str, port: int) -> None:
         super().__init__((host, port), _Handler)
         self.store = store
-        self.spool = spool
 
 
 def serve(store: ChdbStore, host: str = "127.0.0.1", port: int = 8123) -> StoreServer:
     """Start answering on a background thread; `shutdown()` the returned server to stop."""
-    spool = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
-    server = StoreServer(store, host, port, spool)
+    server = StoreServer(store, host, port)
     threading.Thread(target=server.serve_forever, name="store-server", daemon=True).start()
     log.info("embedded store served over HTTP", extra={"url": f"http://{host}:{server.server_port}"})
     return server
@@ -130,19 +125,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _insert(self, insert: re.Match[str], body: bytes, settings: dict[str, str]) -> None:
         fmt = insert.group("format")
-        columns = insert.group("columns")
+        named = insert.group("columns")
+        columns = [name.strip(" `") for name in named.strip("()").split(",")] if named else None
         if columns is None and fmt.lower() in ("arrow", "arrowstream"):
             reader = pa.ipc.open_stream if fmt.lower() == "arrowstream" else pa.ipc.open_file
-            names = reader(pa.BufferReader(body)).schema.names
-            columns = "(" + ", ".join(f"`{name}`" for name in names) + ")"
-        with tempfile.NamedTemporaryFile(dir=self.server.spool, prefix="dmm-insert-") as spooled:
-            spooled.write(body)
-            spooled.flush()
-            clause = ", ".join(f"{name} = {literal(value)}" for name, value in settings.items())
-            self.server.store.command(
-                f"INSERT INTO {insert.group('table')} {columns or ''} {'SETTINGS ' + clause if clause else ''} "
-                f"SELECT * FROM file({literal(spooled.name)}, {literal(fmt)})"
-            )
+            columns = reader(pa.BufferReader(body)).schema.names
+        self.server.store.insert_data(insert.group("table"), columns, body, fmt, settings)
 
     def _refuse_if_read_only(self, params: dict[str, str], statement: str) -> None:
         if params.get("readonly", "0") != "0":

@@ -93,15 +93,18 @@ def ingest_span(database: str) -> str:
 
 
 def ingest_lag(database: str, since: datetime) -> str:
-    """Percentiles of occurred_at -> ingested_at (ms) for events that happened after `since`."""
+    """Percentiles (ms) of occurred_at -> stored, for events that happened after `since`: an event counts as
+    stored when its batch is (the batch's progress marker, written after its rows, stamps `processed_at`)."""
     union = " UNION ALL ".join(
-        f"SELECT dateDiff('millisecond', occurred_at, ingested_at) AS d FROM {database}.{table} "
+        f"SELECT src_partition, src_offset, occurred_at FROM {database}.{table} "
         f"WHERE occurred_at >= fromUnixTimestamp64Milli(toInt64({to_ms(since)}), 'UTC')"
         for table in EVENT_TABLES
     )
     return (
-        "SELECT quantileExact(0.5)(d) AS p50, quantileExact(0.99)(d) AS p99, max(d) AS mx, count() AS n "
-        f"FROM ({union})"
+        "SELECT quantileExact(0.5)(d) AS p50, quantileExact(0.99)(d) AS p99, max(d) AS mx, count() AS n FROM ("
+        "SELECT dateDiff('millisecond', e.occurred_at, b.processed_at) AS d "
+        f"FROM ({union}) AS e ASOF INNER JOIN {database}.processed_batches AS b "
+        "ON e.src_partition = b.src_partition AND e.src_offset <= b.last_offset)"
     )
 
 

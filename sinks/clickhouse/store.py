@@ -8,7 +8,9 @@ deterministic `insert_deduplication_token`, so a retried write lands once.
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import threading
 from importlib.resources import files
 from pathlib import Path
@@ -18,6 +20,8 @@ import pyarrow as pa
 
 from settings import ClickHouseSettings
 
+# Where inserts are spooled for chdb to read: memory-backed where the machine has it.
+SPOOL = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
 READ_ONLY_STATEMENT = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
 
@@ -83,13 +87,27 @@ class ChdbStore:
             self.command(statement)
 
     def insert(self, table: str, batch: pa.Table, token: str) -> None:
-        columns = ", ".join(f"`{name}`" for name in batch.column_names)
-        self._run(
-            f"INSERT INTO {self.database}.{table} ({columns}) "
-            f"SETTINGS insert_deduplication_token = {literal(token)} "
-            f"SELECT {columns} FROM Python(batch)",
-            batch=batch,
-        )
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, batch.schema) as writer:
+            writer.write_table(batch)
+        settings = {"insert_deduplication_token": token}
+        self.insert_data(f"{self.database}.{table}", batch.column_names, sink.getvalue(), "ArrowStream", settings)
+
+    def insert_data(
+        self, target: str, columns: list[str] | None, data: bytes | pa.Buffer, fmt: str, settings: dict[str, str]
+    ) -> None:
+        """Rows encoded in `fmt` (into `columns` in their order, else the table's), spooled to a file that
+        ClickHouse reads without Python: the Python() table function holds the GIL while it reads, stalling
+        the worker's event loop (about a tenth of it while a batch is written)."""
+        names = "(" + ", ".join(f"`{name}`" for name in columns) + ")" if columns else ""
+        clause = "SETTINGS " + ", ".join(f"{name} = {literal(value)}" for name, value in settings.items())
+        with tempfile.NamedTemporaryFile(dir=SPOOL, prefix="dmm-insert-") as spooled:
+            spooled.write(data)
+            spooled.flush()
+            self._run(
+                f"INSERT INTO {target} {names} {clause if settings else ''} "
+                f"SELECT * FROM file({literal(spooled.name)}, {literal(fmt)})"
+            )
 
     def command(self, sql: str) -> None:
         self._run(sql)
@@ -124,10 +142,9 @@ class ChdbStore:
         with self._lock:
             self._session.close()
 
-    def _run(self, sql: str, fmt: str = "CSV", batch: pa.Table | None = None) -> str:
+    def _run(self, sql: str, fmt: str = "CSV") -> str:
         with self._lock:
             try:
-                # chdb's Python() table function resolves `batch` from this frame's locals.
                 result = self._session.query(sql, fmt)
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc

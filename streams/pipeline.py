@@ -21,21 +21,21 @@ import asyncio
 import hashlib
 import logging
 import time
-from bisect import bisect_left
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import NamedTuple
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import Histogram
 
-from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Trade
+from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing
 from settings import RuleSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
-from sinks.clickhouse.batches import SCHEMAS
+from sinks.clickhouse.batches import EVENT_TYPE, SCHEMAS
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
 from sinks.prometheus import stage
@@ -76,7 +76,6 @@ class Prepared:
     """A batch processed in memory, ready to be stored."""
 
     rows: BatchRows
-    fresh: list[StoredEvent]
     minutes: set[int]  # minute windows it makes dirty (once stored)
     tables: dict[str, pa.Table]
 
@@ -178,10 +177,10 @@ class Pipeline:
     def prepare(self, messages: Sequence[Message], ends: Mapping[int, int | None] | None = None) -> Prepared:
         """The CPU half of a batch, in the event loop without awaiting (so nothing interleaves with it):
         decode, dedup, surveillance, Arrow. It may run while the previous batch is being stored."""
-        rows, fresh, minutes = self._process(messages, ends or {})
+        rows, minutes = self._process(messages, ends or {})
         with stage("arrow"):
             tables = rows.tables()
-        return Prepared(rows, fresh, minutes, tables)
+        return Prepared(rows, minutes, tables)
 
     async def persist(self, prepared: Prepared) -> dict[int, int]:
         """The I/O half, batches strictly in order: alerts and rejections to Kafka, rows to the store; only
@@ -198,7 +197,7 @@ class Pipeline:
         self.windows.dirty |= prepared.minutes
         self._forward(rows)
         with stage("metrics"):
-            self._count(rows, prepared.fresh)
+            self._count(rows, prepared.tables)
         return {marker.partition: marker.last_offset for marker in rows.markers}
 
     @property
@@ -239,7 +238,7 @@ class Pipeline:
             self._follow_rules(await asyncio.to_thread(restore_rules, state, self.settings.rules))
             rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
             if rows.alerts:
-                await self._emit(Prepared(rows, [], set(), rows.tables()))
+                await self._emit(Prepared(rows, set(), rows.tables()))
 
     def _follow_rules(self, stored: RuleSettings) -> None:
         ctx = self.surveillance.ctx
@@ -259,7 +258,7 @@ class Pipeline:
                 return
             if alerts:
                 rows = BatchRows(alerts=alerts)
-                await self._emit(Prepared(rows, [], set(), rows.tables()))
+                await self._emit(Prepared(rows, set(), rows.tables()))
             if then is not None:
                 await self._retrying("market_progress", then)
 
@@ -267,11 +266,8 @@ class Pipeline:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""
         self.surveillance.ledger.resolved(dedup_key)
 
-    def _process(
-        self, messages: Sequence[Message], ends: Mapping[int, int | None]
-    ) -> tuple[BatchRows, list[StoredEvent], set[int]]:
+    def _process(self, messages: Sequence[Message], ends: Mapping[int, int | None]) -> tuple[BatchRows, set[int]]:
         rows = BatchRows()
-        fresh: list[StoredEvent] = []
         minutes: set[int] = set()
         ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
@@ -326,9 +322,7 @@ class Pipeline:
                     )
                 )
                 continue
-            stored = self._accept(outcome, key, message, rows, minutes)
-            if stored is not None:
-                fresh.append(stored)
+            self._accept(outcome, key, message, rows, minutes)
         reached = {partition: max(offsets) for (_, partition), offsets in ranges.items()}
         self._taken_through.update(reached)
         held = {message.partition for message, _ in self._held}
@@ -349,11 +343,11 @@ class Pipeline:
             Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
             for (topic, partition), offsets in ranges.items()
         ]
-        return rows, fresh, minutes
+        return rows, minutes
 
     def _accept(
         self, event: AnyEvent, key: tuple[str, str], message: Message, rows: BatchRows, minutes: set[int]
-    ) -> StoredEvent | None:
+    ) -> None:
         at = event.at_ms
         try:
             observed = self.surveillance.observe(event, message.partition)
@@ -363,16 +357,14 @@ class Pipeline:
             rows.rejected.append(
                 _rejected(message, PROCESSING_ERROR, str(failure)[:2000], event.exchange_id, event.event_id)
             )
-            return None
+            return
         if observed.alerts:
             rows.alerts.extend(observed.alerts)
         self.index.add(key, message.partition, message.offset, at)
-        stored = StoredEvent(event, message.partition, message.offset, observed.late, observed.dims)
-        rows.add(stored)
+        rows.add(StoredEvent(event, message.partition, message.offset, observed.late, observed.dims))
         kind = type(event)
         if not observed.late and kind is not Heartbeat and (kind is not Listing or event.action == "list"):  # type: ignore[union-attr]
             minutes.add(window_start_ms(at))
-        return stored
 
     # -- output -----------------------------------------------------------------------------
 
@@ -418,35 +410,36 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.clickhouse.insert_retry_max_s)
 
-    def _count(self, rows: BatchRows, fresh: list[StoredEvent]) -> None:
-        """Update metrics once per label set (prometheus-client label lookups are slow per event)."""
+    def _count(self, rows: BatchRows, tables: Mapping[str, pa.Table]) -> None:
+        """Update metrics once per label set, from the batch's Arrow tables (prometheus-client label lookups
+        are slow per event, and so is Python per event)."""
         now = time.time()
-        events: Counter[tuple[str, str]] = Counter()
-        late: Counter[str] = Counter()
-        traded: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
-        last_event: dict[str, float] = {}
-        lags: list[float] = []
-        for stored in fresh:
-            event = stored.event
-            at = event.at_ms / 1000
-            events[(event.type, event.exchange_id)] += 1
-            lags.append(max(0.0, now - at))
-            if stored.late:
-                late[event.type] += 1
-            if isinstance(event, Trade):
-                traded[(event.exchange_id, stored.dims.sector)] += event.amount
-            if at > last_event.get(event.exchange_id, 0.0):
-                last_event[event.exchange_id] = at
-        for (kind, exchange_id), n in events.items():
-            metrics.EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
-        for kind, n in late.items():
-            metrics.LATE.labels(type=kind).inc(n)
-        for (exchange_id, sector), amount in traded.items():
-            metrics.TRADED_AMOUNT.labels(exchange_id=exchange_id, sector=sector).inc(float(amount))
-        for exchange_id, at in last_event.items():
-            gauge = metrics.LAST_EVENT.labels(exchange_id=exchange_id)
-            gauge.set(max(at, gauge._value.get()))
-        observe_many(metrics.EVENT_LAG, lags)
+        occurred: list[np.ndarray] = []
+        for table, kind in EVENT_TYPE.items():
+            batch = tables.get(table)
+            if batch is None:
+                continue
+            for exchange_id, n in _value_counts(batch.column("exchange_id")):
+                metrics.EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
+            late = pc.sum(batch.column("late")).as_py()
+            if late:
+                metrics.LATE.labels(type=kind).inc(late)
+            occurred.append(_seconds(batch.column("occurred_at")))
+            latest = batch.group_by("exchange_id").aggregate([("occurred_at", "max")])
+            for exchange_id, at in zip(
+                latest["exchange_id"].to_pylist(), _seconds(latest["occurred_at_max"]), strict=True
+            ):
+                gauge = metrics.LAST_EVENT.labels(exchange_id=exchange_id)
+                gauge.set(max(float(at), gauge._value.get()))
+        trades = tables.get("trades")
+        if trades is not None:
+            traded = trades.group_by(["exchange_id", "sector"]).aggregate([("amount", "sum")]).to_pylist()
+            for row in traded:
+                metrics.TRADED_AMOUNT.labels(exchange_id=row["exchange_id"], sector=row["sector"]).inc(
+                    float(row["amount_sum"])
+                )
+        if occurred:
+            observe_many(metrics.EVENT_LAG, np.maximum(0.0, now - np.concatenate(occurred)))
         for reason, n in Counter(r.reason for r in rows.rejected).items():
             metrics.REJECTED.labels(reason=reason).inc(n)
         for kind, n in Counter(d.type for d in rows.duplicates).items():
@@ -460,15 +453,26 @@ class Pipeline:
         metrics.DEDUP_INDEX.set(len(self.index))
 
 
-def observe_many(histogram: Histogram, values: list[float]) -> None:
+def _value_counts(column: pa.ChunkedArray) -> list[tuple[str, int]]:
+    counts = pc.value_counts(column)
+    return list(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+
+
+def _seconds(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A UTC timestamp column as float seconds since the epoch."""
+    unit = column.type.unit
+    scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+    return np.asarray(pc.cast(column, pa.int64()), dtype=np.float64) / scale
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     """Many observations with one lock round per bucket (prometheus-client observes one value at a time)."""
-    if not values:
+    if not len(values):
         return
-    bounds = histogram._upper_bounds
-    per_bucket = Counter(bisect_left(bounds, value) for value in values)
-    histogram._sum.inc(sum(values))
-    for index, n in per_bucket.items():
-        histogram._buckets[index].inc(n)
+    per_bucket = np.bincount(np.searchsorted(histogram._upper_bounds, values, side="left"))
+    histogram._sum.inc(float(values.sum()))
+    for index in np.flatnonzero(per_bucket):
+        histogram._buckets[index].inc(int(per_bucket[index]))
 
 
 def _rejected(message: Message, reason: str, detail: str, exchange_id: str, event_id: str) -> Rejected:

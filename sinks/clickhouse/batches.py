@@ -142,6 +142,7 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 
 EVENT_TABLE: dict[type, str] = {Listing: "listings", Trade: "trades", Usage: "usage", Heartbeat: "heartbeats"}
+EVENT_TYPE: dict[str, str] = {"listings": "listing", "trades": "trade", "usage": "usage", "heartbeats": "heartbeat"}
 
 
 @dataclass(frozen=True, slots=True)

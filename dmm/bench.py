@@ -6,8 +6,8 @@
    from its first stored row to its last (rows stored, windows flushed, offsets
    committed), with the worker's own per-stage time (`dmm_stage_seconds_total`);
 3. *latency*: live traffic at `live_rate` (or a fraction of the measured throughput),
-   each event's occurred_at = its due send time; lag = ingested_at - occurred_at, exact
-   percentiles from ClickHouse.
+   each event's occurred_at = its due send time; lag = when its batch was stored (the batch's
+   progress marker, written after its rows) - occurred_at, exact percentiles from ClickHouse.
 Peak RSS is the worker's high-water mark (VmHWM) from /proc.
 
 `run_queries` times the regulator's questions over a long synthetic history instead.

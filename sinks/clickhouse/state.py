@@ -177,9 +177,10 @@ class StateReader:
                 f"SELECT {columns}, src_partition, src_offset FROM {self.db}.{table} WHERE {where} {order}"
             )
             for row in stored.to_pylist():
-                partition, offset = row.pop("src_partition"), row.pop("src_offset")
-                row["occurred_at"] = EPOCH + timedelta(microseconds=row.pop("us"))  # faster than Arrow's aware time
-                found.append((partition, offset, model.model_construct(schema_="dm.v1", type=kind, **row)))
+                partition, offset, us = row.pop("src_partition"), row.pop("src_offset"), row.pop("us")
+                occurred_at = EPOCH + timedelta(microseconds=us)  # faster than Arrow's aware time
+                row.update(schema_="dm.v1", type=kind, occurred_at=occurred_at)
+                found.append((partition, offset, model.rebuilt(row, us // 1000)))
         found.sort(key=lambda item: (item[0], item[1]))
         return found
 
@@ -365,10 +366,8 @@ def _common(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The events the market stage reads back in bulk, built without validating them again (the store holds
-# validated events only; a listing, rare, goes through its model). The market-wide rules read a trade
-# whole (its amount, and its parties as evidence) but only the identity and time of the other types (and,
-# for the product book's enrichment, a usage event's product), so those carry nothing else.
+# The events the market stage reads back in bulk, every field, rebuilt without validating them again (the
+# store holds validated events only; a listing, rarer, goes through its model).
 _IDENTITY = "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us"
 _CONSTRUCTED: dict[str, tuple[type[Trade | Usage | Heartbeat], str, str]] = {
     "trades": (
@@ -376,6 +375,6 @@ _CONSTRUCTED: dict[str, tuple[type[Trade | Usage | Heartbeat], str, str]] = {
         "trade",
         f"{_IDENTITY}, trade_id, product_id, buyer_id, seller_id, price, quantity, amount, currency, venue, purpose, data_bytes",
     ),
-    "usage": (Usage, "usage", f"{_IDENTITY}, product_id, buyer_id"),
-    "heartbeats": (Heartbeat, "heartbeat", _IDENTITY),
+    "usage": (Usage, "usage", f"{_IDENTITY}, product_id, buyer_id, calls, bytes"),
+    "heartbeats": (Heartbeat, "heartbeat", f"{_IDENTITY}, seq"),
 }

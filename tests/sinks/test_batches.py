@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models import Alert
-from sinks.clickhouse.batches import BatchRows
+from models import EVENT_ADAPTER, Alert
+from sinks.clickhouse.batches import BatchRows, Dims, StoredEvent
+from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
+
+KINDS = ("listing", "trade", "usage", "heartbeat")
 
 
 def test_an_alert_round_trips_through_the_alerts_table(tmp_path: Path) -> None:
@@ -30,3 +33,24 @@ def test_an_alert_round_trips_through_the_alerts_table(tmp_path: Path) -> None:
             "event_ids": alert.event_ids,
         }
     ]
+
+
+def test_events_read_back_for_the_market_stage_equal_the_events_stored(tmp_path: Path) -> None:
+    """`StateReader.events_in` rebuilds events without validating them again: each must equal, field for field
+    and in event time, the event that was validated on arrival and stored (the contract's examples)."""
+    examples = Path(__file__).parents[2].parent / "shared" / "contract" / "examples"
+    events = [EVENT_ADAPTER.validate_json(examples.joinpath(f"{kind}.json").read_bytes()) for kind in KINDS]
+    rows = BatchRows()
+    for offset, event in enumerate(events):
+        rows.add(StoredEvent(event, 0, offset, False, Dims()))
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    for table, batch in rows.tables().items():
+        store.insert(table, batch, table)
+    found = StateReader(store).events_in({0: (0, len(events) - 1)}, 0)
+    store.close()
+    assert [(partition, offset) for partition, offset, _ in found] == [(0, n) for n in range(len(events))]
+    for (_, _, again), event in zip(found, events, strict=True):
+        assert again == event
+        assert again.model_dump() == event.model_dump()
+        assert again.at_ms == event.at_ms

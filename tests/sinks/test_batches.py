@@ -38,7 +38,7 @@ def test_an_alert_round_trips_through_the_alerts_table(tmp_path: Path) -> None:
 def test_events_read_back_for_the_market_stage_equal_the_events_stored(tmp_path: Path) -> None:
     """`StateReader.events_in` rebuilds events without validating them again: each must equal, field for field
     and in event time, the event that was validated on arrival and stored (the contract's examples)."""
-    examples = Path(__file__).parents[2].parent / "shared" / "contract" / "examples"
+    examples = Path(__file__).parents[1] / "fixtures"
     events = [EVENT_ADAPTER.validate_json(examples.joinpath(f"{kind}.json").read_bytes()) for kind in KINDS]
     rows = BatchRows()
     for offset, event in enumerate(events):

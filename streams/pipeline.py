@@ -289,7 +289,7 @@ class Pipeline:
             log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
             taken, self._held = taken + self._held, []
         looked_up = time.perf_counter()
-        keys = [(outcome.exchange_id, outcome.event_id) for _, outcome in taken if type(outcome) not in _NOT_EVENTS]
+        keys = [outcome.key for _, outcome in taken if type(outcome) not in _NOT_EVENTS]  # type: ignore[union-attr]
         self.index.begin(keys)
         dedup_s += time.perf_counter() - looked_up
         remembered, next_key = self.index.get, iter(keys).__next__
@@ -419,16 +419,18 @@ class Pipeline:
             batch = tables.get(table)
             if batch is None:
                 continue
-            for exchange_id, n in _value_counts(batch.column("exchange_id")):
-                metrics.EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
             late = pc.sum(batch.column("late")).as_py()
             if late:
                 metrics.LATE.labels(type=kind).inc(late)
             occurred.append(_seconds(batch.column("occurred_at")))
-            latest = batch.group_by("exchange_id").aggregate([("occurred_at", "max")])
-            for exchange_id, at in zip(
-                latest["exchange_id"].to_pylist(), _seconds(latest["occurred_at_max"]), strict=True
+            per_exchange = batch.group_by("exchange_id").aggregate([("exchange_id", "count"), ("occurred_at", "max")])
+            for exchange_id, n, at in zip(
+                per_exchange["exchange_id"].to_pylist(),
+                per_exchange["exchange_id_count"].to_pylist(),
+                _seconds(per_exchange["occurred_at_max"]),
+                strict=True,
             ):
+                metrics.EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
                 gauge = metrics.LAST_EVENT.labels(exchange_id=exchange_id)
                 gauge.set(max(float(at), gauge._value.get()))
         trades = tables.get("trades")
@@ -451,11 +453,6 @@ class Pipeline:
         metrics.LAST_BATCH.set(now)
         metrics.WATERMARK.set(self.surveillance.watermark_ms / 1000)
         metrics.DEDUP_INDEX.set(len(self.index))
-
-
-def _value_counts(column: pa.ChunkedArray) -> list[tuple[str, int]]:
-    counts = pc.value_counts(column)
-    return list(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
 
 
 def _seconds(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -100,13 +100,12 @@ class ChdbStore:
         ClickHouse reads without Python: the Python() table function holds the GIL while it reads, stalling
         the worker's event loop (about a tenth of it while a batch is written)."""
         names = "(" + ", ".join(f"`{name}`" for name in columns) + ")" if columns else ""
-        clause = "SETTINGS " + ", ".join(f"{name} = {literal(value)}" for name, value in settings.items())
+        clause = "SETTINGS " + ", ".join(f"{n} = {literal(v)}" for n, v in settings.items()) if settings else ""
         with tempfile.NamedTemporaryFile(dir=SPOOL, prefix="dmm-insert-") as spooled:
             spooled.write(data)
             spooled.flush()
             self._run(
-                f"INSERT INTO {target} {names} {clause if settings else ''} "
-                f"SELECT * FROM file({literal(spooled.name)}, {literal(fmt)})"
+                f"INSERT INTO {target} {names} {clause} SELECT * FROM file({literal(spooled.name)}, {literal(fmt)})"
             )
 
     def command(self, sql: str) -> None:

@@ -11,6 +11,7 @@ from models.events import (
     Trade,
     Usage,
     occurred_ms,
+    occurred_us,
     partition_key,
 )
 from models.registry import Exchange, Sector, exchanges, sectors
@@ -33,6 +34,7 @@ __all__ = [
     "Usage",
     "exchanges",
     "occurred_ms",
+    "occurred_us",
     "partition_key",
     "sectors",
 ]

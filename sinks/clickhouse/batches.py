@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 
-from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage
+from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_us
 
 _TS6 = pa.timestamp("us", tz="UTC")
 _TS3 = pa.timestamp("ms", tz="UTC")
@@ -292,23 +293,30 @@ def _columns(table: str, items: list[Any], now: datetime, **getters: Any) -> pa.
 
 def _event_table(table: str, stored: list[StoredEvent], now: datetime) -> pa.Table:
     """Columns straight from the model attributes (same names as the columns): no per-row dicts. The rows
-    are transposed at once (`zip`), and a column is `map(attrgetter)`: about half a comprehension's cost."""
+    are transposed at once (`zip`), and a column is `map(attrgetter)`: about half a comprehension's cost.
+    Timestamps come from integers (a datetime costs ~0.2 µs to convert, its integer a tenth of that)."""
     schema = SCHEMAS[table]
     events, partitions, offsets, late, dims = zip(*stored, strict=True)
-    source = {"late": list(map(int, late)), "src_partition": partitions, "src_offset": offsets}
+    n = len(stored)
+    source = {
+        "late": pa.array(late, pa.bool_()).cast(pa.uint8()),
+        "src_partition": pa.array(partitions, pa.int32()),
+        "src_offset": pa.array(offsets, pa.int64()),
+        "ingested_at": pa.array(np.full(n, occurred_us(now) // 1000, np.int64)).cast(_TS3),
+        "occurred_at": pa.array(map(attrgetter("at_us"), events), pa.int64(), size=n).cast(_TS6),
+    }
     arrays: list[pa.Array] = []
     for name in schema.names:
         kind = schema.field(name).type
+        if name in source:
+            arrays.append(source[name])
+            continue
         values: Sequence[Any]
-        if name in _SOURCE_COLUMNS:
-            values = source.get(name) or [now] * len(stored)
-        elif name in _DIM_COLUMNS and table != "listings":
+        if name in _DIM_COLUMNS and table != "listings":
             values = list(map(attrgetter(name), dims))
         else:
             values = list(map(attrgetter(name), events))
-        if name == "high_quality":
-            values = list(map(int, values))
-        arrays.append(pa.array(values, kind))
+        arrays.append(pa.array(values, pa.bool_()).cast(kind) if name == "high_quality" else pa.array(values, kind))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

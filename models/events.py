@@ -62,6 +62,19 @@ class _Event(BaseModel):
         object.__setattr__(event, "__pydantic_private__", None)
         return event
 
+    @classmethod
+    def sighted(cls, exchange_id: str, event_id: str, at_ms: int) -> Self:
+        """An event known only by who sent it, its id and its time: all that the market-wide rules read of any
+        event but a trade, and all the market stage reads back of one. Its other fields are absent (reading
+        one raises AttributeError), so only code that reads no more may be given it."""
+        event = cls.__new__(cls)
+        fields = {"exchange_id": exchange_id, "event_id": event_id}
+        object.__setattr__(event, "__dict__", {**fields, "at_ms": at_ms})
+        object.__setattr__(event, "__pydantic_fields_set__", set(fields))
+        object.__setattr__(event, "__pydantic_extra__", None)
+        object.__setattr__(event, "__pydantic_private__", None)
+        return event
+
     @property
     def key(self) -> tuple[str, str]:
         """`(exchange_id, event_id)`: what identifies an event."""

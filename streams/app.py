@@ -30,7 +30,7 @@ from streams.consumer import EventConsumer
 from streams.detectors import Scope
 from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
 from streams.market import MarketStage
-from streams.pipeline import Message, Pipeline, Prepared
+from streams.pipeline import Pipeline, Prepared, Record
 from streams.web import register_routes
 
 log = logging.getLogger("dmm.worker")
@@ -182,7 +182,7 @@ class MonitorWorker:
     def holding(self) -> int:
         return self.pipeline.holding if self.pipeline is not None else 0
 
-    async def prepare(self, messages: Sequence[Message], ends: dict[int, int | None]) -> Prepared:
+    async def prepare(self, messages: Sequence[Record], ends: dict[int, int | None]) -> Prepared:
         pipeline = await self.start()
         try:
             return pipeline.prepare(messages, ends)

@@ -21,6 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import chain
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
@@ -29,13 +30,13 @@ from mode import Service
 from settings import Settings
 from sinks import prometheus as metrics
 from streams.kafka_client import aiokafka_options
-from streams.pipeline import Message, Prepared
+from streams.pipeline import Prepared, Record
 
 log = logging.getLogger("dmm.consumer")
 
 STOP_WAIT_S = 10.0
 
-Prepare = Callable[[Sequence[Message], dict[int, int | None]], Awaitable[Prepared]]
+Prepare = Callable[[Sequence[Record], dict[int, int | None]], Awaitable[Prepared]]
 Store = Callable[[Prepared], Awaitable[dict[int, int]]]
 PartitionsChanged = Callable[[set[int], set[int]], Awaitable[None]]
 
@@ -111,14 +112,11 @@ class EventConsumer(Service):
     @Service.task
     async def _consume(self) -> None:
         assert self.consumer is not None
-        topic = self.settings.kafka.events_topic
         within_ms = int(self.settings.batch_within_s * 1000)
         while not self.should_stop:
             fetched = time.perf_counter()
             records = await self.consumer.getmany(timeout_ms=within_ms, max_records=self.settings.batch_max)
-            messages = [
-                Message(topic, tp.partition, r.offset, r.key, r.value) for tp, batch in records.items() for r in batch
-            ]
+            messages: list[Record] = list(chain.from_iterable(records.values()))
             metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
             async with self._busy:
                 if self._stopping:

@@ -12,7 +12,8 @@ worker that owns partition 0:
 
 - it reads back, per partition in offset order, the events of every batch any worker
   has stored (`processed_batches` says which ranges are complete), so it sees exactly
-  what the store holds, nothing that may still be lost;
+  what the store holds, nothing that may still be lost: trades whole, every other event
+  only by its exchange, id and time (all these rules read of it; it keeps no product book);
 - it merges the partitions in event time as a worker does with a fetch
   (`streams.alignment`: every partition holds the others back until nothing was stored
   for it for `partition_idle_s`), and moves one market clock across all of them
@@ -71,6 +72,7 @@ class MarketStage:
             build_detectors(rules, "market"),
             partition_idle_ms=self.idle_ms,
             wall_ms=wall_ms,
+            enrich=False,
         )
         self._wall_ms = wall_ms
         self.applied: dict[int, int] = {}  # per partition, the last offset observed
@@ -120,7 +122,7 @@ class MarketStage:
                 bound = previous.processed_ms - CLOCK_SKEW_MS if previous is not None else 0
                 since = bound if since is None else min(since, bound)
             ranges[batch.partition] = (self._read.get(batch.partition, -1) + 1, batch.last_offset)
-        items = self._held + state.events_in(ranges, since or 0)
+        items = self._held + state.market_events_in(ranges, since or 0)
         self._latest.update({batch.partition: batch for batch in batches})  # in offset order: the last wins
         self._read.update({partition: last for partition, (_, last) in ranges.items()})
         now = self._wall_ms()

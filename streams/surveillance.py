@@ -50,8 +50,12 @@ class Surveillance:
         detectors: list[Detector] | None = None,
         partition_idle_ms: int = 30_000,
         wall_ms: Callable[[], float] | None = None,
+        enrich: bool = True,
     ) -> None:
-        """`wall_ms`: the wall clock that tells a quiet partition (default: the monotonic one)."""
+        """`wall_ms`: the wall clock that tells a quiet partition (default: the monotonic one). `enrich`: keep
+        the product book and classify events from it; the market stage does not (its rules read neither, and
+        it reads back events other than trades only `sighted`)."""
+        self.enrich = enrich
         self.configured_rules = rules
         self.clock = MarketClock(partition_idle_ms) if wall_ms is None else MarketClock(partition_idle_ms, wall_ms)
         self.book = ProductBook()
@@ -69,8 +73,9 @@ class Surveillance:
         """Event time, book, rules in force, detector state and alerted incidents, as stored."""
         self.clock.restore(partition_watermarks)
         self.ctx.watermark_ms = self.clock.value
-        for listing in state.listings():
-            self.book.apply(listing)
+        if self.enrich:
+            for listing in state.listings():
+                self.book.apply(listing)
         self.ctx.rules = restore_rules(state, self.configured_rules)
         for detector in self.detectors:
             detector.restore(state, self.ctx)
@@ -90,7 +95,7 @@ class Surveillance:
         # The rules judge against the market's event time as it stands with this event in it.
         ctx.watermark_ms = watermark_ms = self.clock.peek(partition, at_ms)
         kind = type(event)
-        if kind is Heartbeat:
+        if kind is Heartbeat or not self.enrich:
             dims = UNKNOWN
         else:
             if kind is Listing:

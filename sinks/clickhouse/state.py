@@ -155,10 +155,14 @@ class StateReader:
             for r in rows
         ]
 
-    def events_in(self, ranges: dict[int, tuple[int, int]], stored_since_ms: int) -> list[tuple[int, int, AnyEvent]]:
-        """The events stored from these `(first, last)` offset ranges of partitions, as
-        `(partition, offset, event)` in partition and offset order. `stored_since_ms`: none was stored before
-        (the `ingested_at` index then skips all older parts)."""
+    def market_events_in(
+        self, ranges: dict[int, tuple[int, int]], stored_since_ms: int
+    ) -> list[tuple[int, int, AnyEvent]]:
+        """What the market-wide rules read of the events stored from these `(first, last)` offset ranges of
+        partitions, as `(partition, offset, event)` in partition and offset order: trades whole (a volume spike
+        names them as evidence), every other event only `sighted` (who sent it, its id, its time), which is all
+        those rules read of it. `stored_since_ms`: none was stored before (the `ingested_at` index then skips
+        all older parts)."""
         if not ranges:
             return []
         offsets = " OR ".join(
@@ -166,21 +170,25 @@ class StateReader:
         )
         where = f"ingested_at >= {instant(stored_since_ms)} AND ({offsets})"
         order = "ORDER BY src_partition, src_offset LIMIT 1 BY src_partition, src_offset"
-        found: list[tuple[int, int, AnyEvent]] = [
-            (int(row["src_partition"]), int(row["src_offset"]), _listing(row))
-            for row in self.store.rows(
-                f"SELECT {_LISTING_COLUMNS}, src_partition, src_offset FROM {self.db}.listings WHERE {where} {order}"
-            )
-        ]
-        for table, (model, kind, columns) in _CONSTRUCTED.items():
+        found: list[tuple[int, int, AnyEvent]] = []
+        trades = self.store.arrow(
+            f"SELECT {_TRADE_FIELDS}, src_partition, src_offset FROM {self.db}.trades WHERE {where} {order}"
+        )
+        for row in trades.to_pylist():
+            partition, offset, us = row.pop("src_partition"), row.pop("src_offset"), row.pop("us")
+            occurred_at = EPOCH + timedelta(microseconds=us)  # faster than Arrow's aware time
+            row.update(schema_="dm.v1", type="trade", occurred_at=occurred_at)
+            found.append((partition, offset, Trade.rebuilt(row, us // 1000)))
+        for table, model in _SIGHTED.items():
             stored = self.store.arrow(
-                f"SELECT {columns}, src_partition, src_offset FROM {self.db}.{table} WHERE {where} {order}"
+                f"SELECT src_partition, src_offset, exchange_id, event_id, intDiv(toUnixTimestamp64Micro(occurred_at), 1000) "
+                f"AS ms FROM {self.db}.{table} WHERE {where} {order}"
             )
-            for row in stored.to_pylist():
-                partition, offset, us = row.pop("src_partition"), row.pop("src_offset"), row.pop("us")
-                occurred_at = EPOCH + timedelta(microseconds=us)  # faster than Arrow's aware time
-                row.update(schema_="dm.v1", type=kind, occurred_at=occurred_at)
-                found.append((partition, offset, model.rebuilt(row, us // 1000)))
+            sighted = model.sighted
+            found.extend(
+                (partition, offset, sighted(exchange_id, event_id, ms))
+                for partition, offset, exchange_id, event_id, ms in zip(*(c.to_pylist() for c in stored.columns))
+            )
         found.sort(key=lambda item: (item[0], item[1]))
         return found
 
@@ -366,15 +374,10 @@ def _common(kind: str, row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# The events the market stage reads back in bulk, every field, rebuilt without validating them again (the
-# store holds validated events only; a listing, rarer, goes through its model).
-_IDENTITY = "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us"
-_CONSTRUCTED: dict[str, tuple[type[Trade | Usage | Heartbeat], str, str]] = {
-    "trades": (
-        Trade,
-        "trade",
-        f"{_IDENTITY}, trade_id, product_id, buyer_id, seller_id, price, quantity, amount, currency, venue, purpose, data_bytes",
-    ),
-    "usage": (Usage, "usage", f"{_IDENTITY}, product_id, buyer_id, calls, bytes"),
-    "heartbeats": (Heartbeat, "heartbeat", f"{_IDENTITY}, seq"),
-}
+# Trades as the market stage reads them back, every field, rebuilt without validating them again (the store
+# holds validated events only); the other events it reads only `sighted`.
+_TRADE_FIELDS = (
+    "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, trade_id, product_id, buyer_id, seller_id, "
+    "price, quantity, amount, currency, venue, purpose, data_bytes"
+)
+_SIGHTED: dict[str, type[Listing | Usage | Heartbeat]] = {"listings": Listing, "usage": Usage, "heartbeats": Heartbeat}

@@ -85,7 +85,8 @@ class Message(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Redelivered:
-    """A message at or below its partition's progress mark, or stored above it before a crash."""
+    """A message at or below its partition's progress mark, stored above it before a crash, or taken already
+    by this pipeline (fetched again after a seek)."""
 
     stored_ms: int  # event time of the stored event (0 for a rejection or duplicate)
 
@@ -291,9 +292,13 @@ class Pipeline:
         ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
             decoded: list[Decoded] = list(self._held)
-            seen, stray = self.progress.seen, self.progress.stray
+            seen, stray, taken_through = self.progress.seen, self.progress.stray, self._taken_through
             for message in messages:
-                if seen(message.partition, message.offset):
+                # Also skipped: a record this pipeline took already, fetched again after a seek (its batch may
+                # still be on its way to the store, its identity already remembered: not a duplicate).
+                if seen(message.partition, message.offset) or message.offset <= taken_through.get(
+                    message.partition, -1
+                ):
                     stored_ms = stray.get((message.partition, message.offset), 0)
                     decoded.append((message, Redelivered(stored_ms)))
                 else:

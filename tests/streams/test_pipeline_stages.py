@@ -57,6 +57,20 @@ def test_every_message_lands_once_accepted_duplicate_or_rejected_with_its_reason
     assert store.pylist("processed_batches")[-1]["last_offset"] == 4
 
 
+def test_records_fetched_again_before_their_batch_is_stored_are_neither_duplicates_nor_stored_twice() -> None:
+    """After a seek (a restore, a rebalance) the consumer may deliver records whose batch is still on its way to
+    the store: the worker prepares the next batch while the previous one is written."""
+    store = MemoryStore()
+    running = pipeline(store)
+    messages = [Message(TOPIC, 0, n, None, fixture("usage", event_id=f"U-{n}")) for n in range(3)]
+    first = running.prepare(messages)
+    again = running.prepare(messages)  # fetched again while `first` is not stored yet
+    asyncio.run(running.persist(first))
+    asyncio.run(running.persist(again))
+    assert sorted(r["event_id"] for r in store.pylist("usage")) == ["U-0", "U-1", "U-2"]
+    assert store.pylist("duplicate_events") == []
+
+
 def test_a_trade_carries_its_listing_classification_and_an_unlisted_one_is_unknown() -> None:
     store = MemoryStore()
     running = pipeline(store)

@@ -9,8 +9,7 @@ Faust still runs the application around it: the service starts and stops with
 the app, and the web server, timers, rules agent and producer are Faust's.
 
 Offsets are committed by hand, only after the batch's rows are stored and its
-windows flushed (`commit`). Stores, flushes and commits run as a chain of I/O steps in
-the order they were scheduled, while the event loop prepares the next batch. The consumer group is its own (`kafka.group_id`);
+windows flushed (`commit`). The consumer group is its own (`kafka.group_id`);
 when the group rebalances, partitions are committed before they are given up,
 and the worker rebuilds its state from the store when it gains partitions that
 another worker was writing.
@@ -65,8 +64,7 @@ class EventConsumer(Service):
         self.settings = settings
         self._prepare = prepare
         self._store = store
-        self._in_flight: asyncio.Future[None] | None = None  # the latest batch's store
-        self._tail: asyncio.Future[None] | None = None  # the latest I/O step scheduled (see `_after_previous`)
+        self._in_flight: asyncio.Future[dict[int, int]] | None = None  # the batch being stored
         self._flush = flush
         self._partitions_changed = partitions_changed
         self._holding = holding
@@ -75,13 +73,13 @@ class EventConsumer(Service):
         self.assigned: set[int] = set()
         self._handled: dict[int, int] = {}  # partition -> next offset to commit (handled, not yet durable)
         self._last_commit = time.monotonic()
-        self._busy = asyncio.Lock()  # preparing a batch, a flush+commit asked for, or a rebalance: one at a time
-        self._stopping = False
+        self._busy = asyncio.Lock()
+        self._stopping = False  # a batch in flight, a flush+commit, or a rebalance: one at a time
 
     @property
     def pending(self) -> int:
         """Partitions with handled offsets waiting for the next flush and commit (plus a batch being stored)."""
-        return len(self._handled) + (self._in_flight is not None and not self._in_flight.done())
+        return len(self._handled) + (self._in_flight is not None)
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka
@@ -104,7 +102,7 @@ class EventConsumer(Service):
         self._stopping = True
         try:
             async with self._busy:
-                await asyncio.wait_for(self._after_previous(self._flush_and_commit), timeout=STOP_WAIT_S)
+                await asyncio.wait_for(self._flush_and_commit(), timeout=STOP_WAIT_S)
         except Exception:  # the uncommitted tail is delivered again after the restart, and recognised
             log.warning("stopping without a final flush and commit", exc_info=True)
         if self.consumer is not None:
@@ -123,49 +121,33 @@ class EventConsumer(Service):
             async with self._busy:
                 if self._stopping:
                     break
+                if not messages:
+                    await self._settle()  # nothing to overlap with: let the batch in flight finish first
                 if messages or self._holding():
                     ends = {partition: self.highwater(partition) for partition in self.assigned}
-                    # Batch N+1 is processed in memory while batch N (and a flush) is still being written (the
-                    # store releases the GIL); the writes themselves stay strictly in order.
+                    # Batch N+1 is processed in memory while batch N is still being written (the store
+                    # releases the GIL); the writes themselves stay strictly in order.
                     prepared = await self._prepare(messages, ends)
-                    if self._in_flight is not None:
-                        await self._in_flight  # one batch stored at a time, the next one waiting: memory stays bounded
-                    self._in_flight = self._after_previous(lambda prepared=prepared: self._store_batch(prepared))
+                    await self._settle()
+                    self._in_flight = asyncio.ensure_future(self._store(prepared))
                 if time.monotonic() - self._last_commit >= self.settings.flush_interval_s:
-                    self._last_commit = time.monotonic()
-                    self._after_previous(self._flush_and_commit)  # overlaps the next batch's preparation
+                    await self._flush_and_commit()
 
     async def flush_and_commit(self) -> None:
         """Flush windows, then commit every handled offset (also on SIGTERM and on the flush timer)."""
         async with self._busy:
-            await self._after_previous(self._flush_and_commit)
+            await self._flush_and_commit()
 
-    def _after_previous(self, step: Callable[[], Awaitable[None]]) -> asyncio.Future[None]:
-        """Run an I/O step (a batch's store, a flush and commit) once every step scheduled before it is done:
-        they keep their order, while the event loop goes on preparing the next batch."""
-        previous = self._tail
-
-        async def run() -> None:
-            if previous is not None:
-                await previous  # a failed step fails every later one: the worker stops, as it must
-            await step()
-
-        self._tail = asyncio.ensure_future(run())
-        return self._tail
-
-    async def _drained(self) -> None:
-        """Every I/O step scheduled so far is done."""
-        if self._tail is not None:
-            await self._tail
-
-    async def _store_batch(self, prepared: Prepared) -> None:
-        """Store one batch; its offsets become committable."""
-        processed = await self._store(prepared)
-        for partition, offset in processed.items():
-            self._handled[partition] = offset + 1
+    async def _settle(self) -> None:
+        """Wait for the batch being stored; its offsets become committable."""
+        if self._in_flight is not None:
+            processed = await self._in_flight
+            self._in_flight = None
+            for partition, offset in processed.items():
+                self._handled[partition] = offset + 1
 
     async def _flush_and_commit(self) -> None:
-        """A step: every batch stored before it is in `_handled`, and no store runs until it is done."""
+        await self._settle()
         await self._flush()
         if self._handled and self.consumer is not None:
             started = time.perf_counter()
@@ -174,6 +156,7 @@ class EventConsumer(Service):
             await self.consumer.commit(offsets)
             self._handled.clear()
             metrics.STAGE_SECONDS.labels(stage="commit").inc(time.perf_counter() - started)
+        self._last_commit = time.monotonic()
 
     def seek(self, positions: dict[int, int]) -> None:
         """Start these partitions at these offsets (after a restore: past what the store holds as processed)."""
@@ -198,14 +181,14 @@ class EventConsumer(Service):
     async def on_revoked(self, revoked: set[int]) -> None:
         """Make what this worker handled durable and committed before another worker takes it over."""
         async with self._busy:
-            await self._drained()
+            await self._settle()  # the batch being stored counts too
             if revoked & set(self._handled):
-                await self._after_previous(self._flush_and_commit)
+                await self._flush_and_commit()
 
     async def on_assigned(self, assigned: set[int]) -> None:
         gained = assigned - self.assigned
         self.assigned = set(assigned)
         log.info("partitions assigned", extra={"partitions": sorted(assigned), "gained": sorted(gained)})
         async with self._busy:
-            await self._drained()  # the batch being stored belongs to the pipeline as it was
+            await self._settle()  # the batch being stored belongs to the pipeline as it was
             await self._partitions_changed(set(assigned), gained)

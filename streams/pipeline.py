@@ -154,7 +154,8 @@ class Pipeline:
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
         self.windows = WindowFlusher(store)
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # batches, flushes, rule changes and emitted alerts: one at a time
+        self._searching = asyncio.Lock()  # one off-batch search (the market stage's poll or tick) at a time
         self._held: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
         self._taken_through: dict[int, int] = {}  # per partition, the last offset processed in memory
         metrics.start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
@@ -269,18 +270,20 @@ class Pipeline:
     async def emit_alerts(self, find: Callable[[], list[Alert]], then: Callable[[], None] | None = None) -> None:
         """Alerts found off the batch path (the market stage, in a thread: it reads the store), published and
         stored as a batch's are, and `then` (the stage records its progress). A store outage skips this round;
-        the next one finds them again."""
-        async with self.lock:
+        the next one finds them again. The search holds only its own lock (it shares no state with the
+        batches): the worker's batches go on being stored meanwhile, it is the emission that waits its turn."""
+        async with self._searching:
             try:
                 alerts = await asyncio.to_thread(find)
             except StoreError as exc:
                 log.warning("market stage could not read the store; retrying", extra={"error": str(exc)[:500]})
                 return
-            if alerts:
-                rows = BatchRows(alerts=alerts)
-                await self._emit(Prepared(rows, set(), rows.tables()))
-            if then is not None:
-                await self._retrying("market_progress", then)
+            async with self.lock:
+                if alerts:
+                    rows = BatchRows(alerts=alerts)
+                    await self._emit(Prepared(rows, set(), rows.tables()))
+                if then is not None:
+                    await self._retrying("market_progress", then)
 
     def alert_resolved(self, dedup_key: str) -> None:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""

@@ -72,14 +72,13 @@ class MarketClock:
         if not latest or (len(latest) == 1 and partition in latest):
             return max(self.value, at_ms)
         now = self._wall_ms()
-        holding = [at_ms if at_ms > latest.get(partition, -1) else latest[partition]]
-        holding.extend(
-            newest
-            for p, newest in latest.items()
-            if p != partition and p not in self._caught_up and now - self._heard[p] <= self.idle_ms
-        )
-        slowest = min(holding)
-        return max(self.value, slowest)
+        own = latest.get(partition, -1)
+        slowest = max(own, at_ms)
+        caught_up, heard, idle_ms = self._caught_up, self._heard, self.idle_ms
+        for p, newest in latest.items():  # per event: a plain loop, the cheap test first
+            if newest < slowest and p != partition and p not in caught_up and now - heard[p] <= idle_ms:
+                slowest = newest
+        return max(slowest, self.value)
 
     def heard_at(self, partition: int, wall_ms: float) -> None:
         """`partition` last delivered at `wall_ms`, as someone else saw it (the market stage reads the store

@@ -297,12 +297,11 @@ class Pipeline:
             decoded: list[Decoded] = list(self._held)
             seen, stray, taken_through = self.progress.seen, self.progress.stray, self._taken_through
             for message in messages:
+                partition, offset = message.partition, message.offset
                 # Also skipped: a record this pipeline took already, fetched again after a seek (its batch may
                 # still be on its way to the store, its identity already remembered: not a duplicate).
-                if seen(message.partition, message.offset) or message.offset <= taken_through.get(
-                    message.partition, -1
-                ):
-                    stored_ms = stray.get((message.partition, message.offset), 0)
+                if seen(partition, offset) or offset <= taken_through.get(partition, -1):
+                    stored_ms = stray.get((partition, offset), 0)
                     decoded.append((message, Redelivered(stored_ms)))
                 else:
                     decoded.append((message, decode(message.value)))

@@ -59,8 +59,9 @@ WORKER_RESTARTS = Gauge(
 )
 STAGE_SECONDS = Counter(
     "dmm_stage_seconds_total",
-    "Worker time spent in each pipeline stage (fetch, decode, dedup, surveillance, arrow, store, windows, publish, "
-    "metrics, commit, and the market stage's read-back and rules): rate() gives each stage's share of a core",
+    "Worker time spent in each pipeline stage (fetch: fetches that brought records, a group join excluded; decode, "
+    "dedup, surveillance, arrow, store, windows, publish, metrics, commit, and the market stage's read-back and "
+    "rules): rate() gives each stage's share of a core",
     ["stage"],
 )
 STAGES = (

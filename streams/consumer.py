@@ -56,8 +56,14 @@ class EventConsumer(Service):
     """Fetch, hand whole batches to `handle`, commit what `flush` made durable."""
 
     def __init__(
-        self, settings: Settings, prepare: Prepare, store: Store, flush: Callable[[], Awaitable[None]],
-        partitions_changed: PartitionsChanged, holding: Callable[[], int], stopped: Callable[[], None],
+        self,
+        settings: Settings,
+        prepare: Prepare,
+        store: Store,
+        flush: Callable[[], Awaitable[None]],
+        partitions_changed: PartitionsChanged,
+        holding: Callable[[], int],
+        stopped: Callable[[], None],
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -75,6 +81,7 @@ class EventConsumer(Service):
         self._last_commit = time.monotonic()
         self._busy = asyncio.Lock()
         self._stopping = False  # a batch in flight, a flush+commit, or a rebalance: one at a time
+        self._assignments = 0  # partition assignments so far (a fetch that waited through one is not timed)
 
     @property
     def pending(self) -> int:
@@ -114,10 +121,11 @@ class EventConsumer(Service):
         assert self.consumer is not None
         within_ms = int(self.settings.batch_within_s * 1000)
         while not self.should_stop:
-            fetched = time.perf_counter()
+            fetched, assignments = time.perf_counter(), self._assignments
             records = await self.consumer.getmany(timeout_ms=within_ms, max_records=self.settings.batch_max)
             messages: list[Record] = list(chain.from_iterable(records.values()))
-            metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
+            if messages and assignments == self._assignments:  # not idle, nor waiting for the group to settle
+                metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
             async with self._busy:
                 if self._stopping:
                     break
@@ -188,6 +196,7 @@ class EventConsumer(Service):
     async def on_assigned(self, assigned: set[int]) -> None:
         gained = assigned - self.assigned
         self.assigned = set(assigned)
+        self._assignments += 1
         log.info("partitions assigned", extra={"partitions": sorted(assigned), "gained": sorted(gained)})
         async with self._busy:
             await self._settle()  # the batch being stored belongs to the pipeline as it was

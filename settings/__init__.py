@@ -110,6 +110,11 @@ class Settings(BaseSettings):
     batch_max: int = Field(20_000, description="most messages decoded and written as one batch")
     batch_within_s: float = Field(0.2, description="longest wait to fill a batch")
     flush_interval_s: float = Field(1.0, description="how often windows are flushed and offsets released")
+    backlog_flush_interval_s: float = Field(
+        5.0,
+        description="the same while working through a backlog (more than a batch waits on the broker): a flush slows the inserts after "
+        "it, so catching up flushes less often (one worker, 200k events: 41k -> 46-51k events/s)",
+    )
     log_level: str = "INFO"
     log_json: bool = Field(True, description="structured JSON logs (false: human-readable)")
     supervisor_restarts: int = Field(

@@ -124,6 +124,9 @@ class EventConsumer(Service):
             fetched, assignments = time.perf_counter(), self._assignments
             records = await self.consumer.getmany(timeout_ms=within_ms, max_records=self.settings.batch_max)
             messages: list[Record] = list(chain.from_iterable(records.values()))
+            # More than this batch waits on the broker already (as its latest fetch response said): a backlog.
+            highwater = self.consumer.highwater
+            backlog = any((highwater(tp) or 0) > batch[-1].offset + 1 for tp, batch in records.items() if batch)
             if messages and assignments == self._assignments:  # not idle, nor waiting for the group to settle
                 metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
             async with self._busy:
@@ -138,8 +141,16 @@ class EventConsumer(Service):
                     prepared = await self._prepare(messages, ends)
                     await self._settle()
                     self._in_flight = asyncio.ensure_future(self._store(prepared))
-                if time.monotonic() - self._last_commit >= self.settings.flush_interval_s:
+                if self.flush_due(backlog):
                     await self._flush_and_commit()
+
+    def flush_due(self, backlog: bool) -> bool:
+        """Whether windows are to be flushed and offsets committed now: every `flush_interval_s`, or every
+        `backlog_flush_interval_s` while more than the batch in hand waits on the broker (the windows trail the
+        backlog anyway)."""
+        settings = self.settings
+        interval = settings.backlog_flush_interval_s if backlog else settings.flush_interval_s
+        return time.monotonic() - self._last_commit >= interval
 
     async def flush_and_commit(self) -> None:
         """Flush windows, then commit every handled offset (also on SIGTERM and on the flush timer)."""

@@ -112,8 +112,8 @@ class Settings(BaseSettings):
     flush_interval_s: float = Field(1.0, description="how often windows are flushed and offsets released")
     backlog_flush_interval_s: float = Field(
         5.0,
-        description="the same while working through a backlog (more than a batch waits on the broker): a flush slows the inserts after "
-        "it, so catching up flushes less often (one worker, 200k events: 41k -> 46-51k events/s)",
+        description="the same while working through a backlog (more than a batch waits on the broker): each "
+        "flush slows the inserts after it, so catching up flushes less often",
     )
     log_level: str = "INFO"
     log_json: bool = Field(True, description="structured JSON logs (false: human-readable)")

@@ -141,6 +141,7 @@ class EventConsumer(Service):
                     prepared = await self._prepare(messages, ends)
                     await self._settle()
                     self._in_flight = asyncio.ensure_future(self._store(prepared))
+                    await asyncio.sleep(0)  # let it reach its thread before the next batch takes the loop
                 if self.flush_due(backlog):
                     await self._flush_and_commit()
 

@@ -403,23 +403,31 @@ class Pipeline:
             await self.publish(kafka.rejected_topic, rejected.key, rejected_record(rejected))
 
     async def _write(self, rows: BatchRows, tables: dict[str, pa.Table]) -> None:
+        unstored = list(tables.items())
         with stage("store"):
-            for table, prepared in tables.items():
-                batch = rows.markers_table() if table == "processed_batches" else prepared  # stamped as stored
-                token = _token(table, rows, batch.num_rows)
-                started = time.perf_counter()
-                await self._retrying(table, lambda t=table, b=batch, k=token: self.store.insert(t, b, k))
-                metrics.STORE_WRITE.labels(table=table).observe(time.perf_counter() - started)
+            await self._retrying(lambda: unstored[0][0], lambda: self._insert(rows, unstored))
         for marker in rows.markers:
             self.progress.advance(marker.partition, marker.last_offset)
+
+    def _insert(self, rows: BatchRows, unstored: list[tuple[str, pa.Table]]) -> None:
+        """Every table of a batch in order, in one thread: the event loop, busy with the next batch, need not
+        come back between tables. What is stored leaves `unstored`, so a retry goes on from the table that failed."""
+        while unstored:
+            table, prepared = unstored[0]
+            batch = rows.markers_table() if table == "processed_batches" else prepared  # stamped as stored
+            started = time.perf_counter()
+            self.store.insert(table, batch, _token(table, rows, batch.num_rows))
+            metrics.STORE_WRITE.labels(table=table).observe(time.perf_counter() - started)
+            unstored.pop(0)
 
     def _forward(self, rows: BatchRows) -> None:
         if self.forward is not None:
             for alert in rows.alerts:
                 self.forward(alert.to_json())
 
-    async def _retrying(self, what: str, operation: Callable[[], object]) -> int:
-        """Run a store operation until it succeeds, backing off; consumption waits meanwhile."""
+    async def _retrying(self, what: str | Callable[[], str], operation: Callable[[], object]) -> int:
+        """Run a store operation until it succeeds, backing off; consumption waits meanwhile. `what`: the table
+        it writes (or tells which, when it failed)."""
         delay = 0.1
         while True:
             try:
@@ -427,11 +435,12 @@ class Pipeline:
                 metrics.STORE_BACKPRESSURE.set(0)
                 return result if isinstance(result, int) else 0
             except StoreError as exc:
-                metrics.STORE_FAILURES.labels(table=what).inc()
+                table = what() if callable(what) else what
+                metrics.STORE_FAILURES.labels(table=table).inc()
                 metrics.STORE_BACKPRESSURE.set(1)
                 log.warning(
                     "store write failed; retrying (consumption paused)",
-                    extra={"table": what, "retry_in_s": delay, "error": str(exc)[:500]},
+                    extra={"table": table, "retry_in_s": delay, "error": str(exc)[:500]},
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.clickhouse.insert_retry_max_s)

@@ -43,7 +43,7 @@ def decode(raw: bytes | None) -> AnyEvent | Rejection:
         return _explain(raw, exc)
     except RecursionError:
         return Rejection("malformed", "JSON nested too deeply")
-    if not _EARLIEST_MS <= event.at_ms <= _LATEST_MS:  # ints: comparing datetimes across offsets is slower
+    if not EARLIEST_MS <= event.at_ms <= LATEST_MS:  # ints: comparing datetimes across offsets is slower
         return Rejection("invalid", _OUT_OF_RANGE, event.exchange_id, event.event_id)
     return event
 
@@ -88,7 +88,7 @@ def _explain(raw: bytes, exc: ValidationError) -> Rejection:
 # holding it would fail on every retry and stop the worker).
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2105, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
-_EARLIEST_MS, _LATEST_MS = occurred_ms(_EARLIEST), occurred_ms(_LATEST)
+EARLIEST_MS, LATEST_MS = occurred_ms(_EARLIEST), occurred_ms(_LATEST)
 _OUT_OF_RANGE_MSG = "must lie between 1970-01-01T00:00:00Z and 2105-12-31T23:59:59Z"
 _OUT_OF_RANGE = f"occurred_at: {_OUT_OF_RANGE_MSG}"
 

@@ -40,6 +40,7 @@ from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
 from sinks.prometheus import stage
 from streams.alignment import align
+from streams.columnar import TakenUsage, UsageRow, decode_usage, is_candidate
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
 from streams.detectors import Scope, build_detectors
@@ -100,7 +101,7 @@ class Prepared:
     tables: dict[str, pa.Table]
 
 
-Decoded = tuple[Record, AnyEvent | Rejection | Redelivered]
+Decoded = tuple[Record, AnyEvent | Rejection | Redelivered | UsageRow]
 HOLD_MAX_BATCHES = 4  # alignment holds at most this many batches' worth of records (memory stays bounded)
 
 
@@ -198,8 +199,10 @@ class Pipeline:
     def prepare(self, messages: Sequence[Record], ends: Mapping[int, int | None] | None = None) -> Prepared:
         """The CPU half of a batch, in the event loop without awaiting (so nothing interleaves with it):
         decode, dedup, surveillance, Arrow. It may run while the previous batch is being stored."""
-        rows, minutes = self._process(messages, ends or {})
+        rows, minutes, usage = self._process(messages, ends or {})
         with stage("arrow"):
+            if usage:
+                rows.columns["usage"] = [taken.table() for taken in usage]
             tables = rows.tables()
         return Prepared(rows, minutes, tables)
 
@@ -289,13 +292,17 @@ class Pipeline:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""
         self.surveillance.ledger.resolved(dedup_key)
 
-    def _process(self, messages: Sequence[Record], ends: Mapping[int, int | None]) -> tuple[BatchRows, set[int]]:
+    def _process(
+        self, messages: Sequence[Record], ends: Mapping[int, int | None]
+    ) -> tuple[BatchRows, set[int], list[TakenUsage]]:
         rows = BatchRows()
         minutes: set[int] = set()
         ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
             decoded: list[Decoded] = list(self._held)
+            columnar: list[int] = []  # positions in `decoded` of usage messages, read as columns below
             seen, stray, taken_through = self.progress.seen, self.progress.stray, self._taken_through
+            as_columns = self.settings.usage_as_columns and self.surveillance.sights_usage
             for message in messages:
                 partition, offset = message.partition, message.offset
                 # Also skipped: a record this pipeline took already, fetched again after a seek (its batch may
@@ -303,8 +310,13 @@ class Pipeline:
                 if seen(partition, offset) or offset <= taken_through.get(partition, -1):
                     stored_ms = stray.get((partition, offset), 0)
                     decoded.append((message, Redelivered(stored_ms)))
+                elif as_columns and is_candidate(message.value):
+                    columnar.append(len(decoded))
+                    decoded.append((message, _UNREAD))
                 else:
                     decoded.append((message, decode(message.value)))
+            if columnar:
+                _read_usage(decoded, columnar)
         dedup_s = 0.0
         started = time.perf_counter()
         split = align(
@@ -319,9 +331,20 @@ class Pipeline:
         self.index.begin(keys)
         dedup_s += time.perf_counter() - looked_up
         remembered, next_key = self.index.get, iter(keys).__next__
+        usage: dict[int, TakenUsage] = {}  # by id of its UsageColumns (held rows come from an earlier fetch)
         for message, outcome in taken:
             ranges.setdefault((message.topic, message.partition), []).append(message.offset)
             kind = type(outcome)
+            if kind is UsageRow:
+                key = next_key()
+                first = remembered(key)
+                if first is None:
+                    self._sight(outcome, key, message, rows, minutes, usage)  # type: ignore[arg-type]
+                else:
+                    rows.duplicates.append(
+                        Duplicate(message.topic, message.partition, message.offset, *key, "usage", *first)
+                    )
+                continue
             if kind is Redelivered:
                 # Already stored before a crash: event time passes it here, in stream order, as it did first time.
                 metrics.REDELIVERED.inc()
@@ -369,7 +392,7 @@ class Pipeline:
             Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
             for (topic, partition), offsets in ranges.items()
         ]
-        return rows, minutes
+        return rows, minutes, list(usage.values())
 
     def _accept(
         self, event: AnyEvent, key: tuple[str, str], message: Record, rows: BatchRows, minutes: set[int]
@@ -378,11 +401,7 @@ class Pipeline:
         try:
             observed = self.surveillance.observe(event, message.partition)
         except DetectorFailed as failure:
-            metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
-            log.exception("detector failed on event", extra={"detector": failure.kind, "event_id": event.event_id})
-            rows.rejected.append(
-                _rejected(message, PROCESSING_ERROR, str(failure)[:2000], event.exchange_id, event.event_id)
-            )
+            _detector_failed(failure, message, event.key, rows)
             return
         if observed.alerts:
             rows.alerts.extend(observed.alerts)
@@ -390,6 +409,33 @@ class Pipeline:
         rows.add(StoredEvent(event, message.partition, message.offset, observed.late, observed.dims))
         kind = type(event)
         if not observed.late and kind is not Heartbeat and (kind is not Listing or event.action == "list"):  # type: ignore[union-attr]
+            minutes.add(window_start_ms(at))
+
+    def _sight(
+        self,
+        row: UsageRow,
+        key: tuple[str, str],
+        message: Record,
+        rows: BatchRows,
+        minutes: set[int],
+        usage: dict[int, TakenUsage],
+    ) -> None:
+        """`_accept` for a usage event read as columns: the same rules, its row stored from its columns."""
+        at = row.at_ms
+        columns = row.columns
+        try:
+            observed = self.surveillance.sight_usage(message.partition, *key, columns.products[row.row], at)  # type: ignore[arg-type]
+        except DetectorFailed as failure:
+            _detector_failed(failure, message, key, rows)
+            return
+        if observed.alerts:
+            rows.alerts.extend(observed.alerts)
+        self.index.add(key, message.partition, message.offset, at)
+        taken = usage.get(id(columns))
+        if taken is None:
+            taken = usage[id(columns)] = TakenUsage(columns)
+        taken.add(row.row, observed.late, observed.dims, message.partition, message.offset)
+        if not observed.late:
             minutes.add(window_start_ms(at))
 
     # -- output -----------------------------------------------------------------------------
@@ -505,6 +551,25 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     histogram._sum.inc(float(values.sum()))
     for index in np.flatnonzero(per_bucket):
         histogram._buckets[index].inc(int(per_bucket[index]))
+
+
+_UNREAD = Rejection("malformed", "not read yet")  # a placeholder `_read_usage` replaces
+
+
+def _read_usage(decoded: list[Decoded], positions: list[int]) -> None:
+    """Read these usage messages as columns (`streams.columnar`); those it does not accept, one by one."""
+    columns = decode_usage([decoded[i][0].value for i in positions])  # type: ignore[misc]
+    ok, at_ms = columns.ok.tolist(), (columns.at_us // 1000).tolist()
+    for row, i in enumerate(positions):
+        message = decoded[i][0]
+        decoded[i] = (message, UsageRow(columns, row, at_ms[row]) if ok[row] else decode(message.value))
+
+
+def _detector_failed(failure: DetectorFailed, message: Record, key: tuple[str, str], rows: BatchRows) -> None:
+    """A detector raised on this event: it is rejected (`processing_error`), the market goes on."""
+    metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
+    log.exception("detector failed on event", extra={"detector": failure.kind, "event_id": key[1]})
+    rows.rejected.append(_rejected(message, PROCESSING_ERROR, str(failure)[:2000], *key))
 
 
 def _rejected(message: Record, reason: str, detail: str, exchange_id: str, event_id: str) -> Rejected:

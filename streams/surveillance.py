@@ -19,7 +19,7 @@ from sinks.clickhouse.state import StateReader
 from streams.alerts import AlertLedger
 from streams.book import UNKNOWN, ProductBook
 from streams.detectors import build_detectors
-from streams.detectors.base import Detector, Finding, MarketContext
+from streams.detectors.base import Detector, Finding, MarketContext, Sighting
 from streams.rules import restore_rules
 from streams.watermark import MarketClock
 
@@ -64,6 +64,12 @@ class Surveillance:
         self.ledger = AlertLedger()
         # Per event type, the detectors that look at it, in order: the others are never called.
         self._observers = {kind: [d for d in self.detectors if kind in d.observes] for kind in EVENT_TYPES}
+        usage_rules = self._observers[Usage]
+        self._sighting: list[tuple[str, Callable[..., list[Finding]]]] | None = (
+            [(d.kind, d.sighted) for d in usage_rules]  # type: ignore[attr-defined]
+            if all(isinstance(d, Sighting) for d in usage_rules)
+            else None
+        )
 
     @property
     def watermark_ms(self) -> int:
@@ -108,6 +114,30 @@ class Surveillance:
             except Exception as exc:  # a poison event must not stop the market's surveillance
                 ctx.watermark_ms = self.clock.value  # the rejected event does not move event time
                 raise DetectorFailed(detector.kind, exc) from exc
+            if found:
+                findings.extend(found)
+        self.clock.advance(partition, at_ms, watermark_ms)
+        return Observed(late, dims, self._admit(findings) if findings else [])
+
+    @property
+    def sights_usage(self) -> bool:
+        """Whether every rule that looks at usage can take it as a sighting (`sight_usage`)."""
+        return self._sighting is not None
+
+    def sight_usage(self, partition: int, exchange_id: str, event_id: str, product_id: str, at_ms: int) -> Observed:
+        """`observe` for a usage event read as columns, which is never an object: exactly what `observe` does
+        with one, from the fields the rules and the classification read."""
+        ctx = self.ctx
+        late = ctx.is_late(at_ms)
+        ctx.watermark_ms = watermark_ms = self.clock.peek(partition, at_ms)
+        dims = self.book.dims(exchange_id, product_id) if self.enrich else UNKNOWN
+        findings: list[Finding] = []
+        for kind, sighted in self._sighting or ():
+            try:
+                found = sighted(exchange_id, event_id, at_ms, ctx)
+            except Exception as exc:  # as in `observe`
+                ctx.watermark_ms = self.clock.value
+                raise DetectorFailed(kind, exc) from exc
             if found:
                 findings.extend(found)
         self.clock.advance(partition, at_ms, watermark_ms)

@@ -208,6 +208,8 @@ class BatchRows:
     """Everything one batch writes, grouped by table."""
 
     events: dict[str, list[StoredEvent]] = field(default_factory=lambda: {t: [] for t in EVENT_TABLE.values()})
+    # Events that never were Python objects, as columns (see `event_columns`), by table: stored with `events`.
+    columns: dict[str, list[pa.Table]] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
     duplicates: list[Duplicate] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
@@ -256,8 +258,11 @@ class BatchRows:
                 first_offset=lambda d: d.first_offset,
             )
         for table, stored in self.events.items():
+            chunks = [_stamped(table, chunk, now) for chunk in self.columns.get(table, [])]
             if stored:
-                out[table] = _event_table(table, stored, now)
+                chunks.append(_event_table(table, stored, now))
+            if chunks:
+                out[table] = pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
         if self.markers:
             out["processed_batches"] = self.markers_table(now)
         return out
@@ -318,6 +323,42 @@ def _event_table(table: str, stored: list[StoredEvent], now: datetime) -> pa.Tab
             values = list(map(attrgetter(name), events))
         arrays.append(pa.array(values, pa.bool_()).cast(kind) if name == "high_quality" else pa.array(values, kind))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def event_columns(
+    table: str,
+    fields: pa.Table,
+    at_us: np.ndarray,
+    late: np.ndarray,
+    partitions: np.ndarray,
+    offsets: np.ndarray,
+    dims: Sequence[Dims],
+    dims_of_row: np.ndarray,
+) -> pa.Table:
+    """Accepted events as columns, for `BatchRows.columns`: `fields` holds the event's own columns (as the
+    store names them), `dims[dims_of_row[i]]` is row i's classification. Stamped when the batch is built."""
+    schema = SCHEMAS[table]
+    given = {
+        "occurred_at": pa.array(at_us, pa.int64()).cast(_TS6),
+        "late": pa.array(late.astype(np.uint8), pa.uint8()),
+        "src_partition": pa.array(partitions, pa.int32()),
+        "src_offset": pa.array(offsets, pa.int64()),
+    }
+    take = pa.array(dims_of_row, pa.int32())
+    for name, kind in _DIMS:
+        values = pa.array([getattr(d, name) for d in dims], pa.bool_() if name == "high_quality" else kind)
+        given[name] = values.take(take).cast(kind)
+    arrays = [given[name] if name in given else fields.column(name) for name in schema.names if name != "ingested_at"]
+    return pa.Table.from_arrays(arrays, schema=pa.schema([f for f in schema if f.name != "ingested_at"]))
+
+
+def _stamped(table: str, columns: pa.Table, now: datetime) -> pa.Table:
+    """`event_columns` with the batch's `ingested_at`."""
+    schema = SCHEMAS[table]
+    stamp = pa.array(np.full(columns.num_rows, occurred_us(now) // 1000, np.int64)).cast(_TS3)
+    return pa.Table.from_arrays(
+        [stamp if name == "ingested_at" else columns.column(name) for name in schema.names], schema=schema
+    )
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:

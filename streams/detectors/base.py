@@ -12,7 +12,7 @@ file gives the same findings as receiving it live.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from models import AlertKind, AnyEvent, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
@@ -66,6 +66,14 @@ class Detector(Protocol):
     def tick(self, ctx: MarketContext, now_ms: int) -> list[Finding]: ...
 
     def restore(self, state: StateReader, ctx: MarketContext) -> None: ...
+
+
+@runtime_checkable
+class Sighting(Protocol):
+    """A detector that reads of a usage event only who sent it, its id and its time can take usage events
+    read as columns (`streams.columnar`), which never become Python objects."""
+
+    def sighted(self, exchange_id: str, event_id: str, at: int, ctx: MarketContext) -> list[Finding]: ...
 
 
 class EventTimeDetector:

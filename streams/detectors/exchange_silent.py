@@ -58,12 +58,15 @@ class ExchangeSilent:
         self._oldest_sending_ms: int | None = None
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
-        at = event.at_ms
-        sender = self._senders.get(event.exchange_id)
+        return self.sighted(event.exchange_id, event.event_id, event.at_ms, ctx)
+
+    def sighted(self, exchange_id: str, event_id: str, at: int, ctx: MarketContext) -> list[Finding]:
+        """`observe` for an event known only by who sent it, its id and its time (all this rule reads)."""
+        sender = self._senders.get(exchange_id)
         if sender is None:
-            sender = self._senders[event.exchange_id] = Sender(at, event.event_id)
+            sender = self._senders[exchange_id] = Sender(at, event_id)
         elif at > sender.last_ms:
-            sender.last_ms, sender.last_event_id = at, event.event_id
+            sender.last_ms, sender.last_event_id = at, event_id
         sender.arrivals += 1
         watermark_ms = ctx.watermark_ms  # the market's event time, this event included
         if self._oldest_sending_ms is not None:
@@ -123,8 +126,7 @@ class ExchangeSilent:
         self._oldest_sending_ms = None
         self._senders = {
             exchange_id: Sender(last_ms, event_id)
-            for exchange_id, (last_ms, event_id) in state.latest_events(ctx.watermark_ms - RESTORE_HORIZON_MS
-            ).items()
+            for exchange_id, (last_ms, event_id) in state.latest_events(ctx.watermark_ms - RESTORE_HORIZON_MS).items()
         }
 
     def _event_time_finding(self, exchange_id: str, sender: Sender, watermark_ms: int, ctx: MarketContext) -> Finding:

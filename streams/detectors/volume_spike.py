@@ -62,16 +62,26 @@ class VolumeSpike(EventTimeDetector):
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
         at = event.at_ms
         minute = at // MINUTE_MS
-        state = self._exchanges.get(event.exchange_id)
-        if state is None:
-            state = self._exchanges[event.exchange_id] = ExchangeWindows(next_minute=minute)
-        elif state.closed == 0 and minute < state.next_minute:
-            state.next_minute = minute  # first seen earlier than we thought, and nothing closed yet
+        state = self._seen(event.exchange_id, minute)
         if isinstance(event, Trade) and not ctx.is_late(at) and minute >= state.next_minute:
             window = state.open.setdefault(minute, Window())
             window.amount += event.amount
             window.trades.append(event)
         return []
+
+    def sighted(self, exchange_id: str, event_id: str, at: int, ctx: MarketContext) -> list[Finding]:
+        """`observe` for an event other than a trade, known only by who sent it, its id and its time."""
+        self._seen(exchange_id, at // MINUTE_MS)
+        return []
+
+    def _seen(self, exchange_id: str, minute: int) -> ExchangeWindows:
+        """The exchange's windows, which start at the first minute it was seen in (any event type)."""
+        state = self._exchanges.get(exchange_id)
+        if state is None:
+            state = self._exchanges[exchange_id] = ExchangeWindows(next_minute=minute)
+        elif state.closed == 0 and minute < state.next_minute:
+            state.next_minute = minute  # first seen earlier than we thought, and nothing closed yet
+        return state
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
         last = closable_through(ctx)

@@ -1,0 +1,203 @@
+"""Usage events of a fetch decoded as Arrow columns: no Python object per event.
+
+Usage is most of the market's traffic (more than four events in five). The
+per-message path (`streams.decode`) builds a pydantic model per event and every
+later stage reads its attributes one by one; here a fetch's usage messages are
+parsed at once by Arrow's JSON reader (C++, off the GIL, on every core) and
+checked column by column against the contract's rules for usage.
+
+It only ever *accepts*: a row is `ok` when it is provably an event `decode`
+would accept, with the same field values and the same event time. Anything else
+(a rule broken, an unusual shape, a message Arrow cannot read or reads
+differently from pydantic) is left to `decode`, which accepts or rejects it
+with the reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+
+from models import SCHEMA, occurred_us
+from models.registry import exchanges
+from sinks.clickhouse import Dims
+from sinks.clickhouse.batches import event_columns
+from streams.decode import EARLIEST_MS, LATEST_MS
+
+# Longest message taken here. pydantic refuses JSON nested 255 deep (`malformed`), Arrow does not: a message
+# this short cannot nest that deep (two bytes a level), so both read it alike.
+LONGEST = 480
+_USAGE_TAG = b'"usage"'
+_TEXT = ("exchange_id", "event_id", "product_id", "buyer_id")
+_FIELDS = pa.schema(
+    [
+        ("schema", pa.string()),
+        ("type", pa.string()),
+        ("occurred_at", pa.string()),
+        *[(name, pa.string()) for name in _TEXT],
+        ("calls", pa.int64()),
+        ("bytes", pa.int64()),
+    ]
+)
+_PARSE = pj.ParseOptions(explicit_schema=_FIELDS, unexpected_field_behavior="ignore")
+_READ = pj.ReadOptions(use_threads=True, block_size=1 << 20)
+# RFC 3339 as `models.fields.RFC3339` (RE2 here: ASCII digits only, `$` only at the very end, so it is stricter
+# where the two differ, and the stricter answer goes to `decode`).
+_TIMESTAMP = (
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt ](?P<time>\d{2}:\d{2}:\d{2})(?:\.(?P<fraction>\d{1,9}))?"
+    r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
+)
+_NO_SECOND = -(2**62)  # an instant Python refuses (e.g. second 60): the row goes to `decode`
+
+
+@dataclass(frozen=True, slots=True)
+class UsageColumns:
+    """Row i is the i-th candidate message given to `decode_usage`."""
+
+    table: pa.Table  # exchange_id, event_id, product_id, buyer_id (string), calls, bytes (uint64)
+    at_us: np.ndarray  # int64: event time in µs since the epoch (meaningful where `ok`)
+    ok: np.ndarray  # bool: a valid usage event, exactly as `decode` accepts it
+    keys: list[tuple[str, str]]  # (exchange_id, event_id) per row
+    products: list[str | None]  # product_id per row
+
+
+def is_candidate(value: bytes | None) -> bool:
+    """Worth reading here: one short JSON object that mentions usage (cheap tests; the rest is checked after)."""
+    return (
+        value is not None and len(value) <= LONGEST and value[:1] == b"{" and value[-1:] == b"}" and _USAGE_TAG in value
+    )
+
+
+def decode_usage(values: list[bytes]) -> UsageColumns:
+    """Read candidate messages (see `is_candidate`) as columns, one row each."""
+    table = _read(values)
+    ok = _true(pc.equal(table.column("schema"), SCHEMA)) & _true(pc.equal(table.column("type"), "usage"))
+    ok &= _true(pc.is_in(table.column("exchange_id"), value_set=_exchange_codes()))
+    for name in _TEXT:
+        length = pc.utf8_length(table.column(name))
+        ok &= _true(pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, 64)))
+    for name in ("calls", "bytes"):
+        ok &= _true(pc.greater_equal(table.column(name), 0))
+    at_us = _event_time_us(table.column("occurred_at"))
+    ok &= (at_us // 1000 >= EARLIEST_MS) & (at_us // 1000 <= LATEST_MS)
+    columns = table.select(list(_TEXT)).append_column("calls", _count(table.column("calls")))
+    columns = columns.append_column("bytes", _count(table.column("bytes")))
+    keys = list(zip(columns.column("exchange_id").to_pylist(), columns.column("event_id").to_pylist(), strict=True))
+    return UsageColumns(columns, at_us, ok, keys, columns.column("product_id").to_pylist())
+
+
+def _read(values: list[bytes]) -> pa.Table:
+    """One row per message. A message Arrow cannot read (or not as one row) is found by halving the list, and
+    is a row of nulls (not `ok`): one bad message leaves the others to the columns."""
+    data = b"\n".join(values)
+    try:
+        data.decode("utf-8")  # pydantic rejects a message with invalid UTF-8 anywhere, even in a field ignored
+        table = pj.read_json(pa.BufferReader(data), read_options=_READ, parse_options=_PARSE)
+    except (UnicodeDecodeError, pa.ArrowInvalid):
+        table = None
+    if table is not None and table.num_rows == len(values):  # else a message held two objects, or a line break
+        return table
+    if len(values) == 1:
+        return pa.table([pa.nulls(1, field.type) for field in _FIELDS], schema=_FIELDS)
+    half = len(values) // 2
+    return pa.concat_tables([_read(values[:half]), _read(values[half:])])
+
+
+def _event_time_us(text: pa.ChunkedArray) -> np.ndarray:
+    """µs since the epoch as Python's `datetime.fromisoformat` reads each stamp (a fraction beyond 6 digits
+    truncated); `_NO_SECOND`-based where the stamp is not one. Python parses each distinct second once."""
+    parts = pc.extract_regex(text, _TIMESTAMP)
+    date, time, fraction, offset = (pc.fill_null(pc.struct_field(parts, name), "") for name in range(4))
+    second = pc.binary_join_element_wise(
+        pc.binary_join_element_wise(date, time, "T"), pc.utf8_upper(offset), ""
+    ).dictionary_encode()
+    encoded = second.combine_chunks()
+    seconds = np.array([_epoch_seconds(stamp) for stamp in encoded.dictionary.to_pylist()], np.int64)
+    of_row = seconds[encoded.indices.to_numpy(zero_copy_only=False)]
+    valid = _true(pc.is_valid(parts)) & (of_row != _NO_SECOND)
+    micro = pc.cast(pc.utf8_rpad(pc.utf8_slice_codeunits(fraction, 0, 6), width=6, padding="0"), pa.int64())
+    return np.where(valid, np.where(valid, of_row, 0) * 1_000_000 + micro.to_numpy(), _NO_SECOND)
+
+
+def _epoch_seconds(stamp: str) -> int:
+    try:
+        return occurred_us(datetime.fromisoformat(stamp)) // 1_000_000
+    except ValueError:
+        return _NO_SECOND
+
+
+def _count(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A non-negative JSON integer as the store's UInt64 (a negative one leaves the row not `ok`)."""
+    return pc.cast(pc.max_element_wise(column, 0), pa.uint64())
+
+
+def _true(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An Arrow boolean column as numpy, null counting as false."""
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+@cache
+def _exchange_codes() -> pa.Array:
+    return pa.array(sorted(exchanges()), pa.string())
+
+
+class UsageRow(NamedTuple):
+    """A usage event of a fetch, as a row of its `UsageColumns` (a tuple: one is made per event)."""
+
+    columns: UsageColumns
+    row: int
+    at_ms: int  # event time, ms since the epoch
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """`(exchange_id, event_id)`, as `models.events._Event.key`."""
+        return self.columns.keys[self.row]
+
+
+@dataclass(slots=True)
+class TakenUsage:
+    """The rows of one `UsageColumns` a batch accepts, with what surveillance made of each: stored as columns."""
+
+    columns: UsageColumns
+    rows: list[int] = field(default_factory=list)
+    late: list[bool] = field(default_factory=list)
+    dims: list[Dims] = field(default_factory=list)
+    partitions: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)
+
+    def add(self, row: int, late: bool, dims: Dims, partition: int, offset: int) -> None:
+        self.rows.append(row)
+        self.late.append(late)
+        self.dims.append(dims)
+        self.partitions.append(partition)
+        self.offsets.append(offset)
+
+    def table(self) -> pa.Table:
+        """The `usage` table's columns of these rows (`sinks.clickhouse.batches.event_columns`)."""
+        take = np.array(self.rows, np.int64)
+        distinct: dict[int, int] = {}  # id of a Dims -> its position in `kinds` (a product's Dims is one object)
+        kinds: list[Dims] = []
+        codes = np.empty(len(self.dims), np.int32)
+        for position, dims in enumerate(self.dims):
+            code = distinct.get(id(dims))
+            if code is None:
+                code = distinct[id(dims)] = len(kinds)
+                kinds.append(dims)
+            codes[position] = code
+        return event_columns(
+            "usage",
+            self.columns.table.take(take),
+            self.columns.at_us[take],
+            np.array(self.late, np.bool_),
+            np.array(self.partitions, np.int32),
+            np.array(self.offsets, np.int64),
+            kinds,
+            codes,
+        )

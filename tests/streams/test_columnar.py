@@ -1,0 +1,175 @@
+"""Usage read as columns: it accepts exactly what the per-event validator accepts, with the same values, and
+a batch stores the same rows and raises the same alerts either way (the per-event path is the reference)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dmm.simulator import MarketSimulator, SimulationConfig
+from dmm.simulator.anomalies import KINDS
+from models import Usage
+from settings import Settings
+from sinks.clickhouse.memory import MemoryState, MemoryStore
+from streams import pipeline as pipeline_module
+from streams.columnar import decode_usage, is_candidate
+from streams.decode import Rejection, decode
+from streams.pipeline import Message, Pipeline
+
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+# Ten minutes into the simulated market (and so into its event time, when mixed in).
+USAGE = {
+    **json.loads((FIXTURES / "usage.json").read_text(encoding="utf-8")),
+    "occurred_at": "2026-11-20T09:10:00+08:00",
+}
+
+
+def usage(**changes: Any) -> bytes:
+    return json.dumps({**USAGE, **changes}, ensure_ascii=False).encode()
+
+
+# Each is a usage message the columns might read differently from pydantic: they must agree, or leave it.
+EDGES: list[bytes] = [
+    usage(),
+    usage(occurred_at="2026-11-20t01:11:00z"),
+    usage(occurred_at="2026-11-19 19:42:00.123456789-05:30"),
+    usage(occurred_at="2026-11-20T09:12:00.5+08:00"),
+    usage(occurred_at="2026-11-21T09:30:60+08:00"),  # second 60: pydantic refuses
+    usage(occurred_at="2026-11-31T09:30:00+08:00"),
+    usage(occurred_at="2026-11-21T24:00:00+08:00"),
+    usage(occurred_at="2026-11-21T09:30:00+24:00"),
+    usage(occurred_at="1969-12-31T23:59:59Z"),  # out of the supported range
+    usage(occurred_at="2026-11-21T09:30:00+08:00\n"),
+    usage(occurred_at="２０２６-11-21T09:30:00+08:00"),  # full-width digits
+    usage(occurred_at="2026-11-21T09:30:00"),  # no offset
+    usage(schema="dm.v2"),
+    usage(type="heartbeat"),
+    usage(exchange_id="NOPE"),
+    usage(event_id=""),
+    usage(event_id="E" * 64),
+    usage(event_id="E" * 65),
+    usage(event_id="é" * 64),  # 64 characters, 128 bytes
+    usage(product_id=None),
+    usage(calls=-1),
+    usage(calls=0, bytes=2**63 - 1),
+    usage(calls=2**63),
+    usage(calls="5"),
+    usage(calls=5.0),
+    usage(calls=True),
+    usage(extra={"nested": [1, {"deep": None}]}),
+    usage(buyer_id="\u0000x"),
+    json.dumps({k: v for k, v in USAGE.items() if k != "bytes"}).encode(),
+    usage()[:-1] + b',"x": NaN}',
+    usage()[:-1] + b',"x": Infinity}',
+    usage()[:-1] + b',"calls": 3}',  # a key twice
+    usage()[:-1] + b',"x": "\xff"}',  # not UTF-8, in a field nobody reads
+    usage()[:-1] + b',"x": "\\ud800"}',
+    usage()[:-1] + b"," + b'"x": ' + b"[" * 200 + b"]" * 200 + b"}",
+    usage() + usage(),
+    usage().replace(b", ", b",\n"),
+    b"  " + usage(),
+]
+
+
+def simulated(**config: Any) -> list[bytes]:
+    simulator = MarketSimulator(SimulationConfig(**{"seed": 11, "start": START, "rate": 40.0, **config}))
+    return [value for _, value in simulator.messages()]
+
+
+def test_columns_accept_only_what_pydantic_accepts_with_the_same_values_and_event_time() -> None:
+    values = [v for v in simulated(duration_s=120.0) if b'"usage"' in v] + EDGES
+    candidates = [v for v in values if is_candidate(v)]
+    read = [(v, decode_usage([v])) for v in candidates]
+    together = decode_usage([v for v in candidates if v not in EDGES])
+    assert together.ok.all()
+    accepted = 0
+    for value, columns in read:
+        event = decode(value)
+        if not columns.ok[0]:
+            continue
+        accepted += 1
+        assert isinstance(event, Usage), value
+        assert columns.at_us[0] == event.at_us
+        assert columns.keys[0] == event.key and columns.products == [event.product_id]
+        row = columns.table.to_pylist()[0]
+        assert row == {name: getattr(event, name) for name in row}
+    edges_accepted = sum(1 for value, columns in read if value in EDGES and columns.ok[0])
+    assert edges_accepted == 12, "the edge cases the columns should accept, and no more"
+    assert accepted == len(together.ok) + edges_accepted
+
+
+def test_a_message_arrow_cannot_read_leaves_the_others_to_the_columns() -> None:
+    assert not is_candidate(b"  " + usage())
+    assert not is_candidate(usage()[:-1] + b',"x": ' + b"[" * 300 + b"]" * 300 + b"}")  # too long: pydantic
+    bad = [usage()[:-1] + b',"x": "\xff"}', usage() + usage(), usage(calls="5"), b"{", b'{"calls": 1} {"calls": 2}']
+    good = [usage(event_id=f"U-{n}") for n in range(9)]
+    mixed = [good[0], bad[0], *good[1:4], bad[1], bad[2], good[4], bad[3], *good[5:8], bad[4], good[8]]
+    columns = decode_usage(mixed)
+    assert [value in good for value in mixed] == columns.ok.tolist()
+    assert [columns.keys[i][1] for i in range(len(mixed)) if columns.ok[i]] == [f"U-{n}" for n in range(9)]
+
+
+def run(values: list[bytes], as_columns: bool, batch: int) -> tuple[MemoryStore, list[bytes]]:
+    published: list[bytes] = []
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        if topic == "dm.alerts":
+            published.append(value)
+
+    store = MemoryStore()
+    running = Pipeline(Settings(usage_as_columns=as_columns), store, publish, topic_id="log", reader=MemoryState)
+    running.restore()
+    for first in range(0, len(values), batch):
+        messages = [Message("dm.events", 0, first + i, None, v) for i, v in enumerate(values[first : first + batch])]
+        asyncio.run(running.handle(messages, {0: len(values)}))
+    return store, published
+
+
+def comparable(store: MemoryStore, table: str) -> list[tuple[Any, ...]]:
+    stamps = {"ingested_at", "received_at", "processed_at", "detected_at", "alert_id"}
+    return sorted(tuple(sorted((k, repr(v)) for k, v in row.items() if k not in stamps)) for row in store.pylist(table))
+
+
+@pytest.mark.parametrize("batch", [50, 5_000])
+def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_columns_or_not(
+    batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    values = simulated(duration_s=2_400.0, rate=8.0, injections={kind: 1 for kind in KINDS})
+    # Resent usage (duplicates), late usage and the edge cases, spread through the stream.
+    usages = [i for i, v in enumerate(values) if b'"usage"' in v][::97]
+    for i in reversed(usages):  # each a little after its first copy, within the batch or not
+        values.insert(i + 1 + i % 60, values[i])
+    for n, extra in enumerate(EDGES):  # stamped ten minutes in: past that, so as not to move event time
+        values.insert(len(values) // 2 + (n * 389) % (len(values) // 2), extra)
+    values.insert(len(values) * 3 // 4, usage(event_id="LATE-1", occurred_at="2026-11-20T09:00:00+08:00"))
+    one_by_one: list[bytes] = []  # usage messages the pipeline validated one at a time
+
+    def counted(raw: bytes | None) -> Any:
+        if raw is not None and b'"usage"' in raw:
+            one_by_one.append(raw)
+        return decode(raw)
+
+    monkeypatch.setattr(pipeline_module, "decode", counted)
+    columns_store, columns_alerts = run(values, as_columns=True, batch=batch)
+    assert 0 < len(one_by_one) <= len(EDGES)  # only edge cases: the columns read the rest
+    events_store, events_alerts = run(values, as_columns=False, batch=batch)
+    assert {json.loads(a)["kind"] for a in events_alerts} == set(KINDS)
+    assert [json.loads(a)["dedup_key"] for a in columns_alerts] == [json.loads(a)["dedup_key"] for a in events_alerts]
+    for table in ("usage", "trades", "listings", "heartbeats", "duplicate_events", "rejected_events", "alerts"):
+        assert comparable(columns_store, table) == comparable(events_store, table), table
+    assert len(columns_store.pylist("usage")) > 0.3 * len(values)
+    assert any(row["late"] for row in columns_store.pylist("usage"))
+    assert len(columns_store.pylist("duplicate_events")) >= len(usages)
+
+
+def test_rejections_of_usage_name_their_reason_as_before() -> None:
+    store, _ = run([usage(calls=-1), usage(exchange_id="NOPE"), usage(event_id="U-OK")], as_columns=True, batch=10)
+    assert [r["reason"] for r in store.pylist("rejected_events")] == ["invalid", "unknown_exchange"]
+    assert [r["event_id"] for r in store.pylist("usage")] == ["U-OK"]
+    assert isinstance(decode(usage(calls=-1)), Rejection)

@@ -178,9 +178,6 @@ class Progress:
     marks: dict[int, int] = field(default_factory=dict)
     stray: dict[tuple[int, int], int] = field(default_factory=dict)
 
-    def seen(self, partition: int, offset: int) -> bool:
-        return offset <= self.marks.get(partition, -1) or (partition, offset) in self.stray
-
     def advance(self, partition: int, last_offset: int) -> None:
         if last_offset > self.marks.get(partition, -1):
             self.marks[partition] = last_offset

@@ -47,7 +47,7 @@ from streams.detectors import Scope, build_detectors
 from streams.rejected import rejected_record
 from streams.rules import RuleChangeError, apply_change, parse_change, restore_rules, rule_change_record
 from streams.surveillance import DetectorFailed, Surveillance
-from streams.windows import WindowFlusher, window_start_ms
+from streams.windows import MINUTE_MS, WindowFlusher, window_start_ms
 
 log = logging.getLogger("dmm.pipeline")
 
@@ -301,15 +301,18 @@ class Pipeline:
         with stage("decode"):
             decoded: list[Decoded] = list(self._held)
             columnar: list[int] = []  # positions in `decoded` of usage messages, read as columns below
-            seen, stray, taken_through = self.progress.seen, self.progress.stray, self._taken_through
+            stray = self.progress.stray
+            # Per partition, the offset at or below which a record was stored (its progress mark) or taken already
+            # by this pipeline, fetched again after a seek (its batch may still be on its way to the store, its
+            # identity already remembered: not a duplicate). One lookup per record.
+            through = dict(self.progress.marks)
+            for partition, offset in self._taken_through.items():
+                through[partition] = max(offset, through.get(partition, -1))
             as_columns = self.settings.usage_as_columns and self.surveillance.sights_usage
             for message in messages:
                 partition, offset = message.partition, message.offset
-                # Also skipped: a record this pipeline took already, fetched again after a seek (its batch may
-                # still be on its way to the store, its identity already remembered: not a duplicate).
-                if seen(partition, offset) or offset <= taken_through.get(partition, -1):
-                    stored_ms = stray.get((partition, offset), 0)
-                    decoded.append((message, Redelivered(stored_ms)))
+                if offset <= through.get(partition, -1) or (stray and (partition, offset) in stray):
+                    decoded.append((message, Redelivered(stray.get((partition, offset), 0))))
                 elif as_columns and is_candidate(message.value):
                     columnar.append(len(decoded))
                     decoded.append((message, _UNREAD))
@@ -436,7 +439,7 @@ class Pipeline:
             taken = usage[id(columns)] = TakenUsage(columns)
         taken.add(row.row, observed.late, observed.dims, message.partition, message.offset)
         if not observed.late:
-            minutes.add(window_start_ms(at))
+            minutes.add(at - at % MINUTE_MS)  # `window_start_ms`, inline: it runs per event
 
     # -- output -----------------------------------------------------------------------------
 

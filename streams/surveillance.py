@@ -127,21 +127,21 @@ class Surveillance:
     def sight_usage(self, partition: int, exchange_id: str, event_id: str, product_id: str, at_ms: int) -> Observed:
         """`observe` for a usage event read as columns, which is never an object: exactly what `observe` does
         with one, from the fields the rules and the classification read."""
-        ctx = self.ctx
-        late = ctx.is_late(at_ms)
-        ctx.watermark_ms = watermark_ms = self.clock.peek(partition, at_ms)
+        ctx, clock = self.ctx, self.clock
+        late = at_ms < ctx.watermark_ms - ctx.allowed_lateness_ms  # `ctx.is_late`, inline: it runs per event
+        ctx.watermark_ms = watermark_ms = clock.peek(partition, at_ms)
         dims = self.book.dims(exchange_id, product_id) if self.enrich else UNKNOWN
         findings: list[Finding] = []
         for kind, sighted in self._sighting or ():
             try:
                 found = sighted(exchange_id, event_id, at_ms, ctx)
             except Exception as exc:  # as in `observe`
-                ctx.watermark_ms = self.clock.value
+                ctx.watermark_ms = clock.value
                 raise DetectorFailed(kind, exc) from exc
             if found:
                 findings.extend(found)
-        self.clock.advance(partition, at_ms, watermark_ms)
-        return Observed(late, dims, self._admit(findings) if findings else [])
+        clock.advance(partition, at_ms, watermark_ms)
+        return Observed(late, dims, self._admit(findings) if findings else findings)
 
     def caught_up(self, partitions: set[int]) -> None:
         """These partitions have nothing left to deliver: they no longer hold the market's event time back."""

@@ -43,11 +43,25 @@ class Gap:
 
 
 def price_gap(listings: list[ProductListing], ratio: Decimal) -> Gap | None:
-    priced = [s for s in listings if s.list_price is not None]
-    if len(priced) < 2:
+    """The product's highest and lowest list price (ties: the greater, the lesser exchange code), if they are
+    `ratio` apart. One pass, no key functions: it runs for every listing event."""
+    highest: ProductListing | None = None
+    lowest: ProductListing | None = None
+    for state in listings:
+        price = state.list_price
+        if price is None:
+            continue
+        if highest is None or lowest is None:
+            highest = lowest = state
+            continue
+        top = highest.list_price
+        if price > top or (price == top and state.exchange_id > highest.exchange_id):  # type: ignore[operator]
+            highest = state
+        bottom = lowest.list_price
+        if price < bottom or (price == bottom and state.exchange_id < lowest.exchange_id):  # type: ignore[operator]
+            lowest = state
+    if highest is None or lowest is None or highest is lowest:
         return None
-    highest = max(priced, key=lambda s: (_price(s), s.exchange_id))
-    lowest = min(priced, key=lambda s: (_price(s), s.exchange_id))
     high, low = _price(highest), _price(lowest)
     if high == 0 or high < ratio * low:
         return None

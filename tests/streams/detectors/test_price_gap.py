@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+import random
+from decimal import Decimal
+
 import pytest
 
+from sinks.clickhouse import Dims
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
-from streams.detectors.price_gap import CrossExchangePriceGap
+from streams.book import ProductListing
+from streams.detectors.price_gap import CrossExchangePriceGap, price_gap
 from tests.streams.detectors.market import Market, listing, ms, restored, store_alerts, store_events
 
 
@@ -34,7 +39,10 @@ def test_one_alert_per_episode_and_a_new_gap_is_a_new_incident() -> None:
         listing(50, exchange="BJIDEX", action="reprice", price="400.00"),  # a new gap
     ]
     findings = market.each(steps)
-    assert {f.dedup_key for f in findings} == {f"cross_exchange_price_gap:P1:{ms(10)}", f"cross_exchange_price_gap:P1:{ms(50)}"}
+    assert {f.dedup_key for f in findings} == {
+        f"cross_exchange_price_gap:P1:{ms(10)}",
+        f"cross_exchange_price_gap:P1:{ms(50)}",
+    }
     alerts = [a for f in findings if (a := ledger.admit(f)) is not None]
     assert len(alerts) == 2 and alerts[0].dedup_key != alerts[1].dedup_key
 
@@ -78,3 +86,23 @@ def test_restore_announces_a_gap_that_was_never_alerted(store: ChdbStore) -> Non
     [finding] = market.feed()
     assert finding.window_start_ms == ms(10)
     assert market.feed() == []
+
+
+def test_the_gap_is_between_the_highest_and_lowest_price_ties_broken_by_exchange_code() -> None:
+    """`price_gap` picks in one pass what sorting by (price, exchange code) picks, on random books."""
+    rng = random.Random(7)
+    exchanges = ["BJIDEX", "GYBDX", "SHDEX", "SZDEX"]
+    for _ in range(2_000):
+        book = [
+            ProductListing(
+                code, "P1", None, None, None, None, None, price, False, frozenset(), True, 0, f"E-{code}", Dims()
+            )
+            for code in rng.sample(exchanges, rng.randint(0, 4))
+            for price in [rng.choice([None, Decimal(0), Decimal(100), Decimal(100), Decimal("250.50")])]
+        ]
+        priced = sorted((s for s in book if s.list_price is not None), key=lambda s: (s.list_price, s.exchange_id))
+        gap = price_gap(book, Decimal(2))
+        if len(priced) < 2 or priced[-1].list_price == 0 or priced[-1].list_price < 2 * priced[0].list_price:
+            assert gap is None
+        else:
+            assert gap is not None and (gap.highest, gap.lowest) == (priced[-1], priced[0])

@@ -122,12 +122,22 @@ def run(
         wait_until_drained(store, timeout=3600, settle=0.5, workers=each)
         worker_seconds = time.perf_counter() - started
         span = query_rows(store, queries.ingest_span(settings.clickhouse.database))[0]
-        busy_s = (int(span["b"]) - int(span["a"])) / 1000
+        metrics = [worker_metrics(one) for one in each]
+        # From the first records any worker fetched (not the first row stored: with several partitions the
+        # first batches are held back for event-time alignment, work that the stored rows do not show).
+        first_fetch_ms = min(
+            (
+                m["dmm_first_records_timestamp_seconds"] * 1000
+                for m in metrics
+                if m["dmm_first_records_timestamp_seconds"]
+            ),
+            default=0,
+        )
+        busy_s = (int(span["b"]) - min(int(span["a"]), first_fetch_ms or int(span["a"]))) / 1000
         if busy_s < 1.0:  # a batch or two: the stamps cannot time it; the whole run (start-up included) can
             busy_s = worker_seconds
             notes.append("too few events to time between the first and last stored row: rate over the whole run")
         worker_rate = sent / busy_s
-        metrics = [worker_metrics(one) for one in each]
         stages = {
             s: sum(m.get(f'dmm_stage_seconds_total{{stage="{s}"}}', 0.0) for m in metrics) * 1e6 / sent for s in STAGES
         }

@@ -44,6 +44,10 @@ LAST_EVENT = Gauge(
     "dmm_last_event_timestamp_seconds", "occurred_at of the latest event from each exchange", ["exchange_id"]
 )
 WATERMARK = Gauge("dmm_watermark_timestamp_seconds", "Market event-time watermark (latest occurred_at seen)")
+FIRST_RECORDS = Gauge(
+    "dmm_first_records_timestamp_seconds",
+    "When this worker process first fetched records (unix time; 0 before): where a benchmark's busy time starts",
+)
 LAST_BATCH = Gauge(
     "dmm_last_batch_timestamp_seconds", "Wall-clock time the worker last finished a batch (stalls show here)"
 )

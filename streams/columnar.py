@@ -179,38 +179,25 @@ class TakenUsage:
     """The rows of one `UsageColumns` a batch accepts, with what surveillance made of each: stored as columns."""
 
     columns: UsageColumns
-    rows: list[int] = field(default_factory=list)
-    late: list[bool] = field(default_factory=list)
-    dims: list[Dims] = field(default_factory=list)
-    partitions: list[int] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
+    taken: list[tuple[int, bool, Dims, int, int]] = field(default_factory=list)  # (row, late, dims, partition, offset)
 
     def add(self, row: int, late: bool, dims: Dims, partition: int, offset: int) -> None:
-        self.rows.append(row)
-        self.late.append(late)
-        self.dims.append(dims)
-        self.partitions.append(partition)
-        self.offsets.append(offset)
+        self.taken.append((row, late, dims, partition, offset))
 
     def table(self) -> pa.Table:
         """The `usage` table's columns of these rows (`sinks.clickhouse.batches.event_columns`)."""
-        take = np.array(self.rows, np.int64)
-        distinct: dict[int, int] = {}  # id of a Dims -> its position in `kinds` (a product's Dims is one object)
-        kinds: list[Dims] = []
-        codes = np.empty(len(self.dims), np.int32)
-        for position, dims in enumerate(self.dims):
-            code = distinct.get(id(dims))
-            if code is None:
-                code = distinct[id(dims)] = len(kinds)
-                kinds.append(dims)
-            codes[position] = code
+        rows, late, dims, partitions, offsets = zip(*self.taken, strict=True)
+        take = np.array(rows, np.int64)
+        codes: dict[int, int] = {}  # id of a Dims -> its code (a product's Dims is one object, shared)
+        of_row = [codes.setdefault(id(kind), len(codes)) for kind in dims]
+        kinds = list({id(kind): kind for kind in dims}.values())  # in the order of their codes
         return event_columns(
             "usage",
             self.columns.table.take(take),
             self.columns.at_us[take],
-            np.array(self.late, np.bool_),
-            np.array(self.partitions, np.int32),
-            np.array(self.offsets, np.int64),
+            np.array(late, np.bool_),
+            np.array(partitions, np.int32),
+            np.array(offsets, np.int64),
             kinds,
-            codes,
+            np.array(of_row, np.int32),
         )

@@ -82,6 +82,7 @@ class EventConsumer(Service):
         self._busy = asyncio.Lock()
         self._stopping = False  # a batch in flight, a flush+commit, or a rebalance: one at a time
         self._assignments = 0  # partition assignments so far (a fetch that waited through one is not timed)
+        self._fetched_any = False  # records fetched yet (`dmm_first_records_timestamp_seconds`)
 
     @property
     def pending(self) -> int:
@@ -129,6 +130,9 @@ class EventConsumer(Service):
             backlog = any((highwater(tp) or 0) > batch[-1].offset + 1 for tp, batch in records.items() if batch)
             if messages and assignments == self._assignments:  # not idle, nor waiting for the group to settle
                 metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
+            if messages and not self._fetched_any:
+                self._fetched_any = True
+                metrics.FIRST_RECORDS.set(time.time())
             async with self._busy:
                 if self._stopping:
                     break

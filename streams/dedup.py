@@ -91,10 +91,11 @@ class EventIndex:
     def begin(self, keys: Sequence[Key]) -> None:
         """Look up a batch's identities in what earlier batches remembered, all at once."""
         self._probed = {}
-        self._digests = dict(zip(keys, [identity_digest(*key) for key in keys], strict=True))  # kept for `settle`
+        listed = [identity_digest(*key) for key in keys]
+        self._digests = dict(zip(keys, listed, strict=True))  # kept for `settle`
         if not keys or not self._size:
             return
-        digests = np.frombuffer(b"".join(self._digests[key] for key in keys), np.uint8)
+        digests = np.frombuffer(b"".join(listed), np.uint8)
         halves = digests.view(">u8").reshape(-1, 2).astype(np.uint64)
         hi, lo = halves[:, 0], halves[:, 1]
         for hour, runs in self._hours.items():

@@ -64,8 +64,9 @@ WORKER_RESTARTS = Gauge(
 STAGE_SECONDS = Counter(
     "dmm_stage_seconds_total",
     "Worker time spent in each pipeline stage (fetch: fetches that brought records, a group join excluded; decode, "
-    "dedup, surveillance, arrow, store, windows, publish, metrics, commit, and the market stage's read-back and "
-    "rules): rate() gives each stage's share of a core",
+    "dedup, surveillance, arrow, store (in its thread, overlapping the next batch), store_wait (the batch loop "
+    "waiting for it), windows, publish, metrics, commit, and the market stage's read-back and rules): rate() "
+    "gives each stage's share of a core",
     ["stage"],
 )
 STAGES = (
@@ -75,6 +76,7 @@ STAGES = (
     "surveillance",
     "arrow",
     "store",
+    "store_wait",  # the batch loop waiting for the previous batch's store (the store runs in a thread meanwhile)
     "windows",
     "publish",
     "metrics",

@@ -165,7 +165,10 @@ class EventConsumer(Service):
     async def _settle(self) -> None:
         """Wait for the batch being stored; its offsets become committable."""
         if self._in_flight is not None:
-            processed = await self._in_flight
+            if not self._in_flight.done():  # the batch loop waits for the store (it is the slower half)
+                with metrics.stage("store_wait"):
+                    await self._in_flight
+            processed = self._in_flight.result()
             self._in_flight = None
             for partition, offset in processed.items():
                 self._handled[partition] = offset + 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal, Self, Union
+from typing import Annotated, Any, Literal, NamedTuple, Self, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, TypeAdapter, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -61,13 +61,6 @@ class _Event(BaseModel):
         object.__setattr__(event, "__pydantic_extra__", None)
         object.__setattr__(event, "__pydantic_private__", None)
         return event
-
-    @classmethod
-    def sighted(cls, exchange_id: str, event_id: str, at_ms: int) -> Self:
-        """An event known only by who sent it, its id and its time: all that the market-wide rules read of any
-        event but a trade, and all the market stage reads back of one. Its other fields are absent (reading
-        one raises AttributeError), so only code that reads no more may be given it."""
-        return cls.rebuilt({"exchange_id": exchange_id, "event_id": event_id}, at_ms)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -163,6 +156,16 @@ EVENT_ADAPTER: TypeAdapter[Listing | Trade | Usage | Heartbeat] = TypeAdapter(Ev
 AnyEvent = Listing | Trade | Usage | Heartbeat
 
 
+class Sighting(NamedTuple):
+    """An event other than a trade known only by who sent it, its id and its time: all that the market-wide
+    rules read of one (the market stage reads back no more; see `Surveillance.sight`)."""
+
+    kind: type[Listing | Usage | Heartbeat]
+    exchange_id: str
+    event_id: str
+    at_ms: int
+
+
 def partition_key(event: AnyEvent) -> str:
     """The Kafka key the contract prescribes: product for listing/trade/usage, exchange for heartbeat."""
     return event.exchange_id if isinstance(event, Heartbeat) else event.product_id
@@ -190,6 +193,7 @@ __all__ = [
     "Event",
     "Heartbeat",
     "Listing",
+    "Sighting",
     "Trade",
     "Usage",
     "occurred_ms",

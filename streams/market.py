@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from models import Alert, AnyEvent
+from models import Alert, Sighting, Trade
 from settings import Settings
 from sinks.clickhouse import Store
 from sinks.clickhouse.records import record_market_progress
@@ -46,7 +46,7 @@ from streams.surveillance import DetectorFailed, Surveillance
 
 log = logging.getLogger("dmm.market")
 
-Item = tuple[int, int, AnyEvent]  # (partition, offset, event)
+Item = tuple[int, int, Trade | Sighting]  # (partition, offset, event: a trade whole, any other sighted)
 CLOCK_SKEW_MS = 300_000  # between the workers' clocks, which stamp `ingested_at` and the markers
 
 
@@ -139,9 +139,14 @@ class MarketStage:
         split = align(items, _partition, _offset, _event_time, ends, self.applied, quiet)
         self._held = split.held
         alerts: list[Alert] = []
+        surveillance = self.surveillance
         for partition, offset, event in split.taken:
             try:
-                alerts.extend(self.surveillance.observe(event, partition).alerts)
+                if type(event) is Sighting:
+                    kind, exchange_id, event_id, at_ms = event  # type: ignore[misc]
+                    alerts.extend(surveillance.sight(kind, partition, exchange_id, event_id, at_ms).alerts)
+                else:
+                    alerts.extend(surveillance.observe(event, partition).alerts)  # type: ignore[arg-type]
             except DetectorFailed:  # stored already: the worker that owns it accepted it; the market goes on
                 log.exception("market-wide detector failed on a stored event", extra={"event_id": event.event_id})
             self.applied[partition] = max(offset, self.applied.get(partition, -1))

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from prometheus_client import Histogram
 
-from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing
+from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Usage
 from settings import RuleSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
@@ -308,7 +308,7 @@ class Pipeline:
             through = dict(self.progress.marks)
             for partition, offset in self._taken_through.items():
                 through[partition] = max(offset, through.get(partition, -1))
-            as_columns = self.settings.usage_as_columns and self.surveillance.sights_usage
+            as_columns = self.settings.usage_as_columns and self.surveillance.sights(Usage)
             for message in messages:
                 partition, offset = message.partition, message.offset
                 if offset <= through.get(partition, -1) or (stray and (partition, offset) in stray):
@@ -427,7 +427,7 @@ class Pipeline:
         at = row.at_ms
         columns = row.columns
         try:
-            observed = self.surveillance.sight_usage(message.partition, *key, columns.products[row.row], at)  # type: ignore[arg-type]
+            observed = self.surveillance.sight(Usage, message.partition, *key, at, columns.products[row.row])  # type: ignore[arg-type]
         except DetectorFailed as failure:
             _detector_failed(failure, message, key, rows)
             return

@@ -19,7 +19,7 @@ from sinks.clickhouse.state import StateReader
 from streams.alerts import AlertLedger
 from streams.book import UNKNOWN, ProductBook
 from streams.detectors import build_detectors
-from streams.detectors.base import Detector, Finding, MarketContext, Sighting
+from streams.detectors.base import Detector, Finding, MarketContext, TakesSightings
 from streams.rules import restore_rules
 from streams.watermark import MarketClock
 
@@ -54,7 +54,7 @@ class Surveillance:
     ) -> None:
         """`wall_ms`: the wall clock that tells a quiet partition (default: the monotonic one). `enrich`: keep
         the product book and classify events from it; the market stage does not (its rules read neither, and
-        it reads back events other than trades only `sighted`)."""
+        it reads back events other than trades only as sightings)."""
         self.enrich = enrich
         self.configured_rules = rules
         self.clock = MarketClock(partition_idle_ms) if wall_ms is None else MarketClock(partition_idle_ms, wall_ms)
@@ -64,12 +64,13 @@ class Surveillance:
         self.ledger = AlertLedger()
         # Per event type, the detectors that look at it, in order: the others are never called.
         self._observers = {kind: [d for d in self.detectors if kind in d.observes] for kind in EVENT_TYPES}
-        usage_rules = self._observers[Usage]
-        self._sighting: list[tuple[str, Callable[..., list[Finding]]]] | None = (
-            [(d.kind, d.sighted) for d in usage_rules]  # type: ignore[attr-defined]
-            if all(isinstance(d, Sighting) for d in usage_rules)
-            else None
-        )
+        # Per type other than a trade, the rules that look at it as a sighting (`sight`), if they all can. A
+        # listing also changes the book, so it is sighted only where there is none (`enrich` false).
+        self._sighting: dict[type, list[tuple[str, Callable[..., list[Finding]]]]] = {
+            kind: [(d.kind, d.sighted) for d in self._observers[kind]]  # type: ignore[attr-defined]
+            for kind in (Usage, Heartbeat, *(() if enrich else (Listing,)))
+            if all(isinstance(d, TakesSightings) for d in self._observers[kind])
+        }
 
     @property
     def watermark_ms(self) -> int:
@@ -119,25 +120,27 @@ class Surveillance:
         self.clock.advance(partition, at_ms, watermark_ms)
         return Observed(late, dims, self._admit(findings) if findings else [])
 
-    @property
-    def sights_usage(self) -> bool:
-        """Whether every rule that looks at usage can take it as a sighting (`sight_usage`)."""
-        return self._sighting is not None
+    def sights(self, kind: type[AnyEvent]) -> bool:
+        """Whether events of this type can be taken as sightings (`sight`)."""
+        return kind in self._sighting
 
-    def sight_usage(self, partition: int, exchange_id: str, event_id: str, product_id: str, at_ms: int) -> Observed:
-        """`observe` for a usage event read as columns, which is never an object: exactly what `observe` does
-        with one, from the fields the rules and the classification read."""
+    def sight(
+        self, kind: type[AnyEvent], partition: int, exchange_id: str, event_id: str, at_ms: int, product_id: str = ""
+    ) -> Observed:
+        """`observe` for an event that is never an object (usage read as columns, what the market stage reads
+        back): exactly what `observe` does with one, from the fields the rules and the classification read
+        (`product_id`: a usage event's, for its classification)."""
         ctx, clock = self.ctx, self.clock
         late = at_ms < ctx.watermark_ms - ctx.allowed_lateness_ms  # `ctx.is_late`, inline: it runs per event
         ctx.watermark_ms = watermark_ms = clock.peek(partition, at_ms)
-        dims = self.book.dims(exchange_id, product_id) if self.enrich else UNKNOWN
+        dims = self.book.dims(exchange_id, product_id) if self.enrich and kind is Usage else UNKNOWN
         findings: list[Finding] = []
-        for kind, sighted in self._sighting or ():
+        for rule, sighted in self._sighting[kind]:
             try:
                 found = sighted(exchange_id, event_id, at_ms, ctx)
             except Exception as exc:  # as in `observe`
                 ctx.watermark_ms = clock.value
-                raise DetectorFailed(kind, exc) from exc
+                raise DetectorFailed(rule, exc) from exc
             if found:
                 findings.extend(found)
         clock.advance(partition, at_ms, watermark_ms)

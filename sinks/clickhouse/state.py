@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from hashlib import md5
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
 
-from models import AnyEvent, Heartbeat, Listing, Trade, Usage
+from models import Heartbeat, Listing, Sighting, Trade, Usage
 from models.clock import EPOCH
 from sinks.clickhouse.store import Store, literal
 
@@ -157,11 +158,11 @@ class StateReader:
 
     def market_events_in(
         self, ranges: dict[int, tuple[int, int]], stored_since_ms: int
-    ) -> list[tuple[int, int, AnyEvent]]:
+    ) -> list[tuple[int, int, Trade | Sighting]]:
         """What the market-wide rules read of the events stored from these `(first, last)` offset ranges of
         partitions, as `(partition, offset, event)` in partition and offset order: trades whole (a volume spike
-        names them as evidence), every other event only `sighted` (who sent it, its id, its time), which is all
-        those rules read of it. `stored_since_ms`: none was stored before (the `ingested_at` index then skips
+        names them as evidence), every other event only as a `Sighting` (who sent it, its id, its time), which
+        is all those rules read of it. `stored_since_ms`: none was stored before (the `ingested_at` index then skips
         all older parts)."""
         if not ranges:
             return []
@@ -170,7 +171,7 @@ class StateReader:
         )
         where = f"ingested_at >= {instant(stored_since_ms)} AND ({offsets})"
         order = "ORDER BY src_partition, src_offset LIMIT 1 BY src_partition, src_offset"
-        found: list[tuple[int, int, AnyEvent]] = []
+        found: list[tuple[int, int, Trade | Sighting]] = []
         trades = self.store.arrow(
             f"SELECT {_TRADE_FIELDS}, src_partition, src_offset FROM {self.db}.trades WHERE {where} {order}"
         )
@@ -184,12 +185,11 @@ class StateReader:
                 f"SELECT src_partition, src_offset, exchange_id, event_id, intDiv(toUnixTimestamp64Micro(occurred_at), 1000) "
                 f"AS ms FROM {self.db}.{table} WHERE {where} {order}"
             )
-            sighted = model.sighted
             found.extend(
-                (partition, offset, sighted(exchange_id, event_id, ms))
+                (partition, offset, Sighting(model, exchange_id, event_id, ms))
                 for partition, offset, exchange_id, event_id, ms in zip(*(c.to_pylist() for c in stored.columns))
             )
-        found.sort(key=lambda item: (item[0], item[1]))
+        found.sort(key=itemgetter(0, 1))
         return found
 
     def market_progress(self, topic: str, topic_id: str) -> dict[int, int]:
@@ -375,7 +375,7 @@ def _common(kind: str, row: dict[str, Any]) -> dict[str, Any]:
 
 
 # Trades as the market stage reads them back, every field, rebuilt without validating them again (the store
-# holds validated events only); the other events it reads only `sighted`.
+# holds validated events only); the other events it reads only as a `Sighting`.
 _TRADE_FIELDS = (
     "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, trade_id, product_id, buyer_id, seller_id, "
     "price, quantity, amount, currency, venue, purpose, data_bytes"

@@ -69,9 +69,10 @@ class Detector(Protocol):
 
 
 @runtime_checkable
-class Sighting(Protocol):
-    """A detector that reads of a usage event only who sent it, its id and its time can take usage events
-    read as columns (`streams.columnar`), which never become Python objects."""
+class TakesSightings(Protocol):
+    """A rule that reads of an event other than a trade only who sent it, its id and its time: it can take
+    events that never become objects (usage read as columns, `streams.columnar`; what the market stage reads
+    back, `models.Sighting`)."""
 
     def sighted(self, exchange_id: str, event_id: str, at: int, ctx: MarketContext) -> list[Finding]: ...
 

@@ -2,7 +2,9 @@
 
 Stages per batch, each timed (`dmm_stage_seconds_total{stage}`):
 1. *decode*: messages at or below a partition's progress mark are redeliveries
-   (skipped); the rest are parsed and validated (pydantic-core, one call each);
+   (skipped); usage messages are read at once as Arrow columns (`streams.columnar`),
+   the rest (and usage the columns do not prove valid) parsed and validated by
+   pydantic-core, one call each;
 2. *dedup* and *surveillance*, in arrival order: a first-seen event is observed by
    the rules (which classify it late or on time and enrich it from the product
    book), then remembered; a second copy is a duplicate;

@@ -26,6 +26,9 @@ from streams.watermark import MarketClock
 EVENT_TYPES = (Listing, Trade, Usage, Heartbeat)
 
 
+Rule = tuple[str, Callable[..., list[Finding]]]  # a detector's kind, and its `observe` or `sighted`
+
+
 class DetectorFailed(RuntimeError):
     """A detector raised on one event (a poison message): that event is rejected, the market goes on."""
 
@@ -63,13 +66,16 @@ class Surveillance:
         self.detectors = tuple(detectors if detectors is not None else build_detectors(rules))
         self.ledger = AlertLedger()
         # Per event type, the detectors that look at it, in order: the others are never called.
-        self._observers = {kind: [d for d in self.detectors if kind in d.observes] for kind in EVENT_TYPES}
-        # Per type other than a trade, the rules that look at it as a sighting (`sight`), if they all can. A
+        observers = {kind: [d for d in self.detectors if kind in d.observes] for kind in EVENT_TYPES}
+        self._observing: dict[type, list[Rule]] = {
+            kind: [(d.kind, d.observe) for d in rules] for kind, rules in observers.items()
+        }
+        # Per type other than a trade, the same rules as sightings (`sight`), if they all can take one. A
         # listing also changes the book, so it is sighted only where there is none (`enrich` false).
-        self._sighting: dict[type, list[tuple[str, Callable[..., list[Finding]]]]] = {
-            kind: [(d.kind, d.sighted) for d in self._observers[kind]]  # type: ignore[attr-defined]
+        self._sighting: dict[type, list[Rule]] = {
+            kind: [(d.kind, d.sighted) for d in observers[kind]]  # type: ignore[attr-defined]
             for kind in (Usage, Heartbeat, *(() if enrich else (Listing,)))
-            if all(isinstance(d, TakesSightings) for d in self._observers[kind])
+            if all(isinstance(d, TakesSightings) for d in observers[kind])
         }
 
     @property
@@ -96,11 +102,6 @@ class Surveillance:
     def observe(self, event: AnyEvent, partition: int = 0) -> Observed:
         """Run every rule on one event of `partition`, then let event time pass it. Raises DetectorFailed
         (state untouched by the later detectors; the event is then not stored)."""
-        at_ms = event.at_ms
-        ctx = self.ctx
-        late = ctx.is_late(at_ms)
-        # The rules judge against the market's event time as it stands with this event in it.
-        ctx.watermark_ms = watermark_ms = self.clock.peek(partition, at_ms)
         kind = type(event)
         if kind is Heartbeat or not self.enrich:
             dims = UNKNOWN
@@ -108,17 +109,7 @@ class Surveillance:
             if kind is Listing:
                 self.book.apply(event)  # type: ignore[arg-type]
             dims = self.book.dims(event.exchange_id, event.product_id)  # type: ignore[union-attr]
-        findings: list[Finding] = []
-        for detector in self._observers[kind]:
-            try:
-                found = detector.observe(event, ctx)
-            except Exception as exc:  # a poison event must not stop the market's surveillance
-                ctx.watermark_ms = self.clock.value  # the rejected event does not move event time
-                raise DetectorFailed(detector.kind, exc) from exc
-            if found:
-                findings.extend(found)
-        self.clock.advance(partition, at_ms, watermark_ms)
-        return Observed(late, dims, self._admit(findings) if findings else [])
+        return self._judge(partition, event.at_ms, dims, self._observing[kind], (event,))
 
     def sights(self, kind: type[AnyEvent]) -> bool:
         """Whether events of this type can be taken as sightings (`sight`)."""
@@ -130,17 +121,22 @@ class Surveillance:
         """`observe` for an event that is never an object (usage read as columns, what the market stage reads
         back): exactly what `observe` does with one, from the fields the rules and the classification read
         (`product_id`: a usage event's, for its classification)."""
+        dims = self.book.dims(exchange_id, product_id) if self.enrich and kind is Usage else UNKNOWN
+        return self._judge(partition, at_ms, dims, self._sighting[kind], (exchange_id, event_id, at_ms))
+
+    def _judge(self, partition: int, at_ms: int, dims: Dims, rules: list[Rule], given: tuple[object, ...]) -> Observed:
+        """Each rule called with `*given, ctx`, against the market's event time as it stands with this event in
+        it; then event time passes the event. A rule that raises leaves event time where it was."""
         ctx, clock = self.ctx, self.clock
         late = at_ms < ctx.watermark_ms - ctx.allowed_lateness_ms  # `ctx.is_late`, inline: it runs per event
         ctx.watermark_ms = watermark_ms = clock.peek(partition, at_ms)
-        dims = self.book.dims(exchange_id, product_id) if self.enrich and kind is Usage else UNKNOWN
         findings: list[Finding] = []
-        for rule, sighted in self._sighting[kind]:
+        for kind, rule in rules:
             try:
-                found = sighted(exchange_id, event_id, at_ms, ctx)
-            except Exception as exc:  # as in `observe`
-                ctx.watermark_ms = clock.value
-                raise DetectorFailed(rule, exc) from exc
+                found = rule(*given, ctx)
+            except Exception as exc:  # a poison event must not stop the market's surveillance
+                ctx.watermark_ms = clock.value  # the rejected event does not move event time
+                raise DetectorFailed(kind, exc) from exc
             if found:
                 findings.extend(found)
         clock.advance(partition, at_ms, watermark_ms)

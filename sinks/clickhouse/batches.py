@@ -307,7 +307,7 @@ def _event_table(table: str, stored: list[StoredEvent], now: datetime) -> pa.Tab
         "late": pa.array(late, pa.bool_()).cast(pa.uint8()),
         "src_partition": pa.array(partitions, pa.int32()),
         "src_offset": pa.array(offsets, pa.int64()),
-        "ingested_at": pa.array(np.full(n, occurred_us(now) // 1000, np.int64)).cast(_TS3),
+        "ingested_at": _stamp(n, now),
         "occurred_at": pa.array(map(attrgetter("at_us"), events), pa.int64(), size=n).cast(_TS6),
     }
     arrays: list[pa.Array] = []
@@ -355,10 +355,15 @@ def event_columns(
 def _stamped(table: str, columns: pa.Table, now: datetime) -> pa.Table:
     """`event_columns` with the batch's `ingested_at`."""
     schema = SCHEMAS[table]
-    stamp = pa.array(np.full(columns.num_rows, occurred_us(now) // 1000, np.int64)).cast(_TS3)
+    stamp = _stamp(columns.num_rows, now)
     return pa.Table.from_arrays(
         [stamp if name == "ingested_at" else columns.column(name) for name in schema.names], schema=schema
     )
+
+
+def _stamp(rows: int, now: datetime) -> pa.Array:
+    """`ingested_at` of a batch's rows, from the integer ms (a datetime per row costs ~0.2 µs to convert)."""
+    return pa.array(np.full(rows, occurred_us(now) // 1000, np.int64)).cast(_TS3)
 
 
 def _alert_row(alert: Alert) -> dict[str, Any]:

@@ -37,9 +37,10 @@ from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Usage
 from settings import RuleSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
-from sinks.clickhouse.batches import EVENT_TYPE, SCHEMAS
+from sinks.clickhouse.batches import EVENT_TYPE, SCHEMAS, STORED_STAMP
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
+from sinks.clickhouse.store import Staged, Write
 from sinks.prometheus import stage
 from streams.alignment import align
 from streams.columnar import TakenUsage, UsageRow, decode_usage, is_candidate
@@ -101,6 +102,7 @@ class Prepared:
     rows: BatchRows
     minutes: set[int]  # minute windows it makes dirty (once stored)
     tables: dict[str, pa.Table]
+    staged: Staged  # the tables, encoded for the store as the batch was prepared (`Store.stage`)
 
 
 Decoded = tuple[Record, AnyEvent | Rejection | Redelivered | UsageRow]
@@ -205,8 +207,17 @@ class Pipeline:
         with stage("arrow"):
             if usage:
                 rows.columns["usage"] = [taken.table() for taken in usage]
-            tables = rows.tables()
-        return Prepared(rows, minutes, tables)
+            return self._staged(rows, minutes)
+
+    def _staged(self, rows: BatchRows, minutes: set[int]) -> Prepared:
+        """A batch's tables, built and staged for the store (in order; the progress markers last, stamped as
+        they are stored)."""
+        tables = rows.tables()
+        writes = [
+            Write(table, batch, _token(table, rows, batch.num_rows), STORED_STAMP.get(table))
+            for table, batch in tables.items()
+        ]
+        return Prepared(rows, minutes, tables, self.store.stage(writes))
 
     async def persist(self, prepared: Prepared) -> dict[int, int]:
         """The I/O half, batches strictly in order: alerts and rejections to Kafka, rows to the store; only
@@ -219,7 +230,7 @@ class Pipeline:
         rows = prepared.rows
         with stage("publish"):
             await self._publish(rows)
-        await self._write(rows, prepared.tables)
+        await self._write(rows, prepared.staged)
         self.windows.dirty |= prepared.minutes
         self._forward(rows)
         with stage("metrics"):
@@ -264,7 +275,7 @@ class Pipeline:
             self._follow_rules(await asyncio.to_thread(restore_rules, state, self.settings.rules))
             rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
             if rows.alerts:
-                await self._emit(Prepared(rows, set(), rows.tables()))
+                await self._emit(self._staged(rows, set()))
 
     def _follow_rules(self, stored: RuleSettings) -> None:
         ctx = self.surveillance.ctx
@@ -285,8 +296,7 @@ class Pipeline:
                 return
             async with self.lock:
                 if alerts:
-                    rows = BatchRows(alerts=alerts)
-                    await self._emit(Prepared(rows, set(), rows.tables()))
+                    await self._emit(self._staged(BatchRows(alerts=alerts), set()))
                 if then is not None:
                     await self._retrying("market_progress", then)
 
@@ -453,23 +463,14 @@ class Pipeline:
         for rejected in rows.rejected:
             await self.publish(kafka.rejected_topic, rejected.key, rejected_record(rejected))
 
-    async def _write(self, rows: BatchRows, tables: dict[str, pa.Table]) -> None:
-        unstored = list(tables.items())
-        with stage("store"):
-            await self._retrying(lambda: unstored[0][0], lambda: self._insert(rows, unstored))
+    async def _write(self, rows: BatchRows, staged: Staged) -> None:
+        try:
+            with stage("store"):
+                await self._retrying(lambda: staged.pending, lambda: _written(staged))
+        finally:
+            staged.close()
         for marker in rows.markers:
             self.progress.advance(marker.partition, marker.last_offset)
-
-    def _insert(self, rows: BatchRows, unstored: list[tuple[str, pa.Table]]) -> None:
-        """Every table of a batch in order, in one thread: the event loop, busy with the next batch, need not
-        come back between tables. What is stored leaves `unstored`, so a retry goes on from the table that failed."""
-        while unstored:
-            table, prepared = unstored[0]
-            batch = rows.markers_table() if table == "processed_batches" else prepared  # stamped as stored
-            started = time.perf_counter()
-            self.store.insert(table, batch, _token(table, rows, batch.num_rows))
-            metrics.STORE_WRITE.labels(table=table).observe(time.perf_counter() - started)
-            unstored.pop(0)
 
     def _forward(self, rows: BatchRows) -> None:
         if self.forward is not None:
@@ -568,6 +569,13 @@ def _read_usage(decoded: list[Decoded], positions: list[int]) -> None:
     for row, i in enumerate(positions):
         message = decoded[i][0]
         decoded[i] = (message, UsageRow(columns, row, at_ms[row]) if ok[row] else decode(message.value))
+
+
+def _written(staged: Staged) -> None:
+    """Every table of a batch, in one thread: the event loop, busy with the next batch, need not come back
+    between tables."""
+    for table, seconds in staged.write():
+        metrics.STORE_WRITE.labels(table=table).observe(seconds)
 
 
 def _detector_failed(failure: DetectorFailed, message: Record, key: tuple[str, str], rows: BatchRows) -> None:

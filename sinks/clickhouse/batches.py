@@ -263,26 +263,24 @@ class BatchRows:
                 chunks.append(_event_table(table, stored, now))
             if chunks:
                 out[table] = pa.concat_tables(chunks) if len(chunks) > 1 else chunks[0]
-        if self.markers:
-            out["processed_batches"] = self.markers_table(now)
+        if self.markers:  # last, and stamped again as they are stored (`STORED_STAMP`)
+            out["processed_batches"] = _columns(
+                "processed_batches",
+                self.markers,
+                now,
+                src_topic=lambda m: m.topic,
+                topic_id=lambda m: m.topic_id,
+                src_partition=lambda m: m.partition,
+                first_offset=lambda m: m.first_offset,
+                last_offset=lambda m: m.last_offset,
+                messages=lambda m: m.messages,
+            )
         return out
 
-    def markers_table(self, now: datetime | None = None) -> pa.Table:
-        """The progress markers, stamped `now`: the writer builds them again as it stores them, after every
-        other table, so `processed_at` says when the batch's rows were all stored."""
-        return _columns(
-            "processed_batches",
-            self.markers,
-            now or datetime.now(UTC),
-            src_topic=lambda m: m.topic,
-            topic_id=lambda m: m.topic_id,
-            src_partition=lambda m: m.partition,
-            first_offset=lambda m: m.first_offset,
-            last_offset=lambda m: m.last_offset,
-            messages=lambda m: m.messages,
-        )
 
-
+# Columns the store sets to the moment it writes the rows: a batch's progress markers, written after its other
+# tables, say when its rows were all stored (the market stage and the ingest lag read it so).
+STORED_STAMP = {"processed_batches": "processed_at"}
 _STAMP = {"rejected_events": "received_at", "duplicate_events": "received_at", "processed_batches": "processed_at"}
 _SOURCE_COLUMNS = {name for name, _ in _SOURCE}
 _DIM_COLUMNS = {name for name, _ in _DIMS}

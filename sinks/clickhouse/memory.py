@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
 
@@ -28,6 +29,7 @@ from sinks.clickhouse.state import (
     StoredTrade,
     identity_digest,
 )
+from sinks.clickhouse.store import InOrder, Staged, Write
 
 
 class MemoryStore:
@@ -45,6 +47,9 @@ class MemoryStore:
         if (table, token) not in self._tokens:  # as insert_deduplication_token: a retry lands once
             self._tokens.add((table, token))
             self.tables[table].append(batch)
+
+    def stage(self, writes: Sequence[Write]) -> Staged:
+        return InOrder(self, writes)
 
     def command(self, sql: str) -> None:
         self.commands.append(sql)

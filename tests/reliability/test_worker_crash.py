@@ -23,6 +23,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from dmm.producer import EventProducer
 from dmm.query import wait_until_drained, worker_status
 from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
-from sinks.clickhouse.store import ChdbStore
+from sinks.clickhouse.store import ChdbStore, Staged, Write
 from streams.pipeline import Message, Pipeline
 from tests.reliability.harness import (
     EVENT_TABLES,
@@ -71,9 +72,7 @@ def reference_alerts(path: Path, workdir: Path) -> set[str]:
         topic = settings.kafka.events_topic
         for start in range(0, len(lines), settings.batch_max):
             chunk = lines[start : start + settings.batch_max]
-            await pipeline.handle(
-                [Message(topic, 0, start + i, line_key(v), v) for i, v in enumerate(chunk)]
-            )
+            await pipeline.handle([Message(topic, 0, start + i, line_key(v), v) for i, v in enumerate(chunk)])
             await pipeline.flush()
 
     asyncio.run(run())
@@ -201,7 +200,8 @@ class Crash(BaseException):
 
 
 class CrashingStore:
-    """Test double around a real ChdbStore: dies (raises Crash) right after inserting `after_table`."""
+    """Test double around a real ChdbStore: a batch staged while armed dies (raises Crash) right after its
+    statements through `after_table` ran (the embedded store writes a batch as one multi-statement query)."""
 
     def __init__(self, store: ChdbStore, after_table: str) -> None:
         self.inner = store
@@ -209,13 +209,29 @@ class CrashingStore:
         self.after_table = after_table
         self.armed = False
 
-    def insert(self, table: str, batch: object, token: str) -> None:
-        self.inner.insert(table, batch, token)
-        if self.armed and table == self.after_table:
-            raise Crash(table)
+    def stage(self, writes: Sequence[Write]) -> Staged:
+        tables = [write.table for write in writes]
+        if not self.armed or self.after_table not in tables:
+            return self.inner.stage(writes)
+        return CutShort(self.inner.stage(writes[: tables.index(self.after_table) + 1]), self.after_table)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
+
+
+class CutShort:
+    """The first statements of a batch's write, then the crash."""
+
+    def __init__(self, staged: Staged, table: str) -> None:
+        self.staged, self.table = staged, table
+        self.pending = staged.pending
+
+    def write(self) -> list[tuple[str, float]]:
+        self.staged.write()
+        raise Crash(self.table)
+
+    def close(self) -> None:
+        self.staged.close()
 
 
 @pytest.mark.slow

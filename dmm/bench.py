@@ -60,6 +60,9 @@ class BenchResult:
     lag_p50_ms: float
     lag_p99_ms: float
     lag_max_ms: float
+    # How late the bench's own publisher handed events over, after their event time: part of the lag above.
+    publisher_behind_p50_ms: float
+    publisher_behind_p99_ms: float
     worker_peak_rss_mb: float
     baseline_peak_rss_mb: float
     notes: list[str] = field(default_factory=list)
@@ -155,7 +158,8 @@ def run(
             time.sleep(-late_start_s)
         published = time.perf_counter()
         with EventProducer(settings.kafka, linger_ms=1) as producer:
-            live = publish_live(messages, lambda k, v: producer.publish_raw(v, k), time_scale=1.0)
+            behind: list[float] = []
+            live = publish_live(messages, lambda k, v: producer.publish_raw(v, k), time_scale=1.0, behind=behind)
             producer.flush()
         achieved = live / max(time.perf_counter() - published, 1e-3)
         if achieved < 0.95 * len(messages) / live_seconds:
@@ -179,6 +183,8 @@ def run(
         lag_p50_ms=float(lag["p50"]),
         lag_p99_ms=float(lag["p99"]),
         lag_max_ms=float(lag["mx"]),
+        publisher_behind_p50_ms=_percentile(behind, 0.5) * 1000,
+        publisher_behind_p99_ms=_percentile(behind, 0.99) * 1000,
         worker_peak_rss_mb=peak,
         baseline_peak_rss_mb=_peak_rss_mb(),
         notes=notes,
@@ -409,6 +415,11 @@ async def _bare_consume(settings: Settings, expected: int) -> float:
     finally:
         await consumer.stop()
     return seen / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def _peak_rss_mb(pid: int | str = "self") -> float:

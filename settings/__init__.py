@@ -28,6 +28,12 @@ class KafkaSettings(BaseModel):
     group_id: str = "dmm-worker"
     session_timeout_ms: int = 6000
     heartbeat_interval_ms: int = 500
+    fetch_max_wait_ms: int = Field(
+        100,
+        description="longest a fetch of dm.events waits on the broker for new records: Apache Kafka answers as "
+        "soon as some arrive, the embedded Tansu broker later (a record's delivery measured there: 86 ms at p50 "
+        "and 195 ms at worst with the client's default of 500 ms, 12 and 49 ms with 100)",
+    )
     security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
     sasl_mechanism: str | None = Field(None, description="e.g. SCRAM-SHA-512")
     sasl_username: str | None = None

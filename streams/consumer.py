@@ -98,6 +98,7 @@ class EventConsumer(Service):
             session_timeout_ms=kafka.session_timeout_ms,
             heartbeat_interval_ms=kafka.heartbeat_interval_ms,
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_wait_ms=kafka.fetch_max_wait_ms,
             fetch_max_bytes=64 * 1024 * 1024,
             **aiokafka_options(kafka),
         )

@@ -78,6 +78,10 @@ def bench(
     table.add_row("  event lag to stored, p50 (ms)", f"{result.lag_p50_ms:,.0f}")
     table.add_row("  event lag to stored, p99 (ms)", f"{result.lag_p99_ms:,.0f}")
     table.add_row("  event lag to stored, max (ms)", f"{result.lag_max_ms:,.0f}")
+    table.add_row(
+        "  of it, the publisher behind its pace, p50 / p99 (ms)",
+        f"{result.publisher_behind_p50_ms:,.0f} / {result.publisher_behind_p99_ms:,.0f}",
+    )
     table.add_row("worker peak RSS (MiB)", f"{result.worker_peak_rss_mb:,.0f}")
     table.add_row("bench process peak RSS, incl. bare consumer (MiB)", f"{result.baseline_peak_rss_mb:,.0f}")
     console.print(table)

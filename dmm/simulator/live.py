@@ -17,8 +17,11 @@ def publish_live(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    behind: list[float] | None = None,
 ) -> int:
-    """Hand each message to `publish(key, value)` no earlier than its event time allows; returns the count."""
+    """Hand each message to `publish(key, value)` no earlier than its event time allows; returns the count.
+    `behind`: collects how many seconds after its due time each message was handed over (a publisher that
+    cannot keep its pace adds that to every lag measured from event time)."""
     if time_scale <= 0:
         raise ValueError("time scale must be > 0 simulated seconds per wall second")
     count = 0
@@ -31,5 +34,7 @@ def publish_live(
         if wait > 0:
             sleep(wait)
         publish(message.key, message.value)
+        if behind is not None:
+            behind.append(clock() - due)
         count += 1
     return count

@@ -106,11 +106,17 @@ def test_publish_live_paces_by_event_time() -> None:
         sleeps.append(seconds)
         now[0] += seconds
 
-    messages = [Message(b"k", b"a", 0), Message(b"k", b"b", 1_000), Message(b"k", b"c", 3_000)]
+    def publish(key: bytes, value: bytes) -> None:
+        published.append(value)
+        now[0] += 0.7 if value == b"b" else 0.0  # one slow hand-over: "c" falls due before it returns
+
+    messages = [Message(b"k", b"a", 0), Message(b"k", b"b", 1_000), Message(b"k", b"c", 2_000)]
     published: list[bytes] = []
-    count = publish_live(messages, lambda key, value: published.append(value), 2.0, clock=lambda: now[0], sleep=sleep)
+    behind: list[float] = []
+    count = publish_live(messages, publish, 2.0, clock=lambda: now[0], sleep=sleep, behind=behind)
     assert count == 3 and published == [b"a", b"b", b"c"]
-    assert sleeps == pytest.approx([0.5, 1.0])
+    assert sleeps == pytest.approx([0.5])  # "c" was due at 1.0 s, "b" returned at 1.2 s
+    assert behind == pytest.approx([0.0, 0.7, 0.2])  # the publisher's own lateness, per message
 
 
 def test_parse_injections() -> None:

@@ -71,6 +71,7 @@ class EventConsumer(Service):
         self._prepare = prepare
         self._store = store
         self._in_flight: asyncio.Future[dict[int, int]] | None = None  # the batch being stored
+        self._flushing: asyncio.Future[None] | None = None  # windows being rebuilt, then offsets committed
         self._flush = flush
         self._partitions_changed = partitions_changed
         self._holding = holding
@@ -86,8 +87,10 @@ class EventConsumer(Service):
 
     @property
     def pending(self) -> int:
-        """Partitions with handled offsets waiting for the next flush and commit (plus a batch being stored)."""
-        return len(self._handled) + (self._in_flight is not None)
+        """Partitions with handled offsets waiting for the next flush and commit (plus a batch being stored, and
+        a flush under way)."""
+        flushing = self._flushing is not None and not self._flushing.done()
+        return len(self._handled) + (self._in_flight is not None) + flushing
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka
@@ -147,8 +150,11 @@ class EventConsumer(Service):
                     await self._settle()
                     self._in_flight = asyncio.ensure_future(self._store(prepared))
                     await asyncio.sleep(0)  # let it reach its thread before the next batch takes the loop
-                if self.flush_due(backlog):
-                    await self._flush_and_commit()
+                if self.flush_due(backlog) and (self._flushing is None or self._flushing.done()):
+                    # In the background: batches go on being fetched, processed and stored while the windows
+                    # are rebuilt (a second at 10k events/s costs ~150 ms of recompute). Offsets of batches whose
+                    # store has finished are taken now; their minutes are dirty already, so the flush covers them.
+                    self._flushing = asyncio.ensure_future(self._flush_then_commit(self._take_handled()))
 
     def flush_due(self, backlog: bool) -> bool:
         """Whether windows are to be flushed and offsets committed now: every `flush_interval_s`, or every
@@ -163,6 +169,36 @@ class EventConsumer(Service):
         async with self._busy:
             await self._flush_and_commit()
 
+    def _take_handled(self) -> dict[int, int]:
+        handled, self._handled = self._handled, {}
+        self._last_commit = time.monotonic()
+        return handled
+
+    async def _flush_then_commit(self, handled: dict[int, int]) -> None:
+        """Rebuild the windows dirty so far (every handled batch's are: its store marked them), then commit
+        `handled`. A failed commit hands its offsets back to the next one."""
+        try:
+            await self._flush()
+            await self._commit(handled)
+        except Exception:
+            for partition, offset in handled.items():
+                self._handled.setdefault(partition, offset)  # a later batch's offset, if any, is higher
+            log.warning("flush and commit failed; the next one retries", exc_info=True)
+
+    async def _flushed(self) -> None:
+        """Wait for the background flush and commit, if one is under way."""
+        if self._flushing is not None:
+            await self._flushing
+            self._flushing = None
+
+    async def _commit(self, handled: dict[int, int]) -> None:
+        if handled and self.consumer is not None:
+            started = time.perf_counter()
+            topic = self.settings.kafka.events_topic
+            offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in handled.items()}
+            await self.consumer.commit(offsets)
+            metrics.STAGE_SECONDS.labels(stage="commit").inc(time.perf_counter() - started)
+
     async def _settle(self) -> None:
         """Wait for the batch being stored; its offsets become committable."""
         if self._in_flight is not None:
@@ -175,16 +211,17 @@ class EventConsumer(Service):
                 self._handled[partition] = offset + 1
 
     async def _flush_and_commit(self) -> None:
+        """The same, awaited (stop, rebalance, SIGTERM): after the batch in flight and any flush under way."""
         await self._settle()
-        await self._flush()
-        if self._handled and self.consumer is not None:
-            started = time.perf_counter()
-            topic = self.settings.kafka.events_topic
-            offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in self._handled.items()}
-            await self.consumer.commit(offsets)
-            self._handled.clear()
-            metrics.STAGE_SECONDS.labels(stage="commit").inc(time.perf_counter() - started)
-        self._last_commit = time.monotonic()
+        await self._flushed()
+        handled = self._take_handled()
+        try:
+            await self._flush()
+            await self._commit(handled)
+        except BaseException:
+            for partition, offset in handled.items():
+                self._handled.setdefault(partition, offset)
+            raise
 
     def seek(self, positions: dict[int, int]) -> None:
         """Start these partitions at these offsets (after a restore: past what the store holds as processed)."""
@@ -210,6 +247,7 @@ class EventConsumer(Service):
         """Make what this worker handled durable and committed before another worker takes it over."""
         async with self._busy:
             await self._settle()  # the batch being stored counts too
+            await self._flushed()  # a failed background commit hands its offsets back
             if revoked & set(self._handled):
                 await self._flush_and_commit()
 
@@ -220,4 +258,5 @@ class EventConsumer(Service):
         log.info("partitions assigned", extra={"partitions": sorted(assigned), "gained": sorted(gained)})
         async with self._busy:
             await self._settle()  # the batch being stored belongs to the pipeline as it was
+            await self._flushed()  # and so does the flush under way
             await self._partitions_changed(set(assigned), gained)

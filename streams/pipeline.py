@@ -260,10 +260,17 @@ class Pipeline:
             log.info("rules changed at runtime", extra={"rules": rules.model_dump(mode="json")})
 
     async def flush(self) -> int:
-        """Rebuild dirty minute windows; the caller may commit offsets once this returns."""
+        """Rebuild the minute windows dirty so far; the caller may commit the offsets of every batch stored before
+        it called once this returns. Batches go on meanwhile (the lock is held only to take the dirty minutes):
+        the minutes they make dirty wait for the next flush."""
         async with self.lock:
+            windows = self.windows.take()
+        try:
             with stage("windows"):
-                return await self._retrying("market_1m", lambda: self.windows.flush())
+                return await self._retrying("market_1m", lambda: self.windows.rebuild(windows))
+        except BaseException:  # cancelled (the worker stops): dirty still, for the next incarnation's restore
+            self.windows.dirty |= set(windows)
+            raise
 
     async def tick(self) -> None:
         """Wall-clock rules (a live exchange going quiet), alert resolutions and rule changes another worker

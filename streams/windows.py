@@ -22,7 +22,7 @@ def window_start_ms(occurred_ms: int) -> int:
 
 
 class WindowFlusher:
-    """Collects dirty minutes; `flush` rebuilds them in the store."""
+    """Collects dirty minutes; `take` and `rebuild` recompute them in the store."""
 
     def __init__(self, store: Store, max_windows_per_statement: int = 500) -> None:
         self.store = store
@@ -32,13 +32,14 @@ class WindowFlusher:
     def restore(self, state: StateReader) -> None:
         self.dirty.update(state.unflushed_windows())
 
-    def flush(self) -> int:
-        """Recompute every dirty minute; returns how many. Dirty set is kept if the store fails."""
-        if not self.dirty:
-            return 0
-        windows = sorted(self.dirty)
+    def take(self) -> list[int]:
+        """The dirty minutes, to `rebuild`; minutes made dirty from now on wait for the next take."""
+        windows, self.dirty = sorted(self.dirty), set()
+        return windows
+
+    def rebuild(self, windows: list[int]) -> int:
+        """Recompute these minutes (may be run again after a failure: a recompute is idempotent); returns how many."""
         updated_at = datetime.now(UTC)
         for i in range(0, len(windows), self.max_windows):
             recompute(self.store, windows[i : i + self.max_windows], updated_at)
-        self.dirty.difference_update(windows)
         return len(windows)

@@ -167,11 +167,7 @@ class UsageRow(NamedTuple):
     columns: UsageColumns
     row: int
     at_ms: int  # event time, ms since the epoch
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """`(exchange_id, event_id)`, as `models.events._Event.key`."""
-        return self.columns.keys[self.row]
+    key: tuple[str, str]  # `(exchange_id, event_id)`, as `models.events._Event.key`
 
 
 @dataclass(slots=True)

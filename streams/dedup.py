@@ -9,7 +9,7 @@ silently. Both indexes are rebuilt from ClickHouse on start.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -84,13 +84,18 @@ class EventIndex:
     _hours: dict[int, list[_Run]] = field(default_factory=dict)
     _size: int = 0
     _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
-    _probed: dict[Key, Place] = field(default_factory=dict)  # this batch's keys already in the runs
-    _batch: dict[Key, tuple[int, int]] = field(default_factory=dict)  # added this batch: key -> (packed, ms)
+    _places: dict[Key, Place] = field(default_factory=dict)  # this batch's keys in the runs, and those added
+    _batch: dict[Key, tuple[int, int, int]] = field(default_factory=dict)  # added: key -> (partition, offset, ms)
     _digests: dict[Key, bytes] = field(default_factory=dict)  # this batch's keys, digested once
+    # `(partition, offset)` where an identity was first stored, if remembered (after `begin`): the lookup dict's
+    # own `get`, so a lookup per event runs no Python frame.
+    get: Callable[[Key], Place | None] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.get = self._places.get
 
     def begin(self, keys: Sequence[Key]) -> None:
         """Look up a batch's identities in what earlier batches remembered, all at once."""
-        self._probed = {}
         listed = [identity_digest(*key) for key in keys]
         self._digests = dict(zip(keys, listed, strict=True))  # kept for `settle`
         if not keys or not self._size:
@@ -103,28 +108,22 @@ class EventIndex:
                 for i, j in run.find(hi, lo).items():
                     if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
                         packed = int(run.place[j])
-                        self._probed[keys[i]] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
-
-    def get(self, key: Key) -> Place | None:
-        """`(partition, offset)` where the identity was first stored, if remembered (after `begin`)."""
-        added = self._batch.get(key)
-        if added is not None:
-            return added[0] & ((1 << _PARTITION_BITS) - 1), added[0] >> _PARTITION_BITS
-        return self._probed.get(key)
+                        self._places[keys[i]] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
 
     def add(self, key: Key, partition: int, offset: int, occurred_ms: int) -> None:
-        self._batch[key] = (offset << _PARTITION_BITS | partition, occurred_ms)
+        self._places[key] = (partition, offset)
+        self._batch[key] = (partition, offset, occurred_ms)
 
     def settle(self) -> None:
         """Fold the batch's identities into the runs."""
         if self._batch:
             keys = list(self._batch)
             known = self._digests
-            digests = np.frombuffer(b"".join(known.get(key) or identity_digest(*key) for key in keys), np.uint8)
-            packed = np.fromiter((v[0] for v in self._batch.values()), np.int64, len(keys))
-            ms = np.fromiter((v[1] for v in self._batch.values()), np.int64, len(keys))
-            self._fold(digests, packed, ms)
-        self._batch, self._probed, self._digests = {}, {}, {}
+            digests = np.frombuffer(b"".join([known.get(key) or identity_digest(*key) for key in keys]), np.uint8)
+            added = np.array(list(self._batch.values()), np.int64).reshape(-1, 3)
+            self._fold(digests, added[:, 1] << _PARTITION_BITS | added[:, 0], added[:, 2])
+        self._batch, self._digests = {}, {}
+        self._places.clear()  # in place: `get` is bound to it
 
     def prune(self, watermark_ms: int) -> None:
         """Forget identities whose event time is more than the horizon behind the watermark."""

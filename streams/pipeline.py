@@ -572,10 +572,10 @@ _UNREAD = Rejection("malformed", "not read yet")  # a placeholder `_read_usage` 
 def _read_usage(decoded: list[Decoded], positions: list[int]) -> None:
     """Read these usage messages as columns (`streams.columnar`); those it does not accept, one by one."""
     columns = decode_usage([decoded[i][0].value for i in positions])  # type: ignore[misc]
-    ok, at_ms = columns.ok.tolist(), (columns.at_us // 1000).tolist()
+    ok, at_ms, keys = columns.ok.tolist(), (columns.at_us // 1000).tolist(), columns.keys
     for row, i in enumerate(positions):
         message = decoded[i][0]
-        decoded[i] = (message, UsageRow(columns, row, at_ms[row]) if ok[row] else decode(message.value))
+        decoded[i] = (message, UsageRow(columns, row, at_ms[row], keys[row]) if ok[row] else decode(message.value))
 
 
 def _written(staged: Staged) -> None:

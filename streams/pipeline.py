@@ -8,10 +8,11 @@ Stages per batch, each timed (`dmm_stage_seconds_total{stage}`):
 2. *dedup* and *surveillance*, in arrival order: a first-seen event is observed by
    the rules (which classify it late or on time and enrich it from the product
    book), then remembered; a second copy is a duplicate;
-3. *arrow*: one Arrow table per ClickHouse table, built column by column;
+3. *arrow*: one Arrow table per ClickHouse table, built column by column, and staged
+   for the store (`Store.stage`: the embedded store spools them to files);
 4. *publish* alerts and rejections to Kafka, then *store* every table (retrying with
    backoff: while the store is down the worker stops consuming), then *metrics*.
-Minute windows are rebuilt from the stored rows on `flush`. The caller commits a
+Minute windows are rebuilt from the stored rows on `flush`, beside the batches. The caller commits a
 batch's offsets only after `flush` returns, so a crash at any moment replays what
 was not yet safely stored, and the redelivery index keeps it from being stored or
 counted twice.

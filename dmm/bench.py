@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import threading
 import time
@@ -54,6 +55,9 @@ class BenchResult:
     worker_seconds: float
     stages_us_per_event: dict[str, float]  # worker time per stage, microseconds per preloaded event
     store_write_us_per_event: float  # the store's writes in their thread, overlapping the next batch's stages
+    # The workers' CPU time (every thread, ClickHouse's in-process ones included) from ready to drained, per event:
+    # steadier than the rate where other tenants take the machine's cores in turns.
+    worker_cpu_us_per_event: float
     live_events: int
     live_rate: float
     live_achieved_rate: float
@@ -123,8 +127,11 @@ def run(
         else:  # the first worker up starts alone until the others join: a rebalance is part of the run
             store, each = group.start(), group.worker_settings
             notes.append(f"{workers} workers share the store through dmm store-serve (one more process)")
+        processes = [s.worker for s in group.stacks] if group is not None else [stack.worker]
+        ready_cpu_s = sum(_cpu_seconds(p.pid) for p in processes if p is not None)
         wait_until_drained(store, timeout=3600, settle=0.5, workers=each)
         worker_seconds = time.perf_counter() - started
+        drained_cpu_s = sum(_cpu_seconds(p.pid) for p in processes if p is not None)
         span = query_rows(store, queries.ingest_span(settings.clickhouse.database))[0]
         metrics = [worker_metrics(one) for one in each]
         # From the first records any worker fetched (not the first row stored: with several partitions the
@@ -166,7 +173,6 @@ def run(
             notes.append(f"the publisher reached only {achieved:,.0f} events/s of the {rate:,.0f} asked")
         wait_until_drained(store, timeout=600, settle=0.5, workers=each)
         lag = query_rows(store, queries.ingest_lag(settings.clickhouse.database, start))[0]
-        processes = [s.worker for s in group.stacks] if group is not None else [stack.worker]
         peak = max((_peak_rss_mb(p.pid) for p in processes if p is not None), default=0.0)
     return BenchResult(
         events=sent,
@@ -177,6 +183,7 @@ def run(
         worker_seconds=worker_seconds,
         stages_us_per_event=stages,
         store_write_us_per_event=writes * 1e6 / sent,
+        worker_cpu_us_per_event=(drained_cpu_s - ready_cpu_s) * 1e6 / sent,
         live_events=live,
         live_rate=rate,
         live_achieved_rate=achieved,
@@ -415,6 +422,12 @@ async def _bare_consume(settings: Settings, expected: int) -> float:
     finally:
         await consumer.stop()
     return seen / (time.perf_counter() - (started or time.perf_counter()))
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far, all its threads (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -23,8 +23,10 @@ import pyarrow as pa
 
 from settings import ClickHouseSettings
 
-# Where inserts are spooled for chdb to read: memory-backed where the machine has it.
+# Where inserts are spooled for chdb to read: memory-backed where the machine has it. Files are named after the
+# process that spooled them, so what a killed process left behind can be told from what a live one is writing.
 SPOOL = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
+SPOOL_PREFIX = "dmm-insert-"
 READ_ONLY_STATEMENT = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
 
@@ -140,13 +142,15 @@ class Spooled:
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, batch.schema) as writer:
                 writer.write_table(batch)
-            descriptor, name = tempfile.mkstemp(dir=SPOOL, prefix="dmm-insert-", suffix=".arrow")
+            descriptor, name = tempfile.mkstemp(dir=SPOOL, prefix=_spool_prefix(), suffix=".arrow")
             with os.fdopen(descriptor, "wb") as spool:
                 spool.write(sink.getvalue())
             self.files.append(name)
             columns = ", ".join(f"`{column}`" for column in batch.column_names)
             selected = f"* REPLACE (now64(3) AS `{stamp}`)" if stamp else "*"
-            settings = ", ".join(f"{n} = {literal(v)}" for n, v in {"insert_deduplication_token": token, **INSERT_SETTINGS}.items())
+            settings = ", ".join(
+                f"{n} = {literal(v)}" for n, v in {"insert_deduplication_token": token, **INSERT_SETTINGS}.items()
+            )
             statements.append(
                 f"INSERT INTO {store.database}.{table} ({columns}) SETTINGS {settings} "
                 f"SELECT {selected} FROM file({literal(name)}, 'ArrowStream')"
@@ -168,6 +172,32 @@ class Spooled:
         self.files = []
 
 
+def _spool_prefix() -> str:
+    return f"{SPOOL_PREFIX}{os.getpid()}-"
+
+
+def sweep_spool(spool: Path = SPOOL) -> int:
+    """Remove the files spooled by processes that are gone (a killed worker leaves a batch's files behind, in
+    memory where the spool is /dev/shm); returns how many."""
+    removed = 0
+    for path in spool.glob(f"{SPOOL_PREFIX}*-*"):
+        pid = path.name.removeprefix(SPOOL_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's
+        return True
+    return True
+
+
 def _stamped(batch: pa.Table, column: str) -> pa.Table:
     """`batch` with `column` set to now."""
     index = batch.schema.get_field_index(column)
@@ -183,6 +213,7 @@ class ChdbStore:
         from chdb import session
 
         path.mkdir(parents=True, exist_ok=True)
+        sweep_spool()
         self.path = path
         self.database = database
         self._lock = threading.Lock()
@@ -219,7 +250,7 @@ class ChdbStore:
         the worker's event loop (about a tenth of it while a batch is written)."""
         names = "(" + ", ".join(f"`{name}`" for name in columns) + ")" if columns else ""
         clause = "SETTINGS " + ", ".join(f"{n} = {literal(v)}" for n, v in settings.items()) if settings else ""
-        with tempfile.NamedTemporaryFile(dir=SPOOL, prefix="dmm-insert-") as spooled:
+        with tempfile.NamedTemporaryFile(dir=SPOOL, prefix=_spool_prefix()) as spooled:
             spooled.write(data)
             spooled.flush()
             self._run(

@@ -3,6 +3,9 @@ idempotent when a failed write is retried, and nothing left behind in the spool.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +14,7 @@ import pytest
 from models import EVENT_ADAPTER
 from sinks.clickhouse.batches import BatchRows, Dims, Marker, StoredEvent
 from sinks.clickhouse.memory import MemoryStore
-from sinks.clickhouse.store import ChdbStore, Spooled, StoreError, Write
+from sinks.clickhouse.store import SPOOL_PREFIX, ChdbStore, Spooled, StoreError, Write, sweep_spool
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
@@ -82,3 +85,17 @@ def test_a_store_written_table_by_table_goes_on_from_the_table_that_failed() -> 
     assert staged.pending == "" and staged.write() == []
     (markers,) = store.tables["processed_batches"]
     assert markers.column("processed_at")[0].as_py().year > 2000
+
+
+def test_files_spooled_by_a_process_that_is_gone_are_swept(tmp_path: Path) -> None:
+    """A worker killed while a batch was staged leaves its files; the next store opened sweeps them, and only
+    them (another live process may be writing its own)."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    left = tmp_path / f"{SPOOL_PREFIX}{gone.pid}-abc.arrow"
+    mine = tmp_path / f"{SPOOL_PREFIX}{os.getpid()}-def.arrow"
+    other = tmp_path / "someone-else.arrow"
+    for path in (left, mine, other):
+        path.write_bytes(b"rows")
+    assert sweep_spool(tmp_path) == 1
+    assert not left.exists() and mine.exists() and other.exists()

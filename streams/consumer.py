@@ -181,8 +181,7 @@ class EventConsumer(Service):
             await self._flush()
             await self._commit(handled)
         except Exception:
-            for partition, offset in handled.items():
-                self._handled.setdefault(partition, offset)  # a later batch's offset, if any, is higher
+            self._hand_back(handled)
             log.warning("flush and commit failed; the next one retries", exc_info=True)
 
     async def _flushed(self) -> None:
@@ -219,9 +218,13 @@ class EventConsumer(Service):
             await self._flush()
             await self._commit(handled)
         except BaseException:
-            for partition, offset in handled.items():
-                self._handled.setdefault(partition, offset)
+            self._hand_back(handled)
             raise
+
+    def _hand_back(self, handled: dict[int, int]) -> None:
+        """Offsets a failed flush or commit did not make durable wait for the next one."""
+        for partition, offset in handled.items():
+            self._handled.setdefault(partition, offset)  # a later batch's offset, if any, is higher
 
     def seek(self, positions: dict[int, int]) -> None:
         """Start these partitions at these offsets (after a restore: past what the store holds as processed)."""

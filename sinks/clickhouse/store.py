@@ -146,14 +146,15 @@ class Spooled:
             with os.fdopen(descriptor, "wb") as spool:
                 spool.write(sink.getvalue())
             self.files.append(name)
-            columns = ", ".join(f"`{column}`" for column in batch.column_names)
-            selected = f"* REPLACE (now64(3) AS `{stamp}`)" if stamp else "*"
-            settings = ", ".join(
-                f"{n} = {literal(v)}" for n, v in {"insert_deduplication_token": token, **INSERT_SETTINGS}.items()
-            )
             statements.append(
-                f"INSERT INTO {store.database}.{table} ({columns}) SETTINGS {settings} "
-                f"SELECT {selected} FROM file({literal(name)}, 'ArrowStream')"
+                _insert_from_file(
+                    f"{store.database}.{table}",
+                    batch.column_names,
+                    {"insert_deduplication_token": token, **INSERT_SETTINGS},
+                    name,
+                    "ArrowStream",
+                    f"* REPLACE (now64(3) AS `{stamp}`)" if stamp else "*",
+                )
             )
         self.sql = ";\n".join(statements)
 
@@ -170,6 +171,16 @@ class Spooled:
         for name in self.files:
             Path(name).unlink(missing_ok=True)
         self.files = []
+
+
+def _insert_from_file(
+    target: str, columns: list[str] | None, settings: dict[str, str], path: str, fmt: str, selected: str = "*"
+) -> str:
+    """The statement inserting a spooled file's rows, encoded in `fmt` (into `columns` in their order, else the
+    table's)."""
+    names = "(" + ", ".join(f"`{name}`" for name in columns) + ")" if columns else ""
+    clause = "SETTINGS " + ", ".join(f"{n} = {literal(v)}" for n, v in settings.items()) if settings else ""
+    return f"INSERT INTO {target} {names} {clause} SELECT {selected} FROM file({literal(path)}, {literal(fmt)})"
 
 
 def _spool_prefix() -> str:
@@ -233,11 +244,11 @@ class ChdbStore:
             self.command(statement)
 
     def insert(self, table: str, batch: pa.Table, token: str) -> None:
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, batch.schema) as writer:
-            writer.write_table(batch)
-        settings = {"insert_deduplication_token": token, **INSERT_SETTINGS}
-        self.insert_data(f"{self.database}.{table}", batch.column_names, sink.getvalue(), "ArrowStream", settings)
+        staged = Spooled(self, [Write(table, batch, token)])
+        try:
+            staged.write()
+        finally:
+            staged.close()
 
     def stage(self, writes: Sequence[Write]) -> Staged:
         return Spooled(self, writes)
@@ -248,14 +259,10 @@ class ChdbStore:
         """Rows encoded in `fmt` (into `columns` in their order, else the table's), spooled to a file that
         ClickHouse reads without Python: the Python() table function holds the GIL while it reads, stalling
         the worker's event loop (about a tenth of it while a batch is written)."""
-        names = "(" + ", ".join(f"`{name}`" for name in columns) + ")" if columns else ""
-        clause = "SETTINGS " + ", ".join(f"{n} = {literal(v)}" for n, v in settings.items()) if settings else ""
         with tempfile.NamedTemporaryFile(dir=SPOOL, prefix=_spool_prefix()) as spooled:
             spooled.write(data)
             spooled.flush()
-            self._run(
-                f"INSERT INTO {target} {names} {clause} SELECT * FROM file({literal(spooled.name)}, {literal(fmt)})"
-            )
+            self._run(_insert_from_file(target, columns, settings, spooled.name, fmt))
 
     def command(self, sql: str) -> None:
         self._run(sql)

@@ -329,8 +329,10 @@ class Pipeline:
             for partition, offset in self._taken_through.items():
                 through[partition] = max(offset, through.get(partition, -1))
             as_columns = self.settings.usage_as_columns and self.surveillance.sights(Usage)
+            partitions: set[int] = set()
             for message in messages:
                 partition, offset = message.partition, message.offset
+                partitions.add(partition)
                 if offset <= through.get(partition, -1) or (stray and (partition, offset) in stray):
                     decoded.append((message, Redelivered(stray.get((partition, offset), 0))))
                 elif as_columns and is_candidate(message.value):
@@ -342,10 +344,13 @@ class Pipeline:
                 _read_usage(decoded, columnar)
         dedup_s = 0.0
         started = time.perf_counter()
-        split = align(
-            decoded, _partition, _offset, _event_time, ends, self._taken_through, self.surveillance.clock.is_quiet
-        )
-        taken, self._held = split.taken, split.held
+        if not self._held and len(partitions) <= 1 and partitions >= set(ends):
+            taken = decoded  # one partition, nothing held: alignment would take it all, in arrival order
+        else:
+            split = align(
+                decoded, _partition, _offset, _event_time, ends, self._taken_through, self.surveillance.clock.is_quiet
+            )
+            taken, self._held = split.taken, split.held
         if len(self._held) > HOLD_MAX_BATCHES * self.settings.batch_max:
             log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
             taken, self._held = taken + self._held, []

@@ -57,8 +57,7 @@ class BenchResult:
     store_write_us_per_event: float  # the store's writes in their thread, overlapping the next batch's stages
     # The workers' CPU time (every thread, ClickHouse's in-process ones included) from ready to drained, per event:
     # steadier than the rate where other tenants take the machine's cores in turns.
-    worker_cpu_us_per_event: float  # the worker processes' own CPU, all threads
-    store_cpu_us_per_event: float  # the embedded store's engine: the workers' child processes, or dmm store-serve
+    worker_cpu_us_per_event: float
     live_events: int
     live_rate: float
     live_achieved_rate: float
@@ -129,13 +128,10 @@ def run(
             store, each = group.start(), group.worker_settings
             notes.append(f"{workers} workers share the store through dmm store-serve (one more process)")
         processes = [s.worker for s in group.stacks] if group is not None else [stack.worker]
-        pids = [p.pid for p in processes if p is not None]
-        engines = [group.server.pid] if group is not None and group.server is not None else []
-        engines += [child for pid in pids for child in _children(pid)]
-        ready_cpu_s, ready_store_cpu_s = sum(map(_cpu_seconds, pids)), sum(map(_cpu_seconds, engines))
+        ready_cpu_s = sum(_cpu_seconds(p.pid) for p in processes if p is not None)
         wait_until_drained(store, timeout=3600, settle=0.5, workers=each)
         worker_seconds = time.perf_counter() - started
-        drained_cpu_s, drained_store_cpu_s = sum(map(_cpu_seconds, pids)), sum(map(_cpu_seconds, engines))
+        drained_cpu_s = sum(_cpu_seconds(p.pid) for p in processes if p is not None)
         span = query_rows(store, queries.ingest_span(settings.clickhouse.database))[0]
         metrics = [worker_metrics(one) for one in each]
         # From the first records any worker fetched (not the first row stored: with several partitions the
@@ -188,7 +184,6 @@ def run(
         stages_us_per_event=stages,
         store_write_us_per_event=writes * 1e6 / sent,
         worker_cpu_us_per_event=(drained_cpu_s - ready_cpu_s) * 1e6 / sent,
-        store_cpu_us_per_event=(drained_store_cpu_s - ready_store_cpu_s) * 1e6 / sent,
         live_events=live,
         live_rate=rate,
         live_achieved_rate=achieved,
@@ -433,14 +428,6 @@ def _cpu_seconds(pid: int) -> float:
     """User and system CPU time a process has used so far, all its threads (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _children(pid: int) -> list[int]:
-    """A process's child processes (the embedded store's engine is one)."""
-    found: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(child) for child in (task / "children").read_text().split()]
-    return found
 
 
 def _percentile(values: list[float], q: float) -> float:

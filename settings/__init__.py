@@ -72,11 +72,6 @@ class ClickHouseSettings(BaseModel):
     verify_tls: bool = True
     ca_cert: Path | None = None
     chdb_path: Path = Field(Path(".dmm/chdb"), description="data directory of the embedded store")
-    chdb_own_process: bool = Field(
-        True,
-        description="run the embedded store's engine in a child process: in the worker's own, its inserts and "
-        "merges slow the worker's Python threefold while they run",
-    )
     insert_retry_max_s: float = Field(30.0, description="cap of the exponential backoff on failed writes")
 
 

@@ -22,7 +22,6 @@ from typing import Any, NamedTuple, Protocol
 import pyarrow as pa
 
 from settings import ClickHouseSettings
-from sinks.clickhouse.chdb_process import ChdbProcess
 
 # Where inserts are spooled for chdb to read: memory-backed where the machine has it. Files are named after the
 # process that spooled them, so what a killed process left behind can be told from what a live one is writing.
@@ -220,19 +219,17 @@ def _stamped(batch: pa.Table, column: str) -> pa.Table:
 class ChdbStore:
     """ClickHouse in-process on a local data directory. One process may open it at a time."""
 
-    def __init__(
-        self, path: Path, database: str = "datamarket", read_only: bool = False, own_process: bool = False
-    ) -> None:
-        """`read_only`: the whole session runs with `readonly = 1`, as a SELECT-only user would. `own_process`:
-        the engine runs in a child process (`sinks.clickhouse.chdb_process`: the worker's, whose loop it would
-        slow); the data directory is then that process's."""
+    def __init__(self, path: Path, database: str = "datamarket", read_only: bool = False) -> None:
+        """`read_only`: the whole session runs with `readonly = 1`, as a SELECT-only user would."""
+        from chdb import session
+
         path.mkdir(parents=True, exist_ok=True)
         sweep_spool()
         self.path = path
         self.database = database
         self._lock = threading.Lock()
         try:
-            self._session = ChdbProcess(path) if own_process else _ChdbSession(path)
+            self._session = session.Session(str(path))
         except Exception as exc:  # chdb raises a bare RuntimeError on a locked path
             raise StoreError(
                 f"cannot open the embedded store at {path}: {exc}. Another dmm process (a running worker?) "
@@ -275,10 +272,11 @@ class ChdbStore:
         return [json.loads(line) for line in out.splitlines() if line]
 
     def arrow(self, sql: str) -> pa.Table:
-        data = self._query(sql, "ArrowTable")
-        if not data:  # chdb's own reading of an empty result
-            return pa.Table.from_batches([], schema=pa.schema([]))
-        return pa.ipc.open_file(data).read_all()
+        with self._lock:
+            try:
+                return self._session.query(sql, "ArrowTable")
+            except Exception as exc:
+                raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
     def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
         statement = check_read_only(sql) if read_only else sql
@@ -290,39 +288,22 @@ class ChdbStore:
         """One statement's output, as bytes in `fmt` (the HTTP interface passes it on untouched)."""
         with self._lock:
             try:
-                return self._session.query(sql, fmt)
+                result = self._session.query(sql, fmt)
             except Exception as exc:
                 raise StoreError(str(exc)) from exc
+        return result.bytes() if result is not None else b""
 
     def close(self) -> None:
         with self._lock:
             self._session.close()
 
     def _run(self, sql: str, fmt: str = "CSV") -> str:
-        return self._query(sql, fmt).decode("utf-8", errors="replace")
-
-    def _query(self, sql: str, fmt: str) -> bytes:
         with self._lock:
             try:
-                return self._session.query(sql, fmt)
+                result = self._session.query(sql, fmt)
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
-
-
-class _ChdbSession:
-    """chdb's own session, answering in bytes as `ChdbProcess` does (Arrow file bytes for `ArrowTable`)."""
-
-    def __init__(self, path: Path) -> None:
-        from chdb import session
-
-        self._session = session.Session(str(path))
-
-    def query(self, sql: str, fmt: str) -> bytes:
-        result = self._session.query(sql, "Arrow" if fmt == "ArrowTable" else fmt)
-        return result.bytes() if result is not None else b""
-
-    def close(self) -> None:
-        self._session.close()
+        return result.bytes().decode("utf-8", errors="replace") if result is not None else ""
 
 
 class ServerStore:
@@ -406,9 +387,7 @@ def open_store(settings: ClickHouseSettings, read_only: bool = False) -> Store:
     if settings.url:
         store: Store = ServerStore(settings)
     else:
-        store = ChdbStore(
-            settings.chdb_path, settings.database, read_only=read_only, own_process=settings.chdb_own_process
-        )
+        store = ChdbStore(settings.chdb_path, settings.database, read_only=read_only)
     if not read_only:
         store.apply_schema()
     return store

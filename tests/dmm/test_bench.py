@@ -27,7 +27,6 @@ def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> Non
     assert 0 <= result.publisher_behind_p50_ms <= result.publisher_behind_p99_ms
     assert result.store_write_us_per_event > 0  # the writes' own time, from the worker's histogram
     assert result.worker_cpu_us_per_event > 0
-    assert result.store_cpu_us_per_event > 0  # the engine runs in the worker's child process, and was found
     assert result.worker_peak_rss_mb > 0
 
 

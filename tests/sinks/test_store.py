@@ -39,11 +39,8 @@ def counts(store: ChdbStore, tables: tuple[str, ...] = ("trades", "usage", "proc
     return {table: int(store.rows(f"SELECT count() AS n FROM datamarket.{table}")[0]["n"]) for table in tables}
 
 
-@pytest.mark.parametrize("own_process", [False, True], ids=["in-process", "own-process"])
-def test_a_staged_batch_is_written_at_once_with_its_markers_stamped_as_stored(
-    tmp_path: Path, own_process: bool
-) -> None:
-    store = ChdbStore(tmp_path / "chdb", own_process=own_process)
+def test_a_staged_batch_is_written_at_once_with_its_markers_stamped_as_stored(tmp_path: Path) -> None:
+    store = ChdbStore(tmp_path / "chdb")
     store.apply_schema()
     staged = store.stage(writes(batch()))
     assert isinstance(staged, Spooled) and len(staged.files) == 3
@@ -58,11 +55,10 @@ def test_a_staged_batch_is_written_at_once_with_its_markers_stamped_as_stored(
     store.close()
 
 
-@pytest.mark.parametrize("own_process", [False, True], ids=["in-process", "own-process"])
-def test_a_write_that_failed_part_way_is_retried_whole_and_lands_once(tmp_path: Path, own_process: bool) -> None:
+def test_a_write_that_failed_part_way_is_retried_whole_and_lands_once(tmp_path: Path) -> None:
     """The first statements ran, a later one failed (its table missing): the retry runs them all again, and
     their deduplication tokens drop what was written the first time."""
-    store = ChdbStore(tmp_path / "chdb", own_process=own_process)
+    store = ChdbStore(tmp_path / "chdb")
     store.apply_schema()
     store.command("RENAME TABLE datamarket.usage TO datamarket.usage_away")
     staged = store.stage(writes(batch()))

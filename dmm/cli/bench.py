@@ -80,6 +80,10 @@ def bench(
     table.add_row("  event lag to stored, p99 (ms)", f"{result.lag_p99_ms:,.0f}")
     table.add_row("  event lag to stored, max (ms)", f"{result.lag_max_ms:,.0f}")
     table.add_row(
+        "  from published to stored, p50 / p99 / max (ms)",
+        f"{result.published_lag_p50_ms:,.0f} / {result.published_lag_p99_ms:,.0f} / {result.published_lag_max_ms:,.0f}",
+    )
+    table.add_row(
         "  of it, the publisher behind its pace, p50 / p99 (ms)",
         f"{result.publisher_behind_p50_ms:,.0f} / {result.publisher_behind_p99_ms:,.0f}",
     )

@@ -108,6 +108,22 @@ def ingest_lag(database: str, since: datetime) -> str:
     )
 
 
+def ingest_stored_at(database: str, since: datetime) -> str:
+    """When each event that happened after `since` was stored (ms; its batch's progress marker, as
+    `ingest_lag`), by identity: to measure the lag from the moment it was published."""
+    union = " UNION ALL ".join(
+        f"SELECT exchange_id, event_id, src_partition, src_offset FROM {database}.{table} "
+        f"WHERE occurred_at >= fromUnixTimestamp64Milli(toInt64({to_ms(since)}), 'UTC')"
+        for table in EVENT_TABLES
+    )
+    return (
+        "SELECT e.exchange_id AS exchange_id, e.event_id AS event_id, "
+        "toUnixTimestamp64Milli(b.processed_at) AS stored_ms "
+        f"FROM ({union}) AS e ASOF INNER JOIN {database}.processed_batches AS b "
+        "ON e.src_partition = b.src_partition AND e.src_offset <= b.last_offset"
+    )
+
+
 def regulator_questions(database: str, now: datetime) -> dict[str, str]:
     """The console's and dashboards' questions over a long history, answered from the rollups (and one from the
     raw trades, for comparison). `now`: the market's current time; days are China Standard Time days."""

@@ -25,6 +25,9 @@ def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> Non
     assert result.baseline_events_per_s > 0 and result.worker_events_per_s > 0
     assert 0 <= result.lag_p50_ms <= result.lag_p99_ms <= result.lag_max_ms
     assert 0 <= result.publisher_behind_p50_ms <= result.publisher_behind_p99_ms
+    # From the moment of publishing, never before it: each event is published at or after its event time.
+    assert 0 < result.published_lag_p50_ms <= result.published_lag_p99_ms <= result.published_lag_max_ms
+    assert result.published_lag_max_ms <= result.lag_max_ms + 5  # ms: the two clocks are read apart
     assert result.store_write_us_per_event > 0  # the writes' own time, from the worker's histogram
     assert result.worker_cpu_us_per_event > 0
     assert result.worker_peak_rss_mb > 0

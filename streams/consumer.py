@@ -137,6 +137,7 @@ class EventConsumer(Service):
             if messages and not self._fetched_any:
                 self._fetched_any = True
                 metrics.FIRST_RECORDS.set(time.time())
+                metrics.FIRST_RECORDS_CPU.set(time.process_time())
             async with self._busy:
                 if self._stopping:
                     break

@@ -74,7 +74,9 @@ def bench(
     for stage, micros in result.stages_us_per_event.items():
         table.add_row(f"  {stage}", f"{micros:,.1f}")
     table.add_row("  of store: the writes in their thread (µs)", f"{result.store_write_us_per_event:,.1f}")
-    table.add_row("worker CPU per event, all threads, ready to drained (µs)", f"{result.worker_cpu_us_per_event:,.1f}")
+    table.add_row(
+        "worker CPU per event, all threads, first fetch to drained (µs)", f"{result.worker_cpu_us_per_event:,.1f}"
+    )
     table.add_row(f"live phase: {result.live_events:,} events at {result.live_achieved_rate:,.0f}/s", "")
     table.add_row("  event lag to stored, p50 (ms)", f"{result.lag_p50_ms:,.0f}")
     table.add_row("  event lag to stored, p99 (ms)", f"{result.lag_p99_ms:,.0f}")

@@ -15,6 +15,15 @@ RULES_TEST_YML = DEPLOY / "prometheus" / "rules_test.yml"
 
 # Series Prometheus itself adds to every scrape target.
 PROMETHEUS_BUILTIN = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+# What prometheus_client's default registry adds on Linux (the worker serves the default registry).
+PROCESS_COLLECTOR = {
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+}
 
 
 @lru_cache
@@ -101,7 +110,7 @@ def promql_metric_names(expr: str) -> set[str]:
 
 
 def known_promql_names() -> set[str]:
-    return set(exposed_series_names()) | set(recording_rules()) | PROMETHEUS_BUILTIN
+    return set(exposed_series_names()) | set(recording_rules()) | PROMETHEUS_BUILTIN | PROCESS_COLLECTOR
 
 
 @lru_cache

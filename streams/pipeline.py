@@ -164,6 +164,7 @@ class Pipeline:
         self._searching = asyncio.Lock()  # one off-batch search (the market stage's poll or tick) at a time
         self._held: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
         self._taken_through: dict[int, int] = {}  # per partition, the last offset processed in memory
+        self._rule_changes = 0  # rule changes applied here (`tick` must not undo one with rules read before it)
         metrics.start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
@@ -258,6 +259,7 @@ class Pipeline:
             accepted = rule_change_record(raw, rules)
             await self._retrying("rule_changes", lambda: record_rule_change(self.store, accepted))
             ctx.rules = rules
+            self._rule_changes += 1
             log.info("rules changed at runtime", extra={"rules": rules.model_dump(mode="json")})
 
     async def flush(self) -> int:
@@ -275,12 +277,18 @@ class Pipeline:
 
     async def tick(self) -> None:
         """Wall-clock rules (a live exchange going quiet), alert resolutions and rule changes another worker
-        received (dm.rules reaches one worker of the group; every change is recorded in the store): on a timer."""
+        received (dm.rules reaches one worker of the group; every change is recorded in the store): on a timer.
+        The store is read before the lock is taken (batches go on meanwhile); rules read then are not followed
+        if a change was applied here since (they would undo it until the next tick)."""
+        ledger = self.surveillance.ledger
+        state = self.reader(self.store)
+        changes = self._rule_changes
+        resolutions = await asyncio.to_thread(ledger.resolutions_since, state)
+        stored = await asyncio.to_thread(restore_rules, state, self.settings.rules)
         async with self.lock:
-            ledger = self.surveillance.ledger
-            state = self.reader(self.store)
-            ledger.apply_resolutions(await asyncio.to_thread(ledger.resolutions_since, state))
-            self._follow_rules(await asyncio.to_thread(restore_rules, state, self.settings.rules))
+            ledger.apply_resolutions(resolutions)
+            if changes == self._rule_changes:
+                self._follow_rules(stored)
             rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
             if rows.alerts:
                 await self._emit(self._staged(rows, set()))

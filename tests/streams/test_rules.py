@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from settings import RuleSettings
+from settings import RuleSettings, Settings
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
+from streams.pipeline import Pipeline
 from streams.rules import RuleChangeError, apply_change, parse_change, restore_rules, rule_change_record
 
 
@@ -62,3 +65,39 @@ def test_accepted_changes_survive_a_restart_and_reset_undoes_them(tmp_path: Path
         "actor": "",
         "accepted": 0,
     }
+
+
+def test_a_change_applied_while_the_timer_reads_the_store_neither_waits_for_it_nor_is_undone(tmp_path: Path) -> None:
+    """The timer reads resolutions and recorded rules outside the pipeline's lock (batches and changes go on),
+    and does not follow rules it read before a change applied meanwhile."""
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    reading, release = threading.Event(), threading.Event()
+    armed = False
+
+    class SlowReader(StateReader):
+        def accepted_rule_changes(self):  # type: ignore[no-untyped-def]
+            read = super().accepted_rule_changes()
+            if armed:  # the timer's read, made before the change below and held until it is applied
+                reading.set()
+                release.wait(10)
+            return read
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        pass
+
+    pipeline = Pipeline(Settings(), store, publish, topic_id="log", reader=SlowReader)
+    pipeline.restore()
+    armed = True
+    change = b'{"set": {"exchange_silent_s": 300}, "actor": "ops-li"}'
+
+    async def scenario() -> None:
+        ticking = asyncio.create_task(pipeline.tick())
+        assert await asyncio.to_thread(reading.wait, 10)
+        await asyncio.wait_for(pipeline.change_rules(change), 5)  # not behind the timer's read
+        release.set()
+        await ticking
+
+    asyncio.run(scenario())
+    assert pipeline.surveillance.ctx.rules.exchange_silent_s == 300
+    store.close()

@@ -408,8 +408,8 @@ class Pipeline:
                 )
                 continue
             self._accept(outcome, key, message, rows, minutes)
-        reached = {partition: max(offsets) for (_, partition), offsets in ranges.items()}
-        self._taken_through.update(reached)
+        for (_, partition), offsets in ranges.items():  # never back: a seek may fetch records taken already
+            self._taken_through[partition] = max(max(offsets), self._taken_through.get(partition, -1))
         held = {message.partition for message, _ in self._held}
         caught = {
             partition

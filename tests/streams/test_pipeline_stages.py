@@ -71,6 +71,19 @@ def test_records_fetched_again_before_their_batch_is_stored_are_neither_duplicat
     assert store.pylist("duplicate_events") == []
 
 
+def test_a_seek_back_into_records_taken_already_does_not_make_the_rest_of_them_new() -> None:
+    """Records 0-5 are taken; the consumer seeks back and fetches 2-3, then 4-7: 4 and 5 are still taken
+    already (the pipeline's mark of what it took never goes back), so only 6 and 7 are new."""
+    store = MemoryStore()
+    running = pipeline(store)
+    messages = [Message(TOPIC, 0, n, None, fixture("usage", event_id=f"U-{n}")) for n in range(8)]
+    batches = [running.prepare(messages[:6]), running.prepare(messages[2:4]), running.prepare(messages[4:])]
+    for prepared in batches:
+        asyncio.run(running.persist(prepared))
+    assert sorted(r["event_id"] for r in store.pylist("usage")) == [f"U-{n}" for n in range(8)]
+    assert store.pylist("duplicate_events") == []
+
+
 def test_a_trade_carries_its_listing_classification_and_an_unlisted_one_is_unknown() -> None:
     store = MemoryStore()
     running = pipeline(store)

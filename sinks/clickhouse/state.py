@@ -176,10 +176,8 @@ class StateReader:
             f"SELECT {_TRADE_FIELDS}, src_partition, src_offset FROM {self.db}.trades WHERE {where} {order}"
         )
         for row in trades.to_pylist():
-            partition, offset, us = row.pop("src_partition"), row.pop("src_offset"), row.pop("us")
-            occurred_at = EPOCH + timedelta(microseconds=us)  # faster than Arrow's aware time
-            row.update(schema_="dm.v1", type="trade", occurred_at=occurred_at)
-            found.append((partition, offset, Trade.rebuilt(row, us // 1000)))
+            partition, offset = row.pop("src_partition"), row.pop("src_offset")
+            found.append((partition, offset, _rebuilt_trade(row)))
         for table, model in _SIGHTED.items():
             stored = self.store.arrow(
                 f"SELECT src_partition, src_offset, exchange_id, event_id, intDiv(toUnixTimestamp64Micro(occurred_at), 1000) "
@@ -237,12 +235,17 @@ class StateReader:
         return self.store.arrow(union)
 
     def recent_trades(self, since_ms: int) -> list[StoredTrade]:
-        """Trades that happened at or after `since_ms`, in event-time order."""
-        rows = self.store.rows(
-            f"SELECT {_TRADE_COLUMNS}, late FROM {self.db}.trades FINAL "
+        """Trades that happened at or after `since_ms`, in event-time order, rebuilt from their Arrow rows as the
+        market stage reads them (validated on arrival already: a day of trades is restored at every start)."""
+        table = self.store.arrow(
+            f"SELECT {_TRADE_FIELDS}, late FROM {self.db}.trades FINAL "
             f"WHERE occurred_at >= {instant(since_ms)} AND {self._counted} ORDER BY occurred_at, exchange_id, event_id"
         )
-        return [StoredTrade(_trade(row), bool(int(row["late"]))) for row in rows]
+        found = []
+        for row in table.to_pylist():
+            late = bool(row.pop("late"))
+            found.append(StoredTrade(_rebuilt_trade(row), late))
+        return found
 
     def exchange_spans(self, since_ms: int) -> dict[str, tuple[int, int]]:
         """Per exchange, the first and last event time (ms) of any event type at or after `since_ms`."""
@@ -328,10 +331,6 @@ class StateReader:
 _LISTING_COLUMNS = (
     "* EXCEPT (late, src_partition, src_offset, ingested_at, list_price), toString(list_price) AS list_price"
 )
-_TRADE_COLUMNS = (
-    "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, trade_id, product_id, buyer_id, seller_id, "
-    "toString(price) AS price, quantity, toString(amount) AS amount, currency, venue, purpose, data_bytes"
-)
 
 
 def _listing(row: dict[str, Any]) -> Listing:
@@ -341,41 +340,19 @@ def _listing(row: dict[str, Any]) -> Listing:
     return Listing.model_validate(data)
 
 
-def _trade(row: dict[str, Any]) -> Trade:
-    data = {
-        **_common("trade", row),
-        "trade_id": row["trade_id"],
-        "product_id": row["product_id"],
-        "buyer_id": row["buyer_id"],
-        "seller_id": row["seller_id"],
-        "price": row["price"],
-        "quantity": int(row["quantity"]),
-        "amount": row["amount"],
-        "currency": row["currency"],
-        "venue": row["venue"],
-        "purpose": row["purpose"],
-        "data_bytes": None if row["data_bytes"] is None else int(row["data_bytes"]),
-    }
-    return Trade.model_validate(data)
+def _rebuilt_trade(row: dict[str, Any]) -> Trade:
+    """A stored trade as the object it was on arrival, from its Arrow row (`_TRADE_FIELDS`)."""
+    us = row.pop("us")
+    row.update(schema_="dm.v1", type="trade", occurred_at=EPOCH + timedelta(microseconds=us))  # faster than Arrow's
+    return Trade.rebuilt(row, us // 1000)
 
 
 def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _common(kind: str, row: dict[str, Any]) -> dict[str, Any]:
-    occurred = EPOCH + timedelta(microseconds=int(row["us"]))
-    return {
-        "schema": "dm.v1",
-        "type": kind,
-        "event_id": row["event_id"],
-        "exchange_id": row["exchange_id"],
-        "occurred_at": occurred.isoformat(),
-    }
-
-
-# Trades as the market stage reads them back, every field, rebuilt without validating them again (the store
-# holds validated events only); the other events it reads only as a `Sighting`.
+# Trades as the market stage and the restore read them back, every field, rebuilt without validating them again
+# (the store holds validated events only); the market stage reads the other events only as a `Sighting`.
 _TRADE_FIELDS = (
     "exchange_id, event_id, toUnixTimestamp64Micro(occurred_at) AS us, trade_id, product_id, buyer_id, seller_id, "
     "price, quantity, amount, currency, venue, purpose, data_bytes"

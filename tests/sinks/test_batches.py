@@ -58,3 +58,27 @@ def test_the_market_stage_reads_back_trades_whole_and_other_events_by_identity_a
             assert again.model_dump() == event.model_dump()
         else:
             assert again == Sighting(type(event), event.exchange_id, event.event_id, event.at_ms)
+
+
+def test_the_restore_reads_back_recent_trades_whole_with_their_lateness(tmp_path: Path) -> None:
+    """`StateReader.recent_trades` (wash trading, volume spikes and unlisted products restore from it) rebuilds
+    trades as the market stage does: each equals, field for field, the one validated on arrival."""
+    examples = Path(__file__).parents[1] / "fixtures"
+    trade = EVENT_ADAPTER.validate_json(examples.joinpath("trade.json").read_bytes())
+    late = trade.model_copy(update={"event_id": f"{trade.event_id}-late"})
+    rows = BatchRows()
+    rows.add(StoredEvent(trade, 0, 0, False, Dims()))
+    rows.add(StoredEvent(late, 0, 1, True, Dims()))
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    for table, batch in rows.tables().items():
+        store.insert(table, batch, table)
+    restored = StateReader(store).recent_trades(trade.at_ms)
+    assert StateReader(store).recent_trades(trade.at_ms + 1) == []
+    store.close()
+    assert [(stored.trade.event_id, stored.late) for stored in restored] == [
+        (trade.event_id, False),
+        (late.event_id, True),
+    ]
+    assert restored[0].trade == trade and restored[0].trade.model_dump() == trade.model_dump()
+    assert restored[0].trade.at_ms == trade.at_ms

@@ -93,33 +93,33 @@ def ingest_span(database: str) -> str:
 
 
 def ingest_lag(database: str, since: datetime) -> str:
-    """Percentiles (ms) of occurred_at -> stored, for events that happened after `since`: an event counts as
-    stored when its batch is (the batch's progress marker, written after its rows, stamps `processed_at`)."""
-    union = " UNION ALL ".join(
-        f"SELECT src_partition, src_offset, occurred_at FROM {database}.{table} "
-        f"WHERE occurred_at >= fromUnixTimestamp64Milli(toInt64({to_ms(since)}), 'UTC')"
-        for table in EVENT_TABLES
-    )
+    """Percentiles (ms) of occurred_at -> stored, for events that happened after `since`."""
     return (
         "SELECT quantileExact(0.5)(d) AS p50, quantileExact(0.99)(d) AS p99, max(d) AS mx, count() AS n FROM ("
-        "SELECT dateDiff('millisecond', e.occurred_at, b.processed_at) AS d "
-        f"FROM ({union}) AS e ASOF INNER JOIN {database}.processed_batches AS b "
-        "ON e.src_partition = b.src_partition AND e.src_offset <= b.last_offset)"
+        f"SELECT dateDiff('millisecond', occurred_at, stored_at) AS d FROM ({_stored_since(database, since)}))"
     )
 
 
 def ingest_stored_at(database: str, since: datetime) -> str:
-    """When each event that happened after `since` was stored (ms; its batch's progress marker, as
-    `ingest_lag`), by identity: to measure the lag from the moment it was published."""
+    """When each event that happened after `since` was stored (ms), by identity: to measure the lag from the
+    moment it was published."""
+    return (
+        "SELECT exchange_id, event_id, toUnixTimestamp64Milli(stored_at) AS stored_ms "
+        f"FROM ({_stored_since(database, since)})"
+    )
+
+
+def _stored_since(database: str, since: datetime) -> str:
+    """Every event that happened after `since`, with when it was stored: an event counts as stored when its
+    batch is (the batch's progress marker, written after its rows, stamps `processed_at`)."""
     union = " UNION ALL ".join(
-        f"SELECT exchange_id, event_id, src_partition, src_offset FROM {database}.{table} "
+        f"SELECT exchange_id, event_id, src_partition, src_offset, occurred_at FROM {database}.{table} "
         f"WHERE occurred_at >= fromUnixTimestamp64Milli(toInt64({to_ms(since)}), 'UTC')"
         for table in EVENT_TABLES
     )
     return (
-        "SELECT e.exchange_id AS exchange_id, e.event_id AS event_id, "
-        "toUnixTimestamp64Milli(b.processed_at) AS stored_ms "
-        f"FROM ({union}) AS e ASOF INNER JOIN {database}.processed_batches AS b "
+        "SELECT e.exchange_id AS exchange_id, e.event_id AS event_id, e.occurred_at AS occurred_at, "
+        f"b.processed_at AS stored_at FROM ({union}) AS e ASOF INNER JOIN {database}.processed_batches AS b "
         "ON e.src_partition = b.src_partition AND e.src_offset <= b.last_offset"
     )
 

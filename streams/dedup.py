@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import pyarrow as pa
@@ -85,8 +86,9 @@ class EventIndex:
     _size: int = 0
     _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
     _places: dict[Key, Place] = field(default_factory=dict)  # this batch's keys in the runs, and those added
-    _batch: dict[Key, tuple[int, int, int]] = field(default_factory=dict)  # added: key -> (partition, offset, ms)
-    _digests: dict[Key, bytes] = field(default_factory=dict)  # this batch's keys, digested once
+    _digests: list[bytes] = field(default_factory=list)  # this batch's keys, digested once, in `begin`'s order
+    # Added this batch: (partition, offset, ms, position of its digest in `_digests`), folded in by `settle`.
+    _added: list[tuple[int, int, int, int]] = field(default_factory=list)
     # `(partition, offset)` where an identity was first stored, if remembered (after `begin`): the lookup dict's
     # own `get`, so a lookup per event runs no Python frame.
     get: Callable[[Key], Place | None] = field(init=False, repr=False)
@@ -96,8 +98,7 @@ class EventIndex:
 
     def begin(self, keys: Sequence[Key]) -> None:
         """Look up a batch's identities in what earlier batches remembered, all at once."""
-        listed = [identity_digest(*key) for key in keys]
-        self._digests = dict(zip(keys, listed, strict=True))  # kept for `settle`
+        listed = self._digests = [identity_digest(*key) for key in keys]  # kept for `settle`
         if not keys or not self._size:
             return
         digests = np.frombuffer(b"".join(listed), np.uint8)
@@ -110,19 +111,23 @@ class EventIndex:
                         packed = int(run.place[j])
                         self._places[keys[i]] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
 
-    def add(self, key: Key, partition: int, offset: int, occurred_ms: int) -> None:
+    def add(self, key: Key, partition: int, offset: int, occurred_ms: int, begun: int = -1) -> None:
+        """Remember a first-seen identity. `begun`: its position among the keys given to `begin` (its digest is
+        taken from there), or -1."""
+        if begun < 0:
+            begun = len(self._digests)
+            self._digests.append(identity_digest(*key))
         self._places[key] = (partition, offset)
-        self._batch[key] = (partition, offset, occurred_ms)
+        self._added.append((partition, offset, occurred_ms, begun))
 
     def settle(self) -> None:
-        """Fold the batch's identities into the runs."""
-        if self._batch:
-            keys = list(self._batch)
-            known = self._digests
-            digests = np.frombuffer(b"".join([known.get(key) or identity_digest(*key) for key in keys]), np.uint8)
-            added = np.array(list(self._batch.values()), np.int64).reshape(-1, 3)
-            self._fold(digests, added[:, 1] << _PARTITION_BITS | added[:, 0], added[:, 2])
-        self._batch, self._digests = {}, {}
+        """Fold the batch's identities into the runs (as arrays: no Python per identity)."""
+        if self._added:
+            added = np.fromiter(chain.from_iterable(self._added), np.int64, 4 * len(self._added)).reshape(-1, 4)
+            listed = np.frombuffer(b"".join(self._digests), np.uint8).reshape(-1, 16)
+            packed = added[:, 1] << _PARTITION_BITS | added[:, 0]
+            self._fold(listed[added[:, 3]].ravel(), packed, added[:, 2])
+        self._added, self._digests = [], []
         self._places.clear()  # in place: `get` is bound to it
 
     def prune(self, watermark_ms: int) -> None:
@@ -132,7 +137,7 @@ class EventIndex:
             self._size -= sum(len(run) for run in self._hours.pop(hour))
 
     def __len__(self) -> int:
-        return self._size + len(self._batch)
+        return self._size + len(self._added)
 
     def restore(self, state: StateReader, watermark_ms: int) -> None:
         self._cutoff_ms = watermark_ms - self.horizon_ms

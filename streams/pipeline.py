@@ -366,16 +366,16 @@ class Pipeline:
         keys = [outcome.key for _, outcome in taken if type(outcome) not in _NOT_EVENTS]  # type: ignore[union-attr]
         self.index.begin(keys)
         dedup_s += time.perf_counter() - looked_up
-        remembered, next_key = self.index.get, iter(keys).__next__
+        remembered, next_key = self.index.get, iter(enumerate(keys)).__next__  # (position in `keys`, key)
         usage: dict[int, TakenUsage] = {}  # by id of its UsageColumns (held rows come from an earlier fetch)
         for message, outcome in taken:
             ranges.setdefault((message.topic, message.partition), []).append(message.offset)
             kind = type(outcome)
             if kind is UsageRow:
-                key = next_key()
+                position, key = next_key()
                 first = remembered(key)
                 if first is None:
-                    self._sight(outcome, key, message, rows, minutes, usage)  # type: ignore[arg-type]
+                    self._sight(outcome, position, message, rows, minutes, usage)  # type: ignore[arg-type]
                 else:
                     rows.duplicates.append(
                         Duplicate(message.topic, message.partition, message.offset, *key, "usage", *first)
@@ -391,7 +391,7 @@ class Pipeline:
                     _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)  # type: ignore[union-attr]
                 )
                 continue
-            key = next_key()  # this event's, computed once for `begin`
+            position, key = next_key()  # this event's, computed once for `begin`
             first = remembered(key)  # a dict lookup (the batch was probed at once, in `begin`)
             if first is not None:
                 rows.duplicates.append(
@@ -407,7 +407,7 @@ class Pipeline:
                     )
                 )
                 continue
-            self._accept(outcome, key, message, rows, minutes)
+            self._accept(outcome, key, position, message, rows, minutes)
         for (_, partition), offsets in ranges.items():  # never back: a seek may fetch records taken already
             self._taken_through[partition] = max(max(offsets), self._taken_through.get(partition, -1))
         held = {message.partition for message, _ in self._held}
@@ -431,8 +431,9 @@ class Pipeline:
         return rows, minutes, list(usage.values())
 
     def _accept(
-        self, event: AnyEvent, key: tuple[str, str], message: Record, rows: BatchRows, minutes: set[int]
+        self, event: AnyEvent, key: tuple[str, str], position: int, message: Record, rows: BatchRows, minutes: set[int]
     ) -> None:
+        """A first-seen event judged by the rules, remembered (`position`: of its key in `EventIndex.begin`'s)."""
         at = event.at_ms
         try:
             observed = self.surveillance.observe(event, message.partition)
@@ -441,7 +442,7 @@ class Pipeline:
             return
         if observed.alerts:
             rows.alerts.extend(observed.alerts)
-        self.index.add(key, message.partition, message.offset, at)
+        self.index.add(key, message.partition, message.offset, at, position)
         rows.add(StoredEvent(event, message.partition, message.offset, observed.late, observed.dims))
         kind = type(event)
         if not observed.late and kind is not Heartbeat and (kind is not Listing or event.action == "list"):  # type: ignore[union-attr]
@@ -450,15 +451,14 @@ class Pipeline:
     def _sight(
         self,
         row: UsageRow,
-        key: tuple[str, str],
+        position: int,
         message: Record,
         rows: BatchRows,
         minutes: set[int],
         usage: dict[int, TakenUsage],
     ) -> None:
         """`_accept` for a usage event read as columns: the same rules, its row stored from its columns."""
-        at = row.at_ms
-        columns = row.columns
+        at, key, columns = row.at_ms, row.key, row.columns
         try:
             observed = self.surveillance.sight(Usage, message.partition, *key, at, columns.products[row.row])  # type: ignore[arg-type]
         except DetectorFailed as failure:
@@ -466,7 +466,7 @@ class Pipeline:
             return
         if observed.alerts:
             rows.alerts.extend(observed.alerts)
-        self.index.add(key, message.partition, message.offset, at)
+        self.index.add(key, message.partition, message.offset, at, position)
         taken = usage.get(id(columns))
         if taken is None:
             taken = usage[id(columns)] = TakenUsage(columns)

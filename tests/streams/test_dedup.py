@@ -18,11 +18,13 @@ DAY_MS = 86_400_000
 
 
 def remember(index: EventIndex, batches: list[list[tuple[tuple[str, str], int, int]]]) -> None:
-    """Batches of (key, offset, occurred ms), each begun, added and settled as the pipeline does."""
-    for batch in batches:
+    """Batches of (key, offset, occurred ms), each begun, added and settled as the pipeline does: every other
+    batch names each key's position among those begun (its digest is taken from there), the others do not."""
+    for number, batch in enumerate(batches):
         index.begin([key for key, _, _ in batch])
-        for key, offset, at in batch:
-            index.add(key, 0, offset, at)
+        for position in reversed(range(len(batch))):  # any order: the position, not the order, finds the digest
+            key, offset, at = batch[position]
+            index.add(key, 0, offset, at, position if number % 2 else -1)
         index.settle()
 
 

@@ -7,6 +7,7 @@ rebuilds it from the `listings` table.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
@@ -99,8 +100,14 @@ class ProductBook:
 
     def dims(self, exchange_id: str, product_id: str) -> Dims:
         """Classification for aggregates: this exchange's listing, else any listing of the product."""
-        state = self.by_product.get(product_id, {}).get(exchange_id)
-        if state is None:
-            known = self.by_product.get(product_id)
-            state = next(iter(known.values()), None) if known else None
-        return state.dims if state is not None else UNKNOWN
+        return dims_among(self.by_product.get(product_id), exchange_id)
+
+
+def dims_among(listings: Mapping[str, ProductListing] | None, exchange_id: str) -> Dims:
+    """`ProductBook.dims` from one product's listings by exchange (the book's, or a copy of them kept)."""
+    if not listings:
+        return UNKNOWN
+    state = listings.get(exchange_id)
+    if state is None:
+        state = next(iter(listings.values()))
+    return state.dims

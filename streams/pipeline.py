@@ -7,7 +7,9 @@ Stages per batch, each timed (`dmm_stage_seconds_total{stage}`):
    pydantic-core, one call each;
 2. *dedup* and *surveillance*, in arrival order: a first-seen event is observed by
    the rules (which classify it late or on time and enrich it from the product
-   book), then remembered; a second copy is a duplicate;
+   book), then remembered; a second copy is a duplicate. With one partition, the
+   batch's usage is judged at its end, at once (`Surveillance.begin_batch`), with
+   the same outcome;
 3. *arrow*: one Arrow table per ClickHouse table, built column by column, and staged
    for the store (`Store.stage`: the embedded store spools them to files);
 4. *publish* alerts and rejections to Kafka, then *store* every table (retrying with
@@ -37,20 +39,20 @@ from prometheus_client import Histogram
 from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Usage
 from settings import RuleSettings, Settings
 from sinks import prometheus as metrics
-from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
+from sinks.clickhouse import BatchRows, Dims, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
 from sinks.clickhouse.batches import EVENT_TYPE, SCHEMAS, STORED_STAMP
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Staged, Write
 from sinks.prometheus import stage
 from streams.alignment import align
-from streams.columnar import TakenUsage, UsageRow, decode_usage, is_candidate
+from streams.columnar import TakenUsage, UsageColumns, UsageRow, decode_usage, is_candidate
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
 from streams.detectors import Scope, build_detectors
 from streams.rejected import rejected_record
 from streams.rules import RuleChangeError, apply_change, parse_change, restore_rules, rule_change_record
-from streams.surveillance import DetectorFailed, Surveillance
+from streams.surveillance import Arrivals, DetectorFailed, Surveillance
 from streams.windows import MINUTE_MS, WindowFlusher, window_start_ms
 
 log = logging.getLogger("dmm.pipeline")
@@ -348,12 +350,14 @@ class Pipeline:
                     decoded.append((message, _UNREAD))
                 else:
                     decoded.append((message, decode(message.value)))
-            if columnar:
-                _read_usage(decoded, columnar)
+            read = _read_usage(decoded, columnar) if columnar else None
         dedup_s = 0.0
         started = time.perf_counter()
+        arrivals = None
         if not self._held and len(partitions) <= 1 and partitions >= set(ends):
             taken = decoded  # one partition, nothing held: alignment would take it all, in arrival order
+            if read is not None:  # and its usage may then be judged at the end of the batch, at once
+                arrivals = self.surveillance.begin_batch(next(iter(partitions)), read.earliest())
         else:
             split = align(
                 decoded, _partition, _offset, _event_time, ends, self._taken_through, self.surveillance.clock.is_quiet
@@ -368,13 +372,26 @@ class Pipeline:
         dedup_s += time.perf_counter() - looked_up
         remembered, next_key = self.index.get, iter(enumerate(keys)).__next__  # (position in `keys`, key)
         usage: dict[int, TakenUsage] = {}  # by id of its UsageColumns (held rows come from an earlier fetch)
+        batched: list[tuple[Record, UsageRow]] = []  # first-seen usage, judged at the end (`arrivals`)
+        classified: dict[int, Dims] = {}  # of those, the ones of a product a `list` event of the batch changed
+        if arrivals is not None:
+            sent_by, named, sent_at = arrivals.exchange_ids.append, arrivals.event_ids.append, arrivals.at.append
+            relisted, products = arrivals.before, read.products  # type: ignore[union-attr]
         for message, outcome in taken:
             ranges.setdefault((message.topic, message.partition), []).append(message.offset)
             kind = type(outcome)
             if kind is UsageRow:
                 position, key = next_key()
                 first = remembered(key)
-                if first is None:
+                if first is None and arrivals is not None:
+                    self.index.add(key, message.partition, message.offset, outcome.at_ms, position)  # type: ignore[union-attr]
+                    if relisted and products[outcome.row] in relisted:  # type: ignore[union-attr]
+                        classified[len(batched)] = self.surveillance.classify(key[0], products[outcome.row])  # type: ignore[union-attr, arg-type]
+                    batched.append((message, outcome))  # type: ignore[arg-type]
+                    sent_by(key[0])
+                    named(key[1])
+                    sent_at(outcome.at_ms)  # type: ignore[union-attr]
+                elif first is None:
                     self._sight(outcome, position, message, rows, minutes, usage)  # type: ignore[arg-type]
                 else:
                     rows.duplicates.append(
@@ -408,6 +425,8 @@ class Pipeline:
                 )
                 continue
             self._accept(outcome, key, position, message, rows, minutes)
+        if arrivals is not None:
+            self._judge_batched(arrivals, batched, classified, rows, minutes, usage)
         for (_, partition), offsets in ranges.items():  # never back: a seek may fetch records taken already
             self._taken_through[partition] = max(max(offsets), self._taken_through.get(partition, -1))
         held = {message.partition for message, _ in self._held}
@@ -473,6 +492,39 @@ class Pipeline:
         taken.add(row.row, observed.late, observed.dims, message.partition, message.offset)
         if not observed.late:
             minutes.add(at - at % MINUTE_MS)  # `window_start_ms`, inline: it runs per event
+
+    def _judge_batched(
+        self,
+        arrivals: Arrivals,
+        batched: list[tuple[Record, UsageRow]],
+        classified: dict[int, Dims],
+        rows: BatchRows,
+        minutes: set[int],
+        usage: dict[int, TakenUsage],
+    ) -> None:
+        """The batch's first-seen usage (remembered already, `arrivals` holding it in its places among the other
+        events), judged at once (`Surveillance.end_batch`) and stored from its columns."""
+        judged = self.surveillance.end_batch()
+        for failure in judged.failed:
+            metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
+            log.error("detector failed on a batch's events; it missed them", extra={"detector": failure.kind})
+        rows.alerts.extend(judged.alerts)
+        if not batched:
+            return
+        messages, taken = zip(*batched, strict=True)
+        columns = taken[0].columns  # one fetch's (nothing was held)
+        row_numbers = [row.row for row in taken]
+        exchange_ids = [row.key[0] for row in taken]
+        dims = self.surveillance.classify_as_began(arrivals, exchange_ids, [columns.products[n] for n in row_numbers])  # type: ignore[misc]
+        for position, relisted in classified.items():
+            dims[position] = relisted
+        late = judged.late.tolist()
+        partitions = [message.partition for message in messages]
+        offsets = [message.offset for message in messages]
+        usage[id(columns)] = TakenUsage(columns, list(zip(row_numbers, late, dims, partitions, offsets, strict=True)))
+        at = np.array([row.at_ms for row in taken], np.int64)
+        on_time = at[~judged.late]
+        minutes.update((np.unique(on_time - on_time % MINUTE_MS)).tolist())
 
     # -- output -----------------------------------------------------------------------------
 
@@ -583,13 +635,14 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
 _UNREAD = Rejection("malformed", "not read yet")  # a placeholder `_read_usage` replaces
 
 
-def _read_usage(decoded: list[Decoded], positions: list[int]) -> None:
+def _read_usage(decoded: list[Decoded], positions: list[int]) -> UsageColumns:
     """Read these usage messages as columns (`streams.columnar`); those it does not accept, one by one."""
     columns = decode_usage([decoded[i][0].value for i in positions])  # type: ignore[misc]
     ok, at_ms, keys = columns.ok.tolist(), (columns.at_us // 1000).tolist(), columns.keys
     for row, i in enumerate(positions):
         message = decoded[i][0]
         decoded[i] = (message, UsageRow(columns, row, at_ms[row], keys[row]) if ok[row] else decode(message.value))
+    return columns
 
 
 def _written(staged: Staged) -> None:

@@ -5,21 +5,37 @@ It owns what the rules need to see the market: the product book, event time
 arrival order, `observe` for every accepted first-seen event, `advance` once per
 batch (windows close, exchanges fall silent) and `tick` on a wall-clock timer.
 `restore` rebuilds all of it from the store's typed state reader.
+
+Usage, four events in five, is not observed one by one where the outcome allows
+(`begin_batch`, `end_batch`): its lateness comes from the running maximum of event
+time over the batch, `exchange_silent` takes the batch's events at its end, and
+`volume_spike` ignores sightings that cannot move its windows. The rest of the batch
+is observed in order meanwhile, with event time passing the usage before each event.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import numpy as np
 
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
 from sinks.clickhouse import Dims
 from sinks.clickhouse.state import StateReader
 from streams.alerts import AlertLedger
-from streams.book import UNKNOWN, ProductBook
+from streams.book import UNKNOWN, ProductBook, ProductListing, dims_among
 from streams.detectors import build_detectors
-from streams.detectors.base import Detector, Finding, MarketContext, TakesSightings
+from streams.detectors.base import (
+    Detector,
+    Finding,
+    IgnoresSightings,
+    MarketContext,
+    TakesBatches,
+    TakesSightings,
+)
 from streams.rules import restore_rules
 from streams.watermark import MarketClock
 
@@ -43,6 +59,31 @@ class Observed(NamedTuple):
     late: bool  # older than the allowed lateness behind the watermark: stored, but its window stays closed
     dims: Dims  # the product's classification, from its listing as known on arrival
     alerts: list[Alert]
+
+
+@dataclass(slots=True)
+class Arrivals:
+    """A batch's accepted events in arrival order, kept while the rules that take batches whole wait for its end
+    (`Surveillance.begin_batch`). The pipeline appends the usage; surveillance appends the rest, and notes where."""
+
+    partition: int
+    watermark_ms: int  # the market's event time as the batch began
+    exchange_ids: list[str | None] = field(default_factory=list)  # None: event time passing a redelivered message
+    event_ids: list[str] = field(default_factory=list)
+    at: list[int] = field(default_factory=list)
+    others: list[int] = field(default_factory=list)  # positions of what is not usage
+    passed: int = 0  # entries the market clock has passed (the usage after them: not yet)
+    # Products a `list` event of this batch changed, with their listings as the batch began (usage before that
+    # event is classified from them).
+    before: dict[str, dict[str, ProductListing]] = field(default_factory=dict)
+
+
+class Judged(NamedTuple):
+    """What surveillance makes of a batch's usage at its end (`Surveillance.end_batch`)."""
+
+    late: np.ndarray  # bool, per usage event in arrival order
+    alerts: list[Alert]
+    failed: list[DetectorFailed]  # rules that raised on the batch (they missed it; the market goes on)
 
 
 class Surveillance:
@@ -77,6 +118,17 @@ class Surveillance:
             for kind in (Usage, Heartbeat, *(() if enrich else (Listing,)))
             if all(isinstance(d, TakesSightings) for d in observers[kind])
         }
+        # Rules that can take a batch's events whole at its end (`begin_batch`): they sight every type of event.
+        self._batch_takers = [
+            d for d in observers[Usage] if isinstance(d, TakesBatches) and set(d.observes) == set(EVENT_TYPES)
+        ]
+        self._one_by_one = self._observing
+        self._in_batches = {
+            kind: [(d.kind, d.observe) for d in rules if d not in self._batch_takers]
+            for kind, rules in observers.items()
+        }
+        self._usage_others = [d for d in observers[Usage] if d not in self._batch_takers]
+        self._arrivals: Arrivals | None = None
 
     @property
     def watermark_ms(self) -> int:
@@ -97,19 +149,108 @@ class Surveillance:
     def redelivered(self, partition: int, stored_ms: int) -> None:
         """A message stored before a crash comes again: event time passes it, as it did the first time."""
         if stored_ms:
+            arrivals = self._arrivals
+            if arrivals is not None:
+                self._pass(arrivals)
+                self._arrived(arrivals, None, "", stored_ms)
             self.ctx.watermark_ms = self.clock.advance(partition, stored_ms)
 
     def observe(self, event: AnyEvent, partition: int = 0) -> Observed:
         """Run every rule on one event of `partition`, then let event time pass it. Raises DetectorFailed
         (state untouched by the later detectors; the event is then not stored)."""
         kind = type(event)
+        arrivals = self._arrivals
+        if arrivals is not None:
+            self._pass(arrivals)
         if kind is Heartbeat or not self.enrich:
             dims = UNKNOWN
         else:
             if kind is Listing:
+                if arrivals is not None and event.action == "list" and event.product_id not in arrivals.before:  # type: ignore[union-attr]
+                    arrivals.before[event.product_id] = dict(self.book.by_product.get(event.product_id, {}))  # type: ignore[union-attr]
                 self.book.apply(event)  # type: ignore[arg-type]
             dims = self.book.dims(event.exchange_id, event.product_id)  # type: ignore[union-attr]
-        return self._judge(partition, event.at_ms, dims, self._observing[kind], (event,))
+        observed = self._judge(partition, event.at_ms, dims, self._observing[kind], (event,))
+        if arrivals is not None:
+            self._arrived(arrivals, event.exchange_id, event.event_id, event.at_ms)
+        return observed
+
+    def begin_batch(self, partition: int, usage_from: Mapping[str, int]) -> Arrivals | None:
+        """Take this batch's usage (of `partition`; `usage_from`: who sent it, and the earliest event time of
+        each, ms) at its end, at once, where that finds exactly what sighting each event in its place would:
+        event time is the latest event time so far (one partition), and each rule that sights usage either takes
+        batches whole (it then takes every event of the batch at its end) or would ignore these sightings.
+        Returns where the caller appends the usage, in arrival order between the other events it observes
+        meanwhile, then calls `end_batch`; None: sight it one by one."""
+        if not self.enrich or Usage not in self._sighting or not self.clock.alone(partition):
+            return None
+        for detector in self._usage_others:
+            if not (isinstance(detector, IgnoresSightings) and detector.ignores_sightings(usage_from)):
+                return None
+        self._arrivals = Arrivals(partition, self.ctx.watermark_ms)
+        self._observing = self._in_batches
+        return self._arrivals
+
+    def end_batch(self) -> Judged:
+        """The batch's usage judged: late or not against the event time before each, and the rules that take
+        batches whole given all of its events."""
+        arrivals, ctx = self._arrivals, self.ctx
+        assert arrivals is not None, "end_batch without begin_batch"
+        self._pass(arrivals)
+        self._arrivals, self._observing = None, self._one_by_one
+        at = np.array(arrivals.at, np.int64)
+        usage = np.ones(len(at), np.bool_)
+        usage[arrivals.others] = False
+        if not len(at):
+            return Judged(np.zeros(0, np.bool_), [], [])
+        watermarks = np.maximum.accumulate(np.maximum(at, arrivals.watermark_ms))
+        before = np.concatenate(([arrivals.watermark_ms], watermarks[:-1]))
+        late = at[usage] < before[usage] - ctx.allowed_lateness_ms
+        findings: list[Finding] = []
+        failed: list[DetectorFailed] = []
+        for detector in self._batch_takers:
+            try:
+                findings.extend(
+                    detector.sighted_batch(arrivals.exchange_ids, arrivals.event_ids, at, watermarks, ctx)  # type: ignore[attr-defined]
+                )
+            except Exception as exc:  # noqa: BLE001 (a rule with a bug misses this batch; the market goes on)
+                failed.append(DetectorFailed(detector.kind, exc))
+        return Judged(late, self._admit(findings) if findings else [], failed)
+
+    def classify(self, exchange_id: str, product_id: str) -> Dims:
+        """A usage event's classification from the book as it stands."""
+        return self.book.dims(exchange_id, product_id)
+
+    def classify_as_began(
+        self, arrivals: Arrivals, exchange_ids: Sequence[str], product_ids: Sequence[str]
+    ) -> list[Dims]:
+        """Usage events' classification from the book as the batch began (the pipeline classifies with
+        `classify`, in place, those of a product after a `list` event of the batch changed it)."""
+        by_product, before = self.book.by_product, arrivals.before
+        known: dict[tuple[str, str], Dims] = {}
+        classified = []
+        for pair in zip(exchange_ids, product_ids, strict=True):
+            dims = known.get(pair)
+            if dims is None:
+                exchange_id, product_id = pair
+                listings = before[product_id] if product_id in before else by_product.get(product_id)
+                dims = known[pair] = dims_among(listings, exchange_id)
+            classified.append(dims)
+        return classified
+
+    def _pass(self, arrivals: Arrivals) -> None:
+        """Let event time pass the usage appended since it last did (one step: the latest of them)."""
+        if len(arrivals.at) > arrivals.passed:
+            self.ctx.watermark_ms = self.clock.advance(arrivals.partition, max(arrivals.at[arrivals.passed :]))
+            arrivals.passed = len(arrivals.at)
+
+    @staticmethod
+    def _arrived(arrivals: Arrivals, exchange_id: str | None, event_id: str, at_ms: int) -> None:
+        arrivals.others.append(len(arrivals.at))
+        arrivals.exchange_ids.append(exchange_id)
+        arrivals.event_ids.append(event_id)
+        arrivals.at.append(at_ms)
+        arrivals.passed = len(arrivals.at)
 
     def sights(self, kind: type[AnyEvent]) -> bool:
         """Whether events of this type can be taken as sightings (`sight`)."""

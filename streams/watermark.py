@@ -56,6 +56,10 @@ class MarketClock:
             del self._latest[partition], self._heard[partition]
             self._caught_up.discard(partition)
 
+    def alone(self, partition: int) -> bool:
+        """No other partition holds the market's event time: it is then the latest event time `partition` gave."""
+        return not self._latest or (len(self._latest) == 1 and partition in self._latest)
+
     def advance(self, partition: int, at_ms: int, peeked: int | None = None) -> int:
         """An event of `partition` happened at `at_ms` (delivered now); returns the market watermark.
         `peeked`: what `peek` gave for this very event, if the caller asked already (saves asking twice)."""

@@ -11,8 +11,11 @@ file gives the same findings as receiving it live.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from models import AlertKind, AnyEvent, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
@@ -75,6 +78,36 @@ class TakesSightings(Protocol):
     back, `models.Sighting`)."""
 
     def sighted(self, exchange_id: str, event_id: str, at: int, ctx: MarketContext) -> list[Finding]: ...
+
+
+@runtime_checkable
+class TakesBatches(Protocol):
+    """A rule that reads of every event only who sent it, its id and its time, whose state nothing else reads
+    while a batch is processed: it can take a whole batch's events at its end, at once, instead of one by one
+    in their places (`Surveillance.begin_batch`). It must find exactly what it would have found one by one."""
+
+    def sighted_batch(
+        self,
+        exchange_ids: Sequence[str | None],
+        event_ids: Sequence[str],
+        at: np.ndarray,
+        watermarks: np.ndarray,
+        ctx: MarketContext,
+    ) -> list[Finding]:
+        """Events in arrival order (`exchange_ids[i]` None: not an event, only event time passing), each with the
+        market's event time with it in it (`watermarks[i]`, what `ctx.watermark_ms` would have been)."""
+        ...
+
+
+@runtime_checkable
+class IgnoresSightings(Protocol):
+    """A rule that sights events other than trades, whose sightings often change nothing (they may then be
+    skipped)."""
+
+    def ignores_sightings(self, earliest: Mapping[str, int]) -> bool:
+        """Whether sighting events of these exchanges, none older than `earliest[exchange_id]` (ms), would change
+        nothing now (until `advance`)."""
+        ...
 
 
 class EventTimeDetector:

@@ -26,7 +26,11 @@ under the same dedup key, which the AlertLedger (restored from `alerts`) drops.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
 
 from models import AlertKind, AnyEvent, Heartbeat, Listing, Trade, Usage
 from sinks.clickhouse.state import StateReader
@@ -62,19 +66,96 @@ class ExchangeSilent:
 
     def sighted(self, exchange_id: str, event_id: str, at: int, ctx: MarketContext) -> list[Finding]:
         """`observe` for an event known only by who sent it, its id and its time (all this rule reads)."""
+        return self._heard(exchange_id, event_id, at, ctx.watermark_ms, ctx)
+
+    def _heard(self, exchange_id: str, event_id: str, at: int, watermark_ms: int, ctx: MarketContext) -> list[Finding]:
+        """An event of `exchange_id`, with the market's event time as it makes it."""
         sender = self._senders.get(exchange_id)
         if sender is None:
             sender = self._senders[exchange_id] = Sender(at, event_id)
         elif at > sender.last_ms:
             sender.last_ms, sender.last_event_id = at, event_id
         sender.arrivals += 1
-        watermark_ms = ctx.watermark_ms  # the market's event time, this event included
         if self._oldest_sending_ms is not None:
             self._oldest_sending_ms = min(self._oldest_sending_ms, sender.last_ms)
             quiet_for_ms = watermark_ms - self._oldest_sending_ms
             if sender.silent_since_ms is None and quiet_for_ms <= ctx.rules.exchange_silent_s * 1000:
                 return []
         return self._behind(watermark_ms, ctx)
+
+    def sighted_batch(
+        self,
+        exchange_ids: Sequence[str | None],
+        event_ids: Sequence[str],
+        at: np.ndarray,
+        watermarks: np.ndarray,
+        ctx: MarketContext,
+    ) -> list[Finding]:
+        """A batch's events at once. Usually no silence starts or ends within a batch (`_quiet`): then only
+        each exchange's latest event and count change, found with arrays. Otherwise each event is taken in
+        turn, exactly as one by one."""
+        sent = [i for i, code in enumerate(exchange_ids) if code is not None]
+        if len(sent) < len(exchange_ids):  # event time passing a redelivered message: no one sent it
+            exchange_ids, event_ids = [exchange_ids[i] for i in sent], [event_ids[i] for i in sent]
+            at, watermarks = at[sent], watermarks[sent]
+        if not len(at):
+            return []
+        encoded = pa.array(exchange_ids, pa.string()).dictionary_encode()
+        codes, of_event = encoded.dictionary.to_pylist(), encoded.indices.to_numpy()
+        by_sender = np.split(np.argsort(of_event, kind="stable"), np.cumsum(np.bincount(of_event))[:-1])
+        if not self._quiet(codes, by_sender, at, watermarks, ctx):
+            return self._sighted_each(exchange_ids, event_ids, at.tolist(), watermarks.tolist(), ctx)  # type: ignore[arg-type]
+        for exchange_id, events in zip(codes, by_sender, strict=True):
+            first, latest = int(events[0]), int(events[np.argmax(at[events])])  # the first of the latest ones
+            sender = self._senders.get(exchange_id)
+            if sender is None:
+                sender = self._senders[exchange_id] = Sender(int(at[first]), event_ids[first])
+                if self._oldest_sending_ms is not None:
+                    self._oldest_sending_ms = min(self._oldest_sending_ms, sender.last_ms)
+            if at[latest] > sender.last_ms:
+                sender.last_ms, sender.last_event_id = int(at[latest]), event_ids[latest]
+            sender.arrivals += len(events)
+        return []
+
+    def _quiet(
+        self, codes: list[str], by_sender: list[np.ndarray], at: np.ndarray, watermarks: np.ndarray, ctx: MarketContext
+    ) -> bool:
+        """No silence would start or end at any of these events: no exchange silent now sends, and none falls
+        more than the limit behind at any of them (it is furthest behind just before each of its own events,
+        and after its last)."""
+        limit = ctx.rules.exchange_silent_s * 1000
+        end = int(watermarks[-1])
+        sending = set(codes)
+        for exchange_id, sender in self._senders.items():
+            if exchange_id not in sending and sender.silent_since_ms is None and end - sender.last_ms > limit:
+                return False
+        for exchange_id, events in zip(codes, by_sender, strict=True):
+            sender = self._senders.get(exchange_id)
+            latest = np.maximum.accumulate(at[events])
+            if sender is not None:
+                if sender.silent_since_ms is not None:
+                    return False
+                latest = np.maximum(latest, sender.last_ms)
+                if events[0] > 0 and watermarks[events[0] - 1] - sender.last_ms > limit:
+                    return False
+            before_next = np.append(events[1:] - 1, len(at) - 1)
+            if (watermarks[before_next] - latest > limit).any():
+                return False
+        return True
+
+    def _sighted_each(
+        self,
+        exchange_ids: Sequence[str],
+        event_ids: Sequence[str],
+        at: Sequence[int],
+        watermarks: Sequence[int],
+        ctx: MarketContext,
+    ) -> list[Finding]:
+        """Each event in turn, against the watermark it makes."""
+        findings: list[Finding] = []
+        for exchange_id, event_id, at_ms, watermark_ms in zip(exchange_ids, event_ids, at, watermarks, strict=True):
+            findings.extend(self._heard(exchange_id, event_id, at_ms, watermark_ms, ctx))
+        return findings
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
         return self._behind(ctx.watermark_ms, ctx)

@@ -19,6 +19,7 @@ when each exchange was first seen within that span.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from statistics import median
@@ -73,6 +74,15 @@ class VolumeSpike(EventTimeDetector):
         """`observe` for an event other than a trade, known only by who sent it, its id and its time."""
         self._seen(exchange_id, at // MINUTE_MS)
         return []
+
+    def ignores_sightings(self, earliest: Mapping[str, int]) -> bool:
+        """A sighting only creates an exchange's windows or moves their start earlier, before any closed."""
+        exchanges = self._exchanges
+        for exchange_id, at in earliest.items():
+            state = exchanges.get(exchange_id)
+            if state is None or (not state.closed and at // MINUTE_MS < state.next_minute):
+                return False
+        return True
 
     def _seen(self, exchange_id: str, minute: int) -> ExchangeWindows:
         """The exchange's windows, which start at the first minute it was seen in (any event type)."""

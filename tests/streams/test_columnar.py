@@ -1,5 +1,6 @@
 """Usage read as columns: it accepts exactly what the per-event validator accepts, with the same values, and
-a batch stores the same rows and raises the same alerts either way (the per-event path is the reference)."""
+a batch stores the same rows and raises the same alerts either way, its usage judged at the batch's end, at
+once (`Surveillance.begin_batch`), or event by event (the per-event path is the reference)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.anomalies import KINDS
 from models import Usage
 from settings import Settings
+from sinks import prometheus as metrics
 from sinks.clickhouse.memory import MemoryState, MemoryStore
 from streams import pipeline as pipeline_module
 from streams.columnar import decode_usage, is_candidate
 from streams.decode import Rejection, decode
+from streams.detectors import build_detectors
+from streams.detectors.base import Finding
+from streams.detectors.exchange_silent import ExchangeSilent
 from streams.pipeline import Message, Pipeline
+from streams.surveillance import Surveillance
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -162,9 +168,18 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
             one_by_one.append(raw)
         return decode(raw)
 
+    judged_whole: list[int] = []  # batches whose usage was judged at their end, at once (`begin_batch`)
+    end_batch = Surveillance.end_batch
+
+    def counted_batch(surveillance: Surveillance) -> Any:
+        judged_whole.append(1)
+        return end_batch(surveillance)
+
     monkeypatch.setattr(pipeline_module, "decode", counted)
+    monkeypatch.setattr(Surveillance, "end_batch", counted_batch)
     columns_store, columns_alerts = run(values, as_columns=True, batch=batch)
     assert 0 < len(one_by_one) <= len(EDGES)  # only edge cases: the columns read the rest
+    assert len(judged_whole) > 0.5 * len(values) / batch  # most batches: the first ones sight usage one by one
     events_store, events_alerts = run(values, as_columns=False, batch=batch)
     assert {json.loads(a)["kind"] for a in events_alerts} == set(KINDS)
     assert [json.loads(a)["dedup_key"] for a in columns_alerts] == [json.loads(a)["dedup_key"] for a in events_alerts]
@@ -180,3 +195,32 @@ def test_rejections_of_usage_name_their_reason_as_before() -> None:
     assert [r["reason"] for r in store.pylist("rejected_events")] == ["invalid", "unknown_exchange"]
     assert [r["event_id"] for r in store.pylist("usage")] == ["U-OK"]
     assert isinstance(decode(usage(calls=-1)), Rejection)
+
+
+class FailingOnBatches(ExchangeSilent):
+    """Test double: `exchange_silent` with a bug that only its whole-batch path hits."""
+
+    def sighted_batch(self, *args: Any, **kwargs: Any) -> list[Finding]:
+        raise ZeroDivisionError("no events")
+
+
+def test_a_rule_failing_on_a_batch_taken_whole_misses_it_and_the_events_are_stored_all_the_same() -> None:
+    values = simulated(duration_s=600.0, rate=8.0)
+    settings = Settings()
+    rules = [d for d in build_detectors(settings.rules) if d.kind != "exchange_silent"] + [FailingOnBatches()]
+    surveillance = Surveillance(settings.rules, settings.allowed_lateness_s * 1000, rules)
+    store = MemoryStore()
+
+    async def publish(topic: str, key: bytes | None, value: bytes) -> None:
+        return None
+
+    running = Pipeline(settings, store, publish, topic_id="log", surveillance=surveillance, reader=MemoryState)
+    running.restore()
+    errors = metrics.DETECTOR_ERRORS.labels(detector="exchange_silent")
+    before = errors._value.get()
+    for first in range(0, len(values), 500):
+        messages = [Message("dm.events", 0, first + i, None, v) for i, v in enumerate(values[first : first + 500])]
+        asyncio.run(running.handle(messages, {0: len(values)}))
+    stored = sum(len(store.pylist(table)) for table in ("usage", "trades", "listings", "heartbeats"))
+    assert stored == len(values) and not store.pylist("rejected_events")
+    assert errors._value.get() > before  # counted, batch after batch (the first ones sight usage one by one)

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from random import Random
+
+import numpy as np
 import pytest
 
 from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
+from streams.book import ProductBook
+from streams.detectors.base import Finding, MarketContext
 from streams.detectors.exchange_silent import ExchangeSilent
 from tests.streams.detectors.market import Market, heartbeat, ms, restored, store_events, trade
 
@@ -115,3 +120,54 @@ class TestWallClock:
         for t in range(10, 300, 10):
             market.feed(heartbeat(t, "SHDEX"))
             assert market.detector.tick(market.ctx, ms(t)) == []
+
+
+def _one_by_one(
+    rule: ExchangeSilent, batch: list[tuple[str | None, str, int]], start_ms: int, ctx: MarketContext
+) -> list[Finding]:
+    """The reference: each event sighted in its place, against the watermark it makes."""
+    findings: list[Finding] = []
+    watermark = start_ms
+    for exchange_id, event_id, at in batch:
+        ctx.watermark_ms = watermark = max(watermark, at)
+        if exchange_id is not None:
+            findings.extend(rule.sighted(exchange_id, event_id, at, ctx))
+    return findings
+
+
+def test_a_batch_taken_whole_finds_exactly_what_its_events_one_by_one_find() -> None:
+    """Random batches over a few exchanges, some falling quiet, some late, some only event time passing (a
+    redelivered message): `sighted_batch` must leave the same state and find the same silences, alike."""
+    codes = ["SHDEX", "BJIDEX", "SZDEX", "GZDEX"]
+    paths = {"quiet": 0, "replayed": 0}
+    for seed in range(300):
+        random = Random(seed)
+        rules = RuleSettings()
+        one, whole = ExchangeSilent(), ExchangeSilent()
+        ctxs = [MarketContext(rules=rules, book=ProductBook(), allowed_lateness_ms=60_000) for _ in range(2)]
+        clock, number = 1_795_000_000_000, 0
+        for _ in range(6):
+            batch: list[tuple[str | None, str, int]] = []
+            quiet_ones = random.sample(codes, random.randint(0, 2))
+            for _ in range(random.randint(1, 60)):
+                clock += random.choice([0, 50, 1_000, 20_000, 90_000])
+                sender = random.choice([c for c in codes if c not in quiet_ones] or codes)
+                late = random.random() < 0.1
+                number += 1
+                at = clock - (random.randint(1, 300_000) if late else 0)
+                batch.append((None if random.random() < 0.05 else sender, f"E-{number}", at))
+            start = ctxs[0].watermark_ms
+            expected = _one_by_one(one, batch, start, ctxs[0])
+            at = np.array([a for _, _, a in batch], np.int64)
+            watermarks = np.maximum.accumulate(np.maximum(at, start))
+            quiet_before = whole._quiet  # which path the batch took, to know both were tried
+            taken = []
+            whole._quiet = lambda *args: taken.append(quiet_before(*args)) or taken[-1]  # type: ignore[method-assign]
+            found = whole.sighted_batch([c for c, _, _ in batch], [e for _, e, _ in batch], at, watermarks, ctxs[1])
+            del whole._quiet
+            paths["quiet" if all(taken) else "replayed"] += 1
+            ctxs[1].watermark_ms = int(watermarks[-1])
+            assert [(f.dedup_key, f.message) for f in found] == [(f.dedup_key, f.message) for f in expected], seed
+            assert whole._senders == one._senders, seed
+            assert [f.dedup_key for f in whole.advance(ctxs[1])] == [f.dedup_key for f in one.advance(ctxs[0])]
+    assert paths["quiet"] > 100 and paths["replayed"] > 100, paths

@@ -73,8 +73,8 @@ class Arrivals:
     at: list[int] = field(default_factory=list)
     others: list[int] = field(default_factory=list)  # positions of what is not usage
     passed: int = 0  # entries the market clock has passed (the usage after them: not yet)
-    # Products a `list` event of this batch changed, with their listings as the batch began (usage before that
-    # event is classified from them).
+    # Products a `list` event of this batch changed the classification of, with their listings as the batch
+    # began (usage before that event is classified from them).
     before: dict[str, dict[str, ProductListing]] = field(default_factory=dict)
 
 
@@ -167,8 +167,9 @@ class Surveillance:
         else:
             if kind is Listing:
                 if arrivals is not None and event.action == "list" and event.product_id not in arrivals.before:  # type: ignore[union-attr]
-                    arrivals.before[event.product_id] = dict(self.book.by_product.get(event.product_id, {}))  # type: ignore[union-attr]
-                self.book.apply(event)  # type: ignore[arg-type]
+                    self._relist(arrivals, event)  # type: ignore[arg-type]
+                else:
+                    self.book.apply(event)  # type: ignore[arg-type]
             dims = self.book.dims(event.exchange_id, event.product_id)  # type: ignore[union-attr]
         observed = self._judge(partition, event.at_ms, dims, self._observing[kind], (event,))
         if arrivals is not None:
@@ -237,6 +238,17 @@ class Surveillance:
                 dims = known[pair] = dims_among(listings, exchange_id)
             classified.append(dims)
         return classified
+
+    def _relist(self, arrivals: Arrivals, listing: Listing) -> None:
+        """Apply a `list` event of a product no `list` event of the batch changed yet, keeping the product's
+        listings as they were if it changes how any exchange's usage of it is classified: only the listing
+        exchange's can change (or every exchange's, for a product listed nowhere before)."""
+        previous = dict(self.book.by_product.get(listing.product_id, {}))
+        self.book.apply(listing)
+        if not previous or dims_among(previous, listing.exchange_id) != self.book.dims(
+            listing.exchange_id, listing.product_id
+        ):
+            arrivals.before[listing.product_id] = previous
 
     def _pass(self, arrivals: Arrivals) -> None:
         """Let event time pass the usage appended since it last did (one step: the latest of them)."""

@@ -184,13 +184,15 @@ class TakenUsage:
 
     columns: UsageColumns
     taken: list[tuple[int, bool, Dims, int, int]] = field(default_factory=list)  # (row, late, dims, partition, offset)
+    # Or the same as columns, taken at once (a batch's usage judged whole).
+    whole: tuple[np.ndarray, np.ndarray, list[Dims], np.ndarray, np.ndarray] | None = None
 
     def add(self, row: int, late: bool, dims: Dims, partition: int, offset: int) -> None:
         self.taken.append((row, late, dims, partition, offset))
 
     def table(self) -> pa.Table:
         """The `usage` table's columns of these rows (`sinks.clickhouse.batches.event_columns`)."""
-        rows, late, dims, partitions, offsets = zip(*self.taken, strict=True)
+        rows, late, dims, partitions, offsets = self.whole or zip(*self.taken, strict=True)
         take = np.array(rows, np.int64)
         codes: dict[int, int] = {}  # id of a Dims -> its code (a product's Dims is one object, shared)
         of_row = [codes.setdefault(id(kind), len(codes)) for kind in dims]

@@ -87,8 +87,11 @@ class EventIndex:
     _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
     _places: dict[Key, Place] = field(default_factory=dict)  # this batch's keys in the runs, and those added
     _digests: list[bytes] = field(default_factory=list)  # this batch's keys, digested once, in `begin`'s order
-    # Added this batch: (partition, offset, ms, position of its digest in `_digests`), folded in by `settle`.
+    # Added this batch: (partition, offset, ms, position of its digest in `_digests`), folded in by `settle`;
+    # one by one (`add`) or as blocks of those four columns (`add_block`).
     _added: list[tuple[int, int, int, int]] = field(default_factory=list)
+    _blocks: list[np.ndarray] = field(default_factory=list)
+    _found: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))  # per key begun: remembered before
     # `(partition, offset)` where an identity was first stored, if remembered (after `begin`): the lookup dict's
     # own `get`, so a lookup per event runs no Python frame.
     get: Callable[[Key], Place | None] = field(init=False, repr=False)
@@ -98,18 +101,35 @@ class EventIndex:
 
     def begin(self, keys: Sequence[Key]) -> None:
         """Look up a batch's identities in what earlier batches remembered, all at once."""
-        listed = self._digests = [identity_digest(*key) for key in keys]  # kept for `settle`
+        self._digests = [identity_digest(*key) for key in keys]  # kept for `settle`
+        self._found = found = np.zeros(len(keys), np.bool_)
         if not keys or not self._size:
             return
-        digests = np.frombuffer(b"".join(listed), np.uint8)
-        halves = digests.view(">u8").reshape(-1, 2).astype(np.uint64)
-        hi, lo = halves[:, 0], halves[:, 1]
+        hi, lo = self._halves()
         for hour, runs in self._hours.items():
             for run in runs:
                 for i, j in run.find(hi, lo).items():
                     if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
                         packed = int(run.place[j])
                         self._places[keys[i]] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
+                        found[i] = True
+
+    def first_copies(self, order: np.ndarray) -> np.ndarray:
+        """Per key given to `begin` (`order`: where each comes in the batch), the position among them of the
+        batch's first copy of its identity (its own: first seen), or -1 if remembered from an earlier batch."""
+        hi, lo = self._halves()
+        ranked = np.lexsort((order, lo, hi))  # copies of one identity together, the batch's first one first
+        starts = np.ones(len(ranked), np.bool_)
+        starts[1:] = (hi[ranked][1:] != hi[ranked][:-1]) | (lo[ranked][1:] != lo[ranked][:-1])
+        first = np.empty(len(ranked), np.int64)
+        first[ranked] = ranked[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
+        first[self._found[first]] = -1
+        return first
+
+    def _halves(self) -> tuple[np.ndarray, np.ndarray]:
+        """This batch's digests as two uint64 columns."""
+        halves = np.frombuffer(b"".join(self._digests), ">u8").reshape(-1, 2).astype(np.uint64)
+        return halves[:, 0], halves[:, 1]
 
     def add(self, key: Key, partition: int, offset: int, occurred_ms: int, begun: int = -1) -> None:
         """Remember a first-seen identity. `begun`: its position among the keys given to `begin` (its digest is
@@ -120,14 +140,25 @@ class EventIndex:
         self._places[key] = (partition, offset)
         self._added.append((partition, offset, occurred_ms, begun))
 
+    def add_block(
+        self, keys: Sequence[Key], begun: np.ndarray, partitions: np.ndarray, offsets: np.ndarray, ms: np.ndarray
+    ) -> None:
+        """`add` for many first-seen identities at once (`begun`: their positions among the keys given to
+        `begin`)."""
+        self._places.update(zip(keys, zip(partitions.tolist(), offsets.tolist(), strict=True), strict=True))
+        self._blocks.append(np.stack((partitions, offsets, ms, begun), axis=1).astype(np.int64))
+
     def settle(self) -> None:
         """Fold the batch's identities into the runs (as arrays: no Python per identity)."""
         if self._added:
             added = np.fromiter(chain.from_iterable(self._added), np.int64, 4 * len(self._added)).reshape(-1, 4)
+            self._blocks.append(added)
+        if self._blocks:
+            added = np.concatenate(self._blocks)
             listed = np.frombuffer(b"".join(self._digests), np.uint8).reshape(-1, 16)
             packed = added[:, 1] << _PARTITION_BITS | added[:, 0]
             self._fold(listed[added[:, 3]].ravel(), packed, added[:, 2])
-        self._added, self._digests = [], []
+        self._added, self._blocks, self._digests = [], [], []
         self._places.clear()  # in place: `get` is bound to it
 
     def prune(self, watermark_ms: int) -> None:
@@ -137,7 +168,7 @@ class EventIndex:
             self._size -= sum(len(run) for run in self._hours.pop(hour))
 
     def __len__(self) -> int:
-        return self._size + len(self._added)
+        return self._size + len(self._added) + sum(len(block) for block in self._blocks)
 
     def restore(self, state: StateReader, watermark_ms: int) -> None:
         self._cutoff_ms = watermark_ms - self.horizon_ms

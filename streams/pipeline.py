@@ -39,7 +39,7 @@ from prometheus_client import Histogram
 from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Usage
 from settings import RuleSettings, Settings
 from sinks import prometheus as metrics
-from sinks.clickhouse import BatchRows, Dims, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
+from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
 from sinks.clickhouse.batches import EVENT_TYPE, SCHEMAS, STORED_STAMP
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
@@ -327,7 +327,6 @@ class Pipeline:
     ) -> tuple[BatchRows, set[int], list[TakenUsage]]:
         rows = BatchRows()
         minutes: set[int] = set()
-        ranges: dict[tuple[str, int], list[int]] = {}
         with stage("decode"):
             decoded: list[Decoded] = list(self._held)
             columnar: list[int] = []  # positions in `decoded` of usage messages, read as columns below
@@ -351,82 +350,18 @@ class Pipeline:
                 else:
                     decoded.append((message, decode(message.value)))
             read = _read_usage(decoded, columnar) if columnar else None
-        dedup_s = 0.0
-        started = time.perf_counter()
-        arrivals = None
-        if not self._held and len(partitions) <= 1 and partitions >= set(ends):
-            taken = decoded  # one partition, nothing held: alignment would take it all, in arrival order
-            if read is not None:  # and its usage may then be judged at the end of the batch, at once
+            lone = not self._held and len(partitions) <= 1 and partitions >= set(ends)
+            arrivals = None
+            if lone and read is not None:  # its usage may be judged at the end of the batch, at once
                 arrivals = self.surveillance.begin_batch(next(iter(partitions)), read.earliest())
+            if read is not None and arrivals is None:
+                _usage_rows(decoded, columnar, read)
+        started = time.perf_counter()
+        if arrivals is not None:
+            usage, dedup_s = self._take_whole(decoded, columnar, read, arrivals, rows, minutes)  # type: ignore[arg-type]
+            ranges = {(messages[0].topic, next(iter(partitions))): [message.offset for message in messages]}
         else:
-            split = align(
-                decoded, _partition, _offset, _event_time, ends, self._taken_through, self.surveillance.clock.is_quiet
-            )
-            taken, self._held = split.taken, split.held
-        if len(self._held) > HOLD_MAX_BATCHES * self.settings.batch_max:
-            log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
-            taken, self._held = taken + self._held, []
-        looked_up = time.perf_counter()
-        keys = [outcome.key for _, outcome in taken if type(outcome) not in _NOT_EVENTS]  # type: ignore[union-attr]
-        self.index.begin(keys)
-        dedup_s += time.perf_counter() - looked_up
-        remembered, next_key = self.index.get, iter(enumerate(keys)).__next__  # (position in `keys`, key)
-        usage: dict[int, TakenUsage] = {}  # by id of its UsageColumns (held rows come from an earlier fetch)
-        batched: list[tuple[Record, UsageRow]] = []  # first-seen usage, judged at the end (`arrivals`)
-        classified: dict[int, Dims] = {}  # of those, the ones of a product a `list` event of the batch changed
-        if arrivals is not None:
-            sent_by, named, sent_at = arrivals.exchange_ids.append, arrivals.event_ids.append, arrivals.at.append
-            relisted, products = arrivals.before, read.products  # type: ignore[union-attr]
-        for message, outcome in taken:
-            ranges.setdefault((message.topic, message.partition), []).append(message.offset)
-            kind = type(outcome)
-            if kind is UsageRow:
-                position, key = next_key()
-                first = remembered(key)
-                if first is None and arrivals is not None:
-                    self.index.add(key, message.partition, message.offset, outcome.at_ms, position)  # type: ignore[union-attr]
-                    if relisted and products[outcome.row] in relisted:  # type: ignore[union-attr]
-                        classified[len(batched)] = self.surveillance.classify(key[0], products[outcome.row])  # type: ignore[union-attr, arg-type]
-                    batched.append((message, outcome))  # type: ignore[arg-type]
-                    sent_by(key[0])
-                    named(key[1])
-                    sent_at(outcome.at_ms)  # type: ignore[union-attr]
-                elif first is None:
-                    self._sight(outcome, position, message, rows, minutes, usage)  # type: ignore[arg-type]
-                else:
-                    rows.duplicates.append(
-                        Duplicate(message.topic, message.partition, message.offset, *key, "usage", *first)
-                    )
-                continue
-            if kind is Redelivered:
-                # Already stored before a crash: event time passes it here, in stream order, as it did first time.
-                metrics.REDELIVERED.inc()
-                self.surveillance.redelivered(message.partition, outcome.stored_ms)  # type: ignore[union-attr]
-                continue
-            if kind is Rejection:
-                rows.rejected.append(
-                    _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)  # type: ignore[union-attr]
-                )
-                continue
-            position, key = next_key()  # this event's, computed once for `begin`
-            first = remembered(key)  # a dict lookup (the batch was probed at once, in `begin`)
-            if first is not None:
-                rows.duplicates.append(
-                    Duplicate(
-                        message.topic,
-                        message.partition,
-                        message.offset,
-                        outcome.exchange_id,
-                        outcome.event_id,
-                        outcome.type,
-                        first[0],
-                        first[1],
-                    )
-                )
-                continue
-            self._accept(outcome, key, position, message, rows, minutes)
-        if arrivals is not None:
-            self._judge_batched(arrivals, batched, classified, rows, minutes, usage)
+            usage, ranges, dedup_s = self._take_each(decoded, lone, ends, rows, minutes)
         for (_, partition), offsets in ranges.items():  # never back: a seek may fetch records taken already
             self._taken_through[partition] = max(max(offsets), self._taken_through.get(partition, -1))
         held = {message.partition for message, _ in self._held}
@@ -447,7 +382,147 @@ class Pipeline:
             Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
             for (topic, partition), offsets in ranges.items()
         ]
-        return rows, minutes, list(usage.values())
+        return rows, minutes, usage
+
+    def _take_each(
+        self, decoded: list[Decoded], lone: bool, ends: Mapping[int, int | None], rows: BatchRows, minutes: set[int]
+    ) -> tuple[list[TakenUsage], dict[tuple[str, int], list[int]], float]:
+        """Every record one by one, in event-time order across partitions (`streams.alignment`). Returns the
+        usage taken, the offsets taken per partition and the seconds spent on dedup."""
+        if lone:
+            taken = decoded  # one partition, nothing held: alignment would take it all, in arrival order
+        else:
+            split = align(
+                decoded, _partition, _offset, _event_time, ends, self._taken_through, self.surveillance.clock.is_quiet
+            )
+            taken, self._held = split.taken, split.held
+        if len(self._held) > HOLD_MAX_BATCHES * self.settings.batch_max:
+            log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
+            taken, self._held = taken + self._held, []
+        looked_up = time.perf_counter()
+        keys = [outcome.key for _, outcome in taken if type(outcome) not in _NOT_EVENTS]  # type: ignore[union-attr]
+        self.index.begin(keys)
+        dedup_s = time.perf_counter() - looked_up
+        remembered, next_key = self.index.get, iter(enumerate(keys)).__next__  # (position in `keys`, key)
+        usage: dict[int, TakenUsage] = {}  # by id of its UsageColumns (held rows come from an earlier fetch)
+        ranges: dict[tuple[str, int], list[int]] = {}
+        for message, outcome in taken:
+            ranges.setdefault((message.topic, message.partition), []).append(message.offset)
+            if type(outcome) is not UsageRow:
+                self._take(message, outcome, next_key, rows, minutes)
+                continue
+            position, key = next_key()
+            first = remembered(key)
+            if first is None:
+                self._sight(outcome, position, message, rows, minutes, usage)  # type: ignore[arg-type]
+            else:
+                rows.duplicates.append(
+                    Duplicate(message.topic, message.partition, message.offset, *key, "usage", *first)
+                )
+        return list(usage.values()), ranges, dedup_s
+
+    def _take_whole(
+        self,
+        decoded: list[Decoded],
+        columnar: list[int],
+        read: UsageColumns,
+        arrivals: Arrivals,
+        rows: BatchRows,
+        minutes: set[int],
+    ) -> tuple[list[TakenUsage], float]:
+        """One partition's batch with its usage judged at the end, at once (`Surveillance.begin_batch`): the
+        usage's duplicates found with arrays, only the other records taken one by one, in order, event time
+        passing the usage before each. Returns the usage taken and the seconds spent on dedup."""
+        looked_up = time.perf_counter()
+        in_batch = np.asarray(columnar, np.int64)[read.ok]  # the usage's places in the batch
+        in_columns = np.flatnonzero(read.ok)  # and in its columns
+        usage_keys = [read.keys[row] for row in in_columns.tolist()]
+        others = [(place, item) for place, item in enumerate(decoded) if item[1] is not _UNREAD]
+        events = [place for place, (_, outcome) in others if type(outcome) not in _NOT_EVENTS]
+        keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]
+        self.index.begin(keys)
+        count = len(usage_keys)
+        first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))[:count]
+        seen = first == np.arange(count)  # first-seen usage, the rest duplicates
+        for copy in np.flatnonzero(~seen).tolist():
+            message, original = decoded[in_batch[copy]][0], int(first[copy])
+            if original < 0:
+                place = self.index.get(usage_keys[copy])
+            else:
+                stored = decoded[in_batch[original] if original < count else events[original - count]][0]
+                place = (stored.partition, stored.offset)
+            rows.duplicates.append(
+                Duplicate(message.topic, message.partition, message.offset, *usage_keys[copy], "usage", *place)  # type: ignore[misc]
+            )
+        taken = np.flatnonzero(seen)
+        messages = [decoded[place][0] for place in in_batch[taken].tolist()]
+        partitions = np.array([message.partition for message in messages], np.int64)
+        offsets = np.array([message.offset for message in messages], np.int64)
+        at_ms = read.at_us[in_columns[taken]] // 1000
+        taken_keys = [usage_keys[n] for n in taken.tolist()]
+        self.index.add_block(taken_keys, taken, partitions, offsets, at_ms)
+        dedup_s = time.perf_counter() - looked_up
+        latest = np.maximum.accumulate(at_ms).tolist()
+        before = np.searchsorted(in_batch[taken], [place for place, _ in others]).tolist()
+        next_key, passed = iter(enumerate(keys[count:], count)).__next__, 0
+        for (_, (message, outcome)), usage_before in zip(others, before, strict=True):
+            if usage_before > passed:
+                self.surveillance.pass_usage(usage_before, latest[usage_before - 1])
+                passed = usage_before
+            self._take(message, outcome, next_key, rows, minutes)
+        exchange_ids, event_ids = (list(column) for column in zip(*taken_keys, strict=True)) if taken_keys else ([], [])
+        judged = self.surveillance.end_batch(exchange_ids, event_ids, at_ms)
+        for failure in judged.failed:
+            metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
+            log.error("detector failed on a batch's events; it missed them", extra={"detector": failure.kind})
+        rows.alerts.extend(judged.alerts)
+        if not len(taken):
+            return [], dedup_s
+        products = [read.products[row] for row in in_columns[taken].tolist()]
+        dims = self.surveillance.classify_batch(arrivals, exchange_ids, products)  # type: ignore[arg-type]
+        on_time = at_ms[~judged.late]
+        minutes.update(np.unique(on_time - on_time % MINUTE_MS).tolist())
+        whole = (in_columns[taken], judged.late, dims, partitions, offsets)
+        return [TakenUsage(read, whole=whole)], dedup_s
+
+    def _take(
+        self,
+        message: Record,
+        outcome: AnyEvent | Rejection | Redelivered,
+        next_key: Callable[[], tuple[int, tuple[str, str]]],
+        rows: BatchRows,
+        minutes: set[int],
+    ) -> None:
+        """A record not read as usage columns: a redelivery, a rejection, a duplicate or a first-seen event
+        (`next_key`: its position and key among those given to `EventIndex.begin`)."""
+        kind = type(outcome)
+        if kind is Redelivered:
+            # Already stored before a crash: event time passes it here, in stream order, as it did first time.
+            metrics.REDELIVERED.inc()
+            self.surveillance.redelivered(message.partition, outcome.stored_ms)  # type: ignore[union-attr]
+            return
+        if kind is Rejection:
+            rows.rejected.append(
+                _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)  # type: ignore[union-attr]
+            )
+            return
+        position, key = next_key()  # this event's, computed once for `begin`
+        first = self.index.get(key)  # a dict lookup (the batch was probed at once, in `begin`)
+        if first is not None:
+            rows.duplicates.append(
+                Duplicate(
+                    message.topic,
+                    message.partition,
+                    message.offset,
+                    outcome.exchange_id,  # type: ignore[union-attr]
+                    outcome.event_id,  # type: ignore[union-attr]
+                    outcome.type,  # type: ignore[union-attr]
+                    first[0],
+                    first[1],
+                )
+            )
+            return
+        self._accept(outcome, key, position, message, rows, minutes)  # type: ignore[arg-type]
 
     def _accept(
         self, event: AnyEvent, key: tuple[str, str], position: int, message: Record, rows: BatchRows, minutes: set[int]
@@ -492,39 +567,6 @@ class Pipeline:
         taken.add(row.row, observed.late, observed.dims, message.partition, message.offset)
         if not observed.late:
             minutes.add(at - at % MINUTE_MS)  # `window_start_ms`, inline: it runs per event
-
-    def _judge_batched(
-        self,
-        arrivals: Arrivals,
-        batched: list[tuple[Record, UsageRow]],
-        classified: dict[int, Dims],
-        rows: BatchRows,
-        minutes: set[int],
-        usage: dict[int, TakenUsage],
-    ) -> None:
-        """The batch's first-seen usage (remembered already, `arrivals` holding it in its places among the other
-        events), judged at once (`Surveillance.end_batch`) and stored from its columns."""
-        judged = self.surveillance.end_batch()
-        for failure in judged.failed:
-            metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
-            log.error("detector failed on a batch's events; it missed them", extra={"detector": failure.kind})
-        rows.alerts.extend(judged.alerts)
-        if not batched:
-            return
-        messages, taken = zip(*batched, strict=True)
-        columns = taken[0].columns  # one fetch's (nothing was held)
-        row_numbers = [row.row for row in taken]
-        exchange_ids = [row.key[0] for row in taken]
-        dims = self.surveillance.classify_as_began(arrivals, exchange_ids, [columns.products[n] for n in row_numbers])  # type: ignore[misc]
-        for position, relisted in classified.items():
-            dims[position] = relisted
-        late = judged.late.tolist()
-        partitions = [message.partition for message in messages]
-        offsets = [message.offset for message in messages]
-        usage[id(columns)] = TakenUsage(columns, list(zip(row_numbers, late, dims, partitions, offsets, strict=True)))
-        at = np.array([row.at_ms for row in taken], np.int64)
-        on_time = at[~judged.late]
-        minutes.update((np.unique(on_time - on_time % MINUTE_MS)).tolist())
 
     # -- output -----------------------------------------------------------------------------
 
@@ -636,13 +678,21 @@ _UNREAD = Rejection("malformed", "not read yet")  # a placeholder `_read_usage` 
 
 
 def _read_usage(decoded: list[Decoded], positions: list[int]) -> UsageColumns:
-    """Read these usage messages as columns (`streams.columnar`); those it does not accept, one by one."""
+    """Read these usage messages as columns (`streams.columnar`); those it does not accept, one by one (the
+    others stay `_UNREAD` in `decoded`: `_usage_rows` or the whole batch's path takes them)."""
     columns = decode_usage([decoded[i][0].value for i in positions])  # type: ignore[misc]
-    ok, at_ms, keys = columns.ok.tolist(), (columns.at_us // 1000).tolist(), columns.keys
-    for row, i in enumerate(positions):
-        message = decoded[i][0]
-        decoded[i] = (message, UsageRow(columns, row, at_ms[row], keys[row]) if ok[row] else decode(message.value))
+    for row in np.flatnonzero(~columns.ok).tolist():
+        message = decoded[positions[row]][0]
+        decoded[positions[row]] = (message, decode(message.value))
     return columns
+
+
+def _usage_rows(decoded: list[Decoded], positions: list[int], columns: UsageColumns) -> None:
+    """The usage the columns accepted, one `UsageRow` each, for the one-by-one path."""
+    at_ms, keys = (columns.at_us // 1000).tolist(), columns.keys
+    for row in np.flatnonzero(columns.ok).tolist():
+        i = positions[row]
+        decoded[i] = (decoded[i][0], UsageRow(columns, row, at_ms[row], keys[row]))
 
 
 def _written(staged: Staged) -> None:

@@ -15,6 +15,7 @@ is observed in order meanwhile, with event time passing the usage before each ev
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -63,19 +64,20 @@ class Observed(NamedTuple):
 
 @dataclass(slots=True)
 class Arrivals:
-    """A batch's accepted events in arrival order, kept while the rules that take batches whole wait for its end
-    (`Surveillance.begin_batch`). The pipeline appends the usage; surveillance appends the rest, and notes where."""
+    """A batch's events other than usage, in arrival order, kept while its usage waits for the batch's end
+    (`Surveillance.begin_batch`): who sent each, its id, its event time, and how much usage came before it."""
 
     partition: int
     watermark_ms: int  # the market's event time as the batch began
     exchange_ids: list[str | None] = field(default_factory=list)  # None: event time passing a redelivered message
     event_ids: list[str] = field(default_factory=list)
     at: list[int] = field(default_factory=list)
-    others: list[int] = field(default_factory=list)  # positions of what is not usage
-    passed: int = 0  # entries the market clock has passed (the usage after them: not yet)
-    # Products a `list` event of this batch changed the classification of, with their listings as the batch
-    # began (usage before that event is classified from them).
+    usage_before: list[int] = field(default_factory=list)  # first-seen usage events that came before each
+    usage_passed: int = 0  # usage events event time has passed (`pass_usage`)
+    # Products a `list` event of this batch changed the classification of: their listings as the batch began,
+    # and after each `list` event of theirs since (with the usage events before it).
     before: dict[str, dict[str, ProductListing]] = field(default_factory=dict)
+    after: dict[str, list[tuple[int, dict[str, ProductListing]]]] = field(default_factory=dict)
 
 
 class Judged(NamedTuple):
@@ -149,10 +151,8 @@ class Surveillance:
     def redelivered(self, partition: int, stored_ms: int) -> None:
         """A message stored before a crash comes again: event time passes it, as it did the first time."""
         if stored_ms:
-            arrivals = self._arrivals
-            if arrivals is not None:
-                self._pass(arrivals)
-                self._arrived(arrivals, None, "", stored_ms)
+            if self._arrivals is not None:
+                self._arrived(self._arrivals, None, "", stored_ms)
             self.ctx.watermark_ms = self.clock.advance(partition, stored_ms)
 
     def observe(self, event: AnyEvent, partition: int = 0) -> Observed:
@@ -160,13 +160,11 @@ class Surveillance:
         (state untouched by the later detectors; the event is then not stored)."""
         kind = type(event)
         arrivals = self._arrivals
-        if arrivals is not None:
-            self._pass(arrivals)
         if kind is Heartbeat or not self.enrich:
             dims = UNKNOWN
         else:
             if kind is Listing:
-                if arrivals is not None and event.action == "list" and event.product_id not in arrivals.before:  # type: ignore[union-attr]
+                if arrivals is not None and event.action == "list":  # type: ignore[union-attr]
                     self._relist(arrivals, event)  # type: ignore[arg-type]
                 else:
                     self.book.apply(event)  # type: ignore[arg-type]
@@ -181,8 +179,8 @@ class Surveillance:
         each, ms) at its end, at once, where that finds exactly what sighting each event in its place would:
         event time is the latest event time so far (one partition), and each rule that sights usage either takes
         batches whole (it then takes every event of the batch at its end) or would ignore these sightings.
-        Returns where the caller appends the usage, in arrival order between the other events it observes
-        meanwhile, then calls `end_batch`; None: sight it one by one."""
+        The caller then observes the batch's other events in order, telling first how much usage came before
+        each (`pass_usage`), and gives the usage to `end_batch`. None: sight it one by one."""
         if not self.enrich or Usage not in self._sighting or not self.clock.alone(partition):
             return None
         for detector in self._usage_others:
@@ -192,77 +190,89 @@ class Surveillance:
         self._observing = self._in_batches
         return self._arrivals
 
-    def end_batch(self) -> Judged:
-        """The batch's usage judged: late or not against the event time before each, and the rules that take
-        batches whole given all of its events."""
+    def pass_usage(self, count: int, latest_ms: int) -> None:
+        """`count` first-seen usage events of the batch came so far, the latest of those since the previous call
+        at `latest_ms`: event time passes them before the next event is observed."""
+        arrivals = self._arrivals
+        assert arrivals is not None, "pass_usage without begin_batch"
+        self.ctx.watermark_ms = self.clock.advance(arrivals.partition, latest_ms)
+        arrivals.usage_passed = count
+
+    def end_batch(self, exchange_ids: Sequence[str], event_ids: Sequence[str], at: np.ndarray) -> Judged:
+        """The batch's first-seen usage, in arrival order, judged: late or not against the event time before
+        each, and the rules that take batches whole given every event of the batch."""
         arrivals, ctx = self._arrivals, self.ctx
         assert arrivals is not None, "end_batch without begin_batch"
-        self._pass(arrivals)
+        if len(at) > arrivals.usage_passed:
+            self.pass_usage(len(at), int(at[arrivals.usage_passed :].max()))
         self._arrivals, self._observing = None, self._one_by_one
-        at = np.array(arrivals.at, np.int64)
-        usage = np.ones(len(at), np.bool_)
-        usage[arrivals.others] = False
-        if not len(at):
+        others = len(arrivals.at)
+        before = np.array(arrivals.usage_before, np.int64)
+        usage_slots = np.arange(len(at)) + np.searchsorted(before, np.arange(len(at)), side="right")
+        other_slots = before + np.arange(others)
+        times = np.empty(len(at) + others, np.int64)
+        times[usage_slots], times[other_slots] = at, arrivals.at
+        if not len(times):
             return Judged(np.zeros(0, np.bool_), [], [])
-        watermarks = np.maximum.accumulate(np.maximum(at, arrivals.watermark_ms))
-        before = np.concatenate(([arrivals.watermark_ms], watermarks[:-1]))
-        late = at[usage] < before[usage] - ctx.allowed_lateness_ms
+        watermarks = np.maximum.accumulate(np.maximum(times, arrivals.watermark_ms))
+        previous = np.concatenate(([arrivals.watermark_ms], watermarks[:-1]))
+        late = at < previous[usage_slots] - ctx.allowed_lateness_ms
         findings: list[Finding] = []
         failed: list[DetectorFailed] = []
-        for detector in self._batch_takers:
-            try:
-                findings.extend(
-                    detector.sighted_batch(arrivals.exchange_ids, arrivals.event_ids, at, watermarks, ctx)  # type: ignore[attr-defined]
-                )
-            except Exception as exc:  # noqa: BLE001 (a rule with a bug misses this batch; the market goes on)
-                failed.append(DetectorFailed(detector.kind, exc))
+        if self._batch_takers:
+            senders, named = np.empty(len(times), object), np.empty(len(times), object)
+            senders[usage_slots], senders[other_slots] = exchange_ids, arrivals.exchange_ids
+            named[usage_slots], named[other_slots] = event_ids, arrivals.event_ids
+            senders_list, named_list = senders.tolist(), named.tolist()
+            for detector in self._batch_takers:
+                try:
+                    findings.extend(detector.sighted_batch(senders_list, named_list, times, watermarks, ctx))  # type: ignore[attr-defined]
+                except Exception as exc:  # noqa: BLE001 (a rule with a bug misses this batch; the market goes on)
+                    failed.append(DetectorFailed(detector.kind, exc))
         return Judged(late, self._admit(findings) if findings else [], failed)
 
-    def classify(self, exchange_id: str, product_id: str) -> Dims:
-        """A usage event's classification from the book as it stands."""
-        return self.book.dims(exchange_id, product_id)
-
-    def classify_as_began(
-        self, arrivals: Arrivals, exchange_ids: Sequence[str], product_ids: Sequence[str]
-    ) -> list[Dims]:
-        """Usage events' classification from the book as the batch began (the pipeline classifies with
-        `classify`, in place, those of a product after a `list` event of the batch changed it)."""
-        by_product, before = self.book.by_product, arrivals.before
+    def classify_batch(self, arrivals: Arrivals, exchange_ids: Sequence[str], product_ids: Sequence[str]) -> list[Dims]:
+        """The batch's first-seen usage classified, each from the book as it stood when it came: as the batch
+        began, except a product a `list` event of the batch changed."""
+        by_product, before, after = self.book.by_product, arrivals.before, arrivals.after
         known: dict[tuple[str, str], Dims] = {}
         classified = []
-        for pair in zip(exchange_ids, product_ids, strict=True):
+        for number, pair in enumerate(zip(exchange_ids, product_ids, strict=True)):
+            exchange_id, product_id = pair
+            if product_id in before:  # rare: the book changed under it during the batch
+                changes = after[product_id]
+                since = bisect_right(changes, number, key=lambda change: change[0])
+                listings = changes[since - 1][1] if since else before[product_id]
+                classified.append(dims_among(listings, exchange_id))
+                continue
             dims = known.get(pair)
             if dims is None:
-                exchange_id, product_id = pair
-                listings = before[product_id] if product_id in before else by_product.get(product_id)
-                dims = known[pair] = dims_among(listings, exchange_id)
+                dims = known[pair] = dims_among(by_product.get(product_id), exchange_id)
             classified.append(dims)
         return classified
 
     def _relist(self, arrivals: Arrivals, listing: Listing) -> None:
-        """Apply a `list` event of a product no `list` event of the batch changed yet, keeping the product's
-        listings as they were if it changes how any exchange's usage of it is classified: only the listing
-        exchange's can change (or every exchange's, for a product listed nowhere before)."""
-        previous = dict(self.book.by_product.get(listing.product_id, {}))
+        """Apply a `list` event during a batch. If it changes how any exchange's usage of the product is
+        classified (only the listing exchange's can change, or every exchange's for a product listed nowhere
+        before), the product's listings are kept as they were, and as they are after this and every later
+        `list` event of it in the batch."""
+        product_id = listing.product_id
+        previous = dict(self.book.by_product.get(product_id, {}))
         self.book.apply(listing)
-        if not previous or dims_among(previous, listing.exchange_id) != self.book.dims(
-            listing.exchange_id, listing.product_id
-        ):
-            arrivals.before[listing.product_id] = previous
-
-    def _pass(self, arrivals: Arrivals) -> None:
-        """Let event time pass the usage appended since it last did (one step: the latest of them)."""
-        if len(arrivals.at) > arrivals.passed:
-            self.ctx.watermark_ms = self.clock.advance(arrivals.partition, max(arrivals.at[arrivals.passed :]))
-            arrivals.passed = len(arrivals.at)
+        if product_id not in arrivals.before:
+            if previous and dims_among(previous, listing.exchange_id) == self.book.dims(
+                listing.exchange_id, product_id
+            ):
+                return
+            arrivals.before[product_id], arrivals.after[product_id] = previous, []
+        arrivals.after[product_id].append((arrivals.usage_passed, dict(self.book.by_product[product_id])))
 
     @staticmethod
     def _arrived(arrivals: Arrivals, exchange_id: str | None, event_id: str, at_ms: int) -> None:
-        arrivals.others.append(len(arrivals.at))
         arrivals.exchange_ids.append(exchange_id)
         arrivals.event_ids.append(event_id)
         arrivals.at.append(at_ms)
-        arrivals.passed = len(arrivals.at)
+        arrivals.usage_before.append(arrivals.usage_passed)
 
     def sights(self, kind: type[AnyEvent]) -> bool:
         """Whether events of this type can be taken as sightings (`sight`)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,11 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     for n, extra in enumerate(EDGES):  # stamped ten minutes in: past that, so as not to move event time
         values.insert(len(values) // 2 + (n * 389) % (len(values) // 2), extra)
     values.insert(len(values) * 3 // 4, usage(event_id="LATE-1", occurred_at="2026-11-20T09:00:00+08:00"))
+    # Usage ahead of the market by ten minutes: the other events after it in its batch are late.
+    ahead = int(len(values) * 0.97)
+    at = next(json.loads(v)["occurred_at"] for v in values[ahead:] if b'"heartbeat"' not in v)
+    stamp = (datetime.fromisoformat(at) + timedelta(minutes=10)).isoformat(timespec="milliseconds")
+    values.insert(ahead, usage(event_id="AHEAD-1", occurred_at=stamp))
     # Products listed again as something else (and a product listed nowhere before), between their usage.
     for n, at in enumerate((0.3, 0.45, 0.6, 0.9)):
         values.insert(int(len(values) * at), reclassified(values, int(len(values) * at), n))
@@ -188,9 +193,9 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     judged_whole: list[int] = []  # batches whose usage was judged at their end, at once (`begin_batch`)
     end_batch = Surveillance.end_batch
 
-    def counted_batch(surveillance: Surveillance) -> Any:
+    def counted_batch(surveillance: Surveillance, *usage: Any) -> Any:
         judged_whole.append(1)
-        return end_batch(surveillance)
+        return end_batch(surveillance, *usage)
 
     monkeypatch.setattr(pipeline_module, "decode", counted)
     monkeypatch.setattr(Surveillance, "end_batch", counted_batch)
@@ -208,6 +213,7 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
         assert comparable(columns_store, table) == comparable(events_store, table), table
     assert len(columns_store.pylist("usage")) > 0.3 * len(values)
     assert any(row["late"] for row in columns_store.pylist("usage"))
+    assert any(row["late"] for row in columns_store.pylist("trades"))  # behind the usage ahead
     assert len(columns_store.pylist("duplicate_events")) >= len(usages)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
+
 from settings import Settings
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
@@ -83,3 +85,13 @@ def test_a_restart_on_the_real_store_still_counts_a_resent_event_as_a_duplicate(
         assert StateReader(store).identity_digests(0).num_rows == 2
     finally:
         store.close()
+
+
+def test_first_copies_name_each_identitys_first_place_in_the_batch_or_none_if_remembered() -> None:
+    index = EventIndex(horizon_ms=DAY_MS)
+    remember(index, [[(("SHDEX", "OLD"), 0, START_MS)]])
+    keys = [("SHDEX", "B"), ("SHDEX", "A"), ("SHDEX", "OLD"), ("BJIDEX", "A"), ("SHDEX", "A"), ("SHDEX", "B")]
+    index.begin(keys)
+    # Places in the batch, not the order given: the second key given comes first, the first one last but one.
+    first = index.first_copies(np.array([40, 10, 20, 30, 15, 35]))
+    assert first.tolist() == [5, 1, -1, 3, 1, 5]

@@ -61,7 +61,9 @@ CONSUMER_LAG = Gauge(
 )
 ALERTS = Counter("dmm_alerts_total", "Alerts raised, by kind and severity", ["kind", "severity"])
 DETECTOR_ERRORS = Counter(
-    "dmm_detector_errors_total", "Events a detector failed on (rejected as poison, not retried)", ["detector"]
+    "dmm_detector_errors_total",
+    "Events a detector failed on (rejected as poison, not retried), or batches whose usage it missed",
+    ["detector"],
 )
 WORKER_RESTARTS = Gauge(
     "dmm_worker_restarts", "Times the supervisor (`dmm up`) restarted this worker after it died; 0 when unsupervised"

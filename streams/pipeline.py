@@ -442,7 +442,9 @@ class Pipeline:
         keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]
         self.index.begin(keys)
         count = len(usage_keys)
-        first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))[:count]
+        first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))
+        copied = np.bincount(first[first >= 0], minlength=len(first))[:count] > 1  # with a later copy
+        first = first[:count]
         seen = first == np.arange(count)  # first-seen usage, the rest duplicates
         for copy in np.flatnonzero(~seen).tolist():
             message, original = decoded[in_batch[copy]][0], int(first[copy])
@@ -460,7 +462,11 @@ class Pipeline:
         offsets = np.array([message.offset for message in messages], np.int64)
         at_ms = read.at_us[in_columns[taken]] // 1000
         taken_keys = [usage_keys[n] for n in taken.tolist()]
-        self.index.add_block(taken_keys, taken, partitions, offsets, at_ms)
+        findable = {
+            usage_keys[n]: (decoded[in_batch[n]][0].partition, decoded[in_batch[n]][0].offset)
+            for n in np.flatnonzero(copied & seen).tolist()
+        }
+        self.index.add_block(taken, partitions, offsets, at_ms, findable)
         dedup_s = time.perf_counter() - looked_up
         latest = np.maximum.accumulate(at_ms).tolist()
         before = np.searchsorted(in_batch[taken], [place for place, _ in others]).tolist()

@@ -172,6 +172,12 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     usages = [i for i, v in enumerate(values) if b'"usage"' in v][::97]
     for i in reversed(usages):  # each a little after its first copy, within the batch or not
         values.insert(i + 1 + i % 60, values[i])
+    # A heartbeat reusing a usage event's identity, a little after it: a duplicate of it.
+    beat = next(json.loads(v) for v in values if b'"heartbeat"' in v)
+    for i in reversed([i for i, v in enumerate(values) if b'"usage"' in v][50::211]):
+        used = json.loads(values[i])
+        same = {**beat, **{field: used[field] for field in ("exchange_id", "event_id", "occurred_at")}}
+        values.insert(i + 1 + i % 7, json.dumps(same).encode())
     for n, extra in enumerate(EDGES):  # stamped ten minutes in: past that, so as not to move event time
         values.insert(len(values) // 2 + (n * 389) % (len(values) // 2), extra)
     values.insert(len(values) * 3 // 4, usage(event_id="LATE-1", occurred_at="2026-11-20T09:00:00+08:00"))
@@ -215,6 +221,7 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     assert any(row["late"] for row in columns_store.pylist("usage"))
     assert any(row["late"] for row in columns_store.pylist("trades"))  # behind the usage ahead
     assert len(columns_store.pylist("duplicate_events")) >= len(usages)
+    assert any(row["type"] == "heartbeat" for row in columns_store.pylist("duplicate_events"))
 
 
 def test_rejections_of_usage_name_their_reason_as_before() -> None:

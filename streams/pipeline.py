@@ -430,52 +430,29 @@ class Pipeline:
         rows: BatchRows,
         minutes: set[int],
     ) -> tuple[list[TakenUsage], float]:
-        """One partition's batch with its usage judged at the end, at once (`Surveillance.begin_batch`): the
-        usage's duplicates found with arrays, only the other records taken one by one, in order, event time
-        passing the usage before each. Returns the usage taken and the seconds spent on dedup."""
+        """One partition's batch with its usage judged at the end, at once (`Surveillance.begin_batch`): only
+        the other records are taken one by one, in order, event time passing the usage before each. Returns the
+        usage taken and the seconds spent on dedup."""
         looked_up = time.perf_counter()
         in_batch = np.asarray(columnar, np.int64)[read.ok]  # the usage's places in the batch
         in_columns = np.flatnonzero(read.ok)  # and in its columns
-        usage_keys = [read.keys[row] for row in in_columns.tolist()]
         others = [(place, item) for place, item in enumerate(decoded) if item[1] is not _UNREAD]
+        usage_keys = [read.keys[row] for row in in_columns.tolist()]
         events = [place for place, (_, outcome) in others if type(outcome) not in _NOT_EVENTS]
         keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]
-        self.index.begin(keys)
-        count = len(usage_keys)
-        first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))
-        copied = np.bincount(first[first >= 0], minlength=len(first))[:count] > 1  # with a later copy
-        first = first[:count]
-        seen = first == np.arange(count)  # first-seen usage, the rest duplicates
-        for copy in np.flatnonzero(~seen).tolist():
-            message, original = decoded[in_batch[copy]][0], int(first[copy])
-            if original < 0:
-                place = self.index.get(usage_keys[copy])
-            else:
-                stored = decoded[in_batch[original] if original < count else events[original - count]][0]
-                place = (stored.partition, stored.offset)
-            rows.duplicates.append(
-                Duplicate(message.topic, message.partition, message.offset, *usage_keys[copy], "usage", *place)  # type: ignore[misc]
-            )
-        taken = np.flatnonzero(seen)
-        messages = [decoded[place][0] for place in in_batch[taken].tolist()]
-        partitions = np.array([message.partition for message in messages], np.int64)
-        offsets = np.array([message.offset for message in messages], np.int64)
-        at_ms = read.at_us[in_columns[taken]] // 1000
-        taken_keys = [usage_keys[n] for n in taken.tolist()]
-        findable = {
-            usage_keys[n]: (decoded[in_batch[n]][0].partition, decoded[in_batch[n]][0].offset)
-            for n in np.flatnonzero(copied & seen).tolist()
-        }
-        self.index.add_block(taken, partitions, offsets, at_ms, findable)
+        usage_at_ms = read.at_us[in_columns] // 1000
+        taken, partitions, offsets = self._remember_usage(decoded, in_batch, keys, events, usage_at_ms, rows)
         dedup_s = time.perf_counter() - looked_up
+        at_ms = usage_at_ms[taken]
         latest = np.maximum.accumulate(at_ms).tolist()
         before = np.searchsorted(in_batch[taken], [place for place, _ in others]).tolist()
-        next_key, passed = iter(enumerate(keys[count:], count)).__next__, 0
+        next_key, passed = iter(enumerate(keys[len(usage_keys) :], len(usage_keys))).__next__, 0
         for (_, (message, outcome)), usage_before in zip(others, before, strict=True):
             if usage_before > passed:
                 self.surveillance.pass_usage(usage_before, latest[usage_before - 1])
                 passed = usage_before
             self._take(message, outcome, next_key, rows, minutes)
+        taken_keys = [usage_keys[n] for n in taken.tolist()]
         exchange_ids, event_ids = (list(column) for column in zip(*taken_keys, strict=True)) if taken_keys else ([], [])
         judged = self.surveillance.end_batch(exchange_ids, event_ids, at_ms)
         for failure in judged.failed:
@@ -488,8 +465,45 @@ class Pipeline:
         dims = self.surveillance.classify_batch(arrivals, exchange_ids, products)  # type: ignore[arg-type]
         on_time = at_ms[~judged.late]
         minutes.update(np.unique(on_time - on_time % MINUTE_MS).tolist())
-        whole = (in_columns[taken], judged.late, dims, partitions, offsets)
-        return [TakenUsage(read, whole=whole)], dedup_s
+        return [TakenUsage(read, whole=(in_columns[taken], judged.late, dims, partitions, offsets))], dedup_s
+
+    def _remember_usage(
+        self,
+        decoded: list[Decoded],
+        in_batch: np.ndarray,
+        keys: list[tuple[str, str]],
+        events: list[int],
+        at_ms: np.ndarray,
+        rows: BatchRows,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch's duplicates among its usage (at `in_batch` in the batch; `keys`: the usage's first, then
+        the other events', at `events`), found with arrays; the first-seen usage remembered. Returns which of
+        the usage is first seen, with its partitions and offsets."""
+        count = len(in_batch)
+        self.index.begin(keys)
+        first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))
+        copied = np.bincount(first[first >= 0], minlength=len(first))[:count] > 1  # with a later copy
+        first = first[:count]
+        seen = first == np.arange(count)
+        for copy in np.flatnonzero(~seen).tolist():
+            message, original = decoded[in_batch[copy]][0], int(first[copy])
+            if original < 0:  # stored by an earlier batch
+                place = self.index.get(keys[copy])
+            else:
+                stored = decoded[in_batch[original] if original < count else events[original - count]][0]
+                place = (stored.partition, stored.offset)
+            rows.duplicates.append(
+                Duplicate(message.topic, message.partition, message.offset, *keys[copy], "usage", *place)  # type: ignore[misc]
+            )
+        taken = np.flatnonzero(seen)
+        messages = [decoded[place][0] for place in in_batch.tolist()]
+        findable = {
+            keys[n]: (messages[n].partition, messages[n].offset) for n in np.flatnonzero(copied & seen).tolist()
+        }
+        partitions = np.array([messages[n].partition for n in taken.tolist()], np.int64)
+        offsets = np.array([messages[n].offset for n in taken.tolist()], np.int64)
+        self.index.add_block(taken, partitions, offsets, at_ms[taken], findable)
+        return taken, partitions, offsets
 
     def _take(
         self,

@@ -92,6 +92,7 @@ class EventIndex:
     _added: list[tuple[int, int, int, int]] = field(default_factory=list)
     _blocks: list[np.ndarray] = field(default_factory=list)
     _found: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))  # per key begun: remembered before
+    _split: tuple[np.ndarray, np.ndarray] | None = None  # the begun keys' digests as two uint64 columns, once read
     # `(partition, offset)` where an identity was first stored, if remembered (after `begin`): the lookup dict's
     # own `get`, so a lookup per event runs no Python frame.
     get: Callable[[Key], Place | None] = field(init=False, repr=False)
@@ -103,6 +104,7 @@ class EventIndex:
         """Look up a batch's identities in what earlier batches remembered, all at once."""
         self._digests = [identity_digest(*key) for key in keys]  # kept for `settle`
         self._found = found = np.zeros(len(keys), np.bool_)
+        self._split = None
         if not keys or not self._size:
             return
         hi, lo = self._halves()
@@ -130,9 +132,12 @@ class EventIndex:
         return first
 
     def _halves(self) -> tuple[np.ndarray, np.ndarray]:
-        """This batch's digests as two uint64 columns."""
-        halves = np.frombuffer(b"".join(self._digests), ">u8").reshape(-1, 2).astype(np.uint64)
-        return halves[:, 0], halves[:, 1]
+        """The digests of the keys given to `begin` as two uint64 columns (read once: `begin` and
+        `first_copies` both need them)."""
+        if self._split is None:
+            halves = np.frombuffer(b"".join(self._digests), ">u8").reshape(-1, 2).astype(np.uint64)
+            self._split = halves[:, 0], halves[:, 1]
+        return self._split
 
     def add(self, key: Key, partition: int, offset: int, occurred_ms: int, begun: int = -1) -> None:
         """Remember a first-seen identity. `begun`: its position among the keys given to `begin` (its digest is
@@ -161,7 +166,7 @@ class EventIndex:
             listed = np.frombuffer(b"".join(self._digests), np.uint8).reshape(-1, 16)
             packed = added[:, 1] << _PARTITION_BITS | added[:, 0]
             self._fold(listed[added[:, 3]].ravel(), packed, added[:, 2])
-        self._added, self._blocks, self._digests = [], [], []
+        self._added, self._blocks, self._digests, self._split = [], [], [], None
         self._places.clear()  # in place: `get` is bound to it
 
     def prune(self, watermark_ms: int) -> None:

@@ -72,9 +72,9 @@ class MarketClock:
 
     def peek(self, partition: int, at_ms: int) -> int:
         """The market watermark `advance` would give, without recording the event."""
-        latest = self._latest
-        if not latest or (len(latest) == 1 and partition in latest):
+        if self.alone(partition):
             return max(self.value, at_ms)
+        latest = self._latest
         now = self._wall_ms()
         own = latest.get(partition, -1)
         slowest = max(own, at_ms)

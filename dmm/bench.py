@@ -54,10 +54,12 @@ class BenchResult:
     baseline_events_per_s: float
     worker_events_per_s: float
     worker_seconds: float
+    # From launching the worker(s) to the first records taken with state restored: not in the rate above.
+    worker_startup_s: float
     stages_us_per_event: dict[str, float]  # worker time per stage, microseconds per preloaded event
     store_write_us_per_event: float  # the store's writes in their thread, overlapping the next batch's stages
-    # The workers' CPU time (every thread, ClickHouse's in-process ones included) from their first fetch to drained,
-    # per event: steadier than the rate where other tenants take the machine's cores in turns.
+    # The workers' CPU time (every thread, ClickHouse's in-process ones included) from their first records taken to
+    # drained, per event: steadier than the rate where other tenants take the machine's cores in turns.
     worker_cpu_us_per_event: float
     live_events: int
     live_rate: float
@@ -125,7 +127,7 @@ def run(
         say("baseline: bare aiokafka consumer, decode + validate only …")
         baseline = asyncio.run(_bare_consume(settings, sent))
         say(f"throughput: {workers} real worker process(es) on the preloaded topic …")
-        started = time.perf_counter()
+        started, launched_ms = time.perf_counter(), time.time() * 1000
         if group is None:
             stack.start_worker()
             store, each = settings, [settings]
@@ -140,15 +142,16 @@ def run(
         drained_cpu_s = [_cpu_seconds(pid) if pid else 0.0 for pid in pids]
         span = query_rows(store, queries.ingest_span(settings.clickhouse.database))[0]
         metrics = [worker_metrics(one) for one in each]
-        # Each worker's CPU from its first fetch (as it recorded it), else from when it was ready: the bench sees
-        # it ready some time after it began consuming.
+        # Each worker's CPU from its first records taken (as it recorded it), else from when it was ready: the bench
+        # sees it ready some time after it began consuming.
         cpu_s = sum(
             drained - (m.get("dmm_first_records_cpu_seconds") or ready)
             for ready, drained, m in zip(ready_cpu_s, drained_cpu_s, metrics, strict=True)
         )
-        # From the first records any worker fetched (not the first row stored: with several partitions the
-        # first batches are held back for event-time alignment, work that the stored rows do not show).
-        first_fetch_ms = min(
+        # From the first records any worker took into its pipeline, its state restored (the bare consumer's rate
+        # also starts at its first records), not the first row stored: with several partitions the first batches
+        # are held back for event-time alignment, work that the stored rows do not show.
+        first_taken_ms = min(
             (
                 m["dmm_first_records_timestamp_seconds"] * 1000
                 for m in metrics
@@ -156,7 +159,7 @@ def run(
             ),
             default=0,
         )
-        busy_s = (int(span["b"]) - min(int(span["a"]), first_fetch_ms or int(span["a"]))) / 1000
+        busy_s = (int(span["b"]) - min(int(span["a"]), first_taken_ms or int(span["a"]))) / 1000
         if busy_s < 1.0:  # a batch or two: the stamps cannot time it; the whole run (start-up included) can
             busy_s = worker_seconds
             notes.append("too few events to time between the first and last stored row: rate over the whole run")
@@ -202,6 +205,7 @@ def run(
         baseline_events_per_s=baseline,
         worker_events_per_s=worker_rate,
         worker_seconds=worker_seconds,
+        worker_startup_s=max(0.0, (first_taken_ms - launched_ms) / 1000) if first_taken_ms else 0.0,
         stages_us_per_event=stages,
         store_write_us_per_event=writes * 1e6 / sent,
         worker_cpu_us_per_event=cpu_s * 1e6 / sent,

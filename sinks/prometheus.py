@@ -46,12 +46,13 @@ LAST_EVENT = Gauge(
 WATERMARK = Gauge("dmm_watermark_timestamp_seconds", "Market event-time watermark (latest occurred_at seen)")
 FIRST_RECORDS = Gauge(
     "dmm_first_records_timestamp_seconds",
-    "When this worker process first fetched records (unix time; 0 before): where a benchmark's busy time starts",
+    "When this worker process first took records into its pipeline, its state restored (unix time; 0 before): "
+    "where a benchmark's busy time starts",
 )
 FIRST_RECORDS_CPU = Gauge(
     "dmm_first_records_cpu_seconds",
-    "This worker process's CPU time, all threads, when it first fetched records (0 before): a benchmark's CPU per "
-    "event counts from there",
+    "This worker process's CPU time, all threads, when it first took records into its pipeline (0 before): a "
+    "benchmark's CPU per event counts from there",
 )
 LAST_BATCH = Gauge(
     "dmm_last_batch_timestamp_seconds", "Wall-clock time the worker last finished a batch (stalls show here)"

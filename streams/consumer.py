@@ -83,7 +83,10 @@ class EventConsumer(Service):
         self._busy = asyncio.Lock()
         self._stopping = False  # a batch in flight, a flush+commit, or a rebalance: one at a time
         self._assignments = 0  # partition assignments so far (a fetch that waited through one is not timed)
-        self._fetched_any = False  # records fetched yet (`dmm_first_records_timestamp_seconds`)
+        # Records taken into the pipeline yet (`dmm_first_records_timestamp_seconds`). Taken, not fetched: the
+        # fetcher starts as soon as partitions are assigned, while the pipeline is still restoring its state
+        # (under `_busy`, in `on_assigned`), so a first fetch would time the restore as part of the work.
+        self._took_any = False
 
     @property
     def pending(self) -> int:
@@ -134,13 +137,13 @@ class EventConsumer(Service):
             backlog = any((highwater(tp) or 0) > batch[-1].offset + 1 for tp, batch in records.items() if batch)
             if messages and assignments == self._assignments:  # not idle, nor waiting for the group to settle
                 metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
-            if messages and not self._fetched_any:
-                self._fetched_any = True
-                metrics.FIRST_RECORDS.set(time.time())
-                metrics.FIRST_RECORDS_CPU.set(time.process_time())
             async with self._busy:
                 if self._stopping:
                     break
+                if messages and not self._took_any:  # state is restored by now: see `_took_any`
+                    self._took_any = True
+                    metrics.FIRST_RECORDS.set(time.time())
+                    metrics.FIRST_RECORDS_CPU.set(time.process_time())
                 if not messages:
                     await self._settle()  # nothing to overlap with: let the batch in flight finish first
                 if messages or self._holding():

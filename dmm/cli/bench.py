@@ -70,12 +70,16 @@ def bench(
     table.add_row("dmm worker, broker -> ClickHouse, sustained (events/s)", f"{result.worker_events_per_s:,.0f}")
     table.add_row("worker / baseline", f"{result.worker_share:.0%}")
     table.add_row("worker wall time incl. start-up and drain (s)", f"{result.worker_seconds:.1f}")
+    table.add_row(
+        "  of it, start-up: launched to first records taken, state restored (s)", f"{result.worker_startup_s:.1f}"
+    )
     table.add_row("worker time per event, by stage (µs)", f"{sum(result.stages_us_per_event.values()):,.1f}")
     for stage, micros in result.stages_us_per_event.items():
         table.add_row(f"  {stage}", f"{micros:,.1f}")
     table.add_row("  of store: the writes in their thread (µs)", f"{result.store_write_us_per_event:,.1f}")
     table.add_row(
-        "worker CPU per event, all threads, first fetch to drained (µs)", f"{result.worker_cpu_us_per_event:,.1f}"
+        "worker CPU per event, all threads, first records taken to drained (µs)",
+        f"{result.worker_cpu_us_per_event:,.1f}",
     )
     table.add_row(f"live phase: {result.live_events:,} events at {result.live_achieved_rate:,.0f}/s", "")
     table.add_row("  event lag to stored, p50 (ms)", f"{result.lag_p50_ms:,.0f}")

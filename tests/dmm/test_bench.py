@@ -30,6 +30,8 @@ def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> Non
     assert result.published_lag_max_ms <= result.lag_max_ms + 5  # ms: the two clocks are read apart
     assert result.store_write_us_per_event > 0  # the writes' own time, from the worker's histogram
     assert result.worker_cpu_us_per_event > 0
+    # The worker's start-up (launch, group join, restore) is reported apart from its sustained rate.
+    assert 0 < result.worker_startup_s < result.worker_seconds
     assert result.worker_peak_rss_mb > 0
 
 

@@ -29,6 +29,7 @@ from mode import Service
 
 from settings import Settings
 from sinks import prometheus as metrics
+from streams.bulk_fetch import take_in_bulk
 from streams.kafka_client import aiokafka_options
 from streams.pipeline import Prepared, Record
 
@@ -110,6 +111,7 @@ class EventConsumer(Service):
         )
         self.consumer.subscribe([kafka.events_topic], listener=_Rebalance(self))
         await self.consumer.start()
+        take_in_bulk(self.consumer)
 
     async def on_stop(self) -> None:
         """Take no new batch; flush and commit what was stored (bounded: a store outage must not hang the

@@ -1,0 +1,71 @@
+"""Fetches taken in bulk (`streams.bulk_fetch`) give exactly the records aiokafka's own path gives, on a real
+broker: same offsets, keys and values, in order, whatever `max_records` cuts, wherever a fetch begins."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from settings import KafkaSettings
+from streams.bulk_fetch import take_in_bulk
+from streams.pipeline import Message
+
+RECORDS = 3000
+
+
+async def _produce(kafka: KafkaSettings, topic: str) -> None:
+    """Many small record batches (a small batch size), with keyless records and empty values among them."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5, max_batch_size=2048)
+    await producer.start()
+    try:
+        sent = [
+            await producer.send(
+                topic,
+                value=None if n % 97 == 0 else f'{{"n":{n},"pad":"{"x" * (n % 50)}"}}'.encode(),
+                key=None if n % 7 == 0 and n % 97 else f"K{n % 13}".encode(),
+                partition=0,
+            )
+            for n in range(RECORDS)
+        ]
+        await asyncio.gather(*sent)
+    finally:
+        await producer.stop()
+
+
+async def _consume(kafka: KafkaSettings, topic: str, start: int, max_records: int, bulk: bool) -> list[tuple]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, group_id=None, max_partition_fetch_bytes=16384
+    )
+    await consumer.start()
+    try:
+        if bulk:
+            take_in_bulk(consumer)
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        consumer.seek(tp, start)
+        taken: list[tuple] = []
+        while len(taken) < RECORDS - start:
+            fetched = await consumer.getmany(timeout_ms=2000, max_records=max_records)
+            assert fetched, "the broker holds more records"
+            for record in fetched[tp]:
+                assert isinstance(record, Message) == bulk  # the bulk path is the one taken (or not)
+                taken.append((record.topic, record.partition, record.offset, record.key, record.value))
+            # The consumer's position follows the records handed over (what a commit or a rebalance reads).
+            assert await consumer.position(tp) == taken[-1][2] + 1
+        return taken
+    finally:
+        await consumer.stop()
+
+
+@pytest.mark.parametrize(("start", "max_records"), [(0, 100_000), (0, 333), (1234, 97), (2999, 5)])
+def test_bulk_takes_give_what_aiokafka_gives(kafka: KafkaSettings, start: int, max_records: int) -> None:
+    """`start` 1234: a fetch that begins inside a record batch (its first records are skipped); `max_records`
+    smaller than a fetch: takes that stop inside a batch and go on from there."""
+    topic = kafka.events_topic
+    asyncio.run(_produce(kafka, topic))
+    bulk = asyncio.run(_consume(kafka, topic, start, max_records, bulk=True))
+    plain = asyncio.run(_consume(kafka, topic, start, max_records, bulk=False))
+    assert bulk == plain
+    assert [offset for _, _, offset, _, _ in bulk] == list(range(start, RECORDS))

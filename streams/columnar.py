@@ -71,7 +71,7 @@ class UsageColumns:
     def earliest(self) -> dict[str, int]:
         """Per exchange, the earliest event time (ms) of its valid rows."""
         rows = pa.table({"exchange_id": self.table.column("exchange_id"), "at_us": self.at_us}).filter(self.ok)
-        earliest = rows.group_by("exchange_id").aggregate([("at_us", "min")])
+        earliest = rows.group_by("exchange_id", use_threads=False).aggregate([("at_us", "min")])
         return dict(
             zip(earliest["exchange_id"].to_pylist(), (earliest["at_us_min"].to_numpy() // 1000).tolist(), strict=True)
         )

@@ -61,8 +61,8 @@ PROCESSING_ERROR = "processing_error"
 
 
 class Record(Protocol):
-    """One record of dm.events as the pipeline reads it: aiokafka's ConsumerRecord as fetched (the worker
-    passes them on as they are: rebuilding one object per record cost ~0.4 µs), or a `Message`."""
+    """One record of dm.events as the pipeline reads it: a `Message` (as `streams.bulk_fetch` takes a fetch, or
+    made by hand) or aiokafka's ConsumerRecord (a fetch aiokafka hands over itself)."""
 
     @property
     def topic(self) -> str: ...
@@ -634,7 +634,8 @@ class Pipeline:
 
     def _count(self, rows: BatchRows, tables: Mapping[str, pa.Table]) -> None:
         """Update metrics once per label set, from the batch's Arrow tables (prometheus-client label lookups
-        are slow per event, and so is Python per event)."""
+        are slow per event, and so is Python per event). Group-bys on this thread: a batch's tables are small,
+        and Arrow's thread pool, on a machine busy with the store and the broker, made the loop wait for it."""
         now = time.time()
         occurred: list[np.ndarray] = []
         for table, kind in EVENT_TYPE.items():
@@ -645,7 +646,9 @@ class Pipeline:
             if late:
                 metrics.LATE.labels(type=kind).inc(late)
             occurred.append(_seconds(batch.column("occurred_at")))
-            per_exchange = batch.group_by("exchange_id").aggregate([("exchange_id", "count"), ("occurred_at", "max")])
+            per_exchange = batch.group_by("exchange_id", use_threads=False).aggregate(
+                [("exchange_id", "count"), ("occurred_at", "max")]
+            )
             for exchange_id, n, at in zip(
                 per_exchange["exchange_id"].to_pylist(),
                 per_exchange["exchange_id_count"].to_pylist(),
@@ -657,7 +660,9 @@ class Pipeline:
                 gauge.set(max(float(at), gauge._value.get()))
         trades = tables.get("trades")
         if trades is not None:
-            traded = trades.group_by(["exchange_id", "sector"]).aggregate([("amount", "sum")]).to_pylist()
+            traded = (
+                trades.group_by(["exchange_id", "sector"], use_threads=False).aggregate([("amount", "sum")]).to_pylist()
+            )
             for row in traded:
                 metrics.TRADED_AMOUNT.labels(exchange_id=row["exchange_id"], sector=row["sector"]).inc(
                     float(row["amount_sum"])

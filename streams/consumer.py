@@ -4,7 +4,8 @@ Faust's stream path builds one Event object per message and walks it through
 the conductor, the stream buffer and the acker; at market scale that machinery
 cost more CPU than the whole pipeline (~4.5k events/s). This service consumes
 `dm.events` with `AIOKafkaConsumer.getmany`: one call returns every record a
-fetch brought (up to `batch_max`), and the pipeline takes them as one batch.
+fetch brought (up to `batch_max`, as `Message` tuples: `streams.bulk_fetch`), and
+the pipeline takes them as one batch.
 Faust still runs the application around it: the service starts and stops with
 the app, and the web server, timers, rules agent and producer are Faust's.
 

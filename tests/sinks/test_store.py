@@ -55,6 +55,31 @@ def test_a_staged_batch_is_written_at_once_with_its_markers_stamped_as_stored(tm
     store.close()
 
 
+def test_the_embedded_store_writes_a_batch_as_packed_parts_also_in_a_store_created_before(tmp_path: Path) -> None:
+    """One file per small part (PACKED_PARTS), not ~14: applied on every start, so a store created without it
+    gets it too; the rows read back whole after the store is opened again."""
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    for table in ("trades", "usage", "processed_batches"):  # as a store created before had them
+        store.command(f"ALTER TABLE datamarket.{table} RESET SETTING min_bytes_for_full_part_storage")
+    store.close()
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    staged = store.stage(writes(batch()))
+    staged.write()
+    staged.close()
+    parts = store.rows(
+        "SELECT table, part_storage_type AS storage FROM system.parts WHERE database = 'datamarket' AND active"
+    )
+    assert sorted(part["table"] for part in parts) == ["processed_batches", "trades", "usage"]
+    assert {part["storage"] for part in parts} == {"Packed"}
+    store.close()
+    store = ChdbStore(tmp_path / "chdb")
+    assert counts(store) == {"trades": 1, "usage": 1, "processed_batches": 1}
+    assert store.rows("SELECT event_id FROM datamarket.trades FINAL")[0]["event_id"]
+    store.close()
+
+
 def test_a_write_that_failed_part_way_is_retried_whole_and_lands_once(tmp_path: Path) -> None:
     """The first statements ran, a later one failed (its table missing): the retry runs them all again, and
     their deduplication tokens drop what was written the first time."""

@@ -217,10 +217,10 @@ def _stamped(batch: pa.Table, column: str) -> pa.Table:
 
 
 # The embedded store keeps parts under 16 MiB (every batch's inserts, and what their first merges make) in one
-# file each ("packed" part storage), not ~14: a batch's five or six inserts made ~80 files, and where creating a
+# file each ("packed" part storage), not ~14: a batch's five or six inserts made ~75 files, and where creating a
 # file is slow (this VM's /tmp: 0.54 ms, against 0.02 in the working directory) that file-system work was a
 # quarter of the worker's CPU at 10k events/s. Larger parts stay one file per column, for reads. Not in the
-# shared DDL: ClickHouse servers before 2026 cannot read packed parts.
+# shared DDL: ClickHouse servers from before packed parts were open-sourced (mid-2026) cannot read them.
 PACKED_PARTS = "min_bytes_for_full_part_storage = 16777216"
 
 

@@ -15,6 +15,7 @@ with the reason.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
@@ -35,6 +36,7 @@ from streams.decode import EARLIEST_MS, LATEST_MS
 # this short cannot nest that deep (two bytes a level), so both read it alike.
 LONGEST = 480
 _USAGE_TAG = b'"usage"'
+_OPEN, _CLOSE = ord("{"), ord("}")
 _TEXT = ("exchange_id", "event_id", "product_id", "buyer_id")
 _FIELDS = pa.schema(
     [
@@ -77,15 +79,17 @@ class UsageColumns:
         )
 
 
-def is_candidate(value: bytes | None) -> bool:
-    """Worth reading here: one short JSON object that mentions usage (cheap tests; the rest is checked after)."""
-    return (
-        value is not None and len(value) <= LONGEST and value[:1] == b"{" and value[-1:] == b"}" and _USAGE_TAG in value
-    )
+def candidates(values: Sequence[bytes | None]) -> list[bool]:
+    """Per message, whether it is worth reading here: one short JSON object that mentions usage (cheap tests; the
+    rest is checked after). One comprehension for a fetch, not a call per message: it runs for every message."""
+    return [
+        _USAGE_TAG in value and len(value) <= LONGEST and value[0] == _OPEN and value[-1] == _CLOSE if value else False
+        for value in values
+    ]
 
 
 def decode_usage(values: list[bytes]) -> UsageColumns:
-    """Read candidate messages (see `is_candidate`) as columns, one row each."""
+    """Read candidate messages (see `candidates`) as columns, one row each."""
     table = _read(values)
     ok = _true(pc.equal(table.column("schema"), SCHEMA)) & _true(pc.equal(table.column("type"), "usage"))
     ok &= _true(pc.is_in(table.column("exchange_id"), value_set=_exchange_codes()))

@@ -29,6 +29,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple, Protocol
 
 import numpy as np
@@ -46,7 +47,7 @@ from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Staged, Write
 from sinks.prometheus import stage
 from streams.alignment import align
-from streams.columnar import TakenUsage, UsageColumns, UsageRow, decode_usage, is_candidate
+from streams.columnar import TakenUsage, UsageColumns, UsageRow, candidates, decode_usage
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
 from streams.detectors import Scope, build_detectors
@@ -339,12 +340,13 @@ class Pipeline:
                 through[partition] = max(offset, through.get(partition, -1))
             as_columns = self.settings.usage_as_columns and self.surveillance.sights(Usage)
             partitions: set[int] = set()
-            for message in messages:
+            as_usage = candidates([message.value for message in messages]) if as_columns else repeat(False)
+            for message, candidate in zip(messages, as_usage):
                 partition, offset = message.partition, message.offset
                 partitions.add(partition)
                 if offset <= through.get(partition, -1) or (stray and (partition, offset) in stray):
                     decoded.append((message, Redelivered(stray.get((partition, offset), 0))))
-                elif as_columns and is_candidate(message.value):
+                elif candidate:
                     columnar.append(len(decoded))
                     decoded.append((message, _UNREAD))
                 else:
@@ -436,7 +438,9 @@ class Pipeline:
         looked_up = time.perf_counter()
         in_batch = np.asarray(columnar, np.int64)[read.ok]  # the usage's places in the batch
         in_columns = np.flatnonzero(read.ok)  # and in its columns
-        others = [(place, item) for place, item in enumerate(decoded) if item[1] is not _UNREAD]
+        not_usage = np.ones(len(decoded), np.bool_)
+        not_usage[in_batch] = False  # the rest was read one by one (`_read_usage`): a comprehension over it alone
+        others = [(place, decoded[place]) for place in np.flatnonzero(not_usage).tolist()]
         usage_keys = [read.keys[row] for row in in_columns.tolist()]
         events = [place for place, (_, outcome) in others if type(outcome) not in _NOT_EVENTS]
         keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]

@@ -20,7 +20,7 @@ from settings import Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse.memory import MemoryState, MemoryStore
 from streams import pipeline as pipeline_module
-from streams.columnar import decode_usage, is_candidate
+from streams.columnar import candidates, decode_usage
 from streams.decode import Rejection, decode
 from streams.detectors import build_detectors
 from streams.detectors.base import Finding
@@ -98,9 +98,9 @@ def simulated(**config: Any) -> list[bytes]:
 
 def test_columns_accept_only_what_pydantic_accepts_with_the_same_values_and_event_time() -> None:
     values = [v for v in simulated(duration_s=120.0) if b'"usage"' in v] + EDGES
-    candidates = [v for v in values if is_candidate(v)]
-    read = [(v, decode_usage([v])) for v in candidates]
-    together = decode_usage([v for v in candidates if v not in EDGES])
+    taken = [v for v, candidate in zip(values, candidates(values), strict=True) if candidate]
+    read = [(v, decode_usage([v])) for v in taken]
+    together = decode_usage([v for v in taken if v not in EDGES])
     assert together.ok.all()
     accepted = 0
     for value, columns in read:
@@ -119,8 +119,8 @@ def test_columns_accept_only_what_pydantic_accepts_with_the_same_values_and_even
 
 
 def test_a_message_arrow_cannot_read_leaves_the_others_to_the_columns() -> None:
-    assert not is_candidate(b"  " + usage())
-    assert not is_candidate(usage()[:-1] + b',"x": ' + b"[" * 300 + b"]" * 300 + b"}")  # too long: pydantic
+    too_long = usage()[:-1] + b',"x": ' + b"[" * 300 + b"]" * 300 + b"}"  # left to pydantic: it refuses the nesting
+    assert candidates([b"  " + usage(), too_long, None, b"", b'"usage"', usage()]) == [False] * 5 + [True]
     bad = [usage()[:-1] + b',"x": "\xff"}', usage() + usage(), usage(calls="5"), b"{", b'{"calls": 1} {"calls": 2}']
     good = [usage(event_id=f"U-{n}") for n in range(9)]
     mixed = [good[0], bad[0], *good[1:4], bad[1], bad[2], good[4], bad[3], *good[5:8], bad[4], good[8]]

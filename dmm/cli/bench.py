@@ -18,8 +18,8 @@ from settings import ClickHouseSettings, KafkaSettings, Settings
 
 @app.command()
 def bench(
-    events: int = typer.Option(50_000, help="simulated events to push through"),
-    live_seconds: float = typer.Option(20.0, help="duration of the live-latency phase"),
+    events: int = typer.Option(50_000, min=1, help="simulated events to push through"),
+    live_seconds: float = typer.Option(20.0, min=1.0, help="duration of the live-latency phase (at least 1 s)"),
     live_rate: float = typer.Option(0.0, help="events/s of the live phase (0: a quarter of the measured throughput)"),
     partitions: int = typer.Option(1, help="partitions of dm.events"),
     workers: int = typer.Option(1, help="worker processes in one group (> 1: the store shared by dmm store-serve)"),

@@ -5,14 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from dmm import bench
 from dmm.broker import free_port
+from dmm.cli import app
 from settings import ClickHouseSettings, KafkaSettings, Settings
 
-pytestmark = pytest.mark.slow
+
+def test_bench_refuses_a_live_phase_too_short_to_measure_before_it_starts() -> None:
+    result = CliRunner().invoke(app, ["bench", "--events", "1000", "--live-seconds", "0"])
+    assert result.exit_code == 2  # a usage error, before any broker or worker is started
+    assert "Invalid value for '--live-seconds'" in result.output
 
 
+@pytest.mark.slow
 def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> None:
     settings = Settings(
         kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
@@ -35,6 +42,7 @@ def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> Non
     assert result.worker_peak_rss_mb > 0
 
 
+@pytest.mark.slow
 def test_bench_with_two_workers_shares_the_store_and_measures_them_together(tmp_path: Path) -> None:
     settings = Settings(
         kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", events_partitions=2),

@@ -10,10 +10,6 @@ fetch hands its records over changes, and only for fetches this module can
 take exactly as aiokafka would (no deserializers, uncommitted reads, not
 started yet); any other stays with aiokafka.
 
-It also lets the fetcher send its next request before a batch is processed
-(`send_next_fetch`): the broker then serves the next fetch while this one is
-processed, instead of after it.
-
 It leans on internals of the pinned aiokafka (see pyproject.toml): the fetcher's
 buffer `Fetcher._records`, `FetchResult.getall` and `PartitionRecords`' state.
 `tests/streams/test_bulk_fetch.py` takes the same fetches both ways and
@@ -22,7 +18,6 @@ compares them record by record.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Iterator
 from inspect import GEN_CREATED, getgeneratorstate
@@ -37,9 +32,6 @@ from aiokafka.consumer.fetcher import READ_UNCOMMITTED, FetchResult, PartitionRe
 from streams.pipeline import Message
 
 _new_tuple = tuple.__new__  # `Message(...)` runs a Python-level __new__; this makes the same tuple in C
-# Loop turns the pinned aiokafka takes from a drained fetch to its fetcher's next request task (two: the consumed
-# signal wakes the fetcher's routine, which starts the task), with one to spare.
-_TURNS_TO_REQUEST = 3
 
 
 def take_in_bulk(consumer: AIOKafkaConsumer) -> None:
@@ -47,19 +39,6 @@ def take_in_bulk(consumer: AIOKafkaConsumer) -> None:
     fetcher = consumer._fetcher
     if not isinstance(fetcher._records, _BulkBuffer):
         fetcher._records = _BulkBuffer(fetcher._records)
-
-
-async def send_next_fetch(consumer: AIOKafkaConsumer) -> None:
-    """Give the loop the few turns the fetcher needs to send its next fetch request, after `getmany` drained a
-    fetch and before the batch takes the loop for its processing (~0.1 s for a full fetch, during which nothing
-    else runs): the broker then reads and sends the next fetch meanwhile, instead of after the next `getmany`.
-    Where no request follows (records of the fetch still buffered, nothing assigned) it returns after those turns."""
-    fetcher = consumer._fetcher
-    for _ in range(_TURNS_TO_REQUEST):
-        await asyncio.sleep(0)
-        if fetcher._in_flight:  # the request task is started: one more turn and it has written the request
-            await asyncio.sleep(0)
-            return
 
 
 class _BulkBuffer(OrderedDict):  # type: ignore[type-arg]

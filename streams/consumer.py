@@ -30,7 +30,7 @@ from mode import Service
 
 from settings import Settings
 from sinks import prometheus as metrics
-from streams.bulk_fetch import send_next_fetch, take_in_bulk
+from streams.bulk_fetch import take_in_bulk
 from streams.kafka_client import aiokafka_options
 from streams.pipeline import Prepared, Record
 
@@ -135,8 +135,6 @@ class EventConsumer(Service):
             fetched, assignments = time.perf_counter(), self._assignments
             records = await self.consumer.getmany(timeout_ms=within_ms, max_records=self.settings.batch_max)
             messages: list[Record] = list(chain.from_iterable(records.values()))
-            if messages:
-                await send_next_fetch(self.consumer)
             # More than this batch waits on the broker already (as its latest fetch response said): a backlog.
             highwater = self.consumer.highwater
             backlog = any((highwater(tp) or 0) > batch[-1].offset + 1 for tp, batch in records.items() if batch)

@@ -9,7 +9,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from settings import KafkaSettings
-from streams.bulk_fetch import send_next_fetch, take_in_bulk
+from streams.bulk_fetch import take_in_bulk
 from streams.pipeline import Message
 
 RECORDS = 3000
@@ -69,35 +69,3 @@ def test_bulk_takes_give_what_aiokafka_gives(kafka: KafkaSettings, start: int, m
     plain = asyncio.run(_consume(kafka, topic, start, max_records, bulk=False))
     assert bulk == plain
     assert [offset for _, _, offset, _, _ in bulk] == list(range(start, RECORDS))
-
-
-def _fetches_sent(consumer: AIOKafkaConsumer) -> int:
-    """Fetch requests written to the broker and not yet answered."""
-    connections = consumer._client._conns.values()
-    return sum(type(request).__name__.startswith("FetchRequest") for c in connections for _, request, _ in c._requests)
-
-
-async def _next_fetch_sent(kafka: KafkaSettings, topic: str, before_processing: bool) -> int:
-    """Fetch requests on their way when the processing of a drained fetch's batch would begin."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    try:
-        take_in_bulk(consumer)
-        tp = TopicPartition(topic, 0)
-        consumer.assign([tp])
-        consumer.seek(tp, 0)
-        assert len((await consumer.getmany(timeout_ms=5000))[tp]) == RECORDS  # the whole topic, one fetch
-        if before_processing:
-            await send_next_fetch(consumer)
-        return _fetches_sent(consumer)
-    finally:
-        await consumer.stop()
-
-
-def test_the_next_fetch_is_requested_before_a_batch_is_processed(kafka: KafkaSettings) -> None:
-    """While a batch is processed the loop runs nothing else: without `send_next_fetch`, the next fetch would
-    only be asked for at the next `getmany`, the broker idle meanwhile."""
-    topic = kafka.events_topic
-    asyncio.run(_produce(kafka, topic))
-    assert asyncio.run(_next_fetch_sent(kafka, topic, before_processing=False)) == 0
-    assert asyncio.run(_next_fetch_sent(kafka, topic, before_processing=True)) == 1

@@ -70,10 +70,10 @@ class UsageColumns:
     keys: list[tuple[str, str]]  # (exchange_id, event_id) per row
     products: list[str | None]  # product_id per row
 
-    def earliest(self) -> dict[str, int]:
-        """Per exchange, the earliest event time (ms) of its valid rows."""
-        rows = pa.table({"exchange_id": self.table.column("exchange_id"), "at_us": self.at_us}).filter(self.ok)
-        earliest = rows.group_by("exchange_id", use_threads=False).aggregate([("at_us", "min")])
+    def earliest(self, rows: np.ndarray) -> dict[str, int]:
+        """Per exchange, the earliest event time (ms) among these rows."""
+        chosen = pa.table({"exchange_id": self.table.column("exchange_id").take(rows), "at_us": self.at_us[rows]})
+        earliest = chosen.group_by("exchange_id", use_threads=False).aggregate([("at_us", "min")])
         return dict(
             zip(earliest["exchange_id"].to_pylist(), (earliest["at_us_min"].to_numpy() // 1000).tolist(), strict=True)
         )

@@ -355,7 +355,7 @@ class Pipeline:
             lone = not self._held and len(partitions) <= 1 and partitions >= set(ends)
             arrivals = None
             if lone and read is not None:  # its usage may be judged at the end of the batch, at once
-                arrivals = self.surveillance.begin_batch(next(iter(partitions)), read.earliest())
+                arrivals = self.surveillance.begin_batch(next(iter(partitions)))
             if read is not None and arrivals is None:
                 _usage_rows(decoded, columnar, read)
         started = time.perf_counter()
@@ -448,6 +448,7 @@ class Pipeline:
         taken, partitions, offsets = self._remember_usage(decoded, in_batch, keys, events, usage_at_ms, rows)
         dedup_s = time.perf_counter() - looked_up
         at_ms = usage_at_ms[taken]
+        self.surveillance.sight_ahead(read.earliest(in_columns[taken]))
         latest = np.maximum.accumulate(at_ms).tolist()
         before = np.searchsorted(in_batch[taken], [place for place, _ in others]).tolist()
         next_key, passed = iter(enumerate(keys[len(usage_keys) :], len(usage_keys))).__next__, 0

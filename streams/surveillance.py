@@ -32,8 +32,8 @@ from streams.detectors import build_detectors
 from streams.detectors.base import (
     Detector,
     Finding,
-    IgnoresSightings,
     MarketContext,
+    SightsAhead,
     TakesBatches,
     TakesSightings,
 )
@@ -74,6 +74,7 @@ class Arrivals:
     at: list[int] = field(default_factory=list)
     usage_before: list[int] = field(default_factory=list)  # first-seen usage events that came before each
     usage_passed: int = 0  # usage events event time has passed (`pass_usage`)
+    failed: list[DetectorFailed] = field(default_factory=list)  # rules that raised sighting the usage ahead
     # Products a `list` event of this batch changed the classification of: their listings as the batch began,
     # and after each `list` event of theirs since (with the usage events before it).
     before: dict[str, dict[str, ProductListing]] = field(default_factory=dict)
@@ -130,6 +131,7 @@ class Surveillance:
             for kind, rules in observers.items()
         }
         self._usage_others = [d for d in observers[Usage] if d not in self._batch_takers]
+        self._sights_ahead = all(isinstance(d, SightsAhead) for d in self._usage_others)
         self._arrivals: Arrivals | None = None
 
     @property
@@ -174,21 +176,30 @@ class Surveillance:
             self._arrived(arrivals, event.exchange_id, event.event_id, event.at_ms)
         return observed
 
-    def begin_batch(self, partition: int, usage_from: Mapping[str, int]) -> Arrivals | None:
-        """Take this batch's usage (of `partition`; `usage_from`: who sent it, and the earliest event time of
-        each, ms) at its end, at once, where that finds exactly what sighting each event in its place would:
-        event time is the latest event time so far (one partition), and each rule that sights usage either takes
-        batches whole (it then takes every event of the batch at its end) or would ignore these sightings.
-        The caller then observes the batch's other events in order, telling first how much usage came before
-        each (`pass_usage`), and gives the usage to `end_batch`. None: sight it one by one."""
-        if not self.enrich or Usage not in self._sighting or not self.clock.alone(partition):
+    def begin_batch(self, partition: int) -> Arrivals | None:
+        """Take this batch's usage (of `partition`) at its end, at once, where that finds exactly what sighting
+        each event in its place would: event time is the latest event time so far (one partition), and each rule
+        that sights usage either takes batches whole (it then takes every event of the batch at its end) or
+        sights a batch's usage ahead (`sight_ahead`). The caller then tells the first-seen usage to `sight_ahead`
+        and observes the batch's other events in order, telling first how much usage came before each
+        (`pass_usage`), and gives the usage to `end_batch`. None: sight it one by one."""
+        if not self.enrich or Usage not in self._sighting or not self._sights_ahead or not self.clock.alone(partition):
             return None
-        for detector in self._usage_others:
-            if not (isinstance(detector, IgnoresSightings) and detector.ignores_sightings(usage_from)):
-                return None
         self._arrivals = Arrivals(partition, self.ctx.watermark_ms)
         self._observing = self._in_batches
         return self._arrivals
+
+    def sight_ahead(self, earliest: Mapping[str, int]) -> None:
+        """The batch's first-seen usage, as the earliest event time (ms) of each exchange's, to the rules that
+        sight usage but do not take batches whole: before its other events are observed. A rule that raises
+        misses them (`end_batch` tells)."""
+        arrivals = self._arrivals
+        assert arrivals is not None, "sight_ahead without begin_batch"
+        for detector in self._usage_others:
+            try:
+                detector.sight_ahead(earliest)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 (a rule with a bug misses this batch; the market goes on)
+                arrivals.failed.append(DetectorFailed(detector.kind, exc))
 
     def pass_usage(self, count: int, latest_ms: int) -> None:
         """`count` first-seen usage events of the batch came so far, the latest of those since the previous call
@@ -213,12 +224,12 @@ class Surveillance:
         times = np.empty(len(at) + others, np.int64)
         times[usage_slots], times[other_slots] = at, arrivals.at
         if not len(times):
-            return Judged(np.zeros(0, np.bool_), [], [])
+            return Judged(np.zeros(0, np.bool_), [], arrivals.failed)
         watermarks = np.maximum.accumulate(np.maximum(times, arrivals.watermark_ms))
         previous = np.concatenate(([arrivals.watermark_ms], watermarks[:-1]))
         late = at < previous[usage_slots] - ctx.allowed_lateness_ms
         findings: list[Finding] = []
-        failed: list[DetectorFailed] = []
+        failed = arrivals.failed
         if self._batch_takers:
             senders, named = np.empty(len(times), object), np.empty(len(times), object)
             senders[usage_slots], senders[other_slots] = exchange_ids, arrivals.exchange_ids

@@ -100,13 +100,13 @@ class TakesBatches(Protocol):
 
 
 @runtime_checkable
-class IgnoresSightings(Protocol):
-    """A rule that sights events other than trades, whose sightings often change nothing (they may then be
-    skipped)."""
+class SightsAhead(Protocol):
+    """A rule that sights events other than trades, where sighting a batch's once per exchange, at the earliest of
+    them and ahead of the batch's other events, leaves it exactly as sighting each in its place would (until
+    `advance`): a batch's usage can then be taken at its end (`Surveillance.begin_batch`)."""
 
-    def ignores_sightings(self, earliest: Mapping[str, int]) -> bool:
-        """Whether sighting events of these exchanges, none older than `earliest[exchange_id]` (ms), would change
-        nothing now (until `advance`)."""
+    def sight_ahead(self, earliest: Mapping[str, int]) -> None:
+        """Sight these exchanges' events, the earliest of each at `earliest[exchange_id]` (ms)."""
         ...
 
 

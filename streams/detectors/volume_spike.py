@@ -75,14 +75,12 @@ class VolumeSpike(EventTimeDetector):
         self._seen(exchange_id, at // MINUTE_MS)
         return []
 
-    def ignores_sightings(self, earliest: Mapping[str, int]) -> bool:
-        """A sighting only creates an exchange's windows or moves their start earlier, before any closed."""
-        exchanges = self._exchanges
+    def sight_ahead(self, earliest: Mapping[str, int]) -> None:
+        """A sighting only creates an exchange's windows or moves their start earlier while none has closed (and
+        none closes before `advance`): the earliest sighting of each exchange, taken first, leaves the windows as
+        the sightings one by one would, and a trade observed after it is counted as it would have been."""
         for exchange_id, at in earliest.items():
-            state = exchanges.get(exchange_id)
-            if state is None or (not state.closed and at // MINUTE_MS < state.next_minute):
-                return False
-        return True
+            self._seen(exchange_id, at // MINUTE_MS)
 
     def _seen(self, exchange_id: str, minute: int) -> ExchangeWindows:
         """The exchange's windows, which start at the first minute it was seen in (any event type)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from streams.decode import Rejection, decode
 from streams.detectors import build_detectors
 from streams.detectors.base import Finding
 from streams.detectors.exchange_silent import ExchangeSilent
+from streams.detectors.volume_spike import VolumeSpike
 from streams.pipeline import Message, Pipeline
 from streams.surveillance import Surveillance
 
@@ -145,6 +147,50 @@ def run(values: list[bytes], as_columns: bool, batch: int) -> tuple[MemoryStore,
     return store, published
 
 
+def test_a_resent_usage_stamped_earlier_does_not_move_back_when_its_exchange_was_first_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`volume_spike` counts an exchange's windows from the minute it was first seen. A batch taken whole gives it
+    its first-seen usage ahead of the other events (`Surveillance.sight_ahead`), as one by one: a duplicate
+    stamped an hour earlier is not sighted either way."""
+    judged_whole: list[int] = []
+    end_batch = Surveillance.end_batch
+
+    def counted_batch(surveillance: Surveillance, *usage: Any) -> Any:
+        judged_whole.append(1)
+        return end_batch(surveillance, *usage)
+
+    monkeypatch.setattr(Surveillance, "end_batch", counted_batch)
+    batches = [
+        [usage(event_id="U-1", occurred_at="2026-11-20T09:10:00+08:00")],
+        [
+            usage(event_id="U-1", occurred_at="2026-11-20T08:10:00+08:00"),
+            usage(event_id="U-2", occurred_at="2026-11-20T09:20:00+08:00"),
+        ],
+    ]
+    first_minutes = []
+    for as_columns in (True, False):
+        running = Pipeline(
+            Settings(usage_as_columns=as_columns), MemoryStore(), _ignore, topic_id="log", reader=MemoryState
+        )
+        running.restore()
+        offset = 0
+        for values in batches:
+            messages = [Message("dm.events", 0, offset + i, None, v) for i, v in enumerate(values)]
+            asyncio.run(running.handle(messages, {0: 3}))
+            offset += len(values)
+        spike = next(d for d in running.surveillance.detectors if d.kind == "volume_spike")
+        windows = spike._exchanges[USAGE["exchange_id"]]  # type: ignore[attr-defined]
+        first_minutes.append(windows.next_minute - windows.closed)  # windows closed since first seen
+    assert len(judged_whole) == 2  # both batches with usage as columns, none with usage as events
+    ten_past = int(datetime(2026, 11, 20, 1, 10, tzinfo=UTC).timestamp()) // 60
+    assert first_minutes == [ten_past, ten_past]
+
+
+async def _ignore(topic: str, key: bytes | None, value: bytes) -> None:
+    return None
+
+
 def reclassified(values: list[bytes], where: int, n: int) -> bytes:
     """A `list` event, at `where`, of the product used most in the 200 messages around it, by the exchange that
     uses it most there, as another category; the fourth lists the edge cases' product, listed nowhere before."""
@@ -207,7 +253,7 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     monkeypatch.setattr(Surveillance, "end_batch", counted_batch)
     columns_store, columns_alerts = run(values, as_columns=True, batch=batch)
     assert 0 < len(one_by_one) <= len(EDGES)  # only edge cases: the columns read the rest
-    assert len(judged_whole) > 0.5 * len(values) / batch  # most batches: the first ones sight usage one by one
+    assert len(judged_whole) == -(-len(values) // batch)  # every batch, the first ones (new exchanges) too
     events_store, events_alerts = run(values, as_columns=False, batch=batch)
     assert {json.loads(a)["kind"] for a in events_alerts} == set(KINDS)
     # The same alerts; within one batch `exchange_silent`'s come after the others when the batch is taken whole
@@ -238,10 +284,21 @@ class FailingOnBatches(ExchangeSilent):
         raise ZeroDivisionError("no events")
 
 
-def test_a_rule_failing_on_a_batch_taken_whole_misses_it_and_the_events_are_stored_all_the_same() -> None:
+class FailingAhead(VolumeSpike):
+    """Test double: `volume_spike` with a bug that only sighting a batch's usage ahead hits."""
+
+    def sight_ahead(self, earliest: Mapping[str, int]) -> None:
+        raise ZeroDivisionError("no usage")
+
+
+@pytest.mark.parametrize("failing", [FailingOnBatches, FailingAhead])
+def test_a_rule_failing_on_a_batch_taken_whole_misses_it_and_the_events_are_stored_all_the_same(
+    failing: type[ExchangeSilent | VolumeSpike],
+) -> None:
     values = simulated(duration_s=600.0, rate=8.0)
     settings = Settings()
-    rules = [d for d in build_detectors(settings.rules) if d.kind != "exchange_silent"] + [FailingOnBatches()]
+    rule = failing()
+    rules = [d for d in build_detectors(settings.rules) if d.kind != rule.kind] + [rule]
     surveillance = Surveillance(settings.rules, settings.allowed_lateness_s * 1000, rules)
     store = MemoryStore()
 
@@ -250,11 +307,11 @@ def test_a_rule_failing_on_a_batch_taken_whole_misses_it_and_the_events_are_stor
 
     running = Pipeline(settings, store, publish, topic_id="log", surveillance=surveillance, reader=MemoryState)
     running.restore()
-    errors = metrics.DETECTOR_ERRORS.labels(detector="exchange_silent")
+    errors = metrics.DETECTOR_ERRORS.labels(detector=rule.kind)
     before = errors._value.get()
     for first in range(0, len(values), 500):
         messages = [Message("dm.events", 0, first + i, None, v) for i, v in enumerate(values[first : first + 500])]
         asyncio.run(running.handle(messages, {0: len(values)}))
     stored = sum(len(store.pylist(table)) for table in ("usage", "trades", "listings", "heartbeats"))
     assert stored == len(values) and not store.pylist("rejected_events")
-    assert errors._value.get() > before  # counted, batch after batch (the first ones sight usage one by one)
+    assert errors._value.get() >= before + len(values) // 500  # counted, every batch

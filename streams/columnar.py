@@ -188,19 +188,22 @@ class TakenUsage:
 
     columns: UsageColumns
     taken: list[tuple[int, bool, Dims, int, int]] = field(default_factory=list)  # (row, late, dims, partition, offset)
-    # Or the same as columns, taken at once (a batch's usage judged whole).
-    whole: tuple[np.ndarray, np.ndarray, list[Dims], np.ndarray, np.ndarray] | None = None
+    # Or the same as columns, taken at once (a batch's usage judged whole), each row's dims as a position in a list.
+    whole: WholeUsage | None = None
 
     def add(self, row: int, late: bool, dims: Dims, partition: int, offset: int) -> None:
         self.taken.append((row, late, dims, partition, offset))
 
     def table(self) -> pa.Table:
         """The `usage` table's columns of these rows (`sinks.clickhouse.batches.event_columns`)."""
-        rows, late, dims, partitions, offsets = self.whole or zip(*self.taken, strict=True)
+        if self.whole is not None:
+            rows, late, kinds, of_row, partitions, offsets = self.whole
+        else:
+            rows, late, dims, partitions, offsets = zip(*self.taken, strict=True)
+            codes: dict[int, int] = {}  # id of a Dims -> its code (a product's Dims is one object, shared)
+            of_row = np.array([codes.setdefault(id(kind), len(codes)) for kind in dims], np.int32)
+            kinds = list({id(kind): kind for kind in dims}.values())  # in the order of their codes
         take = np.array(rows, np.int64)
-        codes: dict[int, int] = {}  # id of a Dims -> its code (a product's Dims is one object, shared)
-        of_row = [codes.setdefault(id(kind), len(codes)) for kind in dims]
-        kinds = list({id(kind): kind for kind in dims}.values())  # in the order of their codes
         return event_columns(
             "usage",
             self.columns.table.take(take),
@@ -209,5 +212,16 @@ class TakenUsage:
             np.array(partitions, np.int32),
             np.array(offsets, np.int64),
             kinds,
-            np.array(of_row, np.int32),
+            np.asarray(of_row, np.int32),
         )
+
+
+class WholeUsage(NamedTuple):
+    """A batch's usage taken at once, as columns (`TakenUsage.whole`)."""
+
+    rows: np.ndarray  # in its `UsageColumns`
+    late: np.ndarray
+    kinds: list[Dims]
+    of_row: np.ndarray  # per row, the position of its classification in `kinds`
+    partitions: np.ndarray
+    offsets: np.ndarray

@@ -47,7 +47,7 @@ from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Staged, Write
 from sinks.prometheus import stage
 from streams.alignment import align
-from streams.columnar import TakenUsage, UsageColumns, UsageRow, candidates, decode_usage
+from streams.columnar import TakenUsage, UsageColumns, UsageRow, WholeUsage, candidates, decode_usage
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
 from streams.detectors import Scope, build_detectors
@@ -360,8 +360,9 @@ class Pipeline:
                 _usage_rows(decoded, columnar, read)
         started = time.perf_counter()
         if arrivals is not None:
-            usage, dedup_s = self._take_whole(decoded, columnar, read, arrivals, rows, minutes)  # type: ignore[arg-type]
-            ranges = {(messages[0].topic, next(iter(partitions))): [message.offset for message in messages]}
+            offsets = [message.offset for message in messages]
+            usage, dedup_s = self._take_whole(decoded, columnar, read, arrivals, np.array(offsets), rows, minutes)  # type: ignore[arg-type]
+            ranges = {(messages[0].topic, arrivals.partition): offsets}
         else:
             usage, ranges, dedup_s = self._take_each(decoded, lone, ends, rows, minutes)
         for (_, partition), offsets in ranges.items():  # never back: a seek may fetch records taken already
@@ -429,12 +430,13 @@ class Pipeline:
         columnar: list[int],
         read: UsageColumns,
         arrivals: Arrivals,
+        offsets: np.ndarray,
         rows: BatchRows,
         minutes: set[int],
     ) -> tuple[list[TakenUsage], float]:
         """One partition's batch with its usage judged at the end, at once (`Surveillance.begin_batch`): only
-        the other records are taken one by one, in order, event time passing the usage before each. Returns the
-        usage taken and the seconds spent on dedup."""
+        the other records are taken one by one, in order, event time passing the usage before each (`offsets`:
+        the batch's, in order). Returns the usage taken and the seconds spent on dedup."""
         looked_up = time.perf_counter()
         in_batch = np.asarray(columnar, np.int64)[read.ok]  # the usage's places in the batch
         in_columns = np.flatnonzero(read.ok)  # and in its columns
@@ -445,10 +447,10 @@ class Pipeline:
         events = [place for place, (_, outcome) in others if type(outcome) not in _NOT_EVENTS]
         keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]
         usage_at_ms = read.at_us[in_columns] // 1000
-        taken, partitions, offsets = self._remember_usage(decoded, in_batch, keys, events, usage_at_ms, rows)
+        taken = self._remember_usage(decoded, in_batch, keys, events, usage_at_ms, arrivals.partition, offsets, rows)
         dedup_s = time.perf_counter() - looked_up
-        at_ms = usage_at_ms[taken]
-        self.surveillance.sight_ahead(read.earliest(in_columns[taken]))
+        at_ms, taken_rows = usage_at_ms[taken], in_columns[taken]
+        self.surveillance.sight_ahead(read.earliest(taken_rows))
         latest = np.maximum.accumulate(at_ms).tolist()
         before = np.searchsorted(in_batch[taken], [place for place, _ in others]).tolist()
         next_key, passed = iter(enumerate(keys[len(usage_keys) :], len(usage_keys))).__next__, 0
@@ -457,20 +459,22 @@ class Pipeline:
                 self.surveillance.pass_usage(usage_before, latest[usage_before - 1])
                 passed = usage_before
             self._take(message, outcome, next_key, rows, minutes)
-        taken_keys = [usage_keys[n] for n in taken.tolist()]
-        exchange_ids, event_ids = (list(column) for column in zip(*taken_keys, strict=True)) if taken_keys else ([], [])
-        judged = self.surveillance.end_batch(exchange_ids, event_ids, at_ms)
+        exchange_ids = read.table.column("exchange_id").take(taken_rows).combine_chunks()
+        event_ids = read.table.column("event_id").take(taken_rows).to_pylist()
+        judged = self.surveillance.end_batch(exchange_ids.to_pylist(), event_ids, at_ms)
         for failure in judged.failed:
             metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
             log.error("detector failed on a batch's events; it missed them", extra={"detector": failure.kind})
         rows.alerts.extend(judged.alerts)
         if not len(taken):
             return [], dedup_s
-        products = [read.products[row] for row in in_columns[taken].tolist()]
-        dims = self.surveillance.classify_batch(arrivals, exchange_ids, products)  # type: ignore[arg-type]
+        products = read.table.column("product_id").take(taken_rows).combine_chunks()
+        kinds, of_row = self.surveillance.classify_batch(arrivals, exchange_ids, products)
         on_time = at_ms[~judged.late]
         minutes.update(np.unique(on_time - on_time % MINUTE_MS).tolist())
-        return [TakenUsage(read, whole=(in_columns[taken], judged.late, dims, partitions, offsets))], dedup_s
+        partitions = np.full(len(taken), arrivals.partition)
+        whole = WholeUsage(taken_rows, judged.late, kinds, of_row, partitions, offsets[in_batch[taken]])
+        return [TakenUsage(read, whole=whole)], dedup_s
 
     def _remember_usage(
         self,
@@ -479,11 +483,13 @@ class Pipeline:
         keys: list[tuple[str, str]],
         events: list[int],
         at_ms: np.ndarray,
+        partition: int,
+        offsets: np.ndarray,
         rows: BatchRows,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The batch's duplicates among its usage (at `in_batch` in the batch; `keys`: the usage's first, then
-        the other events', at `events`), found with arrays; the first-seen usage remembered. Returns which of
-        the usage is first seen, with its partitions and offsets."""
+    ) -> np.ndarray:
+        """The batch's duplicates among its usage (at `in_batch` in the batch of `partition`, whose `offsets` are
+        given; `keys`: the usage's first, then the other events', at `events`), found with arrays; the first-seen
+        usage remembered. Returns which of the usage is first seen."""
         count = len(in_batch)
         self.index.begin(keys)
         first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))
@@ -501,14 +507,10 @@ class Pipeline:
                 Duplicate(message.topic, message.partition, message.offset, *keys[copy], "usage", *place)  # type: ignore[misc]
             )
         taken = np.flatnonzero(seen)
-        messages = [decoded[place][0] for place in in_batch.tolist()]
-        findable = {
-            keys[n]: (messages[n].partition, messages[n].offset) for n in np.flatnonzero(copied & seen).tolist()
-        }
-        partitions = np.array([messages[n].partition for n in taken.tolist()], np.int64)
-        offsets = np.array([messages[n].offset for n in taken.tolist()], np.int64)
-        self.index.add_block(taken, partitions, offsets, at_ms[taken], findable)
-        return taken, partitions, offsets
+        findable = {keys[n]: (partition, int(offsets[in_batch[n]])) for n in np.flatnonzero(copied & seen).tolist()}
+        taken_offsets = offsets[in_batch[taken]]
+        self.index.add_block(taken, np.full(len(taken), partition), taken_offsets, at_ms[taken], findable)
+        return taken
 
     def _take(
         self,

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
@@ -242,25 +244,36 @@ class Surveillance:
                     failed.append(DetectorFailed(detector.kind, exc))
         return Judged(late, self._admit(findings) if findings else [], failed)
 
-    def classify_batch(self, arrivals: Arrivals, exchange_ids: Sequence[str], product_ids: Sequence[str]) -> list[Dims]:
+    def classify_batch(
+        self, arrivals: Arrivals, exchange_ids: pa.Array, product_ids: pa.Array
+    ) -> tuple[list[Dims], np.ndarray]:
         """The batch's first-seen usage classified, each from the book as it stood when it came: as the batch
-        began, except a product a `list` event of the batch changed."""
+        began, except a product a `list` event of the batch changed. Returns the classifications found and, per
+        event, the position of its own among them: one book lookup per exchange and product, not per event."""
         by_product, before, after = self.book.by_product, arrivals.before, arrivals.after
-        known: dict[tuple[str, str], Dims] = {}
-        classified = []
-        for number, pair in enumerate(zip(exchange_ids, product_ids, strict=True)):
-            exchange_id, product_id = pair
-            if product_id in before:  # rare: the book changed under it during the batch
-                changes = after[product_id]
+        exchanges, products = exchange_ids.dictionary_encode(), product_ids.dictionary_encode()
+        exchange_names, product_names = exchanges.dictionary.to_pylist(), products.dictionary.to_pylist()
+        width = len(product_names)
+        pair_of_row = exchanges.indices.to_numpy().astype(np.int64) * width + products.indices.to_numpy()
+        present = np.zeros(len(exchange_names) * width, np.bool_)  # exchanges are the registry's: a few dozen
+        present[pair_of_row] = True
+        pairs = np.flatnonzero(present)
+        code_of_pair = np.empty(len(present), np.int64)
+        code_of_pair[pairs] = np.arange(len(pairs))
+        codes = code_of_pair[pair_of_row]
+        kinds = [
+            dims_among(by_product.get(product_names[p % width]), exchange_names[p // width]) for p in pairs.tolist()
+        ]
+        if before:  # rare: the book changed under some of them during the batch
+            changed = pc.is_in(product_ids, value_set=pa.array(list(before), pa.string()))
+            for number in np.flatnonzero(changed.to_numpy(zero_copy_only=False)).tolist():
+                pair = int(pair_of_row[number])
+                changes = after[product_names[pair % width]]
                 since = bisect_right(changes, number, key=lambda change: change[0])
-                listings = changes[since - 1][1] if since else before[product_id]
-                classified.append(dims_among(listings, exchange_id))
-                continue
-            dims = known.get(pair)
-            if dims is None:
-                dims = known[pair] = dims_among(by_product.get(product_id), exchange_id)
-            classified.append(dims)
-        return classified
+                listings = changes[since - 1][1] if since else before[product_names[pair % width]]
+                codes[number] = len(kinds)
+                kinds.append(dims_among(listings, exchange_names[pair // width]))
+        return kinds, codes
 
     def _relist(self, arrivals: Arrivals, listing: Listing) -> None:
         """Apply a `list` event during a batch. If it changes how any exchange's usage of the product is

@@ -70,13 +70,12 @@ class UsageColumns:
     keys: list[tuple[str, str]]  # (exchange_id, event_id) per row
     products: list[str | None]  # product_id per row
 
-    def earliest(self, rows: np.ndarray) -> dict[str, int]:
-        """Per exchange, the earliest event time (ms) among these rows."""
-        chosen = pa.table({"exchange_id": self.table.column("exchange_id").take(rows), "at_us": self.at_us[rows]})
-        earliest = chosen.group_by("exchange_id", use_threads=False).aggregate([("at_us", "min")])
-        return dict(
-            zip(earliest["exchange_id"].to_pylist(), (earliest["at_us_min"].to_numpy() // 1000).tolist(), strict=True)
-        )
+
+def earliest(exchange_ids: pa.Array, at_ms: np.ndarray) -> dict[str, int]:
+    """Per exchange, the earliest of these events' times (ms)."""
+    chosen = pa.table({"exchange_id": exchange_ids, "at_ms": at_ms})
+    first = chosen.group_by("exchange_id", use_threads=False).aggregate([("at_ms", "min")])
+    return dict(zip(first["exchange_id"].to_pylist(), first["at_ms_min"].to_pylist(), strict=True))
 
 
 def candidates(values: Sequence[bytes | None]) -> list[bool]:

@@ -47,7 +47,7 @@ from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Staged, Write
 from sinks.prometheus import stage
 from streams.alignment import align
-from streams.columnar import TakenUsage, UsageColumns, UsageRow, WholeUsage, candidates, decode_usage
+from streams.columnar import TakenUsage, UsageColumns, UsageRow, WholeUsage, candidates, decode_usage, earliest
 from streams.decode import REASONS, Rejection, decode
 from streams.dedup import EventIndex, Progress
 from streams.detectors import Scope, build_detectors
@@ -447,10 +447,13 @@ class Pipeline:
         events = [place for place, (_, outcome) in others if type(outcome) not in _NOT_EVENTS]
         keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]
         usage_at_ms = read.at_us[in_columns] // 1000
-        taken = self._remember_usage(decoded, in_batch, keys, events, usage_at_ms, arrivals.partition, offsets, rows)
+        taken, partitions, taken_offsets = self._remember_usage(
+            decoded, in_batch, keys, events, usage_at_ms, arrivals.partition, offsets, rows
+        )
         dedup_s = time.perf_counter() - looked_up
         at_ms, taken_rows = usage_at_ms[taken], in_columns[taken]
-        self.surveillance.sight_ahead(read.earliest(taken_rows))
+        exchange_ids = read.table.column("exchange_id").take(taken_rows).combine_chunks()
+        self.surveillance.sight_ahead(earliest(exchange_ids, at_ms))
         latest = np.maximum.accumulate(at_ms).tolist()
         before = np.searchsorted(in_batch[taken], [place for place, _ in others]).tolist()
         next_key, passed = iter(enumerate(keys[len(usage_keys) :], len(usage_keys))).__next__, 0
@@ -459,7 +462,6 @@ class Pipeline:
                 self.surveillance.pass_usage(usage_before, latest[usage_before - 1])
                 passed = usage_before
             self._take(message, outcome, next_key, rows, minutes)
-        exchange_ids = read.table.column("exchange_id").take(taken_rows).combine_chunks()
         event_ids = read.table.column("event_id").take(taken_rows).to_pylist()
         judged = self.surveillance.end_batch(exchange_ids.to_pylist(), event_ids, at_ms)
         for failure in judged.failed:
@@ -472,8 +474,7 @@ class Pipeline:
         kinds, of_row = self.surveillance.classify_batch(arrivals, exchange_ids, products)
         on_time = at_ms[~judged.late]
         minutes.update(np.unique(on_time - on_time % MINUTE_MS).tolist())
-        partitions = np.full(len(taken), arrivals.partition)
-        whole = WholeUsage(taken_rows, judged.late, kinds, of_row, partitions, offsets[in_batch[taken]])
+        whole = WholeUsage(taken_rows, judged.late, kinds, of_row, partitions, taken_offsets)
         return [TakenUsage(read, whole=whole)], dedup_s
 
     def _remember_usage(
@@ -486,10 +487,10 @@ class Pipeline:
         partition: int,
         offsets: np.ndarray,
         rows: BatchRows,
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The batch's duplicates among its usage (at `in_batch` in the batch of `partition`, whose `offsets` are
         given; `keys`: the usage's first, then the other events', at `events`), found with arrays; the first-seen
-        usage remembered. Returns which of the usage is first seen."""
+        usage remembered. Returns which of the usage is first seen, with its partitions and offsets."""
         count = len(in_batch)
         self.index.begin(keys)
         first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))
@@ -508,9 +509,9 @@ class Pipeline:
             )
         taken = np.flatnonzero(seen)
         findable = {keys[n]: (partition, int(offsets[in_batch[n]])) for n in np.flatnonzero(copied & seen).tolist()}
-        taken_offsets = offsets[in_batch[taken]]
-        self.index.add_block(taken, np.full(len(taken), partition), taken_offsets, at_ms[taken], findable)
-        return taken
+        partitions, taken_offsets = np.full(len(taken), partition), offsets[in_batch[taken]]
+        self.index.add_block(taken, partitions, taken_offsets, at_ms[taken], findable)
+        return taken, partitions, taken_offsets
 
     def _take(
         self,

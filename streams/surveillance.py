@@ -268,9 +268,10 @@ class Surveillance:
             changed = pc.is_in(product_ids, value_set=pa.array(list(before), pa.string()))
             for number in np.flatnonzero(changed.to_numpy(zero_copy_only=False)).tolist():
                 pair = int(pair_of_row[number])
-                changes = after[product_names[pair % width]]
+                product_id = product_names[pair % width]
+                changes = after[product_id]
                 since = bisect_right(changes, number, key=lambda change: change[0])
-                listings = changes[since - 1][1] if since else before[product_names[pair % width]]
+                listings = changes[since - 1][1] if since else before[product_id]
                 codes[number] = len(kinds)
                 kinds.append(dims_among(listings, exchange_names[pair // width]))
         return kinds, codes

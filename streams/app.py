@@ -229,6 +229,12 @@ class MonitorWorker:
     async def _new_pipeline(self) -> Pipeline:
         kafka = self.settings.kafka
         log_id = await asyncio.to_thread(topic_id, kafka, kafka.events_topic)
+        if not log_id:
+            log.warning(
+                "the broker reports no topic ids (Kafka before 2.8): progress marks cannot tell a recreated "
+                "topic from the old one; after recreating it, start on a new store",
+                extra={"topic": kafka.events_topic},
+            )
         forward = self.webhook.forward if self.webhook is not None else None
         scope, leads = self._role = self._wanted_role()
         pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id, forward=forward, scope=scope)

@@ -139,12 +139,22 @@ def _create_missing(kafka: KafkaSettings, timeout_s: float) -> None:
 def topic_id(kafka: KafkaSettings, topic: str, timeout_s: float = 30.0) -> str:
     """The topic's UUID: it changes when the topic is recreated (or an in-memory broker restarts).
 
-    The worker ties its progress marks to it, so offsets of a new log are never mistaken
-    for offsets it already processed. Empty if the broker does not report topic ids.
+    The worker ties its progress marks to it, so offsets of a new log are never mistaken for offsets it
+    already processed. A describe answered with an error (the topic not known to that broker yet) is asked
+    again, never taken for "no id": the marks of every log without one are shared. Empty only if the broker
+    answers without error and without an id (Kafka before 2.8).
     """
+    deadline = time.monotonic() + timeout_s
     admin = KafkaAdminClient(**client_options(kafka), client_id="dmm-admin", bootstrap_timeout_ms=int(timeout_s * 1000))
     try:
-        described = admin.describe_topics([topic])
+        while True:
+            described = admin.describe_topics([topic])[0]
+            if described["error_code"] == 0:
+                found = str(described.get("topic_id") or "")
+                return "" if found.strip("0-") == "" else found  # the null UUID is no id either
+            if time.monotonic() > deadline:
+                error = for_code(described["error_code"])
+                raise error(f"describing topic {topic} on {kafka.bootstrap}: {error.description}")
+            time.sleep(0.2)
     finally:
         admin.close()
-    return str(described[0].get("topic_id") or "") if described else ""

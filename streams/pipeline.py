@@ -190,6 +190,7 @@ class Pipeline:
                 "watermark_ms": watermark_ms,
                 "products": len(self.surveillance.book.by_product),
                 "dedup_index": len(self.index),
+                "log_id": self.progress.topic_id,
                 "partition_marks": self.progress.marks,
                 "stray_offsets": len(self.progress.stray),
                 "dirty_windows": len(self.windows.dirty),

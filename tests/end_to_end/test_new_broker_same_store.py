@@ -11,12 +11,15 @@ import json
 from pathlib import Path
 
 import pytest
+from kafka import KafkaConsumer
 
 from dmm.broker import free_port
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
 from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
+from settings import KafkaSettings, Settings
+from streams.kafka_client import client_options
 from tests.end_to_end.conftest import stack_settings
 
 pytestmark = pytest.mark.slow
@@ -34,9 +37,20 @@ def _file(path: Path, suffix: str) -> Path:
     return path
 
 
-def _counts(settings: object) -> dict[str, int]:
+def _logged_ids(kafka: KafkaSettings) -> list[str]:
+    """Event ids as the broker holds them, in offset order: what the worker was given."""
+    consumer = KafkaConsumer(
+        kafka.events_topic, **client_options(kafka), auto_offset_reset="earliest", consumer_timeout_ms=3000
+    )
+    try:
+        return [json.loads(message.value)["event_id"] for message in consumer]
+    finally:
+        consumer.close()
+
+
+def _counts(settings: Settings) -> dict[str, int]:
     row = query_rows(
-        settings,  # type: ignore[arg-type]
+        settings,
         "SELECT (SELECT count() FROM datamarket.trades) AS trades, "
         "(SELECT count() FROM datamarket.heartbeats) AS heartbeats, "
         "(SELECT count() FROM datamarket.duplicate_events) AS duplicates",
@@ -59,4 +73,6 @@ def test_a_fresh_broker_on_the_same_store_loses_nothing(tmp_path: Path) -> None:
             replay_file(second, producer)  # new events at offsets 0..3, already marked in the old log
             replay_file(first, producer)  # the first file again: duplicates
         wait_until_drained(stack.settings, timeout=60)
-        assert _counts(stack.settings) == {"trades": 2, "heartbeats": 2, "duplicates": 4}
+        assert [i[-2:] for i in _logged_ids(stack.settings.kafka)] == ["-b"] * 4 + ["-a"] * 4
+        restored = [line for line in stack.worker_log.read_text().splitlines() if "state restored" in line]
+        assert _counts(stack.settings) == {"trades": 2, "heartbeats": 2, "duplicates": 4}, restored

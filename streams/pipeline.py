@@ -327,7 +327,7 @@ class Pipeline:
     def _process(
         self, messages: Sequence[Record], ends: Mapping[int, int | None]
     ) -> tuple[BatchRows, set[int], list[TakenUsage]]:
-        rows = BatchRows()
+        rows = BatchRows(log_id=self.progress.topic_id)
         minutes: set[int] = set()
         with stage("decode"):
             decoded: list[Decoded] = list(self._held)

@@ -23,11 +23,14 @@ CREATE ROLE IF NOT EXISTS dmm_writer;
 GRANT CREATE DATABASE ON datamarket.* TO dmm_writer;
 GRANT CREATE TABLE ON datamarket.* TO dmm_writer;
 GRANT INSERT, SELECT ON datamarket.* TO dmm_writer;
--- The migration schema.sql carries (for the market stage: an index of the event tables), and nothing else.
+-- The migrations schema.sql carries (for the market stage: an index of the event tables), and nothing else.
 GRANT ALTER ADD INDEX ON datamarket.listings TO dmm_writer;
 GRANT ALTER ADD INDEX ON datamarket.trades TO dmm_writer;
 GRANT ALTER ADD INDEX ON datamarket.usage TO dmm_writer;
 GRANT ALTER ADD INDEX ON datamarket.heartbeats TO dmm_writer;
+-- ... and for rejections and duplicates: the log they came from, added to their key.
+GRANT ALTER ADD COLUMN, ALTER ORDER BY ON datamarket.rejected_events TO dmm_writer;
+GRANT ALTER ADD COLUMN, ALTER ORDER BY ON datamarket.duplicate_events TO dmm_writer;
 
 CREATE ROLE IF NOT EXISTS dmm_read;
 GRANT SELECT ON datamarket.* TO dmm_read;

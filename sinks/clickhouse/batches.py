@@ -86,6 +86,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "rejected_events": pa.schema(
         [
             ("src_topic", pa.string()),
+            ("topic_id", pa.string()),
             ("src_partition", pa.int32()),
             ("src_offset", pa.int64()),
             ("message_key", pa.string()),
@@ -100,6 +101,7 @@ SCHEMAS: dict[str, pa.Schema] = {
     "duplicate_events": pa.schema(
         [
             ("src_topic", pa.string()),
+            ("topic_id", pa.string()),
             ("src_partition", pa.int32()),
             ("src_offset", pa.int64()),
             ("exchange_id", pa.string()),
@@ -214,6 +216,7 @@ class BatchRows:
     duplicates: list[Duplicate] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     markers: list[Marker] = field(default_factory=list)
+    log_id: str = ""  # the topic's id: rejections and duplicates are keyed by offset, and a new log starts at 0
 
     def add(self, stored: StoredEvent) -> None:
         self.events[EVENT_TABLE[type(stored.event)]].append(stored)
@@ -234,6 +237,7 @@ class BatchRows:
                 self.rejected,
                 now,
                 src_topic=lambda r: r.topic,
+                topic_id=lambda _: self.log_id,
                 src_partition=lambda r: r.partition,
                 src_offset=lambda r: r.offset,
                 message_key=lambda r: r.key.decode("utf-8", errors="replace") if r.key is not None else None,
@@ -249,6 +253,7 @@ class BatchRows:
                 self.duplicates,
                 now,
                 src_topic=lambda d: d.topic,
+                topic_id=lambda _: self.log_id,
                 src_partition=lambda d: d.partition,
                 src_offset=lambda d: d.offset,
                 exchange_id=lambda d: d.exchange_id,

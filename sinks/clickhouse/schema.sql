@@ -120,6 +120,7 @@ SETTINGS non_replicated_deduplication_window = 1000;
 CREATE TABLE IF NOT EXISTS datamarket.rejected_events
 (
     src_topic      LowCardinality(String),
+    topic_id       String COMMENT 'the log (see processed_batches): offsets start again in a new one',
     src_partition  Int32,
     src_offset     Int64,
     message_key    Nullable(String),
@@ -131,13 +132,14 @@ CREATE TABLE IF NOT EXISTS datamarket.rejected_events
     received_at    DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (src_topic, src_partition, src_offset)
+ORDER BY (src_topic, src_partition, src_offset, topic_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 -- Every message counted as a duplicate of an event stored earlier.
 CREATE TABLE IF NOT EXISTS datamarket.duplicate_events
 (
     src_topic        LowCardinality(String),
+    topic_id         String COMMENT 'the log (see processed_batches): offsets start again in a new one',
     src_partition    Int32,
     src_offset       Int64,
     exchange_id      LowCardinality(String),
@@ -148,7 +150,7 @@ CREATE TABLE IF NOT EXISTS datamarket.duplicate_events
     received_at      DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree
-ORDER BY (src_topic, src_partition, src_offset)
+ORDER BY (src_topic, src_partition, src_offset, topic_id)
 SETTINGS non_replicated_deduplication_window = 1000;
 
 -- One-minute event-time market aggregate. Rows are recomputed by the worker from the
@@ -301,6 +303,13 @@ ALTER TABLE datamarket.listings ADD INDEX IF NOT EXISTS ingested ingested_at TYP
 ALTER TABLE datamarket.trades ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 ALTER TABLE datamarket.usage ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 ALTER TABLE datamarket.heartbeats ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
+
+-- Stores created before rejections and duplicates named their log: a new log's offsets no longer replace an
+-- old log's rows at the same offsets (rows written before keep an empty topic_id).
+ALTER TABLE datamarket.rejected_events ADD COLUMN IF NOT EXISTS topic_id String AFTER src_topic,
+    MODIFY ORDER BY (src_topic, src_partition, src_offset, topic_id);
+ALTER TABLE datamarket.duplicate_events ADD COLUMN IF NOT EXISTS topic_id String AFTER src_topic,
+    MODIFY ORDER BY (src_topic, src_partition, src_offset, topic_id);
 
 -- Surveillance rules changed at runtime through the dm.rules topic (`dmm rules set`).
 -- On start the worker replays the accepted changes on top of its DMM_RULES__* settings.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import sinks
 from models import EVENT_ADAPTER, Alert, Sighting, Trade
-from sinks.clickhouse.batches import BatchRows, Dims, StoredEvent
+from sinks.clickhouse.batches import BatchRows, Dims, Duplicate, Rejected, StoredEvent
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
 
@@ -82,3 +83,35 @@ def test_the_restore_reads_back_recent_trades_whole_with_their_lateness(tmp_path
     ]
     assert restored[0].trade == trade and restored[0].trade.model_dump() == trade.model_dump()
     assert restored[0].trade.at_ms == trade.at_ms
+
+
+def _offset_zero_of(log_id: str) -> BatchRows:
+    rejected = Rejected("dm.events", 0, 0, None, b"{", "malformed_json", "cut short", "", "")
+    duplicate = Duplicate("dm.events", 0, 1, "SHDEX", "e-1", "trade", 0, 7)
+    return BatchRows(rejected=[rejected], duplicates=[duplicate], log_id=log_id)
+
+
+def test_rejections_and_duplicates_of_a_new_log_keep_those_of_the_old_one_at_the_same_offsets(tmp_path: Path) -> None:
+    """A new broker (or a recreated topic) starts its offsets at 0 again. Keyed by offset alone, its rejection
+    at offset 0 would replace the old log's in every FINAL read (and in merges): one message unaccounted for.
+    A store created before the key named the log gains it, its rows kept (with no log id)."""
+    store = ChdbStore(tmp_path / "chdb")
+    store.command("CREATE DATABASE datamarket")
+    schema = (Path(sinks.__file__).parent / "clickhouse" / "schema.sql").read_text(encoding="utf-8")
+    for table, offset in (("rejected_events", 0), ("duplicate_events", 1)):  # as created before: no log named
+        created = schema[schema.index(f"CREATE TABLE IF NOT EXISTS datamarket.{table}") :]
+        created = created[: created.index(";")]
+        old = "\n".join(line for line in created.splitlines() if not line.lstrip().startswith("topic_id"))
+        store.command(old.replace("src_offset, topic_id)", "src_offset)"))
+        store.command(
+            f"INSERT INTO datamarket.{table} (src_topic, src_partition, src_offset) VALUES ('dm.events', 0, {offset})"
+        )
+    store.apply_schema()
+    store.apply_schema()  # on every start: the change applies once
+    for log_id in ("log-a", "log-b"):
+        for table, batch in _offset_zero_of(log_id).tables().items():
+            store.insert(table, batch, f"{table}-{log_id}")
+    for table in ("rejected_events", "duplicate_events"):
+        kept = store.rows(f"SELECT topic_id FROM datamarket.{table} FINAL ORDER BY topic_id")
+        assert [row["topic_id"] for row in kept] == ["", "log-a", "log-b"]
+    store.close()

@@ -758,8 +758,9 @@ def _rejected(message: Record, reason: str, detail: str, exchange_id: str, event
 
 
 def _token(table: str, rows: BatchRows, count: int) -> str:
-    """Deterministic per (table, offsets, alerts): a retried insert of the same batch is dropped by ClickHouse,
-    and batches without offsets (wall-clock alerts, a batch held back whole) differ by their alerts' keys."""
-    span = ",".join(f"{m.topic}:{m.partition}:{m.first_offset}-{m.last_offset}" for m in rows.markers)
+    """Deterministic per (table, log, offsets, alerts): a retried insert of the same batch is dropped by ClickHouse,
+    and batches without offsets (wall-clock alerts, a batch held back whole) differ by their alerts' keys. The log's
+    id counts: a new broker's batch of offsets 0..3 is not a retry of the old log's (its rows would be dropped)."""
+    span = ",".join(f"{m.topic}:{m.topic_id}:{m.partition}:{m.first_offset}-{m.last_offset}" for m in rows.markers)
     keys = ",".join(alert.dedup_key for alert in rows.alerts) if table == "alerts" or not rows.markers else ""
     return hashlib.sha1(f"{table}|{span}|{count}|{keys}".encode()).hexdigest()

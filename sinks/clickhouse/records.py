@@ -85,5 +85,6 @@ def record_market_progress(store: Store, topic: str, topic_id: str, applied: dic
         {"src_topic": topic, "topic_id": topic_id, "src_partition": p, "applied_offset": o, "recorded_at": now}
         for p, o in sorted(applied.items())
     ]
-    token = "market|" + ",".join(f"{p}:{o}" for p, o in sorted(applied.items()))
+    # The log's id counts: the same offsets of a new log are new progress, not a retried write to drop.
+    token = f"market|{topic}:{topic_id}|" + ",".join(f"{p}:{o}" for p, o in sorted(applied.items()))
     store.insert("market_progress", pa.Table.from_pylist(rows, schema=_MARKET_PROGRESS_SCHEMA), token)

@@ -1,8 +1,9 @@
 """A new in-memory broker (or a recreated topic) restarts offsets at 0: the store must not skip them.
 
 `dmm up` twice on the same `.dmm/chdb` is exactly this: progress marks belong to the old
-log (its topic id), so the new log's messages are processed, and events already stored
-are counted as duplicates, not silently dropped.
+log (its topic id), so the new log's messages are processed, their writes are not taken for
+retries of the old log's at the same offsets, and events already stored are counted as
+duplicates, not silently dropped.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def test_a_fresh_broker_on_the_same_store_loses_nothing(tmp_path: Path) -> None:
     settings.kafka.bootstrap = f"127.0.0.1:{free_port()}"  # a new broker: offsets start at 0 again
     with EmbeddedStack(settings, tmp_path / "two") as stack:
         with EventProducer(stack.settings.kafka) as producer:
-            replay_file(second, producer)  # new events at offsets 0..3, already marked in the old log
+            # New events at offsets 0..3, already marked in the old log, and stored in a batch of the same offsets
+            # as the old log's first (drained before the next file): the same range must not make the same write.
+            replay_file(second, producer)
+            wait_until_drained(stack.settings, timeout=60)
             replay_file(first, producer)  # the first file again: duplicates
         wait_until_drained(stack.settings, timeout=60)
         assert [i[-2:] for i in _logged_ids(stack.settings.kafka)] == ["-b"] * 4 + ["-a"] * 4

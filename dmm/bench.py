@@ -26,12 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from dmm.load_publisher import publish_paced
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained, worker_metrics
-from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
+from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.wire import Message as SimulatedMessage
 from dmm.simulator.wire import rfc3339
 from dmm.stack import EmbeddedStack, WorkerGroup
@@ -176,19 +178,9 @@ def run(
         late_start_s = (datetime.now(UTC) - start).total_seconds()
         if late_start_s > 0.05:
             notes.append(f"live traffic started {late_start_s:.2f} s after its first event time (lag includes it)")
-        else:
-            time.sleep(-late_start_s)
-        published = time.perf_counter()
-        with EventProducer(settings.kafka, linger_ms=1) as producer:
-            behind: list[float] = []
-            published_ms: list[float] = []
-
-            def send(key: bytes | None, value: bytes) -> None:
-                producer.publish_raw(value, key)
-                published_ms.append(time.time() * 1000)
-
-            live = publish_live(messages, send, time_scale=1.0, behind=behind)
-            producer.flush()
+        published = time.perf_counter() + max(0.0, -late_start_s)  # the first message is due then
+        published_ms, behind = asyncio.run(publish_paced(settings.kafka, messages))
+        live = len(published_ms)
         achieved = live / max(time.perf_counter() - published, 1e-3)
         if achieved < 0.95 * len(messages) / live_seconds:
             notes.append(f"the publisher reached only {achieved:,.0f} events/s of the {rate:,.0f} asked")
@@ -407,19 +399,23 @@ def run_queries(
 
 def _live_traffic(seed: int, rate: float, seconds: float) -> tuple[list[SimulatedMessage], datetime]:
     """`rate` x `seconds` simulated messages, generated ahead (no CPU spent on it while they are sent) and
-    re-timed to one every 1/rate s from a start a little later (the simulator's market is slower than a
-    load test needs: its per-minute volumes are realistic)."""
+    re-timed to one every 1/rate s from a start after they are all ready (the simulator's market is slower than
+    a load test needs: its per-minute volumes are realistic). The start leaves time for the re-timing, as long as
+    its first messages took, so that the first are not due before the last are written."""
     count = max(1, int(rate * seconds))
-    lead = 2.0 + count / 20_000  # generous time to generate them
-    start = datetime.now(UTC) + timedelta(seconds=lead)
     simulation = MarketSimulator(
-        SimulationConfig(seed=seed, start=start - timedelta(days=1), duration_s=count / 100, rate=200.0)
+        SimulationConfig(seed=seed, start=datetime.now(UTC) - timedelta(days=1), duration_s=count / 100, rate=200.0)
     )
+    generated = list(islice(simulation.messages(), count))
+    sample = min(len(generated), 2_000)
+    timed = time.perf_counter()
+    for key, value in generated[:sample]:
+        _restamped(value, 0)
+    restamp_s = (time.perf_counter() - timed) / max(sample, 1) * len(generated)
+    start = datetime.now(UTC) + timedelta(seconds=0.5 + 1.5 * restamp_s)
     start_ms = to_ms(start)
     messages = []
-    for index, (key, value) in enumerate(simulation.messages()):
-        if index >= count:
-            break
+    for index, (key, value) in enumerate(generated):
         at_ms = start_ms + int(index * 1000 / rate)
         messages.append(SimulatedMessage(key, _restamped(value, at_ms), at_ms))
     return messages, start

@@ -22,6 +22,7 @@ from dmm.simulator.wire import Message
 from settings import KafkaSettings
 from streams.kafka_client import aiokafka_options
 
+_PARTITIONER = DefaultPartitioner()
 _BATCH_BYTES = 1024 * 1024  # what is due at once, in batches of up to this (a late start makes a backlog)
 
 
@@ -49,7 +50,7 @@ async def publish_paced(kafka: KafkaSettings, messages: Sequence[Message]) -> tu
                 continue
             batches: dict[int, BatchBuilder] = {}
             for message in messages[start:end]:
-                partition = DefaultPartitioner()(message.key, partitions, partitions)
+                partition = _PARTITIONER(message.key, partitions, partitions)
                 batch = batches.get(partition) or batches.setdefault(partition, producer.create_batch())
                 if batch.append(key=message.key, value=message.value, timestamp=None) is None:  # full: send it
                     sent.append(await producer.send_batch(batch, topic, partition=partition))

@@ -12,15 +12,14 @@ import json
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 
 from dmm.broker import free_port
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
 from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
-from settings import KafkaSettings, Settings
-from streams.kafka_client import client_options
+from settings import Settings
+from tests.dmm.readback import read_topic
 from tests.end_to_end.conftest import stack_settings
 
 pytestmark = pytest.mark.slow
@@ -36,17 +35,6 @@ def _file(path: Path, suffix: str) -> Path:
         lines.append(json.dumps(event, ensure_ascii=False))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
-
-
-def _logged_ids(kafka: KafkaSettings) -> list[str]:
-    """Event ids as the broker holds them, in offset order: what the worker was given."""
-    consumer = KafkaConsumer(
-        kafka.events_topic, **client_options(kafka), auto_offset_reset="earliest", consumer_timeout_ms=3000
-    )
-    try:
-        return [json.loads(message.value)["event_id"] for message in consumer]
-    finally:
-        consumer.close()
 
 
 def _counts(settings: Settings) -> dict[str, int]:
@@ -77,6 +65,7 @@ def test_a_fresh_broker_on_the_same_store_loses_nothing(tmp_path: Path) -> None:
             wait_until_drained(stack.settings, timeout=60)
             replay_file(first, producer)  # the first file again: duplicates
         wait_until_drained(stack.settings, timeout=60)
-        assert [i[-2:] for i in _logged_ids(stack.settings.kafka)] == ["-b"] * 4 + ["-a"] * 4
+        logged = read_topic(stack.settings.kafka, stack.settings.kafka.events_topic)  # what the worker was given
+        assert [json.loads(record.value)["event_id"][-2:] for record in logged] == ["-b"] * 4 + ["-a"] * 4
         restored = [line for line in stack.worker_log.read_text().splitlines() if "state restored" in line]
         assert _counts(stack.settings) == {"trades": 2, "heartbeats": 2, "duplicates": 4}, restored

@@ -282,7 +282,7 @@ class MonitorWorker:
             "ready": True,
             "partitions": partitions,
             "pending_acks": self.consumer.pending,
-            "dirty_windows": len(self.pipeline.windows.dirty),
+            "dirty_windows": self.pipeline.windows.pending,
             "watermark_ms": self.pipeline.surveillance.watermark_ms,
             "rules_scope": self._role[0] if self._role else "all",
             "market_stage": self.market is not None,

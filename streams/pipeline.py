@@ -14,7 +14,7 @@ Stages per batch, each timed (`dmm_stage_seconds_total{stage}`):
    for the store (`Store.stage`: the embedded store spools them to files);
 4. *publish* alerts and rejections to Kafka, then *store* every table (retrying with
    backoff: while the store is down the worker stops consuming), then *metrics*.
-Minute windows are rebuilt from the stored rows on `flush`, beside the batches. The caller commits a
+Minute windows are written on `flush`, beside the batches (`streams.windows`). The caller commits a
 batch's offsets only after `flush` returns, so a crash at any moment replays what
 was not yet safely stored, and the redelivery index keeps it from being stored or
 counted twice.
@@ -162,7 +162,7 @@ class Pipeline:
         )
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
-        self.windows = WindowFlusher(store)
+        self.windows = WindowFlusher(store, keep=scope == "all", lateness_ms=settings.allowed_lateness_s * 1000)
         self.lock = asyncio.Lock()  # batches, flushes, rule changes and emitted alerts: one at a time
         self._searching = asyncio.Lock()  # one off-batch search (the market stage's poll or tick) at a time
         self._held: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
@@ -193,7 +193,7 @@ class Pipeline:
                 "log_id": self.progress.topic_id,
                 "partition_marks": self.progress.marks,
                 "stray_offsets": len(self.progress.stray),
-                "dirty_windows": len(self.windows.dirty),
+                "dirty_windows": self.windows.pending,
                 "seconds": round(time.monotonic() - started, 3),
             },
         )
@@ -237,7 +237,8 @@ class Pipeline:
         with stage("publish"):
             await self._publish(rows)
         await self._write(rows, prepared.staged)
-        self.windows.dirty |= prepared.minutes
+        if prepared.minutes:
+            self.windows.stored(prepared.minutes, prepared.tables)
         self._forward(rows)
         with stage("metrics"):
             self._count(rows, prepared.tables)
@@ -267,17 +268,19 @@ class Pipeline:
             log.info("rules changed at runtime", extra={"rules": rules.model_dump(mode="json")})
 
     async def flush(self) -> int:
-        """Rebuild the minute windows dirty so far; the caller may commit the offsets of every batch stored before
-        it called once this returns. Batches go on meanwhile (the lock is held only to take the dirty minutes):
-        the minutes they make dirty wait for the next flush."""
-        async with self.lock:
-            windows = self.windows.take()
-        try:
-            with stage("windows"):
-                return await self._retrying("market_1m", lambda: self.windows.rebuild(windows))
-        except BaseException:  # cancelled (the worker stops): dirty still, for the next incarnation's restore
-            self.windows.dirty |= set(windows)
-            raise
+        """Write the minute windows of the batches stored so far; the caller may commit the offsets of every batch
+        stored before it called once this returns. Batches go on meanwhile (the lock is held only to take what
+        to write): what they store waits for the next flush."""
+        with stage("windows"):
+            async with self.lock:
+                taken = self.windows.take(self.surveillance.watermark_ms)
+            try:
+                written = await self._retrying("market_1m", lambda: self.windows.write(taken))
+            except BaseException:  # cancelled (the worker stops): to write still, or for the next restore
+                self.windows.failed(taken)
+                raise
+        self.windows.written()
+        return written
 
     async def tick(self) -> None:
         """Wall-clock rules (a live exchange going quiet), alert resolutions and rule changes another worker

@@ -157,6 +157,10 @@ class MemoryState(StateReader):
     def unflushed_windows(self) -> list[int]:
         return []
 
+    def latest_event_ms(self) -> int | None:
+        times = [_ms(r["occurred_at"]) for t in ("trades", "usage", "listings") for r in self.memory.pylist(t)]
+        return max(times, default=None)
+
     def _events(self) -> list[dict[str, Any]]:
         return [row for table in EVENT_TABLES for row in self.memory.pylist(table)]
 

@@ -313,6 +313,15 @@ class StateReader:
         rows = self.store.rows(f"SELECT change FROM {self.db}.rule_changes WHERE accepted ORDER BY changed_at")
         return [json.loads(row["change"]) for row in rows]
 
+    def latest_event_ms(self) -> int | None:
+        """The latest event time of any stored row the market windows count (None: none stored yet)."""
+        rows = self.store.rows(
+            "SELECT count() AS n, toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM ("
+            + " UNION ALL ".join(f"SELECT occurred_at FROM {self.db}.{t}" for t in ("trades", "usage", "listings"))
+            + ")"
+        )
+        return int(rows[0]["ms"]) if rows and int(rows[0]["n"]) else None
+
     def unflushed_windows(self) -> list[int]:
         """Minutes (ms) holding events stored after the last flush began (a crash may have skipped them)."""
         latest = ", ".join(f"(SELECT max(updated_at) FROM {self.db}.{t})" for t in WINDOW_TABLES)

@@ -1,15 +1,18 @@
-"""The one-minute market aggregate, recomputed from the stored events (idempotent by construction).
+"""The market aggregates' rows: one-minute cells written whole, or recomputed from the stored events.
 
-`recompute` rebuilds every cell of the given minutes from `trades`, `usage` and
-`listings` (late rows excluded) and upserts them into `market_1m`
-(ReplacingMergeTree on the cell, newest `updated_at` wins). Recomputing instead of
-adding deltas means a retry, a replay or a crash between flushes can never count an
-event twice, and the aggregate always sums to the event tables.
+A row of `market_1m` is always a cell's whole total, never a delta (ReplacingMergeTree
+on the cell, newest `updated_at` wins), so a retry, a replay or a crash between
+flushes can never count an event twice. `write_cells` stores totals the worker kept
+itself (`streams.windows`); `recompute_minutes` rebuilds every cell of the given
+minutes from `trades`, `usage` and `listings` (late rows excluded); `roll_up` then
+rebuilds their hours (`market_1h`) and China days (`market_1d`) from the minutes.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
+
+import pyarrow as pa
 
 from models.clock import CHINA_STANDARD_TIME, from_ms
 from sinks.clickhouse.store import Store
@@ -17,7 +20,30 @@ from sinks.clickhouse.store import Store
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
-_CELL = "exchange_id, sector, category, source, venue, high_quality"
+CELL = ("exchange_id", "sector", "category", "source", "venue", "high_quality")
+_CELL = ", ".join(CELL)
+
+MARKET_1M = pa.schema(
+    [
+        ("window_start", pa.timestamp("s", tz="UTC")),
+        ("exchange_id", pa.string()),
+        ("sector", pa.string()),
+        ("category", pa.string()),
+        ("source", pa.string()),
+        ("venue", pa.string()),
+        ("high_quality", pa.uint8()),
+        ("trades", pa.uint64()),
+        ("traded_amount", pa.decimal128(38, 2)),
+        ("quantity", pa.uint64()),
+        ("data_bytes", pa.uint64()),
+        ("buyers", pa.uint64()),
+        ("sellers", pa.uint64()),
+        ("usage_calls", pa.uint64()),
+        ("usage_bytes", pa.uint64()),
+        ("new_listings", pa.uint64()),
+        ("updated_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
 
 
 def _stamp(updated_at: datetime) -> str:
@@ -26,6 +52,12 @@ def _stamp(updated_at: datetime) -> str:
 
 def recompute_sql(database: str, windows: list[int], updated_at: datetime) -> str:
     """INSERT ... SELECT rebuilding every cell of the given minutes (ms since epoch)."""
+    return f"INSERT INTO {database}.market_1m {minute_cells_sql(database, windows, updated_at)}"
+
+
+def minute_cells_sql(database: str, windows: list[int], updated_at: datetime) -> str:
+    """SELECT of every cell of the given minutes (ms since epoch) from the stored events, as `market_1m` holds
+    them (the tests compare the worker's own totals with it)."""
     lo, hi = min(windows) // 1000, max(windows) // 1000 + 60
     minutes = ", ".join(str(w // 1000) for w in sorted(windows))
     span = (
@@ -33,7 +65,6 @@ def recompute_sql(database: str, windows: list[int], updated_at: datetime) -> st
         f"AND late = 0 AND toUnixTimestamp(toStartOfMinute(occurred_at)) IN ({minutes})"
     )
     return f"""
-INSERT INTO {database}.market_1m
 SELECT
     window_start, {_CELL},
     countIf(kind = 'trade') AS trades,
@@ -95,9 +126,19 @@ def recompute_days_sql(database: str, days: list[date], updated_at: datetime) ->
     )
 
 
-def recompute(store: Store, windows: list[int], updated_at: datetime) -> None:
-    """Rebuild the given minutes (ms since the epoch) of `market_1m`, then their hours and China days."""
+def write_cells(store: Store, cells: pa.Table) -> None:
+    """Whole totals of `market_1m` cells (`MARKET_1M`'s columns), each stamped with its `updated_at`."""
+    stamp = cells.column("updated_at")[0].value
+    store.insert("market_1m", cells, f"market_1m:{stamp}:{cells.num_rows}")
+
+
+def recompute_minutes(store: Store, windows: list[int], updated_at: datetime) -> None:
+    """Rebuild every cell of the given minutes (ms since the epoch) of `market_1m` from the stored events."""
     store.command(recompute_sql(store.database, windows, updated_at))
+
+
+def roll_up(store: Store, windows: list[int], updated_at: datetime) -> None:
+    """Rebuild the hours and China days of the given minutes (ms since the epoch) from `market_1m`."""
     hours = sorted({w - w % HOUR_MS for w in windows})
     store.command(recompute_hours_sql(store.database, hours, updated_at))
     days = sorted({from_ms(h).astimezone(CHINA_STANDARD_TIME).date() for h in hours})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,11 @@ from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.scenario import SCENARIO_ALL
 from settings import ClickHouseSettings, KafkaSettings, Settings
 from sinks.clickhouse import Store
+from sinks.clickhouse.windows import minute_cells_sql
 from tests.end_to_end.market_file import START, Expected, _iso, _ms, tally
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
+WINDOWED_TABLES = ("listings", "trades", "usage")
 ACCOUNTED = (*EVENT_TABLES, "rejected_events", "duplicate_events")
 
 
@@ -147,11 +151,36 @@ def assert_exact_totals(reader: StoreReader, expected: Expected) -> dict[str, in
             f"FROM {db}.{rollup} FINAL"
         )
         assert (Decimal(rolled["amount"]), int(rolled["trades"]), int(rolled["calls"])) == (
-            Decimal(windows["amount"]), int(windows["trades"]), int(windows["calls"])
+            Decimal(windows["amount"]),
+            int(windows["trades"]),
+            int(windows["calls"]),
         ), (rollup, rolled, windows)
+    assert_windows_are_the_events(reader.rows)
     alerts = reader.one(f"SELECT count() AS n, uniqExact(dedup_key) AS u FROM {db}.alerts")
     assert int(alerts["n"]) == int(alerts["u"]), alerts
     return counts
+
+
+def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -> None:
+    """`market_1m`, cell by cell (distinct buyers and sellers too), is what a recompute from the stored events
+    gives, whether the worker kept a minute's totals itself or recomputed them."""
+    db = "datamarket"
+    minute = "toUnixTimestamp(toStartOfMinute(occurred_at))"
+    minutes = [
+        int(row["w"]) * 1000
+        for row in rows(" UNION DISTINCT ".join(f"SELECT {minute} AS w FROM {db}.{t}" for t in WINDOWED_TABLES))
+    ]
+    cells = (
+        "toUnixTimestamp(window_start) AS w, exchange_id, sector, category, source, venue, high_quality, trades, "
+        "toString(traded_amount) AS amount, quantity, data_bytes, buyers, sellers, usage_calls, usage_bytes, "
+        "new_listings"
+    )
+    order = "ORDER BY w, exchange_id, sector, category, source, venue, high_quality"
+    written = rows(f"SELECT {cells} FROM {db}.market_1m FINAL {order}")
+    recomputed = (
+        rows(f"SELECT {cells} FROM ({minute_cells_sql(db, minutes, datetime.now(UTC))}) {order}") if minutes else []
+    )
+    assert written == recomputed, [row for row in written if row not in recomputed][:5]
 
 
 def alert_keys(reader: StoreReader) -> set[str]:
@@ -191,4 +220,3 @@ def wait_for(condition: Any, timeout: float, interval: float = 0.2, what: str = 
             return value
         time.sleep(interval)
     raise TimeoutError(f"{what} not reached within {timeout:.0f}s")
-

@@ -104,11 +104,24 @@ def test_late_events_are_stored_flagged_and_leave_their_window_alone() -> None:
     )
     assert {r["event_id"]: r["late"] for r in store.pylist("trades")} == {"ON-TIME": 0, "LATE": 1}
     minute = to_ms(datetime.fromisoformat("2026-11-21T10:30:00+08:00"))
-    assert running.windows.dirty == {minute}  # the on-time trade's minute only
     asyncio.run(running.flush())
-    assert not running.windows.dirty
-    recompute = store.commands[0]
-    assert "INSERT INTO datamarket.market_1m" in recompute and f"IN ({minute // 1000})" in recompute
+    # A minute later than anything stored before this pipeline began is kept here: written whole, not recomputed.
+    assert [(to_ms(r["window_start"]), r["trades"], str(r["traded_amount"])) for r in store.pylist("market_1m")] == [
+        (minute, 1, "24000.00")
+    ]
+    assert not any("INTO datamarket.market_1m" in sql for sql in store.commands)
+
+
+def test_a_minute_holding_events_stored_before_a_restart_is_recomputed_from_the_store() -> None:
+    store = MemoryStore()
+    feed(pipeline(store), [fixture("trade", event_id="T-1", occurred_at="2026-11-21T10:30:00.000+08:00")])
+    again = pipeline(store)
+    feed(again, [fixture("trade", event_id="T-2", occurred_at="2026-11-21T10:30:30.000+08:00")], first_offset=1)
+    asyncio.run(again.flush())
+    minute = to_ms(datetime.fromisoformat("2026-11-21T10:30:00+08:00"))
+    assert store.pylist("market_1m") == []  # its totals here would leave out T-1
+    (recompute,) = [sql for sql in store.commands if "INTO datamarket.market_1m" in sql]
+    assert f"IN ({minute // 1000})" in recompute
 
 
 def test_a_restart_restored_from_the_store_skips_redeliveries_and_counts_real_duplicates() -> None:

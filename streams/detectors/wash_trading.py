@@ -45,7 +45,11 @@ class Leg:
     @classmethod
     def of(cls, trade: Trade) -> Leg:
         return cls(
-            trade.at_ms, trade.event_id, trade.trade_id, trade.seller_id, trade.buyer_id,
+            trade.at_ms,
+            trade.event_id,
+            trade.trade_id,
+            trade.seller_id,
+            trade.buyer_id,
             trade.amount,
         )
 
@@ -124,9 +128,7 @@ class WashTrading(EventTimeDetector):
 
     def _add(self, exchange_id: str, product_id: str, graph: Legs, leg: Leg) -> None:
         graph.setdefault(leg.seller_id, {}).setdefault(leg.buyer_id, {})[leg.event_id] = leg
-        heapq.heappush(
-            self._expiry, (leg.at_ms, exchange_id, product_id, leg.seller_id, leg.buyer_id, leg.event_id)
-        )
+        heapq.heappush(self._expiry, (leg.at_ms, exchange_id, product_id, leg.seller_id, leg.buyer_id, leg.event_id))
 
     def _tightest_cycle(self, graph: Legs, leg: Leg, max_parties: int, window: int) -> list[Leg] | None:
         """Among cycles through `leg`, the one spanning the least time (ties: by event ids), in cycle order."""
@@ -173,23 +175,27 @@ class WashTrading(EventTimeDetector):
 
 def _cycles_through(graph: Legs, leg: Leg, max_parties: int, window: int) -> Iterator[list[Leg]]:
     """Every cycle of distinct parties through `leg` (as legs from `leg` onwards) within one window."""
+    return _extend(graph, leg, max_parties, window, [leg], [leg.seller_id, leg.buyer_id], leg.at_ms, leg.at_ms)
 
-    def extend(path: list[Leg], parties: list[str], lo: int, hi: int) -> Iterator[list[Leg]]:
-        for buyer, by_id in sorted(graph.get(path[-1].buyer_id, {}).items()):
-            closes = buyer == leg.seller_id
-            if not closes and (buyer in parties or len(parties) >= max_parties):
+
+def _extend(
+    graph: Legs, leg: Leg, max_parties: int, window: int, path: list[Leg], parties: list[str], lo: int, hi: int
+) -> Iterator[list[Leg]]:
+    """`_cycles_through`, one hop further from `path`. A function of its own, not a closure calling itself: that
+    closure was a reference cycle per trade, garbage only the cyclic collector frees."""
+    for buyer, by_id in sorted(graph.get(path[-1].buyer_id, {}).items()):
+        closes = buyer == leg.seller_id
+        if not closes and (buyer in parties or len(parties) >= max_parties):
+            continue
+        candidates = sorted(by_id.values(), key=lambda x: (abs(x.at_ms - leg.at_ms), x.event_id))
+        for step in candidates[:CANDIDATES_PER_HOP]:
+            low, high = min(lo, step.at_ms), max(hi, step.at_ms)
+            if high - low > window:
                 continue
-            candidates = sorted(by_id.values(), key=lambda x: (abs(x.at_ms - leg.at_ms), x.event_id))
-            for step in candidates[:CANDIDATES_PER_HOP]:
-                low, high = min(lo, step.at_ms), max(hi, step.at_ms)
-                if high - low > window:
-                    continue
-                if closes:
-                    yield [*path, step]
-                else:
-                    yield from extend([*path, step], [*parties, buyer], low, high)
-
-    yield from extend([leg], [leg.seller_id, leg.buyer_id], leg.at_ms, leg.at_ms)
+            if closes:
+                yield [*path, step]
+            else:
+                yield from _extend(graph, leg, max_parties, window, [*path, step], [*parties, buyer], low, high)
 
 
 def _remove(graph: Legs, leg: Leg) -> None:

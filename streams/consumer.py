@@ -159,8 +159,8 @@ class EventConsumer(Service):
                     await asyncio.sleep(0)  # let it reach its thread before the next batch takes the loop
                 if self.flush_due(backlog) and (self._flushing is None or self._flushing.done()):
                     # In the background: batches go on being fetched, processed and stored while the windows
-                    # are rebuilt (a second at 10k events/s costs ~150 ms of recompute). Offsets of batches whose
-                    # store has finished are taken now; their minutes are dirty already, so the flush covers them.
+                    # are written. Offsets of batches whose store has finished are taken now; the flush takes
+                    # their windows, so it covers them.
                     self._flushing = asyncio.ensure_future(self._flush_then_commit(self._take_handled()))
 
     def flush_due(self, backlog: bool) -> bool:
@@ -182,7 +182,7 @@ class EventConsumer(Service):
         return handled
 
     async def _flush_then_commit(self, handled: dict[int, int]) -> None:
-        """Rebuild the windows dirty so far (every handled batch's are: its store marked them), then commit
+        """Write the windows of every batch stored so far (every handled batch is: see `Pipeline.flush`), then commit
         `handled`. A failed commit hands its offsets back to the next one."""
         try:
             await self._flush()

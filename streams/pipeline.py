@@ -14,7 +14,7 @@ Stages per batch, each timed (`dmm_stage_seconds_total{stage}`):
    for the store (`Store.stage`: the embedded store spools them to files);
 4. *publish* alerts and rejections to Kafka, then *store* every table (retrying with
    backoff: while the store is down the worker stops consuming), then *metrics*.
-Minute windows are written on `flush`, beside the batches (`streams.windows`). The caller commits a
+Market windows (minutes, hours, days) are written on `flush`, beside the batches (`streams.windows`). The caller commits a
 batch's offsets only after `flush` returns, so a crash at any moment replays what
 was not yet safely stored, and the redelivery index keeps it from being stored or
 counted twice.

@@ -4,8 +4,9 @@ A row of `market_1m` is always a cell's whole total, never a delta (ReplacingMer
 on the cell, newest `updated_at` wins), so a retry, a replay or a crash between
 flushes can never count an event twice. `write_cells` stores totals the worker kept
 itself (`streams.windows`); `recompute_minutes` rebuilds every cell of the given
-minutes from `trades`, `usage` and `listings` (late rows excluded); `roll_up` then
-rebuilds their hours (`market_1h`) and China days (`market_1d`) from the minutes.
+minutes from `trades`, `usage` and `listings` (late rows excluded), `recompute_hours`
+hours (`market_1h`) from their minutes and `recompute_days` China days (`market_1d`)
+from their hours.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ MARKET_1M = pa.schema(
         ("updated_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
+MARKET_1H = pa.schema([field for field in MARKET_1M if field.name not in ("buyers", "sellers")])
+MARKET_1D = pa.schema([pa.field("day", pa.date32()), *list(MARKET_1H)[1:]])
 
 
 def _stamp(updated_at: datetime) -> str:
@@ -126,10 +129,11 @@ def recompute_days_sql(database: str, days: list[date], updated_at: datetime) ->
     )
 
 
-def write_cells(store: Store, cells: pa.Table) -> None:
-    """Whole totals of `market_1m` cells (`MARKET_1M`'s columns), each stamped with its `updated_at`."""
+def write_cells(store: Store, table: str, cells: pa.Table) -> None:
+    """Whole totals of cells of `market_1m`, `market_1h` or `market_1d` (`MARKET_1M`, `MARKET_1H`, `MARKET_1D`'s
+    columns), stamped with their `updated_at`."""
     stamp = cells.column("updated_at")[0].value
-    store.insert("market_1m", cells, f"market_1m:{stamp}:{cells.num_rows}")
+    store.insert(table, cells, f"{table}:{stamp}:{cells.num_rows}")
 
 
 def recompute_minutes(store: Store, windows: list[int], updated_at: datetime) -> None:
@@ -137,9 +141,13 @@ def recompute_minutes(store: Store, windows: list[int], updated_at: datetime) ->
     store.command(recompute_sql(store.database, windows, updated_at))
 
 
-def roll_up(store: Store, windows: list[int], updated_at: datetime) -> None:
-    """Rebuild the hours and China days of the given minutes (ms since the epoch) from `market_1m`."""
-    hours = sorted({w - w % HOUR_MS for w in windows})
+def recompute_hours(store: Store, hours: list[int], updated_at: datetime) -> None:
+    """Rebuild every cell of the given hours (ms since the epoch) of `market_1h` from `market_1m`."""
     store.command(recompute_hours_sql(store.database, hours, updated_at))
-    days = sorted({from_ms(h).astimezone(CHINA_STANDARD_TIME).date() for h in hours})
-    store.command(recompute_days_sql(store.database, days, updated_at))
+
+
+def recompute_days(store: Store, days: list[int], updated_at: datetime) -> None:
+    """Rebuild every cell of the given China days (their start, ms since the epoch) of `market_1d` from
+    `market_1h`."""
+    dates = [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
+    store.command(recompute_days_sql(store.database, dates, updated_at))

@@ -163,24 +163,45 @@ def assert_exact_totals(reader: StoreReader, expected: Expected) -> dict[str, in
 
 def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -> None:
     """`market_1m`, cell by cell (distinct buyers and sellers too), is what a recompute from the stored events
-    gives, whether the worker kept a minute's totals itself or recomputed them."""
+    gives, and `market_1h` and `market_1d` what their minutes add up to, whether the worker kept a window's totals
+    itself or recomputed them."""
     db = "datamarket"
     minute = "toUnixTimestamp(toStartOfMinute(occurred_at))"
     minutes = [
         int(row["w"]) * 1000
         for row in rows(" UNION DISTINCT ".join(f"SELECT {minute} AS w FROM {db}.{t}" for t in WINDOWED_TABLES))
     ]
-    cells = (
-        "toUnixTimestamp(window_start) AS w, exchange_id, sector, category, source, venue, high_quality, trades, "
-        "toString(traded_amount) AS amount, quantity, data_bytes, buyers, sellers, usage_calls, usage_bytes, "
-        "new_listings"
+    cell = "exchange_id, sector, category, source, venue, high_quality"
+    sums = (
+        "sum(trades) AS trades, toString(sum(traded_amount)) AS amount, sum(quantity) AS quantity, "
+        "sum(data_bytes) AS data_bytes, sum(usage_calls) AS usage_calls, sum(usage_bytes) AS usage_bytes, "
+        "sum(new_listings) AS new_listings"
     )
-    order = "ORDER BY w, exchange_id, sector, category, source, venue, high_quality"
-    written = rows(f"SELECT {cells} FROM {db}.market_1m FINAL {order}")
+    measures = f"{sums}, sum(buyers) AS buyers, sum(sellers) AS sellers"  # one row per cell: the row's own
+    order = f"ORDER BY w, {cell}"
+    written = rows(
+        f"SELECT toString(window_start) AS w, {cell}, {measures} FROM {db}.market_1m FINAL GROUP BY w, {cell} {order}"
+    )
     recomputed = (
-        rows(f"SELECT {cells} FROM ({minute_cells_sql(db, minutes, datetime.now(UTC))}) {order}") if minutes else []
+        rows(
+            f"SELECT toString(window_start) AS w, {cell}, {measures} "
+            f"FROM ({minute_cells_sql(db, minutes, datetime.now(UTC))}) GROUP BY w, {cell} {order}"
+        )
+        if minutes
+        else []
     )
     assert written == recomputed, [row for row in written if row not in recomputed][:5]
+    for rollup, window, of_minute in (
+        ("market_1h", "window_start", "toStartOfHour(window_start)"),
+        ("market_1d", "day", "toDate(window_start, 'Asia/Shanghai')"),
+    ):
+        rolled = rows(
+            f"SELECT toString({window}) AS w, {cell}, {sums} FROM {db}.{rollup} FINAL GROUP BY w, {cell} {order}"
+        )
+        added = rows(
+            f"SELECT toString({of_minute}) AS w, {cell}, {sums} FROM {db}.market_1m FINAL GROUP BY w, {cell} {order}"
+        )
+        assert rolled == added, (rollup, [row for row in rolled if row not in added][:5])
 
 
 def alert_keys(reader: StoreReader) -> set[str]:

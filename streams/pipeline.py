@@ -14,10 +14,10 @@ Stages per batch, each timed (`dmm_stage_seconds_total{stage}`):
    for the store (`Store.stage`: the embedded store spools them to files);
 4. *publish* alerts and rejections to Kafka, then *store* every table (retrying with
    backoff: while the store is down the worker stops consuming), then *metrics*.
-Market windows (minutes, hours, days) are written on `flush`, beside the batches (`streams.windows`). The caller commits a
-batch's offsets only after `flush` returns, so a crash at any moment replays what
-was not yet safely stored, and the redelivery index keeps it from being stored or
-counted twice.
+Market windows (minutes, hours, days) are written on `flush`, beside the batches
+(`streams.windows`). The caller commits a batch's offsets only after `flush` returns,
+so a crash at any moment replays what was not yet safely stored, and the redelivery
+index keeps it from being stored or counted twice.
 """
 
 from __future__ import annotations
@@ -268,7 +268,7 @@ class Pipeline:
             log.info("rules changed at runtime", extra={"rules": rules.model_dump(mode="json")})
 
     async def flush(self) -> int:
-        """Write the minute windows of the batches stored so far; the caller may commit the offsets of every batch
+        """Write the market windows of the batches stored so far; the caller may commit the offsets of every batch
         stored before it called once this returns. Batches go on meanwhile (the lock is held only to take what
         to write): what they store waits for the next flush."""
         with stage("windows"):

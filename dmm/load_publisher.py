@@ -34,9 +34,9 @@ async def publish_paced(
 ) -> tuple[list[float], list[float]]:
     """Publish `messages` (in event-time order) to the events topic, each no earlier than its event time (the
     wall clock: live traffic is stamped with its due send time) and what is due every `linger_ms` at most, and
-    wait until the broker has them all. The
-    producer connects first, so its start-up delays no message. Returns, per message, when it was handed to the
-    producer (epoch ms) and how many seconds after its event time that was."""
+    wait until the broker has them all. The producer connects first, so its start-up delays no message. Returns,
+    per message, when it was handed to the producer (epoch ms) and how many seconds after its event time that
+    was."""
     producer = AIOKafkaProducer(**aiokafka_options(kafka), acks="all", max_batch_size=_BATCH_BYTES, linger_ms=0)
     await producer.start()
     published_ms: list[float] = []

@@ -5,12 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")  # the market's calendar (UTC+8, no DST)
+_CHINA_OFFSET = timedelta(hours=8)
+CHINA_STANDARD_TIME = timezone(_CHINA_OFFSET, "CST")  # the market's calendar (UTC+8, no DST)
+CHINA_OFFSET_MS = _CHINA_OFFSET // timedelta(milliseconds=1)
+DAY_MS = 86_400_000
 
 
 def to_ms(moment: datetime) -> int:
     """Milliseconds since the epoch, exact (integer arithmetic, no float rounding)."""
     return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def china_day_start_ms(ms: int) -> int:
+    """The start (ms since the epoch) of the China Standard Time day holding `ms`: the market's "today"."""
+    return ms - (ms + CHINA_OFFSET_MS) % DAY_MS
 
 
 def from_ms(ms: int) -> datetime:

@@ -267,7 +267,7 @@ class Pipeline:
             self._rule_changes += 1
             log.info("rules changed at runtime", extra={"rules": rules.model_dump(mode="json")})
 
-    async def flush(self) -> int:
+    async def flush(self) -> None:
         """Write the market windows of the batches stored so far; the caller may commit the offsets of every batch
         stored before it called once this returns. Batches go on meanwhile (the lock is held only to take what
         to write): what they store waits for the next flush."""
@@ -275,12 +275,11 @@ class Pipeline:
             async with self.lock:
                 taken = self.windows.take(self.surveillance.watermark_ms)
             try:
-                written = await self._retrying("market_1m", lambda: self.windows.write(taken))
+                await self._retrying("market_1m", lambda: self.windows.write(taken))
             except BaseException:  # cancelled (the worker stops): to write still, or for the next restore
                 self.windows.failed(taken)
                 raise
         self.windows.written()
-        return written
 
     async def tick(self) -> None:
         """Wall-clock rules (a live exchange going quiet), alert resolutions and rule changes another worker

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from models.clock import CHINA_OFFSET_MS, DAY_MS, china_day_start_ms
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.windows import (
@@ -47,9 +48,6 @@ from sinks.clickhouse.windows import (
     recompute_minutes,
     write_cells,
 )
-
-DAY_MS = 86_400_000
-_CHINA_OFFSET_MS = 8 * HOUR_MS  # China Standard Time is UTC+8 all year
 
 CellKey = tuple[int, str, str, str, str, str, int]  # the window's start (ms since the epoch), then `CELL`
 _ZERO = Decimal("0.00")
@@ -68,10 +66,6 @@ def window_start_ms(occurred_ms: int) -> int:
 
 def _hour(minute: int) -> int:
     return minute - minute % HOUR_MS
-
-
-def _china_day(minute: int) -> int:
-    return minute - (minute + _CHINA_OFFSET_MS) % DAY_MS
 
 
 @dataclass(slots=True)
@@ -168,19 +162,9 @@ class WindowFlusher:
         self.grains = (  # in the order they are written: each recomputed from the one before
             Grain("market_1m", MARKET_1M, lambda minute: minute, MINUTE_MS, recompute_minutes),
             Grain("market_1h", MARKET_1H, _hour, HOUR_MS, recompute_hours),
-            Grain("market_1d", MARKET_1D, _china_day, DAY_MS, recompute_days),
+            Grain("market_1d", MARKET_1D, china_day_start_ms, DAY_MS, recompute_days),
         )
         self._stored: list[Mapping[str, pa.Table]] = []  # tables of the batches stored since the last take
-
-    @property
-    def dirty(self) -> set[int]:
-        """Minutes to recompute."""
-        return self.grains[0].dirty
-
-    @property
-    def kept(self) -> dict[int, dict[CellKey, Cell]]:
-        """Minutes kept here, with their cells."""
-        return self.grains[0].kept
 
     @property
     def pending(self) -> int:
@@ -200,7 +184,7 @@ class WindowFlusher:
             for grain in self.grains:
                 grain.dirty.update(grain.of_minute(minute) for minute in minutes)
             return
-        keeping = [grain.route(minutes) for grain in self.grains]
+        keeping = [grain.route(minutes) for grain in self.grains]  # a list: every grain routes them
         if any(keeping):
             self._stored.append({table: tables[table].select(_COUNTED[table]) for table in _COUNTED if table in tables})
 
@@ -222,19 +206,15 @@ class WindowFlusher:
             grain.release(watermark_ms, self.lateness_ms)
         return taken
 
-    def write(self, flush: Flush) -> int:
+    def write(self, flush: Flush) -> None:
         """Store the kept cells and recompute the dirty windows, minutes first, then hours, then days (may be
-        run again after a failure: every statement writes whole totals). Returns how many windows it wrote."""
-        written = 0
+        run again after a failure: every statement writes whole totals)."""
         for grain in self.grains:
             cells, dirty = flush.cells.get(grain.table), flush.dirty[grain.table]
             if cells is not None:
                 write_cells(self.store, grain.table, cells)
-                written += len(set(cells.column(0).to_pylist()))
             for i in range(0, len(dirty), self.max_windows):
                 grain.recompute(self.store, dirty[i : i + self.max_windows], flush.updated_at)
-            written += len(dirty)
-        return written
 
     def written(self) -> None:
         """The flush taken last is stored: its cells are no longer to be written."""
@@ -325,7 +305,7 @@ def _rows(grain: Grain, updated_at: datetime) -> pa.Table:
     starts = np.asarray(windows, np.int64)
     columns: dict[str, object] = {
         "window_start": pa.array(starts // 1000).cast(pa.timestamp("s", tz="UTC")),
-        "day": pa.array((starts + _CHINA_OFFSET_MS) // DAY_MS, pa.int32()).cast(pa.date32()),
+        "day": pa.array((starts + CHINA_OFFSET_MS) // DAY_MS, pa.int32()).cast(pa.date32()),
         "exchange_id": exchanges,
         "sector": sectors,
         "category": categories,

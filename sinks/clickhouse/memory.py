@@ -22,6 +22,7 @@ from models import Listing, Trade
 from models.clock import to_ms
 from sinks.clickhouse.state import (
     EVENT_TABLES,
+    WINDOWED_TABLES,
     LogProgress,
     StateReader,
     StoredAlert,
@@ -158,7 +159,7 @@ class MemoryState(StateReader):
         return []
 
     def latest_event_ms(self) -> int | None:
-        times = [_ms(r["occurred_at"]) for t in ("trades", "usage", "listings") for r in self.memory.pylist(t)]
+        times = [_ms(r["occurred_at"]) for t in WINDOWED_TABLES for r in self.memory.pylist(t)]
         return max(times, default=None)
 
     def _events(self) -> list[dict[str, Any]]:

@@ -29,6 +29,7 @@ from models.clock import EPOCH
 from sinks.clickhouse.store import Store, literal
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
+WINDOWED_TABLES = ("trades", "usage", "listings")  # the events the market windows count
 ACCOUNTED_TABLES = (*EVENT_TABLES, "rejected_events", "duplicate_events")
 WINDOW_TABLES = ("market_1m", "market_1h", "market_1d")
 
@@ -317,7 +318,7 @@ class StateReader:
         """The latest event time of any stored row the market windows count (None: none stored yet)."""
         rows = self.store.rows(
             "SELECT count() AS n, toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM ("
-            + " UNION ALL ".join(f"SELECT occurred_at FROM {self.db}.{t}" for t in ("trades", "usage", "listings"))
+            + " UNION ALL ".join(f"SELECT occurred_at FROM {self.db}.{t}" for t in WINDOWED_TABLES)
             + ")"
         )
         return int(rows[0]["ms"]) if rows and int(rows[0]["n"]) else None
@@ -329,7 +330,7 @@ class StateReader:
         sql = " UNION DISTINCT ".join(
             f"SELECT DISTINCT toUnixTimestamp(toStartOfMinute(occurred_at)) * 1000 AS window_ms "
             f"FROM {self.db}.{table} WHERE late = 0 AND ingested_at >= {since}"
-            for table in ("trades", "usage", "listings")
+            for table in WINDOWED_TABLES
         )
         return [int(row["window_ms"]) for row in self.store.rows(sql)]
 

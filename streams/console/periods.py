@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from models.clock import CHINA_OFFSET_MS
 from sinks.clickhouse.console_queries import Span
 
 Period = Literal["day", "hour"]
@@ -15,7 +16,7 @@ PERIODS: tuple[Period, ...] = ("day", "hour")
 MINUTE_US = 60 * 1_000_000
 HOUR_US = 60 * MINUTE_US
 DAY_US = 24 * HOUR_US
-CST_OFFSET_US = 8 * HOUR_US
+CST_OFFSET_US = CHINA_OFFSET_MS * 1000
 
 
 def span_of(period: Period, watermark_us: int) -> Span:

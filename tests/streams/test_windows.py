@@ -54,7 +54,7 @@ def test_kept_and_recomputed_minutes_equal_a_recompute_from_the_stored_events(
     first = Pipeline(Settings(), store, _publish, topic_id="log-1")
     first.restore()
     asyncio.run(run(first, batches[:middle], 3, flush_last=False))  # its last batches stored, not flushed: a crash
-    assert first.windows.kept, "the first pipeline kept no minute"
+    assert first.windows.grains[0].kept, "the first pipeline kept no minute"
     again = Pipeline(Settings(), store, _publish, topic_id="log-1")
     again.restore()
     assert all(grain.dirty for grain in again.windows.grains), "the restore found no window the crash left unflushed"

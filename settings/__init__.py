@@ -91,6 +91,16 @@ class RuleSettings(BaseModel):
     exchange_silent_wallclock: bool = True
 
 
+class IngestSettings(BaseModel):
+    """Who may write dm.events (contract, Amendment 1: producer keys)."""
+
+    keys_file: Path | None = Field(
+        None,
+        description="CSV `exchange_id,key_id,secret` (secret: hex, >= 32 bytes); set = every event of a known "
+        "exchange must carry `dm-key` / `dm-sig` headers (HMAC-SHA256 of the value), else `unauthenticated`",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DMM_",
@@ -102,6 +112,15 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     rules: RuleSettings = RuleSettings()
+    ingest: IngestSettings = IngestSettings()
+    ops_key: SecretStr | None = Field(
+        None,
+        description="hex secret that signs rule changes on dm.rules (`dm-key: ops`, `dm-sig`); unset on the "
+        "embedded stack = generated into its work directory; any unsigned change is refused",
+    )
+    max_clock_skew_s: float = Field(
+        300.0, gt=0, description="an event more than this ahead of the wall clock is rejected as `future_event`"
+    )
 
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, description="worker web server: /metrics, /healthz, /api/sql")

@@ -19,8 +19,27 @@ from pydantic import TypeAdapter, ValidationError
 from models import EVENT_ADAPTER, SCHEMA, AnyEvent, occurred_ms
 from models.fields import Timestamp
 
-Reason = Literal["malformed", "unsupported_schema", "invalid", "unknown_exchange", "amount_mismatch"]
-REASONS: tuple[Reason, ...] = ("malformed", "unsupported_schema", "invalid", "unknown_exchange", "amount_mismatch")
+Reason = Literal[
+    "malformed",
+    "unsupported_schema",
+    "unknown_exchange",
+    "unauthenticated",
+    "invalid",
+    "amount_mismatch",
+    "future_event",
+    "conflicting_duplicate",
+]
+# The contract's reasons (dm.v1 and its Amendment 1), in the order the checks run.
+REASONS: tuple[Reason, ...] = (
+    "malformed",
+    "unsupported_schema",
+    "unknown_exchange",
+    "unauthenticated",
+    "invalid",
+    "amount_mismatch",
+    "future_event",
+    "conflicting_duplicate",
+)
 DETAIL_MAX = 2000
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
 

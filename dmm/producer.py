@@ -20,6 +20,21 @@ on construction), publish them, and flush before you consider them delivered:
 - Keyword overrides go to kafka-python's `KafkaProducer`, e.g.
   `EventProducer(linger_ms=50, compression_type="gzip")`.
 
+Signing. Where the monitor is given producer keys (contract, Amendment 1), it
+rejects every message of your exchange that is not signed with one of its keys
+as `unauthenticated`. Give the producer your key and it signs each message (the
+`dm-key` and `dm-sig` record headers: HMAC-SHA256 of the value bytes):
+
+    from pathlib import Path
+    from models.keys import load_keys
+
+    key = load_keys(Path("shdex-keys.csv")).signing_key("SHDEX")   # exchange_id,key_id,secret
+    with EventProducer(signing_key=key) as producer:
+        ...
+
+To rotate, add the new key to your file first (the monitor accepts both), move
+producers to it, then ask the regulator to remove the old one.
+
 Heartbeats. The monitor raises the critical `exchange_silent` alert after 120 s
 without an event from an exchange, quiet markets included. Run a
 `HeartbeatSender` beside your publishing; it sends the contract's heartbeat
@@ -34,15 +49,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 
 from models import SCHEMA, AnyEvent, Heartbeat, occurred_ms, partition_key
+from models.keys import SigningKey
 from settings import KafkaSettings, get_settings
 from streams.kafka_client import client_options
 
@@ -77,7 +94,7 @@ class DeliveryFailure:
         return f"#{self.seq} key={self.key!r} ({len(self.value)} bytes): {reason}"
 
 
-class DeliveryError(KafkaError):
+class DeliveryError(KafkaError):  # type: ignore[misc]  # kafka-python ships no types
     """Messages were not delivered; `failures` holds every one of them."""
 
     def __init__(self, failures: list[DeliveryFailure]) -> None:
@@ -97,9 +114,17 @@ class _InFlight:
 class EventProducer:
     """Publishes to the events topic with contract keys and tracks every delivery's outcome."""
 
-    def __init__(self, kafka: KafkaSettings | None = None, topic: str | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings | None = None,
+        topic: str | None = None,
+        signing_key: SigningKey | None = None,
+        **overrides: Any,
+    ) -> None:
+        """`signing_key`: your exchange's key; every message is then signed with it (unsigned: None)."""
         self.kafka = kafka if kafka is not None else get_settings().kafka
         self.topic = topic or self.kafka.events_topic
+        self.signing_key = signing_key
         self._producer = KafkaProducer(**{**client_options(self.kafka), **_DEFAULTS, **overrides})
         self._lock = threading.Lock()
         self._in_flight: dict[int, _InFlight] = {}
@@ -119,18 +144,28 @@ class EventProducer:
         return self._failed
 
     def publish(self, event: AnyEvent) -> None:
-        """Queue one event, serialised by its model and keyed as the contract says."""
+        """Queue one event, serialised by its model, keyed as the contract says and signed if a key was given."""
+        signing_key = self.signing_key
+        if signing_key is not None and event.exchange_id != signing_key.exchange_id:
+            raise ValueError(
+                f"event {event.event_id!r} names exchange {event.exchange_id} but this producer signs with "
+                f"{signing_key.exchange_id}'s key {signing_key.key_id!r}: the monitor would reject it as "
+                "unauthenticated; publish it through a producer holding that exchange's key"
+            )
         value = event.model_dump_json(by_alias=True, exclude_none=True).encode("utf-8")
         self.publish_raw(value, partition_key(event).encode("utf-8"))
 
-    def publish_raw(self, value: bytes, key: bytes | None = None) -> None:
-        """Queue bytes as they are; raise DeliveryError at once if the client refuses them."""
+    def publish_raw(self, value: bytes, key: bytes | None = None, signing_key: SigningKey | None = None) -> None:
+        """Queue bytes as they are, signed with `signing_key` (else the producer's own key, if any); raise
+        DeliveryError at once if the client refuses them."""
+        signer = signing_key or self.signing_key
+        headers = signer.headers(value) if signer is not None else None
         with self._lock:
             self._published += 1
             seq = self._published
             self._in_flight[seq] = _InFlight(key, value)
         try:
-            future = self._producer.send(self.topic, value=value, key=key)
+            future = self._producer.send(self.topic, value=value, key=key, headers=headers)
         except KafkaError as exc:
             self._fail(seq, exc)
             raise self._take_failures() from exc
@@ -165,10 +200,8 @@ class EventProducer:
         With `timeout=None` it waits until the producer's `delivery_timeout_ms` settles every message.
         """
         started = time.monotonic()
-        try:
+        with suppress(KafkaTimeoutError):  # what is still in flight is reported below
             self._producer.flush(timeout=timeout)
-        except KafkaTimeoutError:
-            pass  # what is still in flight is reported below
         with self._lock:
             late = sorted(self._in_flight.items())
             self._in_flight.clear()
@@ -190,7 +223,7 @@ class EventProducer:
             self._producer._sender.force_close()
             self._producer.close(timeout=timeout)
 
-    def __enter__(self) -> EventProducer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -237,7 +270,7 @@ class HeartbeatSender:
             }
         )
 
-    def start(self) -> HeartbeatSender:
+    def start(self) -> Self:
         if self._thread is not None:
             raise RuntimeError("HeartbeatSender already started")
         self._thread = threading.Thread(target=self._run, name=f"dmm-heartbeat-{self.exchange_id}", daemon=True)
@@ -261,7 +294,7 @@ class HeartbeatSender:
             self._seq += 1
             self._stop.wait(self.interval_s)
 
-    def __enter__(self) -> HeartbeatSender:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(

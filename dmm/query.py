@@ -1,13 +1,16 @@
 """Reach the monitor's store from the CLI, whether or not a worker holds it.
 
-The embedded store (chdb) can be opened by one process at a time, so while a
-worker runs, reads and alert actions go through its HTTP API; otherwise (or with
-a ClickHouse server) the store is opened directly.
+The embedded store (chdb) can be opened by one process at a time, so while a worker runs, `dmm sql` and
+`dmm alerts list` go through its SQL socket (`streams.sql_socket`: only the worker's OS user may connect) and
+alert actions through its web port with the console token; otherwise (or with a ClickHouse server) the store
+is opened directly. Either way an ad-hoc statement passes `sinks.clickhouse.sql_guard` and runs with
+ClickHouse's limits (`settings.sql`).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,19 +21,40 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from settings import Settings
-from sinks.clickhouse import open_store
+from sinks.clickhouse import ReadOnlyViolation, StoreError, open_store
+from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.records import record_alert_action
 from streams.kafka_client import client_options
 
+SOCKET_SLACK_S = 30.0  # beyond the limit ClickHouse puts on the query: the answer's way back
+
+
+class UnknownAlert(LookupError):
+    """No alert has that dedup_key (the worker answered 404, or the store has none)."""
+
 
 class WorkerUnavailable(ConnectionError):
-    """No worker answers on the configured web port."""
+    """No worker answers (on the configured web port, or on the store's SQL socket)."""
+
+
+def console_token(settings: Settings) -> str | None:
+    """DMM_CONSOLE_TOKEN, else the one `dmm up` generated beside the store."""
+    if settings.console_token is not None and settings.console_token.get_secret_value():
+        return settings.console_token.get_secret_value()
+    try:
+        return settings.console_token_file.read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
 
 
 def _call(settings: Settings, path: str, body: dict[str, Any] | None = None, timeout: float = 30) -> bytes:
-    url = f"http://{settings.web_host}:{settings.web_port}{path}"
+    url = f"{settings.web_url}{path}"
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    token = console_token(settings)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.read()
@@ -40,6 +64,8 @@ def _call(settings: Settings, path: str, body: dict[str, Any] | None = None, tim
             detail = json.loads(detail).get("error", detail)
         except (ValueError, AttributeError):
             pass
+        if exc.code == 404:
+            raise UnknownAlert(detail) from exc
         raise RuntimeError(detail) from exc
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise WorkerUnavailable(f"no worker at {url}: {exc}") from exc
@@ -58,17 +84,40 @@ def worker_metrics(settings: Settings, timeout: float = 3.0) -> dict[str, float]
 
 
 def query_text(settings: Settings, sql: str, fmt: str = "PrettyCompactMonoBlock") -> str:
-    """Run one read-only statement; through the worker when it runs on the embedded store."""
+    """Run one query (`sql_guard` says which); through the worker when it runs on the embedded store."""
     if settings.clickhouse.url is None:
         try:
-            return _call(settings, "/api/sql", {"sql": sql, "format": fmt}).decode("utf-8")
+            return _ask_worker(settings, sql, fmt)
         except WorkerUnavailable:
             pass
     store = open_store(settings.clickhouse, read_only=True)
     try:
-        return store.text(sql, fmt)
+        return store.reads(settings.sql).ad_hoc(sql, fmt)
     finally:
         store.close()
+
+
+def _ask_worker(settings: Settings, sql: str, fmt: str) -> str:
+    """The answer of the worker's SQL socket."""
+    path = settings.sql_socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(settings.sql.max_execution_s + SOCKET_SLACK_S)
+            connection.connect(str(path))
+            connection.sendall(json.dumps({"sql": sql, "format": fmt}).encode() + b"\n")
+            with connection.makefile("rb") as answer:
+                reply = json.loads(answer.read())
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        raise WorkerUnavailable(f"no worker answers on {path}") from exc
+    except PermissionError as exc:
+        raise RuntimeError(f"cannot connect to the worker's SQL socket {path}: only the worker's OS user may") from exc
+    except (OSError, ValueError) as exc:
+        raise RuntimeError(f"the worker's SQL socket {path} did not answer: {exc}") from exc
+    if "text" in reply:
+        return str(reply["text"])
+    if reply.get("refused"):
+        raise ReadOnlyViolation(reply.get("error", "refused"))
+    raise StoreError(reply.get("error", "the query failed"))
 
 
 def query_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
@@ -76,7 +125,9 @@ def query_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
 
 
 def alert_action(settings: Settings, dedup_key: str, action: str, actor: str, note: str = "") -> dict[str, Any]:
-    """Acknowledge or resolve an alert, recording who and when."""
+    """Acknowledge or resolve an alert, recording who and when: through the worker (with the console token)
+    when it holds the embedded store, else straight to the store. An alert that does not exist is refused
+    (ValueError), not recorded."""
     body = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note}
     if settings.clickhouse.url is None:
         try:
@@ -85,6 +136,8 @@ def alert_action(settings: Settings, dedup_key: str, action: str, actor: str, no
             pass
     store = open_store(settings.clickhouse)
     try:
+        if not q.alert_exists(store, dedup_key):
+            raise UnknownAlert(f"no alert with dedup_key {dedup_key!r} (see `dmm alerts list`)")
         return record_alert_action(store, dedup_key, action, actor, note)
     finally:
         store.close()

@@ -8,12 +8,15 @@ local parts.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
+
+from pydantic import SecretStr
 
 from dmm.broker import EmbeddedBroker, free_port
 from dmm.query import WorkerUnavailable, wait_until_ready, worker_status
@@ -99,13 +102,19 @@ class WorkerGroup:
     `dmm store-serve` (chdb opens a data directory in one process only). The broker is the caller's.
 
     Each worker gets its own web port and Faust directory; all of them, and `settings` as returned by
-    `start`, reach the store at the server's URL."""
+    `start`, reach the store at the server's URL with its shared secret (DMM_CLICKHOUSE__PASSWORD, generated
+    when unset)."""
 
     def __init__(self, settings: Settings, workdir: Path, workers: int) -> None:
         self.workdir = workdir
         self.store_log = workdir / "store.log"
+        password = settings.clickhouse.password.get_secret_value() or secrets.token_urlsafe(32)
         self.settings = settings.model_copy(
-            update={"clickhouse": settings.clickhouse.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})}
+            update={
+                "clickhouse": settings.clickhouse.model_copy(
+                    update={"url": f"http://127.0.0.1:{free_port()}", "password": SecretStr(password)}
+                )
+            }
         )
         self._chdb_path = settings.clickhouse.chdb_path
         self.stacks = [

@@ -2,6 +2,7 @@
 
 from models.alert import ALERT_SCHEMA, SEVERITY, Alert, AlertKind, Severity
 from models.events import (
+    CONTENT_SEPARATOR,
     EVENT_ADAPTER,
     SCHEMA,
     AnyEvent,
@@ -11,6 +12,8 @@ from models.events import (
     Sighting,
     Trade,
     Usage,
+    content_digest,
+    content_text,
     occurred_ms,
     occurred_us,
     partition_key,
@@ -19,6 +22,7 @@ from models.registry import Exchange, Sector, exchanges, sectors
 
 __all__ = [
     "ALERT_SCHEMA",
+    "CONTENT_SEPARATOR",
     "EVENT_ADAPTER",
     "SCHEMA",
     "SEVERITY",
@@ -34,6 +38,8 @@ __all__ = [
     "Sighting",
     "Trade",
     "Usage",
+    "content_digest",
+    "content_text",
     "exchanges",
     "occurred_ms",
     "occurred_us",

@@ -27,6 +27,10 @@ RFC3339 = re.compile(
 PRICE = re.compile(r"^\d{1,18}(\.\d{1,2})?$")
 AMOUNT = re.compile(r"^-?\d{1,20}(\.\d{1,18})?$")
 INT64_MAX = 2**63 - 1
+# No control character (Unicode category Cc: U+0000-U+001F, U+007F-U+009F) in an identifier: ids end up in
+# terminals, logs and the console, where an ESC sequence ("\x1b[2J") would act instead of being shown. For
+# pydantic's Rust engine and JSON Schema, where `$` is the very end (Python's `re` also lets a final "\n" pass).
+NO_CONTROL = r"^[^\x00-\x1f\x7f-\x9f]*$"
 
 
 def _timestamp(value: Any) -> datetime:
@@ -70,7 +74,7 @@ Amount = Annotated[
     BeforeValidator(_decimal(AMOUNT, "e.g. \"24000.00\"")),
     WithJsonSchema({"type": "string", "pattern": AMOUNT.pattern}),
 ]
-Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64)]
+Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=64, pattern=NO_CONTROL)]
 Count = Annotated[StrictInt, Field(ge=0, le=INT64_MAX)]
 Quantity = Annotated[StrictInt, Field(ge=1, le=INT64_MAX)]
 ExchangeCode = Annotated[

@@ -7,6 +7,7 @@ embedded stack on this machine.
 
 from __future__ import annotations
 
+import json
 import os
 from decimal import Decimal
 from functools import lru_cache
@@ -101,6 +102,20 @@ class IngestSettings(BaseModel):
     )
 
 
+class SqlSettings(BaseModel):
+    """Limits ClickHouse itself enforces on every read the monitor runs for someone else (`dmm sql`, the console),
+    on connections of their own with `readonly = 1`: a runaway query stops there instead of holding the store."""
+
+    max_execution_s: float = Field(30.0, gt=0, description="a read running longer is stopped (max_execution_time)")
+    max_result_rows: int = Field(
+        1_000_000, ge=1, description="a read returning more rows fails instead of filling the worker's memory"
+    )
+    max_result_bytes: int = Field(
+        256 * 2**20, ge=1, description="the same, in bytes of the result as ClickHouse holds it"
+    )
+    max_memory_bytes: int = Field(2 * 2**30, ge=1, description="memory one read may use (max_memory_usage)")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="DMM_",
@@ -122,11 +137,39 @@ class Settings(BaseSettings):
         300.0, gt=0, description="an event more than this ahead of the wall clock is rejected as `future_event`"
     )
 
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(6066, description="worker web server: /metrics, /healthz, /api/sql")
-    console_token: SecretStr | None = Field(
-        None, description="bearer token for the web console's ack / resolve; unset = the console is read-only"
+    web_host: str = Field(
+        "127.0.0.1", description="address of the worker's web server; beyond loopback it needs DMM_CONSOLE_TOKEN"
     )
+    web_port: int = Field(6066, description="worker web server: the console, /metrics, /healthz, /api/*")
+    web_allowed_hosts: list[str] = Field(
+        [],
+        description="more names the web server answers to (`Host` header, e.g. [\"dmm.example.cn:6066\"]), besides "
+        "web_host:web_port (and localhost when that is loopback): any other name is refused (DNS rebinding)",
+    )
+    console_token: SecretStr | None = Field(
+        None,
+        description="bearer token every state-changing request must carry (ack / resolve, from the console or "
+        "`dmm alerts`), and, beyond loopback, every /api read; unset = read-only (`dmm up` generates one)",
+    )
+    sql: SqlSettings = SqlSettings()
+
+    @property
+    def web_url(self) -> str:
+        """The worker's web server as this machine reaches it (a wildcard bind is reached on loopback)."""
+        host = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}"
+
+    @property
+    def sql_socket(self) -> Path:
+        """Where a worker on the embedded store answers `dmm sql`: a Unix socket beside the store, mode 0600, so
+        only the worker's OS user (who can read the store's files anyway) may query it."""
+        return self.clickhouse.chdb_path.parent / "sql.sock"
+
+    @property
+    def console_token_file(self) -> Path:
+        """Where `dmm up` keeps the console token it generated (mode 0600), for `dmm alerts` to send."""
+        return self.clickhouse.chdb_path.parent / "console-token"
+
     allowed_lateness_s: int = Field(300, description="events older than watermark minus this are late")
     partition_idle_s: float = Field(
         30.0, description="a dm.events partition silent this long (wall clock) stops holding back the market watermark"
@@ -171,6 +214,8 @@ def settings_env(settings: BaseModel, prefix: str = "DMM_") -> dict[str, str]:
             env.update(settings_env(value, f"{key}__"))
         elif isinstance(value, SecretStr):
             env[key] = value.get_secret_value()
+        elif isinstance(value, list):
+            env[key] = json.dumps(value)  # pydantic-settings reads a list from the environment as JSON
         elif value is not None:
             env[key] = str(value)
     return env

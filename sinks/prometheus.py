@@ -44,6 +44,13 @@ LAST_EVENT = Gauge(
     "dmm_last_event_timestamp_seconds", "occurred_at of the latest event from each exchange", ["exchange_id"]
 )
 WATERMARK = Gauge("dmm_watermark_timestamp_seconds", "Market event-time watermark (latest occurred_at seen)")
+EXCHANGE_CLOCK_AHEAD = Gauge(
+    "dmm_exchange_clock_ahead_seconds",
+    "How far an exchange's latest event time runs ahead of every other exchange's latest (0 unless it leads): "
+    "beyond DMM_MAX_CLOCK_SKEW_S, its clock is likely wrong (events further ahead of the wall clock are rejected "
+    "as future_event)",
+    ["exchange_id"],
+)
 FIRST_RECORDS = Gauge(
     "dmm_first_records_timestamp_seconds",
     "When this worker process first took records into its pipeline, its state restored (unix time; 0 before): "
@@ -92,6 +99,11 @@ STAGES = (
     "market",  # the market stage's read-back and rules (several workers; in the one owning partition 0)
 )
 DEDUP_INDEX = Gauge("dmm_dedup_index_events", "Event identities remembered for duplicate detection")
+RULE_CHANGES_REFUSED = Counter(
+    "dmm_rule_changes_refused_total",
+    "Messages on dm.rules refused (unsigned, not signed with the operators' key, or not a valid change): ignored, "
+    "recorded in rule_changes with the error",
+)
 ALERT_WEBHOOK_DELIVERED = Counter(
     "dmm_alert_webhook_delivered_total", "Surveillance alerts the webhook (DMM_ALERT_WEBHOOK_URL) accepted"
 )

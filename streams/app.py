@@ -88,8 +88,8 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
 
     @app.agent(app.topic(kafka.rules_topic), name="rules")
     async def rule_changes(stream: StreamT[Any]) -> None:
-        async for raw in stream:
-            await (await worker.start()).change_rules(raw)
+        async for change in stream.events():  # events, not values: the signature is in the record's headers
+            await (await worker.start()).change_rules(change.value, change.headers)
 
     @app.timer(5.0)
     async def wall_clock_rules() -> None:

@@ -8,7 +8,9 @@ record batch of the fetch, straight into `Message` tuples, a record costs
 assignment checks, when to fetch again) stay aiokafka's: only how a buffered
 fetch hands its records over changes, and only for fetches this module can
 take exactly as aiokafka would (no deserializers, uncommitted reads, not
-started yet); any other stays with aiokafka.
+started yet); any other stays with aiokafka. A record's headers (a producer's
+signature) are handed over as the record batch holds them, a list, where
+aiokafka makes a tuple of it: the same pairs.
 
 It leans on internals of the pinned aiokafka (see pyproject.toml): the fetcher's
 buffer `Fetcher._records`, `FetchResult.getall` and `PartitionRecords`' state.
@@ -104,7 +106,7 @@ def _take(records: PartitionRecords, max_records: int | None) -> tuple[list[Mess
         wanted = None if max_records is None else max_records - len(taken)
         before = len(taken)
         for record in islice(source, wanted):
-            append(_new_tuple(Message, (topic, partition, record.offset, record.key, record.value)))
+            append(_new_tuple(Message, (topic, partition, record.offset, record.key, record.value, record.headers)))
         if len(taken) > before:
             records.next_fetch_offset = taken[-1].offset + 1
         if wanted is None or len(taken) - before < wanted:  # the batch ran out before the take did

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -26,11 +27,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from models import SCHEMA, occurred_us
+try:  # CPython's own MD5, as `models.content_digest` (no EVP context made per call)
+    from _md5 import md5
+except ImportError:  # an interpreter built without it
+    from hashlib import md5
+
+from models import CONTENT_SEPARATOR, SCHEMA, occurred_us
 from models.registry import exchanges
 from sinks.clickhouse import Dims
 from sinks.clickhouse.batches import event_columns
-from streams.decode import EARLIEST_MS, LATEST_MS
+from streams.decode import EARLIEST_MS, LATEST_MS, WallClock
 
 # Longest message taken here. pydantic refuses JSON nested 255 deep (`malformed`), Arrow does not: a message
 # this short cannot nest that deep (two bytes a level), so both read it alike.
@@ -57,6 +63,8 @@ _TIMESTAMP = (
     r"(?P<offset>[Zz]|[+-]\d{2}:\d{2})$"
 )
 _NO_SECOND = -(2**62)  # an instant Python refuses (e.g. second 60): the row goes to `decode`
+# A control character (Unicode category Cc), which no identifier may hold (`models.fields.NO_CONTROL`).
+_CONTROL = r"[\x00-\x1f\x7f-\x{9f}]"
 _EPOCH_TEXT = "1970-01-01T00:00:00Z"  # stands in for a stamp of the wrong shape, so the others can be read
 
 
@@ -64,8 +72,9 @@ _EPOCH_TEXT = "1970-01-01T00:00:00Z"  # stands in for a stamp of the wrong shape
 class UsageColumns:
     """Row i is the i-th candidate message given to `decode_usage`."""
 
-    table: pa.Table  # exchange_id, event_id, product_id, buyer_id (string), calls, bytes (uint64)
+    table: pa.Table  # exchange_id, event_id, product_id, buyer_id (string), calls, bytes, content_digest (uint64)
     at_us: np.ndarray  # int64: event time in µs since the epoch (meaningful where `ok`)
+    contents: np.ndarray  # uint64: what each row says, as `models.content_digest` (meaningful where `ok`)
     ok: np.ndarray  # bool: a valid usage event, exactly as `decode` accepts it
     keys: list[tuple[str, str]]  # (exchange_id, event_id) per row
     products: list[str | None]  # product_id per row
@@ -87,22 +96,47 @@ def candidates(values: Sequence[bytes | None]) -> list[bool]:
     ]
 
 
-def decode_usage(values: list[bytes]) -> UsageColumns:
-    """Read candidate messages (see `candidates`) as columns, one row each."""
+def decode_usage(values: list[bytes], clock: WallClock | None = None) -> UsageColumns:
+    """Read candidate messages (see `candidates`) as columns, one row each. `clock`: as `decode`'s, a row further
+    ahead of it than it accepts is left to `decode` (a `future_event`)."""
     table = _read(values)
     ok = _true(pc.equal(table.column("schema"), SCHEMA)) & _true(pc.equal(table.column("type"), "usage"))
     ok &= _true(pc.is_in(table.column("exchange_id"), value_set=_exchange_codes()))
     for name in _TEXT:
         length = pc.utf8_length(table.column(name))
         ok &= _true(pc.and_(pc.greater_equal(length, 1), pc.less_equal(length, 64)))
+        ok &= ~_true(pc.match_substring_regex(table.column(name), _CONTROL))
     for name in ("calls", "bytes"):
         ok &= _true(pc.greater_equal(table.column(name), 0))
     at_us = _event_time_us(table.column("occurred_at"))
-    ok &= (at_us // 1000 >= EARLIEST_MS) & (at_us // 1000 <= LATEST_MS)
+    latest_ms = LATEST_MS if clock is None else min(LATEST_MS, clock.latest_ms)
+    ok &= (at_us // 1000 >= EARLIEST_MS) & (at_us // 1000 <= latest_ms)
     columns = table.select(list(_TEXT)).append_column("calls", _count(table.column("calls")))
     columns = columns.append_column("bytes", _count(table.column("bytes")))
+    contents = _content_digests(columns, at_us)
+    columns = columns.append_column("content_digest", pa.array(contents, pa.uint64()))
     keys = list(zip(columns.column("exchange_id").to_pylist(), columns.column("event_id").to_pylist(), strict=True))
-    return UsageColumns(columns, at_us, ok, keys, columns.column("product_id").to_pylist())
+    return UsageColumns(columns, at_us, contents, ok, keys, columns.column("product_id").to_pylist())
+
+
+def _content_digests(columns: pa.Table, at_us: np.ndarray) -> np.ndarray:
+    """Per row, `models.content_digest` of the text `models.content_text` gives the same event: its parts joined
+    by Arrow at once, then one MD5 a row over slices of the joined bytes (no Python object per text; a row not
+    `ok` gets the digest of whatever it holds, never read)."""
+    parts = [
+        pc.cast(pa.array(at_us), pa.string()),
+        "usage",
+        *(pc.fill_null(columns.column(name), "") for name in ("product_id", "buyer_id")),
+        *(pc.cast(pc.fill_null(columns.column(name), 0), pa.string()) for name in ("calls", "bytes")),
+    ]
+    joined = pc.binary_join_element_wise(*parts, CONTENT_SEPARATOR)
+    texts = joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+    ends = np.frombuffer(texts.buffers()[1], np.int32)[texts.offset : texts.offset + len(texts) + 1].tolist()
+    data = memoryview(texts.buffers()[2])
+    halves = b"".join([md5(data[start:end], usedforsecurity=False).digest()[:8] for start, end in pairwise(ends)])
+    digests = np.frombuffer(halves, ">u8").astype(np.uint64)
+    digests[digests == 0] = 1  # as `content_digest`: 0 stands for "not known"
+    return digests
 
 
 def _read(values: list[bytes]) -> pa.Table:
@@ -180,6 +214,7 @@ class UsageRow(NamedTuple):
     row: int
     at_ms: int  # event time, ms since the epoch
     key: tuple[str, str]  # `(exchange_id, event_id)`, as `models.events._Event.key`
+    content: int  # what it says, as `models.events._Event.content_digest`
 
 
 @dataclass(slots=True)

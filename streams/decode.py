@@ -10,6 +10,7 @@ slow path, which works out *why* so the rejection names the right reason:
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -17,7 +18,8 @@ from typing import Any, Literal
 from pydantic import TypeAdapter, ValidationError
 
 from models import EVENT_ADAPTER, SCHEMA, AnyEvent, occurred_ms
-from models.fields import Timestamp
+from models.clock import from_ms, rfc3339
+from models.fields import NO_CONTROL, Timestamp
 
 Reason = Literal[
     "malformed",
@@ -29,7 +31,7 @@ Reason = Literal[
     "future_event",
     "conflicting_duplicate",
 ]
-# The contract's reasons (dm.v1 and its Amendment 1), in the order the checks run.
+# The contract's reasons (dm.v1 and Amendment 1) in its order; docs/errors.md says which wins when several apply.
 REASONS: tuple[Reason, ...] = (
     "malformed",
     "unsupported_schema",
@@ -52,8 +54,36 @@ class Rejection:
     event_id: str = ""
 
 
-def decode(raw: bytes | None) -> AnyEvent | Rejection:
-    """Validate one message value; never raises."""
+@dataclass(frozen=True, slots=True)
+class WallClock:
+    """The monitor's wall clock, read once per batch, and the latest event time it accepts: an event stamped
+    further ahead (a producer's clock set wrong, or a forged stamp) would carry the market's event time with it."""
+
+    now_ms: int
+    latest_ms: int  # now + DMM_MAX_CLOCK_SKEW_S
+
+    @classmethod
+    def read(cls, max_skew_s: float) -> WallClock:
+        now_ms = time.time_ns() // 1_000_000
+        return cls(now_ms, now_ms + round(max_skew_s * 1000))
+
+    def rejection(self, event: AnyEvent) -> Rejection:
+        """`future_event`, saying by how much and what to do."""
+        ahead_s = (event.at_ms - self.now_ms) / 1000
+        return Rejection(
+            "future_event",
+            f"occurred_at {rfc3339(event.occurred_at)} is {_span(ahead_s)} ahead of the monitor's clock "
+            f"({rfc3339(from_ms(self.now_ms))}); at most {_span((self.latest_ms - self.now_ms) / 1000)} is accepted "
+            "(DMM_MAX_CLOCK_SKEW_S): fix the producer's clock (NTP) and send the event again with the time it "
+            "happened",
+            event.exchange_id,
+            event.event_id,
+        )
+
+
+def decode(raw: bytes | None, clock: WallClock | None = None) -> AnyEvent | Rejection:
+    """Validate one message value; never raises. `clock`: an event further ahead of it than it accepts is a
+    `future_event` (None: any event time in the supported range, e.g. a file checked offline)."""
     if raw is None:
         return Rejection("malformed", "empty message (no value): send one UTF-8 JSON object per message")
     try:
@@ -64,7 +94,22 @@ def decode(raw: bytes | None) -> AnyEvent | Rejection:
         return Rejection("malformed", "JSON nested too deeply")
     if not EARLIEST_MS <= event.at_ms <= LATEST_MS:  # ints: comparing datetimes across offsets is slower
         return Rejection("invalid", _OUT_OF_RANGE, event.exchange_id, event.event_id)
+    if clock is not None and event.at_ms > clock.latest_ms:
+        return clock.rejection(event)
     return event
+
+
+def _span(seconds: float) -> str:
+    """A length of time as ops read it: `12.5 s`, `4 min 10 s`, `2 h 5 min`, `26,601 days 3 h`."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{seconds:.1f} s"
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days:,} days {hours} h"
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min {secs} s"
 
 
 def _explain(raw: bytes, exc: ValidationError) -> Rejection:
@@ -129,8 +174,17 @@ def _describe(errors: list[Any]) -> str:
         where = ".".join(loc) if loc else "event"
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             where = "type"
-        parts.append(f"{where}: {error['msg']}")
+        message = error["msg"]
+        if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NO_CONTROL:
+            message = _CONTROL_CHARACTER
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)[:DETAIL_MAX]
+
+
+_CONTROL_CHARACTER = (
+    "holds a control character (Unicode category Cc, e.g. ESC, NUL or a line break), which no identifier may: "
+    "send the id without it"
+)
 
 
 def _text(value: Any) -> str:
@@ -141,4 +195,4 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
-__all__ = ["REASONS", "Reason", "Rejection", "decode"]
+__all__ = ["REASONS", "Reason", "Rejection", "WallClock", "decode"]

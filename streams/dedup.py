@@ -2,9 +2,12 @@
 
 Two different things look alike. A *duplicate* is a second message carrying an
 `(exchange_id, event_id)` already stored (an exchange resent it): it is counted as
-a duplicate. A *redelivery* is the same Kafka message seen again after a crash or
-rebalance (same partition and offset): it was already counted, so it is skipped
-silently. Both indexes are rebuilt from ClickHouse on start.
+a duplicate if it says the same once parsed, and rejected as `conflicting_duplicate`
+if it says something else (the first stays as stored: a squatter's copy sent first
+must not make the real event vanish as a "duplicate"), so the index remembers what
+each identity said, as a content digest. A *redelivery* is the same Kafka message
+seen again after a crash or rebalance (same partition and offset): it was already
+counted, so it is skipped silently. Both indexes are rebuilt from ClickHouse on start.
 """
 
 from __future__ import annotations
@@ -22,24 +25,27 @@ _PARTITION_BITS = 20  # where an identity was first stored, packed in one int: o
 HOUR_MS = 3_600_000
 
 Key = tuple[str, str]
-Place = tuple[int, int]  # (partition, offset) where an identity was first stored
+# Where an identity was first stored, and what it said: (partition, offset, content digest; 0: not known, a row
+# stored before content digests, taken as saying the same as any resend).
+First = tuple[int, int, int]
 
 
 @dataclass(slots=True)
 class _Run:
-    """Identities sorted by digest, as parallel arrays: 28 bytes per identity, no Python object each."""
+    """Identities sorted by digest, as parallel arrays: 36 bytes per identity, no Python object each."""
 
     hi: np.ndarray  # uint64: the digest's first half (the sort key; equal halves are told apart by `lo`)
     lo: np.ndarray  # uint64: its second half
     place: np.ndarray  # int64: offset << 20 | partition
     ms: np.ndarray  # uint32: event time, ms since the start of the run's hour
+    content: np.ndarray  # uint64: what the event said (`models.content_digest`; 0: not known)
 
     @classmethod
-    def sorted(cls, digests: np.ndarray, place: np.ndarray, ms: np.ndarray) -> _Run:
+    def sorted(cls, digests: np.ndarray, place: np.ndarray, ms: np.ndarray, content: np.ndarray) -> _Run:
         """`digests`: n x 16 bytes."""
         halves = digests.view(">u8").reshape(-1, 2).astype(np.uint64)
         order = np.argsort(halves[:, 0])
-        return cls(halves[order, 0], halves[order, 1], place[order], ms[order])
+        return cls(halves[order, 0], halves[order, 1], place[order], ms[order], content[order])
 
     def merged(self, other: _Run) -> _Run:
         hi = np.concatenate((self.hi, other.hi))
@@ -49,6 +55,7 @@ class _Run:
             np.concatenate((self.lo, other.lo))[order],
             np.concatenate((self.place, other.place))[order],
             np.concatenate((self.ms, other.ms))[order],
+            np.concatenate((self.content, other.content))[order],
         )
 
     def find(self, hi: np.ndarray, lo: np.ndarray) -> dict[int, int]:
@@ -72,30 +79,30 @@ class _Run:
 
 @dataclass
 class EventIndex:
-    """`(exchange_id, event_id)` -> where it was first stored, for `horizon_ms` of event time.
+    """`(exchange_id, event_id)` -> where it was first stored and what it said, for `horizon_ms` of event time.
 
     It holds every identity of the horizon (a day: hundreds of millions at market rates), so it
-    keeps no Python object per identity: a 128-bit digest, the packed place and the event time sit
-    in sorted numpy runs per hour of event time (28 bytes each), merged as they grow and dropped by
-    the hour once the horizon passes. A batch is probed against them at once (`begin`), and looks
-    up its own earlier events exactly (`get`), before `settle` folds it in.
+    keeps no Python object per identity: a 128-bit digest, the packed place, the event time and a
+    64-bit content digest sit in sorted numpy runs per hour of event time (36 bytes each), merged
+    as they grow and dropped by the hour once the horizon passes. A batch is probed against them at
+    once (`begin`), and looks up its own earlier events exactly (`get`), before `settle` folds it in.
     """
 
     horizon_ms: int
     _hours: dict[int, list[_Run]] = field(default_factory=dict)
     _size: int = 0
     _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
-    _places: dict[Key, Place] = field(default_factory=dict)  # this batch's keys in the runs, and those added
+    _places: dict[Key, First] = field(default_factory=dict)  # this batch's keys in the runs, and those added
     _digests: list[bytes] = field(default_factory=list)  # this batch's keys, digested once, in `begin`'s order
-    # Added this batch: (partition, offset, ms, position of its digest in `_digests`), folded in by `settle`;
-    # one by one (`add`) or as blocks of those four columns (`add_block`).
-    _added: list[tuple[int, int, int, int]] = field(default_factory=list)
+    # Added this batch: (partition, offset, ms, position of its digest in `_digests`, content digest), folded in
+    # by `settle`; one by one (`add`) or as blocks of those five columns (`add_block`, the content as int64 bits).
+    _added: list[tuple[int, int, int, int, int]] = field(default_factory=list)
     _blocks: list[np.ndarray] = field(default_factory=list)
     _found: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))  # per key begun: remembered before
     _split: tuple[np.ndarray, np.ndarray] | None = None  # the begun keys' digests as two uint64 columns, once read
-    # `(partition, offset)` where an identity was first stored, if remembered (after `begin`): the lookup dict's
+    # `(partition, offset, content)` of an identity's first copy, if remembered (after `begin`): the lookup dict's
     # own `get`, so a lookup per event runs no Python frame.
-    get: Callable[[Key], Place | None] = field(init=False, repr=False)
+    get: Callable[[Key], First | None] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.get = self._places.get
@@ -116,7 +123,8 @@ class EventIndex:
                     if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
                         packed = int(run.place[j])
                         key = keys[order[i]]
-                        self._places[key] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS)
+                        partition, offset = packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS
+                        self._places[key] = (partition, offset, int(run.content[j]))
                         found[order[i]] = True
 
     def first_copies(self, order: np.ndarray) -> np.ndarray:
@@ -139,33 +147,41 @@ class EventIndex:
             self._split = halves[:, 0], halves[:, 1]
         return self._split
 
-    def add(self, key: Key, partition: int, offset: int, occurred_ms: int, begun: int = -1) -> None:
-        """Remember a first-seen identity. `begun`: its position among the keys given to `begin` (its digest is
-        taken from there), or -1."""
+    def add(self, key: Key, partition: int, offset: int, occurred_ms: int, content: int, begun: int = -1) -> None:
+        """Remember a first-seen identity and what it said (`content`: its content digest). `begun`: its position
+        among the keys given to `begin` (its digest is taken from there), or -1."""
         if begun < 0:
             begun = len(self._digests)
             self._digests.append(identity_digest(*key))
-        self._places[key] = (partition, offset)
-        self._added.append((partition, offset, occurred_ms, begun))
+        self._places[key] = (partition, offset, content)
+        self._added.append((partition, offset, occurred_ms, begun, content))
 
     def add_block(
-        self, begun: np.ndarray, partitions: np.ndarray, offsets: np.ndarray, ms: np.ndarray, findable: dict[Key, Place]
+        self,
+        begun: np.ndarray,
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        ms: np.ndarray,
+        contents: np.ndarray,
+        findable: dict[Key, First],
     ) -> None:
         """`add` for many first-seen identities at once (`begun`: their positions among the keys given to
-        `begin`). `findable`: those `get` must find this batch (those with a later copy in it), with their places."""
+        `begin`; `contents`: uint64). `findable`: those `get` must find this batch (those with a later copy in
+        it), with their places and contents."""
         self._places.update(findable)
-        self._blocks.append(np.stack((partitions, offsets, ms, begun), axis=1).astype(np.int64))
+        columns = (partitions, offsets, ms, begun, contents.astype(np.uint64).view(np.int64))
+        self._blocks.append(np.stack(columns, axis=1).astype(np.int64))
 
     def settle(self) -> None:
         """Fold the batch's identities into the runs (as arrays: no Python per identity)."""
         if self._added:
-            added = np.fromiter(chain.from_iterable(self._added), np.int64, 4 * len(self._added)).reshape(-1, 4)
-            self._blocks.append(added)
+            added = np.fromiter(chain.from_iterable(self._added), np.uint64, 5 * len(self._added)).reshape(-1, 5)
+            self._blocks.append(added.view(np.int64))
         if self._blocks:
             added = np.concatenate(self._blocks)
             listed = np.frombuffer(b"".join(self._digests), np.uint8).reshape(-1, 16)
             packed = added[:, 1] << _PARTITION_BITS | added[:, 0]
-            self._fold(listed[added[:, 3]].ravel(), packed, added[:, 2])
+            self._fold(listed[added[:, 3]].ravel(), packed, added[:, 2], added[:, 4].astype(np.uint64))
         self._added, self._blocks, self._digests, self._split = [], [], [], None
         self._places.clear()  # in place: `get` is bound to it
 
@@ -186,14 +202,16 @@ class EventIndex:
             raw = np.frombuffer(digest.buffers()[1], np.uint8)[digest.offset * 16 : (digest.offset + len(digest)) * 16]
             partition = _numpy(table, "src_partition")
             packed = _numpy(table, "src_offset") << _PARTITION_BITS | partition
-            self._fold(raw, packed, _numpy(table, "occurred_ms"))
+            content = table.column("content_digest").combine_chunks().to_numpy(zero_copy_only=False)
+            self._fold(raw, packed, _numpy(table, "occurred_ms"), content.astype(np.uint64))
 
-    def _fold(self, digests: np.ndarray, packed: np.ndarray, ms: np.ndarray) -> None:
+    def _fold(self, digests: np.ndarray, packed: np.ndarray, ms: np.ndarray, content: np.ndarray) -> None:
         hours = ms // HOUR_MS
         for hour in np.unique(hours):
             mine = np.flatnonzero(hours == hour)
             rows = (mine[:, None] * 16 + np.arange(16)).ravel()
-            run = _Run.sorted(digests[rows], packed[mine], (ms[mine] - hour * HOUR_MS).astype(np.uint32))
+            offset_ms = (ms[mine] - hour * HOUR_MS).astype(np.uint32)
+            run = _Run.sorted(digests[rows], packed[mine], offset_ms, content[mine])
             runs = self._hours.setdefault(int(hour), [])
             runs.append(run)
             while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):  # log-many runs per hour

@@ -40,6 +40,7 @@ from sinks.clickhouse.records import record_market_progress
 from sinks.clickhouse.state import StateReader, StoredBatch
 from sinks.prometheus import stage
 from streams.alignment import align
+from streams.decode import WallClock
 from streams.detectors import build_detectors
 from streams.rules import restore_rules
 from streams.surveillance import DetectorFailed, Surveillance
@@ -66,6 +67,7 @@ class MarketStage:
         self.topic = settings.kafka.events_topic
         self.topic_id = topic_id
         self.idle_ms = int(settings.partition_idle_s * 1000)
+        self.max_clock_skew_s = settings.max_clock_skew_s
         self.surveillance = Surveillance(
             rules,
             settings.allowed_lateness_s * 1000,
@@ -87,11 +89,13 @@ class MarketStage:
         stored beyond it is read again, so a window that closed or an exchange that fell silent meanwhile is
         judged (the alert ledger drops what was already alerted). A stage that never ran on this log counts
         everything stored as observed."""
-        state = StateReader(self.store)
+        # Rows stamped beyond the clock's bound (stored before it was enforced) do not restore event time.
+        bound = WallClock.read(self.max_clock_skew_s).latest_ms
+        state = StateReader(self.store, not_after_ms=bound)
         progress = state.progress(self.topic, self.topic_id)
         recorded = state.market_progress(self.topic, self.topic_id)
         marks = recorded or dict(progress.marks)
-        as_observed = StateReader(self.store, through=marks) if recorded else state
+        as_observed = StateReader(self.store, through=marks, not_after_ms=bound) if recorded else state
         self.applied, self._read, self._recorded, self._held, self._latest = dict(marks), dict(marks), marks, [], {}
         self.surveillance.restore(as_observed, as_observed.partition_watermarks(progress))
         self.surveillance.clock.expect(self.partitions)

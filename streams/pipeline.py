@@ -47,12 +47,21 @@ from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Staged, Write
 from sinks.prometheus import stage
 from streams.alignment import align
+from streams.authenticate import Authenticator
 from streams.columnar import TakenUsage, UsageColumns, UsageRow, WholeUsage, candidates, decode_usage, earliest
-from streams.decode import REASONS, Rejection, decode
-from streams.dedup import EventIndex, Progress
+from streams.decode import REASONS, Rejection, WallClock, decode
+from streams.dedup import EventIndex, First, Progress
 from streams.detectors import Scope, build_detectors
 from streams.rejected import rejected_record
-from streams.rules import RuleChangeError, apply_change, parse_change, restore_rules, rule_change_record
+from streams.rules import (
+    OpsKey,
+    RecordHeaders,
+    RuleChangeError,
+    apply_change,
+    parse_change,
+    restore_rules,
+    rule_change_record,
+)
 from streams.surveillance import Arrivals, DetectorFailed, Surveillance
 from streams.windows import MINUTE_MS, WindowFlusher, window_start_ms
 
@@ -80,6 +89,9 @@ class Record(Protocol):
     @property
     def value(self) -> bytes | None: ...
 
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
+
 
 class Message(NamedTuple):
     """A record made by hand (replays, tests): a tuple, three times cheaper to make than a frozen dataclass."""
@@ -89,6 +101,7 @@ class Message(NamedTuple):
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes | None]] = ()  # Kafka record headers: a producer's signature (dm-key, dm-sig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +158,16 @@ class Pipeline:
         topic_id: str = "",
         surveillance: Surveillance | None = None,
         forward: Callable[[bytes], None] | None = None,
-        reader: Callable[[Store], StateReader] = StateReader,
+        reader: Callable[..., StateReader] = StateReader,
         scope: Scope = "all",
     ) -> None:
         """`scope`: which rules run here (`all` when this worker owns every partition: see `streams.market`)."""
         self.settings = settings
         self.store = store
         self.reader = reader  # restore questions over the store (tests pass the in-memory one)
+        self.ops_key = OpsKey.configured(settings.ops_key)  # verifies changes on dm.rules
+        if self.ops_key.secret is None:
+            log.warning("rule changes will be refused", extra={"error": self.ops_key.problem})
         self.publish = publish
         self.forward = forward  # stored alerts to the ops webhook (never blocks: see sinks.webhook)
         self.surveillance = surveillance or Surveillance(
@@ -160,6 +176,8 @@ class Pipeline:
             build_detectors(settings.rules, scope),
             partition_idle_ms=int(settings.partition_idle_s * 1000),
         )
+        # Producer signatures (contract, Amendment 1), checked only while a keys file is configured.
+        self.authenticator = Authenticator.configured(settings.ingest.keys_file)
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
         self.windows = WindowFlusher(store, keep=scope == "all", lateness_ms=settings.allowed_lateness_s * 1000)
@@ -168,6 +186,7 @@ class Pipeline:
         self._held: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
         self._taken_through: dict[int, int] = {}  # per partition, the last offset processed in memory
         self._rule_changes = 0  # rule changes applied here (`tick` must not undo one with rules read before it)
+        self._latest_s: dict[str, float] = {}  # per exchange, its latest event time stored by this worker (s)
         metrics.start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
@@ -175,7 +194,8 @@ class Pipeline:
     def restore(self) -> None:
         """Rebuild every piece of in-memory state from ClickHouse, the source of truth."""
         started = time.monotonic()
-        state = self.reader(self.store)
+        # Rows stamped beyond the clock's bound (stored before it was enforced) do not restore event time.
+        state = self.reader(self.store, not_after_ms=WallClock.read(self.settings.max_clock_skew_s).latest_ms)
         progress = self.progress.restore(state)
         self._taken_through = dict(progress.marks)
         self.surveillance.restore(state, state.partition_watermarks(progress))
@@ -249,19 +269,22 @@ class Pipeline:
         """Records held back by event-time alignment, waiting for the other partitions."""
         return len(self._held)
 
-    async def change_rules(self, raw: bytes | None) -> None:
-        """Apply one dm.rules message (recorded either way); detectors read the rules on every event."""
+    async def change_rules(self, raw: bytes | None, headers: RecordHeaders) -> None:
+        """Apply one dm.rules message signed with the operators' key (recorded either way, a refused one with
+        why, and counted); detectors read the rules on every event."""
         ctx = self.surveillance.ctx
         async with self.lock:
             try:
+                key_id = self.ops_key.verify(raw, headers)
                 rules = apply_change(self.settings.rules, ctx.rules, parse_change(raw))
             except RuleChangeError as exc:
                 error = str(exc)
                 log.warning("rule change refused", extra={"error": error[:500]})
+                metrics.RULE_CHANGES_REFUSED.inc()
                 refused = rule_change_record(raw, None, error)
                 await self._retrying("rule_changes", lambda: record_rule_change(self.store, refused))
                 return
-            accepted = rule_change_record(raw, rules)
+            accepted = rule_change_record(raw, rules, key_id=key_id)
             await self._retrying("rule_changes", lambda: record_rule_change(self.store, accepted))
             ctx.rules = rules
             self._rule_changes += 1
@@ -342,6 +365,8 @@ class Pipeline:
             for partition, offset in self._taken_through.items():
                 through[partition] = max(offset, through.get(partition, -1))
             as_columns = self.settings.usage_as_columns and self.surveillance.sights(Usage)
+            clock = WallClock.read(self.settings.max_clock_skew_s)  # once a batch: no event further ahead of it
+            verify = self.authenticator.verified if self.authenticator is not None else None
             partitions: set[int] = set()
             as_usage = candidates([message.value for message in messages]) if as_columns else repeat(False)
             for message, candidate in zip(messages, as_usage):
@@ -352,9 +377,11 @@ class Pipeline:
                 elif candidate:
                     columnar.append(len(decoded))
                     decoded.append((message, _UNREAD))
+                elif verify is None:
+                    decoded.append((message, decode(message.value, clock)))
                 else:
-                    decoded.append((message, decode(message.value)))
-            read = _read_usage(decoded, columnar) if columnar else None
+                    decoded.append((message, verify(decode(message.value, clock), message.headers, message.value)))
+            read = _read_usage(decoded, columnar, self.authenticator, clock) if columnar else None
             lone = not self._held and len(partitions) <= 1 and partitions >= set(ends)
             arrivals = None
             if lone and read is not None:  # its usage may be judged at the end of the batch, at once
@@ -422,9 +449,7 @@ class Pipeline:
             if first is None:
                 self._sight(outcome, position, message, rows, minutes, usage)  # type: ignore[arg-type]
             else:
-                rows.duplicates.append(
-                    Duplicate(message.topic, message.partition, message.offset, *key, "usage", *first)
-                )
+                _copy(message, key, "usage", outcome.content, first, rows)
         return list(usage.values()), ranges, dedup_s
 
     def _take_whole(
@@ -451,7 +476,7 @@ class Pipeline:
         keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]
         usage_at_ms = read.at_us[in_columns] // 1000
         taken, partitions, taken_offsets = self._remember_usage(
-            decoded, in_batch, keys, events, usage_at_ms, arrivals.partition, offsets, rows
+            decoded, in_batch, keys, events, usage_at_ms, read.contents[in_columns], arrivals.partition, offsets, rows
         )
         dedup_s = time.perf_counter() - looked_up
         at_ms, taken_rows = usage_at_ms[taken], in_columns[taken]
@@ -487,33 +512,39 @@ class Pipeline:
         keys: list[tuple[str, str]],
         events: list[int],
         at_ms: np.ndarray,
+        contents: np.ndarray,
         partition: int,
         offsets: np.ndarray,
         rows: BatchRows,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The batch's duplicates among its usage (at `in_batch` in the batch of `partition`, whose `offsets` are
-        given; `keys`: the usage's first, then the other events', at `events`), found with arrays; the first-seen
-        usage remembered. Returns which of the usage is first seen, with its partitions and offsets."""
+        """The batch's copies among its usage (at `in_batch` in the batch of `partition`, whose `offsets` are
+        given; `keys`: the usage's first, then the other events', at `events`; `contents`: the usage's content
+        digests), found with arrays: duplicates, or conflicting resends; the first-seen usage remembered. Returns
+        which of the usage is first seen, with its partitions and offsets."""
         count = len(in_batch)
         self.index.begin(keys)
         first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))
         copied = np.bincount(first[first >= 0], minlength=len(first))[:count] > 1  # with a later copy
         first = first[:count]
         seen = first == np.arange(count)
+        said = contents.tolist()
         for copy in np.flatnonzero(~seen).tolist():
             message, original = decoded[in_batch[copy]][0], int(first[copy])
             if original < 0:  # stored by an earlier batch
                 place = self.index.get(keys[copy])
+            elif original < count:
+                stored = decoded[in_batch[original]][0]
+                place = (stored.partition, stored.offset, said[original])
             else:
-                stored = decoded[in_batch[original] if original < count else events[original - count]][0]
-                place = (stored.partition, stored.offset)
-            rows.duplicates.append(
-                Duplicate(message.topic, message.partition, message.offset, *keys[copy], "usage", *place)  # type: ignore[misc]
-            )
+                stored, event = decoded[events[original - count]]
+                place = (stored.partition, stored.offset, event.content_digest)  # type: ignore[union-attr]
+            _copy(message, keys[copy], "usage", said[copy], place, rows)  # type: ignore[arg-type]
         taken = np.flatnonzero(seen)
-        findable = {keys[n]: (partition, int(offsets[in_batch[n]])) for n in np.flatnonzero(copied & seen).tolist()}
+        findable = {
+            keys[n]: (partition, int(offsets[in_batch[n]]), said[n]) for n in np.flatnonzero(copied & seen).tolist()
+        }
         partitions, taken_offsets = np.full(len(taken), partition), offsets[in_batch[taken]]
-        self.index.add_block(taken, partitions, taken_offsets, at_ms[taken], findable)
+        self.index.add_block(taken, partitions, taken_offsets, at_ms[taken], contents[taken], findable)
         return taken, partitions, taken_offsets
 
     def _take(
@@ -524,8 +555,9 @@ class Pipeline:
         rows: BatchRows,
         minutes: set[int],
     ) -> None:
-        """A record not read as usage columns: a redelivery, a rejection, a duplicate or a first-seen event
-        (`next_key`: its position and key among those given to `EventIndex.begin`)."""
+        """A record not read as usage columns: a redelivery, a rejection, a copy of an event remembered (a duplicate
+        or a conflicting resend) or a first-seen event (`next_key`: its position and key among those given to
+        `EventIndex.begin`)."""
         kind = type(outcome)
         if kind is Redelivered:
             # Already stored before a crash: event time passes it here, in stream order, as it did first time.
@@ -540,18 +572,7 @@ class Pipeline:
         position, key = next_key()  # this event's, computed once for `begin`
         first = self.index.get(key)  # a dict lookup (the batch was probed at once, in `begin`)
         if first is not None:
-            rows.duplicates.append(
-                Duplicate(
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    outcome.exchange_id,  # type: ignore[union-attr]
-                    outcome.event_id,  # type: ignore[union-attr]
-                    outcome.type,  # type: ignore[union-attr]
-                    first[0],
-                    first[1],
-                )
-            )
+            _copy(message, key, outcome.type, outcome.content_digest, first, rows)  # type: ignore[union-attr]
             return
         self._accept(outcome, key, position, message, rows, minutes)  # type: ignore[arg-type]
 
@@ -567,7 +588,7 @@ class Pipeline:
             return
         if observed.alerts:
             rows.alerts.extend(observed.alerts)
-        self.index.add(key, message.partition, message.offset, at, position)
+        self.index.add(key, message.partition, message.offset, at, event.content_digest, position)
         rows.add(StoredEvent(event, message.partition, message.offset, observed.late, observed.dims))
         kind = type(event)
         if not observed.late and kind is not Heartbeat and (kind is not Listing or event.action == "list"):  # type: ignore[union-attr]
@@ -591,7 +612,7 @@ class Pipeline:
             return
         if observed.alerts:
             rows.alerts.extend(observed.alerts)
-        self.index.add(key, message.partition, message.offset, at, position)
+        self.index.add(key, message.partition, message.offset, at, row.content, position)
         taken = usage.get(id(columns))
         if taken is None:
             taken = usage[id(columns)] = TakenUsage(columns)
@@ -669,6 +690,7 @@ class Pipeline:
                 metrics.EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
                 gauge = metrics.LAST_EVENT.labels(exchange_id=exchange_id)
                 gauge.set(max(float(at), gauge._value.get()))
+                self._latest_s[exchange_id] = max(float(at), self._latest_s.get(exchange_id, 0.0))
         trades = tables.get("trades")
         if trades is not None:
             traded = (
@@ -680,6 +702,7 @@ class Pipeline:
                 )
         if occurred:
             observe_many(metrics.EVENT_LAG, np.maximum(0.0, now - np.concatenate(occurred)))
+            _clock_ahead(self._latest_s)
         for reason, n in Counter(r.reason for r in rows.rejected).items():
             metrics.REJECTED.labels(reason=reason).inc(n)
         for kind, n in Counter(d.type for d in rows.duplicates).items():
@@ -700,6 +723,16 @@ def _seconds(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.cast(column, pa.int64()), dtype=np.float64) / scale
 
 
+def _clock_ahead(latest_s: Mapping[str, float]) -> None:
+    """`dmm_exchange_clock_ahead_seconds`: how far the exchange with the latest event time leads the next one (the
+    others 0). One exchange far ahead of the rest likely has its clock set wrong, short of `future_event` (its
+    events are accepted, and the market's event time follows them): ops see it here and on the Feeds page."""
+    ranked = sorted(latest_s.items(), key=lambda item: item[1], reverse=True)
+    for place, (exchange_id, at) in enumerate(ranked):
+        lead = at - ranked[1][1] if place == 0 and len(ranked) > 1 else 0.0
+        metrics.EXCHANGE_CLOCK_AHEAD.labels(exchange_id=exchange_id).set(lead)
+
+
 def observe_many(histogram: Histogram, values: np.ndarray) -> None:
     """Many observations with one lock round per bucket (prometheus-client observes one value at a time)."""
     if not len(values):
@@ -713,22 +746,36 @@ def observe_many(histogram: Histogram, values: np.ndarray) -> None:
 _UNREAD = Rejection("malformed", "not read yet")  # a placeholder `_read_usage` replaces
 
 
-def _read_usage(decoded: list[Decoded], positions: list[int]) -> UsageColumns:
+def _read_usage(
+    decoded: list[Decoded], positions: list[int], authenticator: Authenticator | None, clock: WallClock
+) -> UsageColumns:
     """Read these usage messages as columns (`streams.columnar`); those it does not accept, one by one (the
-    others stay `_UNREAD` in `decoded`: `_usage_rows` or the whole batch's path takes them)."""
-    columns = decode_usage([decoded[i][0].value for i in positions])  # type: ignore[misc]
+    others stay `_UNREAD` in `decoded`: `_usage_rows` or the whole batch's path takes them). With producer keys,
+    a row whose signature fails is taken off the columns (no longer `ok`) as its `unauthenticated` rejection."""
+    columns = decode_usage([decoded[i][0].value for i in positions], clock)  # type: ignore[misc]
     for row in np.flatnonzero(~columns.ok).tolist():
         message = decoded[positions[row]][0]
-        decoded[positions[row]] = (message, decode(message.value))
+        outcome = decode(message.value, clock)
+        if authenticator is not None:
+            outcome = authenticator.verified(outcome, message.headers, message.value)
+        decoded[positions[row]] = (message, outcome)
+    if authenticator is not None:
+        failure, keys = authenticator.failure, columns.keys
+        for row in np.flatnonzero(columns.ok).tolist():
+            message = decoded[positions[row]][0]
+            detail = failure(keys[row][0], message.headers, message.value)  # type: ignore[arg-type]
+            if detail is not None:
+                columns.ok[row] = False
+                decoded[positions[row]] = (message, Rejection("unauthenticated", detail, *keys[row]))
     return columns
 
 
 def _usage_rows(decoded: list[Decoded], positions: list[int], columns: UsageColumns) -> None:
     """The usage the columns accepted, one `UsageRow` each, for the one-by-one path."""
-    at_ms, keys = (columns.at_us // 1000).tolist(), columns.keys
+    at_ms, keys, contents = (columns.at_us // 1000).tolist(), columns.keys, columns.contents.tolist()
     for row in np.flatnonzero(columns.ok).tolist():
         i = positions[row]
-        decoded[i] = (decoded[i][0], UsageRow(columns, row, at_ms[row], keys[row]))
+        decoded[i] = (decoded[i][0], UsageRow(columns, row, at_ms[row], keys[row], contents[row]))
 
 
 def _written(staged: Staged) -> None:
@@ -736,6 +783,23 @@ def _written(staged: Staged) -> None:
     between tables."""
     for table, seconds in staged.write():
         metrics.STORE_WRITE.labels(table=table).observe(seconds)
+
+
+def _copy(message: Record, key: tuple[str, str], kind: str, content: int, first: First, rows: BatchRows) -> None:
+    """A message with the identity of an event remembered (`first`: where it was stored, what it said): a
+    duplicate if it says the same once parsed (or what the first said is not known), else rejected as a
+    `conflicting_duplicate`, the first staying as stored (contract, Amendment 1)."""
+    partition, offset, said = first
+    if said in (0, content):
+        duplicate = Duplicate(message.topic, message.partition, message.offset, *key, kind, partition, offset)
+        rows.duplicates.append(duplicate)
+        return
+    detail = (
+        f"another event with exchange_id {key[0]} and event_id {key[1]} was accepted within the dedup horizon "
+        f"(stored from partition {partition}, offset {offset}) and says something else: it stays as stored. Give "
+        "a new event an event_id of its own; resend an event only as it was"
+    )
+    rows.rejected.append(_rejected(message, "conflicting_duplicate", detail, *key))
 
 
 def _detector_failed(failure: DetectorFailed, message: Record, key: tuple[str, str], rows: BatchRows) -> None:

@@ -1,4 +1,4 @@
-"""The dm.rejected record: a rejected message as received, and why (see README, "Processing guarantees")."""
+"""The dm.rejected record: a rejected message as received, and why (see ARCHITECTURE.md, "Processing guarantees")."""
 
 from __future__ import annotations
 

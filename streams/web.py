@@ -1,30 +1,79 @@
-"""The worker's HTTP endpoints (on Faust's web server, bound to `web_host:web_port`).
+"""The worker's endpoints: HTTP on Faust's web server (bound to `web_host:web_port`), and the SQL socket.
 
 - `/metrics`: Prometheus exposition.
 - `/healthz`: 200 once state is restored and consuming, 503 before.
 - `/api/status`: per-partition progress, pending acks, dirty windows (tests and `dmm` wait on it).
-- `/api/sql`: one read-only statement against the store. The embedded store can be
-  opened by one process only, so `dmm sql` goes through here while the worker runs.
-- `/api/alert-action`: records an alert acknowledgement or resolution (`dmm alerts`).
+- `/api/alert-action`: records an alert acknowledgement or resolution (`dmm alerts`, the console), with the
+  console token; an alert that does not exist is 404, not recorded.
+- the console (`streams.console`).
+- `dmm sql`: not on the web port but on a Unix socket beside the embedded store (`streams.sql_socket` says
+  why); with a ClickHouse server, `dmm sql` reads the server itself.
+
+Every request passes `streams.web_access` first (Host, Origin, token, content type, body size, security
+headers). Reads for someone else run on their own executors, each on a connection of its own with ClickHouse's
+limits (`Store.reads`): the threads that write the worker's batches (asyncio's default executor) are never
+taken by them, and the console's reads never wait behind an ad-hoc query.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import faust
+from aiohttp import web
 from faust.web import Request, Response, View
+from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from settings import Settings
-from sinks.clickhouse import ReadOnlyViolation, StoreError
+from sinks.clickhouse import Reads, StoreError
+from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.records import record_alert_action
 from streams.console import register_console
+from streams.console.surveillance import Refused, action_request
+from streams.sql_socket import SqlSocket
 from streams.view import WorkerView
+from streams.web_access import WebAccess, access_middleware, json_body
+
+AD_HOC_READS = 2  # `dmm sql`: an operator or two at a time
+CONSOLE_READS = 4  # each console view refreshes every 5 s: a few tabs at once
+T = TypeVar("T")
+
+
+class ReadLanes:
+    """Where reads for someone else run: the store's limited connections, on executors of their own."""
+
+    def __init__(self, settings: Settings, worker: WorkerView) -> None:
+        self._settings = settings
+        self._worker = worker
+        self._reads: Reads | None = None
+        self.console = ThreadPoolExecutor(CONSOLE_READS, thread_name_prefix="console-read")
+        self.ad_hoc = ThreadPoolExecutor(AD_HOC_READS, thread_name_prefix="sql-read")
+
+    @property
+    def reads(self) -> Reads:
+        if self._reads is None:  # the worker opens its store on first use
+            self._reads = self._worker.store.reads(self._settings.sql)
+        return self._reads
+
+    async def run_console(self, build: Callable[..., T], *args: Any) -> T:
+        """`build(reads, *args)`: the console's questions, and whether an alert exists."""
+        return await asyncio.get_running_loop().run_in_executor(self.console, partial(build, self.reads, *args))
+
+    async def run_ad_hoc(self, sql: str, fmt: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self.ad_hoc, self.reads.ad_hoc, sql, fmt)
 
 
 def register_routes(app: faust.App, settings: Settings, worker: WorkerView) -> None:
+    """Mount every endpoint; a web host beyond loopback without a console token refuses to start (`WebExposed`)."""
+    access = WebAccess.from_settings(settings)
+    cast(AiohttpWeb, app.web).web_app.middlewares.append(access_middleware(access))
+    lanes = ReadLanes(settings, worker)
+
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
@@ -41,38 +90,20 @@ def register_routes(app: faust.App, settings: Settings, worker: WorkerView) -> N
         async def get(self, request: Request) -> Response:
             return self.json(worker.status())
 
-    @app.page("/api/sql")
-    class Sql(View):
-        async def post(self, request: Request) -> Response:
-            body = json.loads(await self.read_request_content(request) or b"{}")
-            sql, fmt = str(body.get("sql", "")), str(body.get("format", "PrettyCompactMonoBlock"))
-            try:
-                text = await asyncio.to_thread(worker.store.text, sql, fmt)
-            except ReadOnlyViolation as exc:
-                return self.error(400, str(exc))
-            except StoreError as exc:
-                return self.error(422, str(exc))
-            return self.text(text)
-
     @app.page("/api/alert-action")
     class AlertAction(View):
         async def post(self, request: Request) -> Response:
-            body = json.loads(await self.read_request_content(request) or b"{}")
+            key, action, actor, note = action_request(await json_body(cast(web.Request, request)))
+            if not await lanes.run_console(q.alert_exists, key):
+                raise Refused(404, f"no alert with dedup_key {key!r} (see `dmm alerts list`)")
             try:
-                row = await asyncio.to_thread(
-                    record_alert_action,
-                    worker.store,
-                    str(body.get("dedup_key", "")),
-                    str(body.get("action", "")),
-                    str(body.get("actor", "")),
-                    str(body.get("note", "")),
-                )
-            except ValueError as exc:
-                return self.error(400, str(exc))
+                row = await asyncio.to_thread(record_alert_action, worker.store, key, action, actor, note)
             except StoreError as exc:
-                return self.error(503, str(exc))
-            if row["action"] == "resolve":
-                worker.alert_resolved(row["dedup_key"])
+                return self.json({"error": str(exc)}, status=503)
+            if action == "resolve":
+                worker.alert_resolved(key)
             return self.json(row)
 
-    register_console(app, settings, worker)
+    register_console(app, settings, worker, lanes.run_console)
+    if settings.clickhouse.url is None:
+        app.service(SqlSocket(settings.sql_socket, lanes.run_ad_hoc, loop=app.loop))  # type: ignore[arg-type]

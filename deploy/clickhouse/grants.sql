@@ -31,6 +31,12 @@ GRANT ALTER ADD INDEX ON datamarket.heartbeats TO dmm_writer;
 -- ... and for rejections and duplicates: the log they came from, added to their key.
 GRANT ALTER ADD COLUMN, ALTER ORDER BY ON datamarket.rejected_events TO dmm_writer;
 GRANT ALTER ADD COLUMN, ALTER ORDER BY ON datamarket.duplicate_events TO dmm_writer;
+-- ... and for conflicting resends, each event's content digest, and for signed rule changes, the key that signed.
+GRANT ALTER ADD COLUMN ON datamarket.listings TO dmm_writer;
+GRANT ALTER ADD COLUMN ON datamarket.trades TO dmm_writer;
+GRANT ALTER ADD COLUMN ON datamarket.usage TO dmm_writer;
+GRANT ALTER ADD COLUMN ON datamarket.heartbeats TO dmm_writer;
+GRANT ALTER ADD COLUMN ON datamarket.rule_changes TO dmm_writer;
 
 CREATE ROLE IF NOT EXISTS dmm_read;
 GRANT SELECT ON datamarket.* TO dmm_read;

@@ -4,7 +4,9 @@ Status comes from `alert_actions` (who did what, when): *resolved* once anyone
 resolved the alert, else *acked* once anyone acknowledged it, else *open*. A
 resolved incident that recurs comes back as a new alert `<dedup_key>#2` (see
 `streams.alerts`). Reads and writes go through the running worker when it holds
-the embedded store (`dmm.query`), else straight to the store.
+the embedded store (`dmm.query`: reads on its SQL socket, ack / resolve on its web port
+with the console token), else straight to the store. Stored text is printed through
+`dmm.cli.terminal`: an id or a note is shown, never obeyed by the terminal or by rich.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from dmm.cli.app import app, console, err_console
-from dmm.query import alert_action, query_rows
+from dmm.cli.terminal import markup_safe, printable
+from dmm.query import UnknownAlert, alert_action, console_token, query_rows
 from models import AlertKind, Severity
 from models.clock import CHINA_STANDARD_TIME, from_ms, rfc3339
 from settings import get_settings
@@ -86,7 +88,7 @@ def list_alerts(
     records = [as_record(row) for row in _rows(sql)]
     if fmt == "json":
         for record in records:
-            print(json.dumps(record, ensure_ascii=False))
+            print(printable(json.dumps(record, ensure_ascii=False)))
         return
     console.print(_table(records, zh))
 
@@ -115,24 +117,31 @@ def _act(dedup_key: str, action: str, actor: str, note: str) -> None:
     settings = get_settings()
     if not actor.strip():
         raise typer.BadParameter("--by must name who acts")
-    rows = _rows(queries.alert_exists(settings.clickhouse.database, dedup_key))
-    if not rows or int(rows[0]["n"]) == 0:
-        err_console.print(f"[red]no alert with dedup_key[/] {dedup_key!r} (see `dmm alerts list`)")
-        raise typer.Exit(1)
     try:
         recorded = alert_action(settings, dedup_key, action, actor.strip(), note)
+    except UnknownAlert as exc:
+        err_console.print(f"[red]{markup_safe(exc)}[/]")
+        raise typer.Exit(1) from exc
     except (StoreError, RuntimeError, ValueError) as exc:
-        err_console.print(f"[red]could not record the {action}:[/] {exc}")
+        err_console.print(f"[red]could not record the {action}:[/] {markup_safe(exc)}")
+        if console_token(settings) is None:
+            err_console.print(
+                f"A running worker takes alert actions with its console token: set DMM_CONSOLE_TOKEN "
+                f"(`dmm up` keeps the one it generated in {markup_safe(settings.console_token_file)})."
+            )
         raise typer.Exit(2) from exc
     verb = "acknowledged" if action == "ack" else "resolved"
-    console.print(f"[green]{verb}[/] {dedup_key} by {actor.strip()} at {recorded.get('at', '')}")
+    console.print(
+        f"[green]{verb}[/] {markup_safe(dedup_key)} by {markup_safe(actor.strip())} "
+        f"at {markup_safe(recorded.get('at', ''))}"
+    )
 
 
 def _rows(sql: str) -> list[dict[str, Any]]:
     try:
         return query_rows(get_settings(), sql)
-    except (StoreError, RuntimeError) as exc:
-        err_console.print(f"[red]cannot read alerts:[/] {exc}")
+    except (StoreError, RuntimeError, ValueError) as exc:
+        err_console.print(f"[red]cannot read alerts:[/] {markup_safe(exc)}")
         raise typer.Exit(2) from exc
 
 
@@ -149,14 +158,15 @@ def _table(records: list[dict[str, Any]], zh: bool) -> Table:
     table.add_column("score", justify="right")
     table.add_column("alert: dedup_key (for `dmm alerts ack`), then what happened", overflow="fold", min_width=40)
     for record in records:
-        status = record["status"]
-        who = f"\n{record['actor']}" if record.get("actor") else ""
+        status, severity = record["status"], record["severity"]
+        who = f"\n{markup_safe(record['actor'])}" if record.get("actor") else ""
         table.add_row(
             _china_time(record["detected_at"]),
-            f"[{_SEVERITY_STYLE[record['severity']]}]{record['severity']}[/]",
+            f"[{_SEVERITY_STYLE[severity]}]{severity}[/]" if severity in _SEVERITY_STYLE else markup_safe(severity),
             f"[{_STATUS_STYLE[status]}]{status}[/]{who}",
             f"{record['score']:.2f}",
-            f"[bold]{escape(record['dedup_key'])}[/]\n{escape(record['message_zh'] if zh else record['message'])}",
+            f"[bold]{markup_safe(record['dedup_key'])}[/]\n"
+            + markup_safe(record["message_zh"] if zh else record["message"]),
         )
     return table
 

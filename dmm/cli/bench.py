@@ -30,14 +30,24 @@ def bench(
     query_days: int = typer.Option(365, help="days of history the --query-rows trades span"),
     soak_seconds: float = typer.Option(0.0, help="instead: live traffic for this long, worker RSS sampled (memory)"),
     soak_rate: float = typer.Option(5000.0, help="events/s of the --soak-seconds traffic"),
+    signed: bool = typer.Option(
+        False,
+        "--signed",
+        help="then the throughput phase again on a fresh stack whose worker holds producer keys, every event "
+        "signed (contract, Amendment 1): signed events/s beside unsigned, and their ratio",
+    ),
     as_json: bool = typer.Option(False, "--json", help="print the figures as one JSON object (for scripts)"),
 ) -> None:
     """Run broker -> worker -> store on a fresh embedded stack; print events/s against a bare consumer,
-    the worker's time per stage, live event lag p50/p99/max and peak RSS."""
+    the worker's time per stage, live event lag p50/p99/max and peak RSS (and, with --signed, the cost of
+    verifying producer signatures)."""
     from dmm import bench as benchmark
 
     out = err_console if as_json else console
-    say = lambda text: out.print(f"[dim]{text}[/]")
+
+    def say(text: str) -> None:
+        out.print(f"[dim]{text}[/]")
+
     if query_rows:
         _query_bench(query_rows, query_days, as_json, say)
         return
@@ -61,6 +71,7 @@ def bench(
             live_rate=live_rate or None,
             workers=workers,
             say=say,
+            signed=signed,
         )
     if _printed_as_json(result, as_json):
         return
@@ -93,6 +104,25 @@ def bench(
         "  of it, the publisher behind its pace, p50 / p99 (ms)",
         f"{result.publisher_behind_p50_ms:,.0f} / {result.publisher_behind_p99_ms:,.0f}",
     )
+    if result.signed is not None:
+        verified = result.signed
+        table.add_row(
+            "signed: the worker verifying producer keys, sustained (events/s)", f"{verified.events_per_s:,.0f}"
+        )
+        table.add_row("  signed / unsigned throughput", f"{verified.events_per_s / result.worker_events_per_s:.1%}")
+        table.add_row(
+            "  worker CPU per event, signed / unsigned (µs)",
+            f"{verified.worker_cpu_us_per_event:,.1f} / {result.worker_cpu_us_per_event:,.1f}",
+        )
+        table.add_row(
+            "  decode stage per event, signed / unsigned (µs)",
+            f"{verified.stages_us_per_event['decode']:,.1f} / {result.stages_us_per_event['decode']:,.1f}",
+        )
+        table.add_row(
+            "  messages per batch, signed / unsigned (a fetch is capped in bytes)",
+            f"{verified.batch_messages:,.0f} / {result.worker_batch_messages:,.0f}",
+        )
+        table.add_row("  signed messages rejected as unauthenticated", f"{verified.unauthenticated:,}")
     table.add_row("worker peak RSS (MiB)", f"{result.worker_peak_rss_mb:,.0f}")
     table.add_row("bench process peak RSS, incl. bare consumer (MiB)", f"{result.baseline_peak_rss_mb:,.0f}")
     console.print(table)

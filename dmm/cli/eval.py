@@ -11,6 +11,7 @@ from rich.table import Table
 
 from dmm.broker import BrokerError, free_port
 from dmm.cli.app import app, console, err_console
+from dmm.cli.terminal import markup_safe
 from dmm.evaluation import EvalReport, KindScore, run_scenario
 from settings import ClickHouseSettings, KafkaSettings, Settings, get_settings
 
@@ -73,7 +74,7 @@ def _print(report: EvalReport) -> None:
     for incident in report.missed:
         console.print(f"[red]missed[/] {incident.kind} on {incident.exchange_id} {incident.product_id or ''}: {incident.note}")
     for alert in report.false_alerts:
-        console.print(f"[red]false[/] {alert.dedup_key}: {alert.message}")
+        console.print(f"[red]false[/] {markup_safe(alert.dedup_key)}: {markup_safe(alert.message)}")
 
 
 def _as_json(report: EvalReport) -> dict[str, object]:

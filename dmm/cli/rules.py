@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from dmm.cli.app import app as root
 from dmm.cli.app import console, err_console
-from settings import get_settings
+from settings import Settings, get_settings
+from streams.rules import OpsKey, RuleChangeError, signing_key
 
 rules_app = typer.Typer(help="Show or change surveillance rules at runtime (no restart).", no_args_is_help=True)
 root.add_typer(rules_app, name="rules")
+
+_WORKDIR_HELP = "`dmm up`'s work directory: its operators' key (ops.key) signs the change when DMM_OPS_KEY is unset"
 
 
 @rules_app.command("show")
@@ -38,8 +42,9 @@ def show() -> None:
 def set_rules(
     assignments: list[str] = typer.Argument(..., help="RULE=VALUE, e.g. price_outlier_ratio=4"),
     by: str = typer.Option(..., "--by", help="who makes the change (recorded)"),
+    workdir: Path = typer.Option(Path(".dmm"), help=_WORKDIR_HELP),
 ) -> None:
-    """Publish a rule change to dm.rules; the worker applies and records it."""
+    """Publish a rule change to dm.rules, signed with the operators' key; the worker applies and records it."""
     changes: dict[str, str] = {}
     for assignment in assignments:
         name, sep, value = assignment.partition("=")
@@ -47,20 +52,44 @@ def set_rules(
             err_console.print(f"[red]expected RULE=VALUE, got {assignment!r}[/]")
             raise typer.Exit(2)
         changes[name.strip()] = value.strip()
-    _publish({"set": changes, "actor": by})
+    _publish({"set": changes, "actor": by}, workdir)
 
 
 @rules_app.command("reset")
-def reset(by: str = typer.Option(..., "--by", help="who resets (recorded)")) -> None:
+def reset(
+    by: str = typer.Option(..., "--by", help="who resets (recorded)"),
+    workdir: Path = typer.Option(Path(".dmm"), help=_WORKDIR_HELP),
+) -> None:
     """Drop every runtime change: back to the configured DMM_RULES__* values."""
-    _publish({"reset": True, "actor": by})
+    _publish({"reset": True, "actor": by}, workdir)
 
 
-def _publish(message: dict[str, object]) -> None:
-    from dmm.producer import EventProducer
+def publish_change(settings: Settings, message: dict[str, object], key: OpsKey) -> None:
+    """Send one rule change to dm.rules, signed with `key` (`dm-key: ops`, `dm-sig`), and wait for the broker."""
+    from kafka import KafkaProducer
+
+    from streams.kafka_client import client_options
+
+    value = json.dumps(message).encode()
+    producer = KafkaProducer(**client_options(settings.kafka), acks="all", max_block_ms=15_000)
+    try:
+        producer.send(settings.kafka.rules_topic, value=value, headers=key.sign(value)).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+
+
+def _publish(message: dict[str, object], workdir: Path) -> None:
+    from kafka.errors import KafkaError
 
     settings = get_settings()
-    with EventProducer(settings.kafka, topic=settings.kafka.rules_topic) as producer:
-        producer.publish_raw(json.dumps(message).encode(), None)
-        producer.flush()
-    console.print(f"sent to {settings.kafka.rules_topic}: {message}; check with `dmm rules show`")
+    try:
+        key = signing_key(settings, workdir)
+    except RuleChangeError as exc:
+        err_console.print(f"[red]cannot sign the change:[/] {exc}")
+        raise typer.Exit(1) from exc
+    try:
+        publish_change(settings, message, key)
+    except KafkaError as exc:
+        err_console.print(f"[red]cannot publish to {settings.kafka.bootstrap}:[/] {exc}; is the stack up (`dmm up`)?")
+        raise typer.Exit(1) from exc
+    console.print(f"sent to {settings.kafka.rules_topic}, signed: {message}; check with `dmm rules show`")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import typer
@@ -34,7 +34,11 @@ def simulate(
     rate: float = typer.Option(1.0, help="business events (listing, trade, usage) per simulated second"),
     time_scale: float = typer.Option(1.0, "--time-scale", help="simulated seconds per wall-clock second (live)"),
     duration: float = typer.Option(2_700.0, help="simulated seconds to generate"),
-    start: str | None = typer.Option(None, help="event time of the first event, RFC 3339 with offset (default: now)"),
+    start: str | None = typer.Option(
+        None,
+        help="event time of the first event, RFC 3339 with offset (default: now live; with --out, so that the file "
+        "ends now: the monitor rejects events stamped ahead of its clock)",
+    ),
     out: Path | None = typer.Option(None, "--out", dir_okay=False, help="write JSONL here instead of publishing"),
     truth: Path | None = typer.Option(
         None, "--truth", dir_okay=False, help="write the injected incidents here (JSONL)"
@@ -66,7 +70,7 @@ def simulate(
     try:
         config = SimulationConfig(
             seed=seed,
-            start=_parse_start(start),
+            start=_parse_start(start) or (datetime.now(UTC) - timedelta(seconds=duration) if out else None),
             duration_s=duration,
             rate=rate,
             injections=parse_injections(inject, scenario),

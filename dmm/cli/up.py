@@ -1,12 +1,21 @@
-"""`dmm up`: the whole monitor on this machine, in the foreground, until Ctrl-C."""
+"""`dmm up`: the whole monitor on this machine, in the foreground, until Ctrl-C.
+
+Unless DMM_CONSOLE_TOKEN is set, each start generates a console token, kept beside the store (mode 0600) for
+`dmm alerts` to send, and prints the console's address with it in the fragment (`/#token=…`), as Jupyter does:
+a fragment never reaches a server log or a Referer, and the page keeps the token for the tab. So the regulator
+can acknowledge and resolve from the page, and no other page or user on the machine can.
+"""
 
 from __future__ import annotations
 
+import os
+import secrets
 import signal
 import threading
 from pathlib import Path
 
 import typer
+from pydantic import SecretStr
 from rich.markup import escape
 from rich.panel import Panel
 
@@ -27,8 +36,10 @@ def up(
     from dmm.broker import BrokerError
     from dmm.stack import EmbeddedStack
     from dmm.supervisor import WorkerSupervisor
+    from streams.rules import provision_ops_key
 
-    settings = get_settings()
+    settings = provision_ops_key(get_settings(), workdir)  # DMM_OPS_KEY, or one generated into the work directory
+    settings = with_console_token(settings)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     signal.signal(signal.SIGTERM, _interrupt)
     console.print(f"[bold]Starting Data Market Monitor[/] (broker {settings.kafka.bootstrap}, logs in {workdir}/)")
@@ -42,12 +53,13 @@ def up(
     if simulate:
         simulator.start()
     store = settings.clickhouse.url or f"embedded chdb at {settings.clickhouse.chdb_path}"
+    token = settings.console_token.get_secret_value() if settings.console_token else ""
     console.print(
         Panel.fit(
             f"[green]running[/]\n"
-            f"console:   http://{settings.web_host}:{settings.web_port}/  (监管控制台 / regulator's console)\n"
-            f"metrics:   http://{settings.web_host}:{settings.web_port}/metrics\n"
-            f"status:    http://{settings.web_host}:{settings.web_port}/api/status\n"
+            f"console:   {escape(settings.web_url)}/  (监管控制台 / regulator's console; with its token: below)\n"
+            f"metrics:   {escape(settings.web_url)}/metrics\n"
+            f"status:    {escape(settings.web_url)}/api/status\n"
             f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"
             f"store:     {store}\n"
             f"simulator: {'on, ' + str(rate) + ' events/s x' + str(time_scale) if simulate else 'off'}\n\n"
@@ -59,6 +71,7 @@ def up(
             title="Data Market Monitor",
         )
     )
+    console.print(f"console with its token: {escape(settings.web_url)}/#token={escape(token)}", soft_wrap=True)
     supervisor = WorkerSupervisor(
         stack, report=lambda line: err_console.print(f"[yellow]supervisor:[/] {escape(line)}")
     )
@@ -70,6 +83,21 @@ def up(
         stop.set()
         stack.stop()
         console.print("[green]stopped[/]")
+
+
+def with_console_token(settings: Settings) -> Settings:
+    """`settings` with a console token: DMM_CONSOLE_TOKEN, else a new one, written (mode 0600) to
+    `settings.console_token_file` for `dmm alerts` to read."""
+    if settings.console_token is not None and settings.console_token.get_secret_value():
+        return settings
+    token = secrets.token_urlsafe(32)
+    path = settings.console_token_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(descriptor, 0o600)  # also when an earlier file had another mode
+    with os.fdopen(descriptor, "w", encoding="utf-8") as kept:
+        kept.write(token + "\n")
+    return settings.model_copy(update={"console_token": SecretStr(token)})
 
 
 def _simulate(settings: Settings, rate: float, time_scale: float, seed: int, stop: threading.Event) -> None:

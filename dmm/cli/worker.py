@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging.config
 from pathlib import Path
 
-from dmm.cli.app import app
+import typer
+
+from dmm.cli.app import app, err_console
 from dmm.logs import logging_config
 from settings import get_settings
 from sinks import prometheus as metrics
@@ -17,12 +19,17 @@ def worker() -> None:
     from faust import Worker
 
     from streams.app import create_app
+    from streams.web_access import WebExposed
 
     settings = get_settings()
     config = logging_config(settings.log_json, settings.log_level)
     logging.config.dictConfig(config)
     metrics.WORKER_RESTARTS.set(settings.supervisor_restarts)
-    faust_app = create_app(settings)
+    try:
+        faust_app = create_app(settings)
+    except WebExposed as exc:
+        err_console.print(f"[red]the worker will not start:[/] {exc}")
+        raise typer.Exit(2) from exc
     # Faust creates its data directory without parents: on a clean directory (a fresh
     # container, a first run) it would exit at once, and a supervisor would loop on it.
     Path(faust_app.conf.datadir).mkdir(parents=True, exist_ok=True)

@@ -18,10 +18,14 @@ def publish_live(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     behind: list[float] | None = None,
+    epoch_ms: Callable[[], float] = lambda: time.time() * 1000,
 ) -> int:
     """Hand each message to `publish(key, value)` no earlier than its event time allows; returns the count.
-    `behind`: collects how many seconds after its due time each message was handed over (a publisher that
-    cannot keep its pace adds that to every lag measured from event time)."""
+    Never before the wall clock (`epoch_ms`) reaches its event time either: the monitor rejects an event stamped
+    ahead of its clock (`future_event`), so a market run faster than real time (`time_scale` above 1) catches up
+    with the present, then goes on in real time. `behind`: collects how many seconds after its due time each
+    message was handed over (a publisher that cannot keep its pace adds that to every lag measured from event
+    time)."""
     if time_scale <= 0:
         raise ValueError("time scale must be > 0 simulated seconds per wall second")
     count = 0
@@ -30,6 +34,7 @@ def publish_live(
         if origin is None:
             origin = (message.occurred_ms, clock())
         due = origin[1] + (message.occurred_ms - origin[0]) / 1_000 / time_scale
+        due = max(due, clock() + (message.occurred_ms - epoch_ms()) / 1_000)
         wait = due - clock()
         if wait > 0:
             sleep(wait)

@@ -1,7 +1,8 @@
 """The ClickHouse store: schema, Arrow batches, embedded (chdb) and server engines."""
 
 from sinks.clickhouse.batches import BatchRows, Dims, Duplicate, Marker, Rejected, StoredEvent
-from sinks.clickhouse.store import ReadOnlyViolation, Store, StoreError, check_read_only, open_store
+from sinks.clickhouse.sql_guard import ReadOnlyViolation
+from sinks.clickhouse.store import Reads, Store, StoreError, open_store
 
 __all__ = [
     "BatchRows",
@@ -9,10 +10,10 @@ __all__ = [
     "Duplicate",
     "Marker",
     "ReadOnlyViolation",
+    "Reads",
     "Rejected",
     "Store",
     "StoreError",
     "StoredEvent",
-    "check_read_only",
     "open_store",
 ]

@@ -18,6 +18,7 @@ _TS3 = pa.timestamp("ms", tz="UTC")
 _MONEY = pa.decimal128(38, 2)
 _SOURCE = [("late", pa.uint8()), ("src_partition", pa.int32()), ("src_offset", pa.int64()), ("ingested_at", _TS3)]
 _DIMS = [("sector", pa.string()), ("category", pa.string()), ("source", pa.string()), ("high_quality", pa.uint8())]
+_CONTENT = ("content_digest", pa.uint64())  # what the event said (`models.content_digest`), for the dedup index
 
 SCHEMAS: dict[str, pa.Schema] = {
     "listings": pa.schema(
@@ -39,6 +40,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("size_bytes", pa.uint64()),
             ("recognized_by", pa.list_(pa.string())),
             *_SOURCE,
+            _CONTENT,
         ]
     ),
     "trades": pa.schema(
@@ -59,6 +61,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("data_bytes", pa.uint64()),
             *_DIMS,
             *_SOURCE,
+            _CONTENT,
         ]
     ),
     "usage": pa.schema(
@@ -72,6 +75,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("bytes", pa.uint64()),
             *_DIMS,
             *_SOURCE,
+            _CONTENT,
         ]
     ),
     "heartbeats": pa.schema(
@@ -81,6 +85,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("occurred_at", _TS6),
             ("seq", pa.uint64()),
             *_SOURCE,
+            _CONTENT,
         ]
     ),
     "rejected_events": pa.schema(

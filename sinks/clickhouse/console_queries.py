@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
+from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.state import EVENT_TABLES
 
 CENT = Decimal("0.01")
+MAX_CLOCK_SKEW_S: float = Settings.model_fields["max_clock_skew_s"].default
 EVERY_ALERT = 10**12
 TrendStep = Literal["minute", "hour"]
 TradeDimension = Literal["exchange_id", "sector"]
@@ -59,10 +61,14 @@ def money(text: Any) -> Decimal:
     return Decimal(str(text if text is not None else "0")).quantize(CENT)
 
 
-def watermark_us(store: Reader) -> int | None:
-    """The market's event-time watermark: the latest `occurred_at` stored in any event table."""
+def watermark_us(store: Reader, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> int | None:
+    """The market's event-time watermark: the latest `occurred_at` stored in any event table, up to the wall clock
+    plus `max_clock_skew_s` (DMM_MAX_CLOCK_SKEW_S): a row stamped further ahead, stored before the monitor rejected
+    such events, must not make "today" 2099."""
+    bound = f"now64(6) + toIntervalMillisecond({round(max_clock_skew_s * 1000)})"
     parts = " UNION ALL ".join(
-        f"SELECT toUnixTimestamp64Micro(max(occurred_at)) AS us, count() AS n FROM {store.database}.{table}"
+        f"SELECT toUnixTimestamp64Micro(max(occurred_at)) AS us, count() AS n FROM {store.database}.{table} "
+        f"WHERE occurred_at <= {bound}"
         for table in EVENT_TABLES
     )
     rows = store.rows(f"SELECT max(us) AS us, sum(n) AS n FROM ({parts})")

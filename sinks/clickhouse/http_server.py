@@ -11,13 +11,26 @@ workers share dm.events on the embedded default.
 An `INSERT ... FORMAT X` with its data in the body is spooled to a file and inserted
 with `INSERT ... SELECT * FROM file()`, columns named from the data when it is Arrow
 (ClickHouse matches Arrow columns by name), the URL's settings applied (so
-`insert_deduplication_token` keeps retried writes single). `readonly` is enforced
-here: a read-only request runs one read-only statement or nothing. It binds to
-127.0.0.1 and has no users: it is the embedded store, shared on one machine.
+`insert_deduplication_token` keeps retried writes single). A read-only request
+(`readonly` set, as `dmm sql`'s and the console's reads send it) runs on a connection of its
+own with `readonly = 1` and the request's limits, so it neither waits for the workers' writes
+nor holds them.
+
+Who may call it: whoever knows the shared secret. Whoever reaches this port can do anything
+with the store (the workers must write), so binding to 127.0.0.1 is not enough: every local
+user, and every web page the operator opens (a browser posts a plain-text body to any
+loopback port, or reaches it by DNS rebinding), could otherwise write files through
+`INTO OUTFILE` or read any with `file()`. So `serve` takes a password (DMM_CLICKHOUSE__PASSWORD,
+which the workers already send, as HTTP Basic auth, as to a ClickHouse server), checks it
+before reading a body, and refuses any request bearing an `Origin` header (only browsers send
+one; ClickHouse clients do not). It is plain HTTP: keep it on loopback.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hmac
 import logging
 import re
 import threading
@@ -26,7 +39,7 @@ from urllib.parse import parse_qsl, urlparse
 
 import pyarrow as pa
 
-from sinks.clickhouse.store import ChdbStore, ReadOnlyViolation, StoreError, check_read_only
+from sinks.clickhouse.store import ChdbReads, ChdbStore, StoreError
 
 log = logging.getLogger("dmm.store_server")
 
@@ -61,14 +74,22 @@ SETTING_NAME = re.compile(r"^\w+$")
 class StoreServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, store: ChdbStore, host: str, port: int) -> None:
+    def __init__(self, store: ChdbStore, host: str, port: int, user: str, password: str) -> None:
+        if not password:
+            raise ValueError(
+                "dmm store-serve needs a shared secret: set DMM_CLICKHOUSE__PASSWORD (e.g. to the output of "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`) for it and for every worker "
+                "that connects to it"
+            )
         super().__init__((host, port), _Handler)
         self.store = store
+        self.credentials = f"{user}:{password}".encode()
 
 
-def serve(store: ChdbStore, host: str = "127.0.0.1", port: int = 8123) -> StoreServer:
-    """Start answering on a background thread; `shutdown()` the returned server to stop."""
-    server = StoreServer(store, host, port)
+def serve(store: ChdbStore, user: str, password: str, host: str = "127.0.0.1", port: int = 8123) -> StoreServer:
+    """Start answering on a background thread, to clients sending `user` and `password`; `shutdown()` the
+    returned server to stop."""
+    server = StoreServer(store, host, port, user, password)
     threading.Thread(target=server.serve_forever, name="store-server", daemon=True).start()
     log.info("embedded store served over HTTP", extra={"url": f"http://{host}:{server.server_port}"})
     return server
@@ -88,14 +109,26 @@ class _Handler(BaseHTTPRequestHandler):
         return None
 
     def _answer(self) -> None:
+        if self.headers.get("Origin") is not None:
+            self._refuse(403, "Code: 497. DB::Exception: browsers may not call the store (Origin). (ACCESS_DENIED)")
+            return
+        if not self._authenticated():
+            self._refuse(
+                401,
+                "Code: 516. DB::Exception: the store wants the shared secret (DMM_CLICKHOUSE__USER / "
+                "DMM_CLICKHOUSE__PASSWORD, as HTTP Basic auth). (AUTHENTICATION_FAILED)",
+            )
+            return
         params = dict(parse_qsl(urlparse(self.path).query, keep_blank_values=True))
         body = self._body()
         settings = {k: v for k, v in params.items() if k not in PROTOCOL_PARAMS and SETTING_NAME.match(k)}
+        read_only = params.get("readonly", "0") != "0"
         try:
             query = params.get("query", "")
             insert = INSERT_WITH_DATA.match(query) if query and body else None
             if insert is not None:
-                self._refuse_if_read_only(params, "INSERT")
+                if read_only:
+                    raise StoreError("Code: 164. DB::Exception: INSERT in a read-only request. (READONLY)")
                 self._insert(insert, body, settings)
                 self._reply(200, b"", "TabSeparated")
                 return
@@ -103,12 +136,30 @@ class _Handler(BaseHTTPRequestHandler):
             found = TRAILING_FORMAT.search(sql)
             fmt = found.group(1) if found else params.get("default_format", "TabSeparated")
             statement = sql[: found.start()] if found else sql
-            self._refuse_if_read_only(params, statement)
-            self._reply(200, self.server.store.raw(statement, fmt), fmt)
-        except ReadOnlyViolation as exc:
-            self._reply(500, f"Code: 164. DB::Exception: {exc}. (READONLY)\n".encode(), "TabSeparated")
+            if read_only:
+                output = ChdbReads(self.server.store, settings).raw(statement, fmt)
+            else:
+                output = self.server.store.raw(statement, fmt)
+            self._reply(200, output, fmt)
         except (StoreError, ValueError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
             self._reply(500, f"Code: 1000. DB::Exception: {exc}\n".encode(), "TabSeparated")
+
+    def _authenticated(self) -> bool:
+        """HTTP Basic auth (what clickhouse-connect sends) or ClickHouse's X-ClickHouse-User / -Key headers."""
+        scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                given = base64.b64decode(encoded.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                return False
+        else:
+            given = f"{self.headers.get('X-ClickHouse-User', '')}:{self.headers.get('X-ClickHouse-Key', '')}".encode()
+        return hmac.compare_digest(given, self.server.credentials)
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer without reading the body, and close the connection (the body is still on it)."""
+        self.close_connection = True
+        self._reply(status, f"{message}\n".encode(), "TabSeparated")
 
     def _body(self) -> bytes:
         """The request body, whole: sized, or chunked (a streaming client's inserts)."""
@@ -132,10 +183,6 @@ class _Handler(BaseHTTPRequestHandler):
             columns = reader(pa.BufferReader(body)).schema.names
         self.server.store.insert_data(insert.group("table"), columns, body, fmt, settings)
 
-    def _refuse_if_read_only(self, params: dict[str, str], statement: str) -> None:
-        if params.get("readonly", "0") != "0":
-            check_read_only(statement)
-
     def _reply(self, status: int, payload: bytes, fmt: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "text/plain; charset=UTF-8")
@@ -145,5 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("X-ClickHouse-Summary", '{"read_rows":"0","written_rows":"0"}')
         if status != 200:
             self.send_header("X-ClickHouse-Exception-Code", payload.split(b".", 1)[0].removeprefix(b"Code: ").decode())
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(payload)

@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from models import Listing, Trade
 from models.clock import to_ms
+from settings import SqlSettings
 from sinks.clickhouse.state import (
     EVENT_TABLES,
     WINDOWED_TABLES,
@@ -30,7 +31,7 @@ from sinks.clickhouse.state import (
     StoredTrade,
     identity_digest,
 )
-from sinks.clickhouse.store import InOrder, Staged, Write
+from sinks.clickhouse.store import InOrder, Reads, Staged, Write
 
 
 class MemoryStore:
@@ -61,7 +62,7 @@ class MemoryStore:
     def arrow(self, sql: str) -> pa.Table:
         raise NotImplementedError("the memory store answers typed questions (MemoryState), not SQL")
 
-    def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
+    def reads(self, limits: SqlSettings) -> Reads:
         raise NotImplementedError("the memory store answers typed questions (MemoryState), not SQL")
 
     def close(self) -> None:
@@ -75,9 +76,10 @@ class MemoryStore:
 class MemoryState(StateReader):
     """`StateReader`'s answers computed from a `MemoryStore`'s tables."""
 
-    def __init__(self, store: MemoryStore) -> None:  # type: ignore[override]
+    def __init__(self, store: MemoryStore, not_after_ms: int | None = None) -> None:
         self.memory = store
         self.db = store.database
+        self.not_after_ms = not_after_ms
 
     def progress(self, topic: str, topic_id: str) -> LogProgress:
         marks: dict[int, int] = {}
@@ -88,7 +90,7 @@ class MemoryState(StateReader):
 
     def partition_watermarks(self, progress: LogProgress) -> dict[int, int]:
         latest: dict[int, int] = {}
-        for row in self._events():
+        for row in self._within_bound(self._events()):
             latest[row["src_partition"]] = max(latest.get(row["src_partition"], 0), _ms(row["occurred_at"]))
         return latest
 
@@ -105,17 +107,18 @@ class MemoryState(StateReader):
                 "src_partition": pa.array([r["src_partition"] for r in rows], pa.int64()),
                 "src_offset": pa.array([r["src_offset"] for r in rows], pa.int64()),
                 "occurred_ms": pa.array([_ms(r["occurred_at"]) for r in rows], pa.int64()),
+                "content_digest": pa.array([r["content_digest"] for r in rows], pa.uint64()),
             }
         )
 
     def recent_trades(self, since_ms: int) -> list[StoredTrade]:
-        rows = [r for r in self.memory.pylist("trades") if _ms(r["occurred_at"]) >= since_ms]
+        rows = [r for r in self._within_bound(self.memory.pylist("trades")) if _ms(r["occurred_at"]) >= since_ms]
         rows.sort(key=lambda r: (r["occurred_at"], r["exchange_id"], r["event_id"]))
         return [StoredTrade(_model(Trade, "trade", row), bool(row["late"])) for row in rows]
 
     def exchange_spans(self, since_ms: int) -> dict[str, tuple[int, int]]:
         spans: dict[str, tuple[int, int]] = {}
-        for row in self._events():
+        for row in self._within_bound(self._events()):
             at = _ms(row["occurred_at"])
             if at >= since_ms:
                 first, last = spans.get(row["exchange_id"], (at, at))
@@ -124,7 +127,7 @@ class MemoryState(StateReader):
 
     def latest_events(self, since_ms: int) -> dict[str, tuple[int, str]]:
         latest: dict[str, tuple[int, str]] = {}
-        for row in self._events():
+        for row in self._within_bound(self._events()):
             at = (_ms(row["occurred_at"]), row["event_id"])
             if at[0] >= since_ms and at > latest.get(row["exchange_id"], (-1, "")):
                 latest[row["exchange_id"]] = at
@@ -153,17 +156,22 @@ class MemoryState(StateReader):
         ]
 
     def accepted_rule_changes(self) -> list[dict[str, Any]]:
-        return [json.loads(r["change"]) for r in self.memory.pylist("rule_changes") if r["accepted"]]
+        return [json.loads(r["change"]) for r in self.memory.pylist("rule_changes") if r["accepted"] and r["key_id"]]
 
     def unflushed_windows(self) -> list[int]:
         return []
 
     def latest_event_ms(self) -> int | None:
-        times = [_ms(r["occurred_at"]) for t in WINDOWED_TABLES for r in self.memory.pylist(t)]
+        times = [_ms(r["occurred_at"]) for t in WINDOWED_TABLES for r in self._within_bound(self.memory.pylist(t))]
         return max(times, default=None)
 
     def _events(self) -> list[dict[str, Any]]:
         return [row for table in EVENT_TABLES for row in self.memory.pylist(table)]
+
+    def _within_bound(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows stamped within the clock's bound (`StateReader`'s `not_after_ms`)."""
+        bound = self.not_after_ms
+        return rows if bound is None else [row for row in rows if _ms(row["occurred_at"]) <= bound]
 
 
 def _ms(moment: Any) -> int:

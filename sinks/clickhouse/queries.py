@@ -1,8 +1,8 @@
 """Read-only questions the CLI, the evaluator and the benchmark ask, as SQL text.
 
 They are text, not calls, because on the embedded store the running worker holds
-the data directory: `dmm` sends the statement to the worker's `/api/sql`, or runs
-it on the store itself when it can open it.
+the data directory: `dmm` sends the statement to the worker's SQL socket, or runs
+it on the store itself when it can open it; either way it passes `sql_guard`.
 """
 
 from __future__ import annotations

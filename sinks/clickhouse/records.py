@@ -27,6 +27,7 @@ _RULE_CHANGE_SCHEMA = pa.schema(
         ("effective", pa.string()),
         ("accepted", pa.uint8()),
         ("error", pa.string()),
+        ("key_id", pa.string()),
     ]
 )
 
@@ -51,6 +52,7 @@ class RuleChange:
     change: str  # the dm.rules message as received
     effective: str  # the rules in force afterwards (JSON), empty when refused
     error: str = ""
+    key_id: str = ""  # the key whose signature verified (`ops`), empty when none did
 
 
 def record_rule_change(store: Store, change: RuleChange) -> None:
@@ -62,6 +64,7 @@ def record_rule_change(store: Store, change: RuleChange) -> None:
         "effective": change.effective,
         "accepted": int(not change.error),
         "error": change.error,
+        "key_id": change.key_id,
     }
     token = f"rules|{now.isoformat()}|{change.change}"
     store.insert("rule_changes", pa.Table.from_pylist([row], schema=_RULE_CHANGE_SCHEMA), token)

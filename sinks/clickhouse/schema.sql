@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS datamarket.listings
     src_partition  Int32,
     src_offset     Int64,
     ingested_at    DateTime64(3, 'UTC'),
+    content_digest UInt64 COMMENT 'what the event said once parsed (models.content_digest): a resend saying else is a conflicting_duplicate (0: stored before it was kept)',
     INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
@@ -67,6 +68,7 @@ CREATE TABLE IF NOT EXISTS datamarket.trades
     src_partition  Int32,
     src_offset     Int64,
     ingested_at    DateTime64(3, 'UTC'),
+    content_digest UInt64 COMMENT 'what the event said once parsed (models.content_digest): a resend saying else is a conflicting_duplicate (0: stored before it was kept)',
     INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
@@ -91,6 +93,7 @@ CREATE TABLE IF NOT EXISTS datamarket.usage
     src_partition  Int32,
     src_offset     Int64,
     ingested_at    DateTime64(3, 'UTC'),
+    content_digest UInt64 COMMENT 'what the event said once parsed (models.content_digest): a resend saying else is a conflicting_duplicate (0: stored before it was kept)',
     INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
@@ -108,6 +111,7 @@ CREATE TABLE IF NOT EXISTS datamarket.heartbeats
     src_partition  Int32,
     src_offset     Int64,
     ingested_at    DateTime64(3, 'UTC'),
+    content_digest UInt64 COMMENT 'what the event said once parsed (models.content_digest): a resend saying else is a conflicting_duplicate (0: stored before it was kept)',
     INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
 )
 ENGINE = ReplacingMergeTree
@@ -304,6 +308,13 @@ ALTER TABLE datamarket.trades ADD INDEX IF NOT EXISTS ingested ingested_at TYPE 
 ALTER TABLE datamarket.usage ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 ALTER TABLE datamarket.heartbeats ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 
+-- Stores created before conflicting resends were told from duplicates (contract, Amendment 1) gain the content
+-- digest the dedup index restores. Rows stored before keep 0 ("not known": any resend of them is a duplicate).
+ALTER TABLE datamarket.listings ADD COLUMN IF NOT EXISTS content_digest UInt64 AFTER ingested_at;
+ALTER TABLE datamarket.trades ADD COLUMN IF NOT EXISTS content_digest UInt64 AFTER ingested_at;
+ALTER TABLE datamarket.usage ADD COLUMN IF NOT EXISTS content_digest UInt64 AFTER ingested_at;
+ALTER TABLE datamarket.heartbeats ADD COLUMN IF NOT EXISTS content_digest UInt64 AFTER ingested_at;
+
 -- Stores created before rejections and duplicates named their log: a new log's offsets no longer replace an
 -- old log's rows at the same offsets (rows written before keep an empty topic_id).
 ALTER TABLE datamarket.rejected_events ADD COLUMN IF NOT EXISTS topic_id String AFTER src_topic,
@@ -311,8 +322,9 @@ ALTER TABLE datamarket.rejected_events ADD COLUMN IF NOT EXISTS topic_id String 
 ALTER TABLE datamarket.duplicate_events ADD COLUMN IF NOT EXISTS topic_id String AFTER src_topic,
     MODIFY ORDER BY (src_topic, src_partition, src_offset, topic_id);
 
--- Surveillance rules changed at runtime through the dm.rules topic (`dmm rules set`).
--- On start the worker replays the accepted changes on top of its DMM_RULES__* settings.
+-- Surveillance rules changed at runtime through the dm.rules topic (`dmm rules set`), each signed with the
+-- operators' key (contract, Amendment 1). On start the worker replays the accepted signed changes on top of its
+-- DMM_RULES__* settings. A refused one (unsigned, badly signed) is kept with its error, never replayed.
 CREATE TABLE IF NOT EXISTS datamarket.rule_changes
 (
     changed_at     DateTime64(3, 'UTC'),
@@ -320,7 +332,11 @@ CREATE TABLE IF NOT EXISTS datamarket.rule_changes
     change         String COMMENT 'the dm.rules message as received',
     effective      String COMMENT 'JSON of every rule after the change (empty if refused)',
     accepted       UInt8,
-    error          String
+    error          String,
+    key_id         LowCardinality(String) COMMENT 'the dm-key of a verified signature (ops), empty when unsigned'
 )
 ENGINE = MergeTree
 ORDER BY changed_at;
+
+-- Stores created before rule changes were signed: changes accepted then carry no key and are not replayed.
+ALTER TABLE datamarket.rule_changes ADD COLUMN IF NOT EXISTS key_id LowCardinality(String);

@@ -85,7 +85,8 @@ class LogProgress:
     """Per partition of one log: the last offset of completely stored batches, and rows stored above it."""
 
     marks: dict[int, int] = field(default_factory=dict)
-    stray: dict[tuple[int, int], int] = field(default_factory=dict)  # (partition, offset) -> event ms, 0 if none
+    # (partition, offset) -> event ms; 0 if none, or stamped beyond the clock's bound (see `StateReader`)
+    stray: dict[tuple[int, int], int] = field(default_factory=dict)
     stray_condition: str = "0"  # SQL on an event table: the row is one of `stray` (kept inside the store layer)
 
 
@@ -94,13 +95,18 @@ class StateReader:
 
     `through`: per partition, the last offset to count. The event-time questions (watermarks, recent trades,
     exchange spans and latest events) then answer as of those offsets, leaving out rows stored beyond them:
-    the market stage restores as of what it had observed and reads the rest again."""
+    the market stage restores as of what it had observed and reads the rest again.
 
-    def __init__(self, store: Store, through: dict[int, int] | None = None) -> None:
+    `not_after_ms`: the latest event time the monitor accepts now (wall clock + DMM_MAX_CLOCK_SKEW_S). The
+    event-time questions leave out rows stamped later, stored before the bound was enforced (a forged 2099
+    stamp): restored, one would carry the market's event time to 2099 again on every start."""
+
+    def __init__(self, store: Store, through: dict[int, int] | None = None, not_after_ms: int | None = None) -> None:
         self.store = store
         self.db = store.database
         marks = " OR ".join(f"(src_partition = {p} AND src_offset <= {m})" for p, m in (through or {}).items())
-        self._counted = "1" if through is None else f"({marks or '0'})"
+        self._plausible = "1" if not_after_ms is None else f"occurred_at <= {instant(not_after_ms)}"
+        self._counted = ("1" if through is None else f"({marks or '0'})") + f" AND {self._plausible}"
 
     # -- progress ------------------------------------------------------------------------------
 
@@ -124,8 +130,8 @@ class StateReader:
         stray_condition = f"({above} AND ingested_at >= {since})"
         union = " UNION ALL ".join(
             (
-                f"SELECT src_partition, src_offset, toUnixTimestamp64Milli(occurred_at) AS ms FROM {self.db}.{table} "
-                f"WHERE {stray_condition}"
+                f"SELECT src_partition, src_offset, if({self._plausible}, toUnixTimestamp64Milli(occurred_at), 0) "
+                f"AS ms FROM {self.db}.{table} WHERE {stray_condition}"
                 if table in EVENT_TABLES
                 else f"SELECT src_partition, src_offset, toInt64(0) AS ms FROM {self.db}.{table} "
                 f"WHERE {above} AND src_topic = {literal(topic)} AND received_at >= {since}"
@@ -229,12 +235,13 @@ class StateReader:
 
     def identity_digests(self, since_ms: int) -> pa.Table:
         """Every event stored with an event time at or after `since_ms`, as its identity digest, where it was
-        first stored and its event time (columns `digest`, `src_partition`, `src_offset`, `occurred_ms`). Arrow
-        end to end: a day of identities is far too many rows to pass through Python one by one."""
+        first stored, its event time and what it said (columns `digest`, `src_partition`, `src_offset`,
+        `occurred_ms`, `content_digest`: 0 for a row stored before content digests). Arrow end to end: a day of
+        identities is far too many rows to pass through Python one by one."""
         union = " UNION ALL ".join(
             f"SELECT {IDENTITY_DIGEST_SQL} AS digest, toInt64(src_partition) AS src_partition, "
-            "toInt64(src_offset) AS src_offset, toUnixTimestamp64Milli(occurred_at) AS occurred_ms "
-            f"FROM {self.db}.{table} WHERE occurred_at >= {instant(since_ms)}"
+            "toInt64(src_offset) AS src_offset, toUnixTimestamp64Milli(occurred_at) AS occurred_ms, "
+            f"content_digest FROM {self.db}.{table} WHERE occurred_at >= {instant(since_ms)}"
             for table in EVENT_TABLES
         )
         return self.store.arrow(union)
@@ -310,15 +317,20 @@ class StateReader:
         return [(row["dedup_key"], int(row["at_ms"])) for row in rows]
 
     def accepted_rule_changes(self) -> list[dict[str, Any]]:
-        """The `set`/`reset` bodies of every accepted runtime rule change, oldest first."""
-        rows = self.store.rows(f"SELECT change FROM {self.db}.rule_changes WHERE accepted ORDER BY changed_at")
+        """The `set`/`reset` bodies of every accepted runtime rule change, oldest first: those signed (a change
+        accepted unsigned, before changes were signed, is not replayed: anyone could have sent it)."""
+        rows = self.store.rows(
+            f"SELECT change FROM {self.db}.rule_changes WHERE accepted AND key_id != '' ORDER BY changed_at"
+        )
         return [json.loads(row["change"]) for row in rows]
 
     def latest_event_ms(self) -> int | None:
         """The latest event time of any stored row the market windows count (None: none stored yet)."""
         rows = self.store.rows(
             "SELECT count() AS n, toUnixTimestamp64Milli(max(occurred_at)) AS ms FROM ("
-            + " UNION ALL ".join(f"SELECT occurred_at FROM {self.db}.{t}" for t in WINDOWED_TABLES)
+            + " UNION ALL ".join(
+                f"SELECT occurred_at FROM {self.db}.{t} WHERE {self._counted}" for t in WINDOWED_TABLES
+            )
             + ")"
         )
         return int(rows[0]["ms"]) if rows and int(rows[0]["n"]) else None

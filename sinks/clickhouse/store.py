@@ -3,6 +3,13 @@
 Both take the same DDL, the same Arrow batches and the same SQL, so the worker,
 tests and CLI never care which one runs. Inserts are columnar (Arrow) and carry a
 deterministic `insert_deduplication_token`, so a retried write lands once.
+
+The worker writes, and reads its own state, on one connection (`command`, `rows`, `arrow`). Whatever is read for
+someone else (the console, `dmm sql`) goes through `reads(limits)`: each read on a connection of its own with
+`readonly = 1` and ClickHouse's limits (`settings.SqlSettings`), so a slow read neither holds the worker's
+writes nor waits for them or for another read (chdb 4.4: independent connections to one path run at once; an
+INSERT on one went through in milliseconds while a slow SELECT ran on another). A statement someone typed also
+goes through `sql_guard` first.
 """
 
 from __future__ import annotations
@@ -21,21 +28,17 @@ from typing import Any, NamedTuple, Protocol
 
 import pyarrow as pa
 
-from settings import ClickHouseSettings
+from settings import ClickHouseSettings, SqlSettings
+from sinks.clickhouse.sql_guard import guard_select, output_format
 
 # Where inserts are spooled for chdb to read: memory-backed where the machine has it. Files are named after the
 # process that spooled them, so what a killed process left behind can be told from what a live one is writing.
 SPOOL = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else Path(tempfile.gettempdir())
 SPOOL_PREFIX = "dmm-insert-"
-READ_ONLY_STATEMENT = re.compile(r"^\s*(SELECT|WITH|SHOW|DESCRIBE|DESC|EXPLAIN|EXISTS)\b", re.IGNORECASE)
 
 
 class StoreError(RuntimeError):
     """A store operation failed; the message says what was attempted."""
-
-
-class ReadOnlyViolation(ValueError):
-    """`dmm sql` and /api/sql accept one read-only statement only."""
 
 
 def schema_statements() -> list[str]:
@@ -44,13 +47,15 @@ def schema_statements() -> list[str]:
     return [statement.strip() for statement in body.split(";") if statement.strip()]
 
 
-def check_read_only(sql: str) -> str:
-    statement = sql.strip().rstrip(";").strip()
-    if not READ_ONLY_STATEMENT.match(statement) or ";" in statement:
-        raise ReadOnlyViolation(
-            "only one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN, EXISTS) is allowed"
-        )
-    return statement
+def limit_settings(limits: SqlSettings) -> dict[str, str]:
+    """ClickHouse's own limits for a read run for someone else (set before `readonly = 1`, which freezes them)."""
+    return {
+        "max_execution_time": str(limits.max_execution_s),
+        "max_result_rows": str(limits.max_result_rows),
+        "max_result_bytes": str(limits.max_result_bytes),
+        "result_overflow_mode": "throw",
+        "max_memory_usage": str(limits.max_memory_bytes),
+    }
 
 
 class Write(NamedTuple):
@@ -80,6 +85,20 @@ class Staged(Protocol):
         ...
 
 
+class Reads(Protocol):
+    """Reads run for someone else, each on a connection of its own with `readonly = 1` and the limits."""
+
+    database: str
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        """The monitor's own statement (`console_queries`), as rows."""
+        ...
+
+    def ad_hoc(self, sql: str, fmt: str) -> str:
+        """A statement someone typed, through `sql_guard` first, as text in `fmt` (one of its `OUTPUT_FORMATS`)."""
+        ...
+
+
 class Store(Protocol):
     database: str
 
@@ -89,7 +108,7 @@ class Store(Protocol):
     def command(self, sql: str) -> None: ...
     def rows(self, sql: str) -> list[dict[str, Any]]: ...
     def arrow(self, sql: str) -> pa.Table: ...
-    def text(self, sql: str, fmt: str, read_only: bool = True) -> str: ...
+    def reads(self, limits: SqlSettings) -> Reads: ...
     def close(self) -> None: ...
 
 
@@ -245,7 +264,6 @@ class ChdbStore:
             ) from exc
         if read_only:
             self._run("SET readonly = 1")
-        self._session_read_only = read_only
 
     def apply_schema(self) -> None:
         for statement in schema_statements():
@@ -291,11 +309,8 @@ class ChdbStore:
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
-    def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
-        statement = check_read_only(sql) if read_only else sql
-        if read_only and not self._session_read_only and " SETTINGS " not in statement.upper():
-            statement = f"{statement} SETTINGS readonly = 2"  # a read-only session refuses to change it
-        return self._run(statement, fmt=fmt)
+    def reads(self, limits: SqlSettings) -> ChdbReads:
+        return ChdbReads(self, limit_settings(limits))
 
     def raw(self, sql: str, fmt: str) -> bytes:
         """One statement's output, as bytes in `fmt` (the HTTP interface passes it on untouched)."""
@@ -319,6 +334,40 @@ class ChdbStore:
         return result.bytes().decode("utf-8", errors="replace") if result is not None else ""
 
 
+class ChdbReads:
+    """Each read on a new connection to the store's path (about a millisecond to open beside the worker's):
+    `settings` set, then `readonly = 1`, which freezes them, then the statement. Nothing is shared with the
+    worker's connection or another read, so nothing waits for them. Valid while the store is open."""
+
+    def __init__(self, store: ChdbStore, settings: dict[str, str]) -> None:
+        self.database = store.database
+        self._path = store.path
+        self._settings = settings
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.raw(sql, "JSONEachRow").decode("utf-8").splitlines() if line]
+
+    def ad_hoc(self, sql: str, fmt: str) -> str:
+        statement = guard_select(sql, self.database)
+        return self.raw(statement, output_format(fmt)).decode("utf-8", errors="replace")
+
+    def raw(self, sql: str, fmt: str) -> bytes:
+        """The statement's output in `fmt`, as ClickHouse wrote it (what `dmm store-serve` passes on)."""
+        import chdb
+
+        connection = chdb.connect(str(self._path))
+        try:
+            if self._settings:
+                connection.query("SET " + ", ".join(f"{name} = {literal(v)}" for name, v in self._settings.items()))
+            connection.query("SET readonly = 1")
+            result = connection.query(sql, fmt)
+        except Exception as exc:
+            raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
+        finally:
+            connection.close()
+        return result.bytes() if result is not None else b""
+
+
 class ServerStore:
     """A ClickHouse server over HTTP(S) via clickhouse-connect (TLS, user/password)."""
 
@@ -337,8 +386,11 @@ class ServerStore:
             )
         except Exception as exc:
             raise StoreError(f"cannot connect to ClickHouse at {_redact(settings.url)}: {exc}") from exc
+        self._settings = settings
         self._lock = threading.Lock()
-        self._user_read_only: bool | None = None  # found out on the first read-only query
+        self._reads_client: Any = None  # for `reads`: its own connections, never behind the writer's lock
+        self._reader_is_read_only: bool | None = None  # is the user SELECT-only? Found out on the first `reads`
+        self._reads_client_made = threading.Lock()
 
     def apply_schema(self) -> None:
         for statement in schema_statements():
@@ -364,8 +416,12 @@ class ServerStore:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
     def rows(self, sql: str) -> list[dict[str, Any]]:
-        out = self.text(sql, "JSONEachRow", read_only=False)
-        return [json.loads(line) for line in out.splitlines() if line]
+        with self._lock:
+            try:
+                out = self._client.raw_query(sql, fmt="JSONEachRow")
+            except Exception as exc:
+                raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
+        return [json.loads(line) for line in out.decode("utf-8").splitlines() if line]
 
     def arrow(self, sql: str) -> pa.Table:
         with self._lock:
@@ -374,29 +430,63 @@ class ServerStore:
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
-    def text(self, sql: str, fmt: str, read_only: bool = True) -> str:
-        statement = check_read_only(sql) if read_only else sql
-        with self._lock:
-            try:
-                guard = {"readonly": 2} if read_only and not self._read_only_user() else None
-                result = self._client.raw_query(statement, fmt=fmt, settings=guard)
-            except Exception as exc:
-                raise StoreError(f"{exc} (while running: {statement[:200]})") from exc
-        return result.decode("utf-8", errors="replace")
+    def reads(self, limits: SqlSettings) -> ServerReads:
+        """A SELECT-only user (readonly = 1 in its profile, as deploy/clickhouse/grants.sql makes `dmm_reader`)
+        may change no setting at all: its profile's limits apply instead."""
+        with self._reads_client_made:
+            if self._reads_client is None:
+                import clickhouse_connect
+
+                settings = self._settings
+                try:
+                    client = clickhouse_connect.get_client(
+                        dsn=settings.url,
+                        username=settings.user,
+                        password=settings.password.get_secret_value(),
+                        verify=settings.verify_tls,
+                        ca_cert=str(settings.ca_cert) if settings.ca_cert else None,
+                        autogenerate_session_id=False,
+                    )
+                    self._reader_is_read_only = str(client.command("SELECT getSetting('readonly')")) != "0"
+                except Exception as exc:
+                    raise StoreError(f"cannot connect to ClickHouse at {_redact(settings.url)}: {exc}") from exc
+                self._reads_client = client
+        limits_set = None if self._reader_is_read_only else {**limit_settings(limits), "readonly": "1"}
+        return ServerReads(self._reads_client, self.database, limits_set)
 
     def close(self) -> None:
         self._client.close()
+        if self._reads_client is not None:
+            self._reads_client.close()
 
-    def _read_only_user(self) -> bool:
-        """A SELECT-only user (readonly = 1 in its profile) may not set `readonly` at all: ask, don't assume."""
-        if self._user_read_only is None:
-            self._user_read_only = str(self._client.command("SELECT getSetting('readonly')")) != "0"
-        return self._user_read_only
+
+class ServerReads:
+    """Reads on a client of their own (clickhouse-connect without sessions: its requests run side by side), each
+    request with `settings` (the limits and `readonly = 1`; None for a SELECT-only user)."""
+
+    def __init__(self, client: Any, database: str, settings: dict[str, str] | None) -> None:
+        self.database = database
+        self._client = client
+        self._settings = settings
+
+    def rows(self, sql: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._text(sql, "JSONEachRow").splitlines() if line]
+
+    def ad_hoc(self, sql: str, fmt: str) -> str:
+        return self._text(guard_select(sql, self.database), output_format(fmt))
+
+    def _text(self, sql: str, fmt: str) -> str:
+        try:
+            result: bytes = self._client.raw_query(sql, fmt=fmt, settings=self._settings)
+        except Exception as exc:
+            raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
+        return result.decode("utf-8", errors="replace")
 
 
 def open_store(settings: ClickHouseSettings, read_only: bool = False) -> Store:
     """The server named by `settings.url`, else the embedded store at `settings.chdb_path`. The worker applies
-    the schema; a reader (`read_only`: `dmm sql`, dashboards) creates nothing and needs only SELECT."""
+    the schema; a reader (`read_only`: `dmm sql` without a worker, dashboards) creates nothing and needs only
+    SELECT."""
     if settings.url:
         store: Store = ServerStore(settings)
     else:

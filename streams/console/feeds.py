@@ -2,7 +2,9 @@
 
 Freshness is measured in event time against the market's watermark (the same clock
 the `exchange_silent` rule uses); the latest arrival is wall-clock time, to tell a
-quiet exchange from a stalled pipeline.
+quiet exchange from a stalled pipeline. An exchange whose latest event runs ahead of
+every other exchange's by more than DMM_MAX_CLOCK_SKEW_S likely has its clock set
+wrong (the others then look behind the market): its lead is shown, flagged.
 """
 
 from __future__ import annotations
@@ -11,21 +13,27 @@ from collections import defaultdict
 from typing import Any
 
 from models.registry import exchanges
+from settings import get_settings
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.store import Store
+from streams import decode
 from streams.console.encode import share
+from streams.pipeline import PROCESSING_ERROR
 
-REASONS = ("malformed", "unsupported_schema", "invalid", "unknown_exchange", "amount_mismatch", "processing_error")
+REASONS = (*decode.REASONS, PROCESSING_ERROR)  # the contract's, in its order, then the monitor's own
 TYPES = {"listings": "listing", "trades": "trade", "usage": "usage", "heartbeats": "heartbeat"}
 
 
-def feeds_view(store: Store, silent_after_s: int) -> dict[str, Any]:
-    """Per registered exchange: events, freshness, rejections by reason, duplicates, late events."""
-    watermark = q.watermark_us(store)
+def feeds_view(store: Store, silent_after_s: int, max_clock_skew_s: float | None = None) -> dict[str, Any]:
+    """Per registered exchange: events, freshness, clock lead, rejections by reason (conflicting resends among
+    them), duplicates, late events. `max_clock_skew_s`: default DMM_MAX_CLOCK_SKEW_S."""
+    skew_s = get_settings().max_clock_skew_s if max_clock_skew_s is None else max_clock_skew_s
+    watermark = q.watermark_us(store, skew_s)
     registry = exchanges()
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in q.feed_events(store):
         events[row["exchange_id"]].append(row)
+    latest = {code: max(row["last_us"] for row in rows) for code, rows in events.items()}
     rejected: dict[str, dict[str, int]] = defaultdict(dict)
     for row in q.rejected_by_exchange(store):
         code = row["exchange_id"] if row["exchange_id"] in registry else ""
@@ -41,6 +49,7 @@ def feeds_view(store: Store, silent_after_s: int) -> dict[str, Any]:
             duplicates.get(code, 0),
             watermark,
             silent_after_s,
+            _ahead_s(code, latest),
         )
         for code, exchange in registry.items()
     ]
@@ -50,6 +59,7 @@ def feeds_view(store: Store, silent_after_s: int) -> dict[str, Any]:
     return {
         "watermark_us": watermark,
         "silent_after_s": silent_after_s,
+        "max_clock_skew_s": skew_s,
         "reasons": reasons,
         "exchanges": rows,
         "unattributed_rejected": rejected.get("", {}),
@@ -71,6 +81,7 @@ def _feed(
     duplicates: int,
     watermark: int | None,
     silent_after_s: int,
+    clock_ahead_s: int | None,
 ) -> dict[str, Any]:
     by_type = {TYPES[row["type"]]: row["events"] for row in events}
     heartbeat = next((row["last_us"] for row in events if row["type"] == "heartbeats"), None)
@@ -92,12 +103,22 @@ def _feed(
         "last_heartbeat_us": heartbeat,
         "heartbeat_age_s": heartbeat_age_s,
         "last_arrival_ms": max((row["arrived_ms"] for row in events), default=None),
+        "clock_ahead_s": clock_ahead_s,
         "late": sum(row["late"] for row in events),
         "duplicates": duplicates,
         "rejected": rejected,
         "rejected_total": sum(rejected.values()),
         "accepted_share": share(accepted, accepted + sum(rejected.values())),
     }
+
+
+def _ahead_s(code: str, latest: dict[str, int]) -> int | None:
+    """Whole seconds of event time the exchange's latest event leads every other exchange's by (0 if it does not
+    lead; None if it never sent, or no other exchange did)."""
+    others = [at for other, at in latest.items() if other != code]
+    if code not in latest or not others:
+        return None
+    return max(0, (latest[code] - max(others)) // 1_000_000)
 
 
 def _age_s(watermark: int | None, at: int | None) -> int | None:

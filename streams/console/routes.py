@@ -1,14 +1,13 @@
 """Mount the console on the worker's Faust web server: the page, its assets and its JSON API.
 
-Every store read runs in a thread (`asyncio.to_thread`), like `/api/sql`, so a slow
-query never stalls ingestion on the event loop.
+Every store read runs through `read` (the web layer's console lane: a thread of its own, a connection of its own
+with `readonly = 1` and ClickHouse's limits), so a slow query never stalls ingestion, on the event loop or in
+the store. Ack / resolve go to `/api/alert-action` (`streams.web`), like `dmm alerts`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from importlib.resources import files
 from typing import Any
 
@@ -18,8 +17,6 @@ from faust.web import Request, Response, View
 from models.registry import exchanges, sectors
 from settings import Settings
 from sinks.clickhouse import StoreError
-from sinks.clickhouse import console_queries as q
-from sinks.clickhouse.records import record_alert_action
 from streams.console.encode import plain
 from streams.console.feeds import feeds_view
 from streams.console.market import market_view
@@ -29,10 +26,8 @@ from streams.console.surveillance import (
     SEVERITIES,
     STATUSES,
     Refused,
-    action_request,
     alert_filter,
     alerts_view,
-    authorize,
 )
 from streams.view import WorkerView
 
@@ -40,6 +35,7 @@ STATIC = files("streams").joinpath("console", "static")
 CONTENT_TYPES = {".html": "text/html", ".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 NO_STORE = {"Cache-Control": "no-store"}
 ALERT_LIMIT_MAX = 1000
+Read = Callable[..., Awaitable[dict[str, Any]]]  # read(build, *args): build(reads, *args) off the event loop
 
 
 def static_asset(name: str) -> tuple[str, str] | None:
@@ -51,16 +47,16 @@ def static_asset(name: str) -> tuple[str, str] | None:
     return (asset.read_text(encoding="utf-8"), CONTENT_TYPES[suffix]) if asset.is_file() else None
 
 
-def register_console(app: faust.App, settings: Settings, worker: WorkerView) -> None:
+def register_console(app: faust.App, settings: Settings, worker: WorkerView, read: Read) -> None:
     """Add `/`, `/console/{name}` and `/api/console/*` to the worker's web server."""
 
     def silent_after_s() -> int:
         return int(worker.rules().exchange_silent_s)
 
-    async def read(view: View, build: Callable[..., dict[str, Any]], *args: Any) -> Response:
+    async def answer(view: View, build: Callable[..., dict[str, Any]], *args: Any) -> Response:
         """One view's JSON, built from the store off the event loop."""
         try:
-            return view.json(plain(await asyncio.to_thread(build, worker.store, *args)), headers=NO_STORE)
+            return view.json(plain(await read(build, *args)), headers=NO_STORE)
         except StoreError as exc:
             return view.json({"error": str(exc)}, status=503)
 
@@ -101,12 +97,12 @@ def register_console(app: faust.App, settings: Settings, worker: WorkerView) -> 
             period = request.query.get("period", "day")
             if period not in PERIODS:
                 return self.json({"error": f"period must be one of {', '.join(PERIODS)}"}, status=400)
-            return await read(self, market_view, period)
+            return await answer(self, market_view, period)
 
     @app.page("/api/console/feeds")
     class Feeds(View):
         async def get(self, request: Request) -> Response:
-            return await read(self, feeds_view, silent_after_s())
+            return await answer(self, feeds_view, silent_after_s())
 
     @app.page("/api/console/alerts")
     class Alerts(View):
@@ -118,28 +114,4 @@ def register_console(app: faust.App, settings: Settings, worker: WorkerView) -> 
                 return self.json({"error": str(exc)}, status=exc.status)
             except ValueError:
                 return self.json({"error": "limit must be a whole number"}, status=400)
-            return await read(self, alerts_view, where, limit)
-
-    @app.page("/api/console/alerts/action")
-    class AlertAction(View):
-        async def post(self, request: Request) -> Response:
-            try:
-                authorize(settings.console_token, request.headers.get("Authorization"))
-                key, action, actor, note = action_request(json.loads(await self.read_request_content(request) or b"{}"))
-                row = await asyncio.to_thread(_record, worker, key, action, actor, note)
-            except Refused as exc:
-                return self.json({"error": str(exc)}, status=exc.status)
-            except ValueError as exc:
-                return self.json({"error": str(exc)}, status=400)
-            except StoreError as exc:
-                return self.json({"error": str(exc)}, status=503)
-            if action == "resolve":
-                worker.alert_resolved(key)
-            return self.json(row)
-
-
-def _record(worker: WorkerView, key: str, action: str, actor: str, note: str) -> dict[str, str]:
-    """Record the action as `/api/alert-action` does, once the alert is known to exist."""
-    if not q.alert_exists(worker.store, key):
-        raise Refused(404, f"no alert with dedup_key {key!r}")
-    return record_alert_action(worker.store, key, action, actor, note)
+            return await answer(self, alerts_view, where, limit)

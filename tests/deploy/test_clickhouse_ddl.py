@@ -114,6 +114,10 @@ def test_worker_gets_exactly_what_it_needs():
             for table in ("rejected_events", "duplicate_events")
             for privilege in ("ALTER ADD COLUMN", "ALTER ORDER BY")
         ),
+        *(
+            f"ALTER ADD COLUMN ON datamarket.{table}"
+            for table in ("listings", "trades", "usage", "heartbeats", "rule_changes")
+        ),
     }
     assert "GRANT dmm_writer TO dmm_worker" in statements()
 

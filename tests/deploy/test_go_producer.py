@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ from dmm.broker import EmbeddedBroker
 from dmm.producer import EventProducer
 from dmm.replay import line_key, replay_file
 from models import Heartbeat
+from models.keys import load_keys
 from settings import KafkaSettings
-from streams.decode import decode
+from streams.authenticate import Authenticator
+from streams.decode import Rejection, decode
 from streams.kafka_client import ensure_topics
 from tests.dmm.readback import read_topic
 
@@ -30,7 +33,7 @@ from ._util import DEPLOY
 
 SOURCE = DEPLOY / "examples" / "go-producer"
 SARAMA = Path("/usr/share/gocode/src/github.com/Shopify/sarama")
-EXAMPLES = Path("/work/shared/contract/examples")
+EXAMPLES = DEPLOY.parent / "docs" / "examples"
 PARTITIONS = 6
 
 
@@ -128,3 +131,59 @@ def test_go_producer_keys_and_partitions_like_the_java_client(binary: Path, brok
         replay_file(events, producer)
     sdk = {s.key: s.partition for s in read_topic(sdk_kafka, sdk_kafka.events_topic) if s.key is not None}
     assert sdk == {s.key: s.partition for s in file_records if s.key is not None}
+
+
+def test_go_producer_signs_every_message_as_the_monitor_verifies_it(
+    binary: Path, broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """Given the exchange's key (DM_KEY_ID, DM_KEY_SECRET), each line and heartbeat carries dm-key and dm-sig, and
+    the worker's own check (`streams.authenticate`) accepts them; unsigned (no key), a known exchange's message is
+    `unauthenticated`."""
+    kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="go-signed.")
+    unsigned = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix="go-unsigned.")
+    ensure_topics(kafka)
+    ensure_topics(unsigned)
+    keys_file = tmp_path / "keys.csv"
+    keys_file.write_text(f"exchange_id,key_id,secret\nSHDEX,SHDEX-go-1,{'5e' * 32}\nSZDEX,SZDEX-go-1,{'7a' * 40}\n")
+    keys = load_keys(keys_file)
+    szdex = keys.signing_key("SZDEX")
+    assert szdex is not None
+    lines = _lines()
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(lines) + b"\n")
+    command = [str(binary), "-brokers", broker.bootstrap, "-exchange", "SZDEX", "-heartbeats", "2", "-every", "10ms"]
+    signing = {**os.environ, "DM_KEY_ID": szdex.key_id, "DM_KEY_SECRET": szdex.secret.hex()}
+    for settings, env in ((kafka, signing), (unsigned, os.environ)):
+        r = subprocess.run(
+            [*command, "-topic", settings.events_topic, str(events)],
+            env=env, check=False, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+
+    authenticator = Authenticator(keys)
+    stored = read_topic(kafka, kafka.events_topic)
+    assert len(stored) == len(lines) + 2
+    for record in stored:
+        assert record.headers == (("dm-key", b"SZDEX-go-1"), ("dm-sig", szdex.signature(record.value)))
+    outcomes = [authenticator.verified(decode(r.value), r.headers, r.value) for r in stored]
+    beats = [outcome for outcome in outcomes if isinstance(outcome, Heartbeat)]
+    assert [(b.exchange_id, b.seq) for b in beats] == [("SZDEX", 0), ("SZDEX", 1)]  # SZDEX's own: accepted
+    # The file's SHDEX lines carry SZDEX's key: unauthenticated, as a forgery is; the rest keep their reason.
+    assert Counter(o.reason for o in outcomes if isinstance(o, Rejection)) == {
+        "unauthenticated": 23,
+        "malformed": 2,
+        "unsupported_schema": 1,
+    }
+
+    plain = read_topic(unsigned, unsigned.events_topic)
+    assert all(record.headers == () for record in plain)
+    unsigned_beats = [authenticator.verified(decode(r.value), r.headers, r.value) for r in plain[-2:]]
+    assert [(o.reason, o.detail.split(":")[0]) for o in unsigned_beats if isinstance(o, Rejection)] == [
+        ("unauthenticated", "missing header dm-key and dm-sig")
+    ] * 2
+
+    bad = subprocess.run(
+        [*command, "-topic", kafka.events_topic, str(events)],
+        env={**signing, "DM_KEY_SECRET": "ab" * 16}, check=False, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1 and "16 bytes; the contract's keys have at least 32" in bad.stderr

@@ -7,10 +7,13 @@ manifest is also parsed.
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
+from models.keys import KeysFileError, parse_keys
 from settings import Settings
 
 from ._util import DEPLOY, ROOT
@@ -133,3 +136,150 @@ def test_install_prometheus_script_is_valid_bash():
     script = ROOT / "scripts" / "install-prometheus"
     subprocess.run(["bash", "-n", str(script)], check=True)
     assert script.stat().st_mode & 0o111, "scripts/install-prometheus is not executable"
+
+
+KEYS_SECRET = "dmm-producer-keys"
+
+
+def test_the_producer_keys_file_is_a_secret_mounted_read_only_in_k8s():
+    configmap = env_keys((K8S / "configmap.yaml").read_text(encoding="utf-8"))
+    keys_file = configmap["DMM_INGEST__KEYS_FILE"]
+    directory, name = keys_file.rsplit("/", 1)
+    deployment = (K8S / "deployment.yaml").read_text(encoding="utf-8")
+    near = deployment[deployment.index(directory) - 80 :]
+    mount = re.search(r"- name: (\S+)\n\s+mountPath: (\S+)\n\s+readOnly: true", near)
+    assert mount and mount.group(2) == directory, "the keys file's directory is a read-only mount"
+    volume = re.search(
+        rf"- name: {mount.group(1)}\n\s+secret:\n\s+secretName: (\S+)\n\s+defaultMode: (\d+)", deployment
+    )
+    assert volume and volume.group(1) == KEYS_SECRET
+    assert int(volume.group(2), 8) & 0o007 == 0, "no world access to the keys"
+    secrets = (K8S / "secret.yaml").read_text(encoding="utf-8")
+    template = secrets[secrets.index(f"name: {KEYS_SECRET}") :]
+    csv_text = re.search(rf"  {re.escape(name)}: \|\n((?:    .*\n?)+)", template)
+    assert csv_text, f"Secret {KEYS_SECRET} holds {name}"
+    rows = [line.strip() for line in csv_text.group(1).splitlines()]
+    assert rows[0] == "exchange_id,key_id,secret" and all(row.endswith(",REPLACE_ME") for row in rows[1:])
+    assert not re.search(r"\b[0-9a-fA-F]{64,}\b", secrets), "no real secret in the template"
+    # Applied unfilled, the worker refuses to start and says which line.
+    with pytest.raises(KeysFileError, match=r"line 2 .*not hex"):
+        parse_keys(rows, name)
+
+
+def test_compose_mounts_the_producer_keys_as_a_secret_and_kafka_requires_sasl_and_acls():
+    text = COMPOSE.read_text(encoding="utf-8")
+    env = env_keys(text)
+    assert env["DMM_INGEST__KEYS_FILE"] == "/run/secrets/producer_keys"
+    worker = text[text.index("  dmm-worker:") : text.index("  prometheus:")]
+    assert re.search(r"^    secrets:\n      - producer_keys$", worker, re.M)
+    top = text[text.index("\nsecrets:") :]
+    assert re.search(r"producer_keys:\n\s+file: \./secrets/producer-keys\.csv", top)
+    assert re.search(r"kafka_exchange_users:\n\s+file: \./secrets/kafka-exchange-users\.csv", top)
+    ignored = (DEPLOY / "compose" / "secrets" / ".gitignore").read_text(encoding="utf-8").splitlines()
+    assert "*" in ignored, "the secrets directory keeps its files out of git"
+    # Exchanges and the worker authenticate (SCRAM); what no ACL allows is denied.
+    listeners = re.search(r"KAFKA_LISTENER_SECURITY_PROTOCOL_MAP: (\S+)", text).group(1)
+    assert {"EXTERNAL:SASL_PLAINTEXT", "CLIENT:SASL_PLAINTEXT"} <= set(listeners.split(","))
+    for needle in (
+        "KAFKA_SASL_ENABLED_MECHANISMS: SCRAM-SHA-512",
+        "KAFKA_AUTHORIZER_CLASS_NAME: org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        'KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND: "false"',
+        "./kafka-acls.sh:/opt/dmm/kafka-acls.sh:ro",
+        "bash /opt/dmm/kafka-acls.sh $$B /run/secrets/kafka_exchange_users",
+    ):
+        assert needle in text, needle
+    kafka = text[text.index("  kafka:") : text.index("  kafka-init:")]
+    published = re.findall(r'^\s+- "(?:[\d.]+:)?(\d+):\d+"$', kafka, re.M)
+    assert published == ["9092"], "only the SASL listener for exchanges is published (9093 is the super user's)"
+    assert (env["DMM_KAFKA__SECURITY_PROTOCOL"], env["DMM_KAFKA__SASL_USERNAME"]) == ("SASL_PLAINTEXT", "dmm-worker")
+
+
+ACLS = DEPLOY / "compose" / "kafka-acls.sh"
+
+
+def _run_acl_script(tmp_path: Path, users: str, **env: str) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """The script against stand-ins of Kafka's admin tools that record their arguments."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir(exist_ok=True)
+    for tool in ("kafka-acls.sh", "kafka-configs.sh"):
+        stub = bin_dir / tool
+        stub.write_text(f'#!/usr/bin/env bash\nprintf "{tool} %s\\n" "$*" >> "{calls}"\n')
+        stub.chmod(0o755)
+    users_file = tmp_path / "kafka-exchange-users.csv"
+    users_file.write_text(users)
+    passwords = {"WORKER_PASSWORD": "w" * 24, "OPS_PASSWORD": "o" * 24}
+    result = subprocess.run(
+        ["bash", str(ACLS), "kafka:9093", str(users_file)],
+        env={"PATH": "/usr/bin:/bin", "KAFKA_BIN": str(bin_dir), **passwords, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result, calls.read_text().splitlines() if calls.exists() else []
+
+
+def _grants(calls: list[str]) -> dict[str, set[tuple[str, str]]]:
+    """Principal -> {(operation, resource)} from the recorded kafka-acls.sh calls."""
+    grants: dict[str, set[tuple[str, str]]] = {}
+    for call in calls:
+        if not call.startswith("kafka-acls.sh"):
+            continue
+        words = call.split()
+        principal = words[words.index("--allow-principal") + 1].removeprefix("User:")
+        pattern = words[words.index("--resource-pattern-type") + 1] if "--resource-pattern-type" in words else "literal"
+        operations = [words[i + 1] for i, w in enumerate(words) if w == "--operation"]
+        resources = [f"{w[2:]}:{pattern}:{words[i + 1]}" for i, w in enumerate(words) if w in ("--topic", "--group")]
+        resources += ["cluster"] * ("--cluster" in words)
+        grants.setdefault(principal, set()).update((op, res) for op in operations for res in resources)
+    return grants
+
+
+@pytest.mark.integration
+def test_acl_script_lets_each_exchange_write_dm_events_only_and_the_monitor_alone_read_it(tmp_path: Path):
+    result, calls = _run_acl_script(
+        tmp_path, f"exchange_id,password\r\nSHDEX,{'s' * 20}\r\nSZDEX,{'z' * 20}\r\n", TOPIC_PREFIX="t."
+    )
+    assert result.returncode == 0, result.stderr
+    assert "2 exchange(s)" in result.stdout
+    for password in ("w" * 24, "o" * 24, "s" * 20, "z" * 20):
+        assert password not in result.stdout + result.stderr
+    users = {c.split("--entity-name ")[1].split()[0] for c in calls if c.startswith("kafka-configs.sh")}
+    assert users == {"dmm-worker", "dmm-ops", "exchange-SHDEX", "exchange-SZDEX"}
+    grants = _grants(calls)
+    for exchange in ("exchange-SHDEX", "exchange-SZDEX"):
+        assert grants[exchange] == {
+            ("Write", "topic:literal:t.dm.events"),
+            ("Describe", "topic:literal:t.dm.events"),
+            ("IdempotentWrite", "cluster"),
+        }
+    events = "topic:literal:t.dm.events"
+    readers = {p for p, g in grants.items() for op, res in g if res == events and op in ("Read", "All")}
+    assert readers == {"dmm-worker"}
+    rule_writers = {p for p, g in grants.items() if ("Write", "topic:literal:t.dm.rules") in g}
+    assert rule_writers == {"dmm-ops"}
+    for topic in ("t.dm.alerts", "t.dm.rejected"):
+        assert {p for p, g in grants.items() if ("Write", f"topic:literal:{topic}") in g} == {"dmm-worker"}
+    assert ("Read", "group:prefixed:dmm-worker") in grants["dmm-worker"]  # dmm-worker and Faust's dmm-worker-control
+    assert ("All", "topic:prefixed:dmm-worker-control") in grants["dmm-worker"]  # Faust's own topics
+    assert not any(res.startswith("topic:prefixed:t.dm") or res.endswith(":*") for g in grants.values() for _, res in g)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("users", "env", "error"),
+    [
+        ("exchange_id,password\nSHDEX,short\n", {}, "password of Kafka user exchange-SHDEX must be"),
+        (f"exchange_id,password\nshdex;rm,{'s' * 20}\n", {}, "is not a row exchange_id,password"),
+        ("exchange_id,password\n", {}, "names no exchange"),
+        (f"exchange_id,password\nSHDEX,{'s' * 20}\n", {"WORKER_PASSWORD": ""}, "set WORKER_PASSWORD"),
+    ],
+)
+def test_acl_script_refuses_what_it_cannot_apply_safely(tmp_path: Path, users: str, env: dict[str, str], error: str):
+    result, _ = _run_acl_script(tmp_path, users, **env)
+    assert result.returncode != 0 and error in result.stderr, result.stderr
+
+
+@pytest.mark.integration
+def test_acl_script_is_valid_bash_and_executable():
+    subprocess.run(["bash", "-n", str(ACLS)], check=True)
+    assert ACLS.stat().st_mode & 0o111, f"{ACLS} is not executable"

@@ -17,6 +17,7 @@ class Stored:
     offset: int
     key: bytes | None
     value: bytes
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> list[Stored]:
@@ -35,7 +36,7 @@ def read_topic(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0) -> lis
         while any(consumer.position(tp) < end[tp] for tp in partitions):
             assert time.monotonic() < deadline, f"could not read {topic} to its end offsets {end}"
             for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(Stored(r.partition, r.offset, r.key, r.value) for r in batch)
+                records.extend(Stored(r.partition, r.offset, r.key, r.value, tuple(r.headers)) for r in batch)
         return sorted(records, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()

@@ -53,3 +53,19 @@ def test_bench_with_two_workers_shares_the_store_and_measures_them_together(tmp_
     assert (result.workers, result.partitions, result.events) == (2, 2, 3000)
     assert result.live_events > 0 and result.worker_events_per_s > 0
     assert sum(result.stages_us_per_event.values()) > 0  # both workers' stage counters, summed
+
+
+@pytest.mark.slow
+def test_bench_signed_measures_a_worker_verifying_every_event_beside_the_unsigned_run(tmp_path: Path) -> None:
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
+        web_port=free_port(),
+    )
+    result = bench.run(settings, tmp_path, events=3000, live_seconds=2, signed=True, say=lambda _: None)
+    assert result.signed is not None
+    assert result.signed.unauthenticated == 0  # every signed event verified and stored: the figures are of them
+    assert result.signed.events_per_s > 0 and result.signed.worker_cpu_us_per_event > 0
+    assert result.as_dict()["signed_share_of_unsigned"] == round(
+        result.signed.events_per_s / result.worker_events_per_s, 4
+    )

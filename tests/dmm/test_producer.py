@@ -9,11 +9,14 @@ import pytest
 from dmm.broker import EmbeddedBroker, free_port
 from dmm.producer import DeliveryError, EventProducer
 from models import EVENT_ADAPTER, AnyEvent
+from models.keys import KeyRing, SigningKey
 from settings import KafkaSettings
+from streams.authenticate import Authenticator
+from streams.decode import decode
 from streams.kafka_client import ensure_topics
 from tests.dmm.readback import read_topic
 
-EXAMPLES = Path("/work/shared/contract/examples")
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 
 def _examples() -> list[AnyEvent]:
@@ -81,3 +84,33 @@ def test_flush_timeout_reports_unacknowledged_messages(tmp_path: Path) -> None:
         producer.flush(timeout=0.5)  # each failure is reported once
         producer.close(timeout=0.5)
     assert (producer.sent, producer.failed) == (1, 1)
+
+
+SHDEX_KEY = SigningKey("SHDEX", "SHDEX-sdk-1", bytes(range(32)))
+
+
+def test_a_producer_given_its_exchange_s_key_signs_every_message_as_the_monitor_verifies_it(
+    kafka: KafkaSettings,
+) -> None:
+    events = _examples()  # SHDEX's, heartbeat included
+    other = SigningKey("SZDEX", "SZDEX-sdk-1", bytes(range(40)))
+    with EventProducer(kafka, signing_key=SHDEX_KEY) as producer:
+        for event in events:
+            producer.publish(event)
+        producer.publish_raw(b"not json at all")  # signed too: the key signs bytes, whatever they hold
+        producer.publish_raw(b'{"exchange_id":"SZDEX"}', signing_key=other)  # a key given for one message
+    stored = read_topic(kafka, kafka.events_topic)
+    assert [r.headers for r in stored] == [
+        *[(("dm-key", b"SHDEX-sdk-1"), ("dm-sig", SHDEX_KEY.signature(r.value))) for r in stored[:-1]],
+        (("dm-key", b"SZDEX-sdk-1"), ("dm-sig", other.signature(stored[-1].value))),
+    ]
+    authenticator = Authenticator(KeyRing((SHDEX_KEY, other)))
+    assert [authenticator.verified(decode(r.value), r.headers, r.value) for r in stored[:4]] == events
+
+
+def test_a_producer_refuses_to_sign_another_exchange_s_event_before_queueing_it(kafka: KafkaSettings) -> None:
+    szdex = _examples()[1].model_copy(update={"exchange_id": "SZDEX"})
+    refused = "names exchange SZDEX but this producer signs with SHDEX's key"
+    with EventProducer(kafka, signing_key=SHDEX_KEY) as producer, pytest.raises(ValueError, match=refused):
+        producer.publish(szdex)
+    assert producer.sent == 0 and read_topic(kafka, kafka.events_topic) == []

@@ -12,10 +12,13 @@ from dmm.broker import free_port
 from dmm.cli import app
 from dmm.producer import EventProducer
 from dmm.replay import line_key, replay_file
+from models.keys import load_keys
 from settings import KafkaSettings, get_settings
+from streams.authenticate import Authenticator
+from streams.decode import decode
 from tests.dmm.readback import read_topic
 
-EXAMPLES = Path("/work/shared/contract/examples")
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
 TRADE = (EXAMPLES / "trade.json").read_bytes().strip()
 HEARTBEAT = (EXAMPLES / "heartbeat.json").read_bytes().strip()
@@ -73,3 +76,45 @@ def test_replay_command_fails_clearly_without_a_broker(jsonl: Path) -> None:
     result = CliRunner().invoke(app, ["replay", str(jsonl), "--bootstrap", f"127.0.0.1:{free_port()}"])
     assert result.exit_code == 1
     assert "dmm up" in result.output
+
+
+KEYS = "exchange_id,key_id,secret\nSZDEX,SZDEX-1,{szdex}\nSHDEX,SHDEX-1,{first}\nSHDEX,SHDEX-2,{second}\n".format(
+    szdex="5a" * 32, first="11" * 32, second="22" * 32
+)
+
+
+@pytest.fixture
+def keys_file(tmp_path: Path) -> Path:
+    path = tmp_path / "keys.csv"
+    path.write_text(KEYS)
+    return path
+
+
+def test_replay_with_keys_signs_each_line_with_its_exchange_s_first_key(
+    cli_env: KafkaSettings, jsonl: Path, keys_file: Path
+) -> None:
+    """The trade and the heartbeat name SHDEX: its first key signs them; lines that are no JSON object or name
+    no exchange with a key go unsigned, byte for byte as without keys."""
+    result = CliRunner().invoke(app, ["replay", str(jsonl), "--bootstrap", cli_env.bootstrap, "--keys", str(keys_file)])
+    assert result.exit_code == 0, result.output
+    assert f"sent {len(LINES)} message(s)" in result.output and "signed with the keys of" in result.output
+    stored = read_topic(cli_env, cli_env.events_topic)
+    assert [(r.value, r.key) for r in stored] == LINES
+    shdex = load_keys(keys_file).signing_key("SHDEX")
+    assert shdex is not None and shdex.key_id == "SHDEX-1"
+    signed = {TRADE, HEARTBEAT}
+    assert [r.headers for r in stored] == [tuple(shdex.headers(r.value)) if r.value in signed else () for r in stored]
+    authenticator = Authenticator(load_keys(keys_file))
+    outcomes = [authenticator.verified(decode(r.value), r.headers, r.value) for r in stored if r.value in signed]
+    assert [type(outcome).__name__ for outcome in outcomes] == ["Trade", "Heartbeat"]
+
+
+def test_replay_refuses_an_unusable_keys_file_before_sending(
+    cli_env: KafkaSettings, jsonl: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("exchange_id,key_id,secret\nSHDEX,SHDEX-1,abcd\n")
+    result = CliRunner().invoke(app, ["replay", str(jsonl), "--bootstrap", cli_env.bootstrap, "--keys", str(bad)])
+    assert result.exit_code == 2
+    assert "line 2 (SHDEX 'SHDEX-1'): the secret is 2 bytes" in " ".join(result.output.split())
+    assert read_topic(cli_env, cli_env.events_topic) == []

@@ -11,7 +11,7 @@ from dmm.cli import app
 from dmm.cli.validate import Verdict, judge
 from streams.decode import Rejection, decode
 
-EXAMPLES = Path("/work/shared/contract/examples")
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 NAMES = ("listing", "trade", "usage", "heartbeat")  # in event-time order (09:30 listing first)
 
 
@@ -134,3 +134,44 @@ def test_lateness_and_the_duplicate_horizon_follow_event_time() -> None:
         ("H-1", "accepted", True),
     ]
     assert verdicts[4] == Verdict(5, "duplicate", "heartbeat", "SHDEX", "H-1", duplicate_of=1)
+
+
+def test_with_keys_a_line_is_judged_as_a_signed_replay_sends_it(tmp_path: Path) -> None:
+    """The keys file holds SHDEX's key only: SHDEX's lines are signed as `dmm replay --keys` signs them and
+    accepted; a line of another known exchange would go unsigned, so the worker would reject it as
+    `unauthenticated`, before its field rules; lines naming no known exchange keep their reasons."""
+    keys = tmp_path / "shdex-keys.csv"
+    keys.write_text(f"exchange_id,key_id,secret\nSHDEX,SHDEX-1,{'ab' * 32}\n")
+    trade = _example("trade")
+    lines = [
+        _line(trade),
+        _line({**trade, "exchange_id": "SZDEX", "event_id": "Z-1"}),
+        _line({**trade, "exchange_id": "SZDEX", "event_id": "Z-2", "quantity": 0}),
+        _line({**trade, "event_id": "S-2", "quantity": 0}),
+        _line({**trade, "exchange_id": "NOPE", "event_id": "N-1"}),
+        b"{garbage",
+    ]
+    code, output = _run(tmp_path, lines, "--json", "--keys", str(keys))
+    assert code == 1
+    verdicts = [json.loads(row) for row in output.splitlines()]
+    assert [(v["outcome"], v["reason"], v["exchange_id"]) for v in verdicts] == [
+        ("accepted", "", "SHDEX"),
+        ("rejected", "unauthenticated", "SZDEX"),
+        ("rejected", "unauthenticated", "SZDEX"),
+        ("rejected", "invalid", "SHDEX"),
+        ("rejected", "unknown_exchange", "NOPE"),
+        ("rejected", "malformed", ""),
+    ]
+    assert verdicts[1]["detail"].startswith("missing header dm-key and dm-sig")
+    code, output = _run(tmp_path, lines[:2], "--keys", str(keys))
+    assert "rejected: unauthenticated" in output
+    code, output = _run(tmp_path, lines[:2], "--json")  # without keys, signatures are not judged
+    assert code == 0
+
+
+def test_an_unusable_keys_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.csv"
+    keys.write_text("exchange_id,key_id,secret\nSHDEX,SHDEX-1,abcd\nXX,x,00\n")
+    code, output = _run(tmp_path, [_line(_example("trade"))], "--keys", str(keys))
+    assert code == 2
+    assert "line 2 (SHDEX 'SHDEX-1'): the secret is 2 bytes" in " ".join(output.split())

@@ -11,7 +11,8 @@ from models import EVENT_ADAPTER, Alert, Heartbeat, Listing, Trade, Usage, excha
 from models.schema import contract_schema, contract_schema_json
 
 ROOT = Path(__file__).parents[2]
-FIXTURES = ROOT / "tests" / "fixtures"
+EXAMPLES = ROOT / "docs" / "examples"  # the contract's examples, as the repository publishes them
+FIXTURES = ROOT / "tests" / "fixtures"  # copies the other tests read
 
 
 @pytest.mark.parametrize(
@@ -24,15 +25,20 @@ FIXTURES = ROOT / "tests" / "fixtures"
     ],
 )
 def test_every_example_event_validates_and_is_keyed_as_the_contract_says(name: str, kind: type, key: str) -> None:
-    event = EVENT_ADAPTER.validate_json((FIXTURES / f"{name}.json").read_bytes())
+    event = EVENT_ADAPTER.validate_json((EXAMPLES / f"{name}.json").read_bytes())
     assert isinstance(event, kind)
     assert event.occurred_at.utcoffset() is not None
     assert partition_key(event) == key
 
 
 def test_the_example_alert_round_trips() -> None:
-    text = (FIXTURES / "alert.json").read_text(encoding="utf-8")
+    text = (EXAMPLES / "alert.json").read_text(encoding="utf-8")
     assert json.loads(Alert.model_validate_json(text).to_json()) == json.loads(text)
+
+
+def test_the_test_fixtures_are_the_contracts_examples() -> None:
+    for path in sorted(FIXTURES.glob("*.json")):
+        assert path.read_bytes() == (EXAMPLES / path.name).read_bytes(), f"{path.name} differs from docs/examples"
 
 
 def test_registries_hold_the_contracts_exchanges_and_sectors() -> None:
@@ -41,14 +47,14 @@ def test_registries_hold_the_contracts_exchanges_and_sectors() -> None:
 
 
 def test_unknown_fields_are_ignored() -> None:
-    event = json.loads((FIXTURES / "trade.json").read_text(encoding="utf-8"))
+    event = json.loads((EXAMPLES / "trade.json").read_text(encoding="utf-8"))
     event["future_field"] = {"anything": [1, 2]}
     assert isinstance(EVENT_ADAPTER.validate_python(event), Trade)
 
 
 def test_the_published_json_schema_is_the_models_own() -> None:
     published = (ROOT / "deploy" / "contract.schema.json").read_text(encoding="utf-8")
-    assert published == contract_schema_json(), "run: dmm schema -o deploy/contract.schema.json"
+    assert published == contract_schema_json(), "run: .venv/bin/dmm schema -o deploy/contract.schema.json"
 
 
 def test_the_schema_covers_every_event_type_and_money_as_strings() -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import pytest
 
+from settings import SqlSettings
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.records import record_alert_action
 from sinks.clickhouse.store import ChdbStore
@@ -249,20 +248,8 @@ def test_alerts_carry_their_lifecycle_and_filters(store: ChdbStore) -> None:
     assert q.alert_exists(store, "k1") and not q.alert_exists(store, "k1' OR '1'='1")
 
 
-class ReadOnlyStore:
-    """The store as a SELECT-only user sees it: every statement through `text`, which refuses
-    anything but one read-only statement and runs it with `readonly = 2`."""
-
-    def __init__(self, store: ChdbStore) -> None:
-        self.database = store.database
-        self._store = store
-
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self._store.text(sql, "JSONEachRow").splitlines() if line]
-
-
 def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
-    reader = ReadOnlyStore(store)
+    reader = store.reads(SqlSettings())  # what the console reads with: readonly = 1 and ClickHouse's limits
     answers = [
         q.watermark_us(reader),
         q.trade_totals(reader, DAY),

@@ -1,5 +1,5 @@
 """Fetches taken in bulk (`streams.bulk_fetch`) give exactly the records aiokafka's own path gives, on a real
-broker: same offsets, keys and values, in order, whatever `max_records` cuts, wherever a fetch begins."""
+broker: same offsets, keys, values and headers, in order, whatever `max_records` cuts, wherever a fetch begins."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ RECORDS = 3000
 
 
 async def _produce(kafka: KafkaSettings, topic: str) -> None:
-    """Many small record batches (a small batch size), with keyless records and empty values among them."""
+    """Many small record batches (a small batch size), with keyless records, empty values and records with headers
+    (a producer's signature, a header without value, none) among them."""
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, linger_ms=5, max_batch_size=2048)
     await producer.start()
     try:
@@ -26,12 +27,22 @@ async def _produce(kafka: KafkaSettings, topic: str) -> None:
                 value=None if n % 97 == 0 else f'{{"n":{n},"pad":"{"x" * (n % 50)}"}}'.encode(),
                 key=None if n % 7 == 0 and n % 97 else f"K{n % 13}".encode(),
                 partition=0,
+                headers=_headers(n),
             )
             for n in range(RECORDS)
         ]
         await asyncio.gather(*sent)
     finally:
         await producer.stop()
+
+
+def _headers(n: int) -> list[tuple[str, bytes | None]] | None:
+    """Record n's headers: a signature's two, one without a value, or none."""
+    if n % 3 == 0:
+        return None
+    if n % 3 == 1:
+        return [("dm-key", b"k1"), ("dm-sig", f"{n:064x}".encode())]
+    return [("trace", None)]
 
 
 async def _consume(kafka: KafkaSettings, topic: str, start: int, max_records: int, bulk: bool) -> list[tuple]:
@@ -51,7 +62,8 @@ async def _consume(kafka: KafkaSettings, topic: str, start: int, max_records: in
             assert fetched, "the broker holds more records"
             for record in fetched[tp]:
                 assert isinstance(record, Message) == bulk  # the bulk path is the one taken (or not)
-                taken.append((record.topic, record.partition, record.offset, record.key, record.value))
+                headers = tuple(record.headers)  # aiokafka's a tuple, the bulk path's the record batch's list
+                taken.append((record.topic, record.partition, record.offset, record.key, record.value, headers))
             # The consumer's position follows the records handed over (what a commit or a rebalance reads).
             assert await consumer.position(tp) == taken[-1][2] + 1
         return taken
@@ -68,4 +80,5 @@ def test_bulk_takes_give_what_aiokafka_gives(kafka: KafkaSettings, start: int, m
     bulk = asyncio.run(_consume(kafka, topic, start, max_records, bulk=True))
     plain = asyncio.run(_consume(kafka, topic, start, max_records, bulk=False))
     assert bulk == plain
-    assert [offset for _, _, offset, _, _ in bulk] == list(range(start, RECORDS))
+    assert [offset for _, _, offset, _, _, _ in bulk] == list(range(start, RECORDS))
+    assert [headers for *_, headers in bulk if headers] == [tuple(_headers(n)) for n in range(start, RECORDS) if n % 3]

@@ -17,12 +17,14 @@ import pytest
 from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.anomalies import KINDS
 from models import Usage
-from settings import Settings
+from models.keys import load_keys
+from models.registry import exchanges
+from settings import IngestSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse.memory import MemoryState, MemoryStore
 from streams import pipeline as pipeline_module
 from streams.columnar import candidates, decode_usage
-from streams.decode import Rejection, decode
+from streams.decode import Rejection, WallClock, decode
 from streams.detectors import build_detectors
 from streams.detectors.base import Finding
 from streams.detectors.exchange_silent import ExchangeSilent
@@ -79,7 +81,12 @@ EDGES: list[bytes] = [
     usage(calls=5.0),
     usage(calls=True),
     usage(extra={"nested": [1, {"deep": None}]}),
-    usage(buyer_id="\u0000x"),
+    usage(buyer_id="\u0000x"),  # identifiers hold no control character (Unicode category Cc): invalid
+    usage(product_id="P\u001b[2J"),
+    usage(buyer_id="B\u0085"),  # NEL, a C1 control
+    usage(event_id="E\u007f"),
+    usage(event_id="E\u2028"),  # a line separator is no Cc: accepted
+    usage(event_id="E\t"),
     json.dumps({k: v for k, v in USAGE.items() if k != "bytes"}).encode(),
     usage()[:-1] + b',"x": NaN}',
     usage()[:-1] + b',"x": Infinity}',
@@ -114,7 +121,7 @@ def test_columns_accept_only_what_pydantic_accepts_with_the_same_values_and_even
         assert columns.at_us[0] == event.at_us
         assert columns.keys[0] == event.key and columns.products == [event.product_id]
         row = columns.table.to_pylist()[0]
-        assert row == {name: getattr(event, name) for name in row}
+        assert row == {name: getattr(event, name) for name in row}  # what it says too: `content_digest`
     edges_accepted = sum(1 for value, columns in read if value in EDGES and columns.ok[0])
     assert edges_accepted == 15, "the edge cases the columns should accept, and no more"
     assert accepted == len(together.ok) + edges_accepted
@@ -131,7 +138,14 @@ def test_a_message_arrow_cannot_read_leaves_the_others_to_the_columns() -> None:
     assert [columns.keys[i][1] for i in range(len(mixed)) if columns.ok[i]] == [f"U-{n}" for n in range(9)]
 
 
-def run(values: list[bytes], as_columns: bool, batch: int) -> tuple[MemoryStore, list[bytes]]:
+def run(
+    values: list[bytes],
+    as_columns: bool,
+    batch: int,
+    headers: list[Headers] | None = None,
+    keys_file: Path | None = None,
+) -> tuple[MemoryStore, list[bytes]]:
+    """`headers`: each message's record headers; `keys_file`: the producer keys the pipeline verifies them with."""
     published: list[bytes] = []
 
     async def publish(topic: str, key: bytes | None, value: bytes) -> None:
@@ -139,10 +153,15 @@ def run(values: list[bytes], as_columns: bool, batch: int) -> tuple[MemoryStore,
             published.append(value)
 
     store = MemoryStore()
-    running = Pipeline(Settings(usage_as_columns=as_columns), store, publish, topic_id="log", reader=MemoryState)
+    settings = Settings(usage_as_columns=as_columns, ingest=IngestSettings(keys_file=keys_file))
+    running = Pipeline(settings, store, publish, topic_id="log", reader=MemoryState)
     running.restore()
+    every = headers or [[] for _ in values]
     for first in range(0, len(values), batch):
-        messages = [Message("dm.events", 0, first + i, None, v) for i, v in enumerate(values[first : first + batch])]
+        messages = [
+            Message("dm.events", 0, first + i, None, v, every[first + i])
+            for i, v in enumerate(values[first : first + batch])
+        ]
         asyncio.run(running.handle(messages, {0: len(values)}))
     return store, published
 
@@ -218,7 +237,7 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     usages = [i for i, v in enumerate(values) if b'"usage"' in v][::97]
     for i in reversed(usages):  # each a little after its first copy, within the batch or not
         values.insert(i + 1 + i % 60, values[i])
-    # A heartbeat reusing a usage event's identity, a little after it: a duplicate of it.
+    # A heartbeat reusing a usage event's identity, a little after it: a conflicting resend of it (it says else).
     beat = next(json.loads(v) for v in values if b'"heartbeat"' in v)
     for i in reversed([i for i, v in enumerate(values) if b'"usage"' in v][50::211]):
         used = json.loads(values[i])
@@ -237,10 +256,10 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
         values.insert(int(len(values) * at), reclassified(values, int(len(values) * at), n))
     one_by_one: list[bytes] = []  # usage messages the pipeline validated one at a time
 
-    def counted(raw: bytes | None) -> Any:
+    def counted(raw: bytes | None, clock: WallClock | None = None) -> Any:
         if raw is not None and b'"usage"' in raw:
             one_by_one.append(raw)
-        return decode(raw)
+        return decode(raw, clock)
 
     judged_whole: list[int] = []  # batches whose usage was judged at their end, at once (`begin_batch`)
     end_batch = Surveillance.end_batch
@@ -267,7 +286,9 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     assert any(row["late"] for row in columns_store.pylist("usage"))
     assert any(row["late"] for row in columns_store.pylist("trades"))  # behind the usage ahead
     assert len(columns_store.pylist("duplicate_events")) >= len(usages)
-    assert any(row["type"] == "heartbeat" for row in columns_store.pylist("duplicate_events"))
+    conflicts = [row for row in columns_store.pylist("rejected_events") if row["reason"] == "conflicting_duplicate"]
+    assert any(b'"heartbeat"' in row["raw"] for row in conflicts)
+    assert any(b'"usage"' in row["raw"] for row in conflicts)  # the edge cases restamped under one identity
 
 
 def test_rejections_of_usage_name_their_reason_as_before() -> None:
@@ -315,3 +336,71 @@ def test_a_rule_failing_on_a_batch_taken_whole_misses_it_and_the_events_are_stor
     stored = sum(len(store.pylist(table)) for table in ("usage", "trades", "listings", "heartbeats"))
     assert stored == len(values) and not store.pylist("rejected_events")
     assert errors._value.get() >= before + len(values) // 500  # counted, every batch
+
+
+Headers = list[tuple[str, bytes | None]]
+
+
+def test_signed_and_forged_messages_are_judged_alike_as_columns_or_one_by_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With producer keys, a market whose every eleventh message is unsigned, signed with another exchange's key,
+    with a garbage or a wrong signature: those, and only those, are `unauthenticated`, usage read as columns or
+    not; every other message (the edge cases signed too) lands as without keys."""
+    keys_file = tmp_path / "keys.csv"
+    rows = [f"{code},{code}-1,{n:02x}{'5a' * 31}" for n, code in enumerate(sorted(exchanges()))]
+    keys_file.write_text("\n".join(["exchange_id,key_id,secret", *rows, f"SHDEX,SHDEX-2,{'c3' * 48}"]) + "\n")
+    ring = load_keys(keys_file)
+    market = simulated(duration_s=900.0, rate=8.0)
+    values = market + EDGES
+    first = {key.exchange_id: key for key in reversed(ring.keys)}  # each exchange's first key
+    headers: list[Headers] = []
+    for n, value in enumerate(values):
+        try:
+            exchange_id = json.loads(value).get("exchange_id")
+        except (ValueError, AttributeError):
+            exchange_id = None
+        own = first.get(exchange_id, first["SHDEX"])
+        foreign = first["SZDEX" if exchange_id != "SZDEX" else "SHDEX"]
+        attack = n % 11 if n < len(market) else None
+        if attack == 0:
+            headers.append([])
+        elif attack == 1:
+            headers.append(foreign.headers(value))
+        elif attack == 2:
+            headers.append([("dm-key", own.key_id.encode()), ("dm-sig", b"0" * 64)])
+        elif attack == 3:
+            headers.append([("dm-key", own.key_id.encode()), ("dm-sig", own.signature(value + b" "))])
+        elif exchange_id == "SHDEX" and n % 2:
+            headers.append(ring.keys[-1].headers(value))  # SHDEX's second key: rotation
+        else:
+            headers.append(own.headers(value))
+    one_by_one: list[bytes] = []
+
+    def counted(raw: bytes | None, *clock: Any) -> Any:
+        if raw is not None and b'"usage"' in raw:
+            one_by_one.append(raw)
+        return decode(raw, *clock)
+
+    monkeypatch.setattr(pipeline_module, "decode", counted)
+    columns_store, columns_alerts = run(values, True, 500, headers, keys_file)
+    assert len(one_by_one) <= len(EDGES)  # the columns read the market's usage, forged or not
+    events_store, events_alerts = run(values, False, 500, headers, keys_file)
+    for table in ("usage", "trades", "listings", "heartbeats", "duplicate_events", "rejected_events", "alerts"):
+        assert comparable(columns_store, table) == comparable(events_store, table), table
+    assert sorted(json.loads(a)["dedup_key"] for a in columns_alerts) == sorted(
+        json.loads(a)["dedup_key"] for a in events_alerts
+    )
+    unauthenticated = [r for r in columns_store.pylist("rejected_events") if r["reason"] == "unauthenticated"]
+    assert sorted(r["src_offset"] for r in unauthenticated) == [n for n in range(len(market)) if n % 11 < 4]
+    why = {0: "missing header dm-key and dm-sig", 1: "unknown key for exchange", 2: "bad signature", 3: "bad signature"}
+    for row in unauthenticated:
+        assert row["raw"] == values[row["src_offset"]]  # the raw bytes kept
+        assert row["detail"].startswith(why[row["src_offset"] % 11]), row["detail"]
+    assert any(r["exchange_id"] == "SHDEX" for r in columns_store.pylist("usage"))
+    # Without keys, the same messages: the edge cases' outcomes are those they had before keys.
+    unsigned_store, _ = run(EDGES, True, 500)
+    signed_edges = [r for r in columns_store.pylist("rejected_events") if r["src_offset"] >= len(market)]
+    assert sorted(r["reason"] for r in signed_edges) == sorted(
+        r["reason"] for r in unsigned_store.pylist("rejected_events")
+    )

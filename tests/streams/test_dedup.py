@@ -1,5 +1,7 @@
-"""The duplicate index: exact answers from digest runs, forgetting by event time, and a restore from the real
-store whose SQL digest must equal the Python one (or every duplicate after a restart would pass as new)."""
+"""The duplicate index: exact answers from digest runs (each identity with what it said: its content digest),
+forgetting by event time, and a restore from the real store whose SQL digest must equal the Python one (or every
+duplicate after a restart would pass as new) and whose stored content digests must come back (or every
+conflicting resend after a restart would pass as a duplicate)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from models import EVENT_ADAPTER
 from settings import Settings
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
@@ -19,6 +22,11 @@ START_MS = 1_795_000_000_000
 DAY_MS = 86_400_000
 
 
+def said(offset: int) -> int:
+    """A content digest per offset, the top bit set on every other one (uint64 beyond int64 must round-trip)."""
+    return (offset + 1) | (offset % 2) << 63
+
+
 def remember(index: EventIndex, batches: list[list[tuple[tuple[str, str], int, int]]]) -> None:
     """Batches of (key, offset, occurred ms), each begun, added and settled as the pipeline does: every other
     batch names each key's position among those begun (its digest is taken from there), the others do not."""
@@ -26,7 +34,7 @@ def remember(index: EventIndex, batches: list[list[tuple[tuple[str, str], int, i
         index.begin([key for key, _, _ in batch])
         for position in reversed(range(len(batch))):  # any order: the position, not the order, finds the digest
             key, offset, at = batch[position]
-            index.add(key, 0, offset, at, position if number % 2 else -1)
+            index.add(key, 0, offset, at, said(offset), position if number % 2 else -1)
         index.settle()
 
 
@@ -39,7 +47,7 @@ def test_identities_are_found_across_batches_hours_and_merged_runs_and_never_inv
     remember(index, batches)
     probe = [("SHDEX", "E-0-0"), ("SHDEX", "E-7-999"), ("BJDEX", "E-7-999"), ("SHDEX", "E-12-0")]
     index.begin(probe)
-    assert [index.get(key) for key in probe] == [(0, 0), (0, 7999), None, None]
+    assert [index.get(key) for key in probe] == [(0, 0, said(0)), (0, 7999, said(7999)), None, None]
     assert len(index) == 12_000
 
 
@@ -47,8 +55,8 @@ def test_a_batch_sees_its_own_earlier_events_before_they_are_settled() -> None:
     index = EventIndex(horizon_ms=DAY_MS)
     index.begin([("SHDEX", "A"), ("SHDEX", "A")])
     assert index.get(("SHDEX", "A")) is None
-    index.add(("SHDEX", "A"), 3, 42, START_MS)
-    assert index.get(("SHDEX", "A")) == (3, 42)
+    index.add(("SHDEX", "A"), 3, 42, START_MS, 2**64 - 1)
+    assert index.get(("SHDEX", "A")) == (3, 42, 2**64 - 1)
 
 
 def test_identities_older_than_the_horizon_behind_the_watermark_are_forgotten_to_the_millisecond() -> None:
@@ -56,7 +64,7 @@ def test_identities_older_than_the_horizon_behind_the_watermark_are_forgotten_to
     remember(index, [[(("SHDEX", "OLD"), 0, START_MS), (("SHDEX", "NEWER"), 1, START_MS + 1)]])
     index.prune(START_MS + DAY_MS + 1)  # OLD is now just outside the horizon, NEWER just inside
     index.begin([("SHDEX", "OLD"), ("SHDEX", "NEWER")])
-    assert index.get(("SHDEX", "OLD")) is None and index.get(("SHDEX", "NEWER")) == (0, 1)
+    assert index.get(("SHDEX", "OLD")) is None and index.get(("SHDEX", "NEWER")) == (0, 1, said(1))
     index.prune(START_MS + DAY_MS + 2 * HOUR_MS)  # the whole hour is behind: its runs are dropped
     assert len(index) == 0
 
@@ -75,8 +83,11 @@ def test_a_restart_on_the_real_store_still_counts_a_resent_event_as_a_duplicate(
             first.handle([Message(TOPIC, 0, 0, None, fixture("listing")), Message(TOPIC, 0, 1, None, fixture("trade"))])
         )
         again = Pipeline(Settings(), store, publish, topic_id="log-1")
-        again.restore()  # identities come back as digests computed by ClickHouse
+        again.restore()  # identities come back as digests computed by ClickHouse, with what each said
         assert len(again.index) == 2
+        trade = EVENT_ADAPTER.validate_json(fixture("trade"))
+        again.index.begin([trade.key])
+        assert again.index.get(trade.key) == (0, 1, trade.content_digest)
         asyncio.run(
             again.handle([Message(TOPIC, 0, 2, None, fixture("trade")), Message(TOPIC, 0, 3, None, fixture("listing"))])
         )

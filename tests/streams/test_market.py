@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 import pytest
+from pydantic import SecretStr
 
 from dmm.evaluation import alert_from_row, score
 from dmm.simulator import MarketSimulator
@@ -24,6 +25,7 @@ from sinks.clickhouse import queries
 from sinks.clickhouse.store import ChdbStore
 from streams.market import MarketStage
 from streams.pipeline import Message, Pipeline
+from streams.rules import OpsKey
 from tests.end_to_end.conftest import every_kind_scenario
 
 TOPIC = "dm.events"
@@ -203,7 +205,8 @@ def test_a_rule_change_received_by_one_worker_reaches_the_other_through_the_stor
     (received, _), (other, _) = two_workers(store)
     stage = a_stage(store, Wall())
     change = b'{"set": {"exchange_silent_s": 300, "price_outlier_ratio": "4"}, "actor": "ops-li"}'
-    asyncio.run(received.change_rules(change))  # dm.rules reaches one member of the group
+    received.ops_key = key = OpsKey.configured(SecretStr("5e" * 32))  # as DMM_OPS_KEY would
+    asyncio.run(received.change_rules(change, key.sign(change)))  # dm.rules reaches one member of the group
     assert other.surveillance.ctx.rules.exchange_silent_s == Settings().rules.exchange_silent_s
     asyncio.run(other.tick())
     stage.tick(0)

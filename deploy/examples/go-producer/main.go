@@ -2,7 +2,8 @@
 // the way the monitor expects: each JSONL line byte for byte as one message, keyed
 // by product_id (exchange_id for heartbeats) and partitioned like Kafka's Java
 // client, acks=all and idempotent. With -heartbeats it also sends the exchange's
-// heartbeats. See README.md.
+// heartbeats. Given the exchange's key (-key-id or DM_KEY_ID, and DM_KEY_SECRET)
+// it signs every message (signer.go). See README.md.
 package main
 
 import (
@@ -73,16 +74,20 @@ func newProducer(brokers []string) (sarama.SyncProducer, error) {
 	return sarama.NewSyncProducer(brokers, config)
 }
 
-func message(topic string, value []byte) *sarama.ProducerMessage {
+// message is one line as sent: keyed as the contract says, signed when sign is not nil.
+func message(topic string, value []byte, sign *signer) *sarama.ProducerMessage {
 	m := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(value)}
 	if key := contractKey(value); key != nil {
 		m.Key = sarama.ByteEncoder(key)
+	}
+	if sign != nil {
+		m.Headers = sign.headers(value)
 	}
 	return m
 }
 
 // sendFile publishes every line of path (without its newline, blank lines too), in order.
-func sendFile(producer sarama.SyncProducer, topic, path string) (int, error) {
+func sendFile(producer sarama.SyncProducer, topic, path string, sign *signer) (int, error) {
 	file, err := os.Open(path)
 	if err != nil {
 		return 0, err
@@ -94,7 +99,7 @@ func sendFile(producer sarama.SyncProducer, topic, path string) (int, error) {
 		line, readErr := reader.ReadBytes('\n')
 		if len(line) > 0 {
 			value := []byte(strings.TrimSuffix(string(line), "\n"))
-			if _, _, err := producer.SendMessage(message(topic, value)); err != nil {
+			if _, _, err := producer.SendMessage(message(topic, value, sign)); err != nil {
 				return sent, fmt.Errorf("%s line %d: %w", path, sent+1, err)
 			}
 			sent++
@@ -111,9 +116,15 @@ func main() {
 	exchange := flag.String("exchange", "", "exchange code (exchanges.csv) for -heartbeats")
 	heartbeats := flag.Int("heartbeats", 0, "heartbeats to send after the files (-1: until killed)")
 	every := flag.Duration("every", 10*time.Second, "interval between heartbeats")
+	// The secret comes from the environment only: a command line is visible to every user of the host (ps).
+	keyID := flag.String("key-id", os.Getenv("DM_KEY_ID"), "id of the exchange's key: sign every message (secret: DM_KEY_SECRET, hex)")
 	flag.Parse()
 	if *heartbeats != 0 && *exchange == "" {
 		log.Fatal("-heartbeats needs -exchange")
+	}
+	sign, err := newSigner(*keyID, os.Getenv("DM_KEY_SECRET"))
+	if err != nil {
+		log.Fatal(err)
 	}
 
 	producer, err := newProducer(strings.Split(*brokers, ","))
@@ -124,7 +135,7 @@ func main() {
 
 	total := 0
 	for _, path := range flag.Args() {
-		sent, err := sendFile(producer, *topic, path)
+		sent, err := sendFile(producer, *topic, path, sign)
 		total += sent
 		if err != nil {
 			log.Fatalf("after %d message(s): %v", total, err)
@@ -134,7 +145,7 @@ func main() {
 		if seq > 0 {
 			time.Sleep(*every)
 		}
-		if _, _, err := producer.SendMessage(message(*topic, heartbeat(*exchange, seq, time.Now()))); err != nil {
+		if _, _, err := producer.SendMessage(message(*topic, heartbeat(*exchange, seq, time.Now()), sign)); err != nil {
 			log.Fatalf("heartbeat %d: %v", seq, err)
 		}
 		total++

@@ -1,7 +1,10 @@
 // The regulator's console: three views fed by /api/console/*, refreshed every few seconds.
 // Money arrives as decimal text and is only regrouped here, never turned into a float,
 // so what the page shows is what `dmm sql` shows, to the fen. Data is inserted as text
-// (textContent), never as HTML.
+// (textContent), never as HTML, and styles are set through the DOM, never as style
+// attributes: the Content-Security-Policy allows neither inline scripts nor inline styles.
+// The console token comes in the URL's fragment (`dmm up` prints /#token=…: a fragment is
+// never sent to a server nor in a Referer), is kept in sessionStorage and taken off the URL.
 "use strict";
 
 const REFRESH_MS = 5000;
@@ -27,6 +30,7 @@ function el(tag, attrs, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (name === "class") node.className = value;
     else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (name === "style") Object.assign(node.style, value);
     else node.setAttribute(name, value === true ? "" : value);
   }
   for (const child of children.flat()) {
@@ -82,8 +86,23 @@ function named(registry, code) {
   return entry ? entry[state.lang] : code;
 }
 
+const TOKEN_KEY = "dmm-console-token";
+
+// `#token=…` (as `dmm up` prints the console's address): kept for this tab, taken off the address bar.
+function takeTokenFromFragment() {
+  const found = location.hash.match(/^#token=([^&]+)/);
+  if (!found) return;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(found[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function authorization() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
 async function getJSON(path, options) {
-  const response = await fetch(path, options);
+  const response = await fetch(path, { ...options, headers: { ...authorization(), ...(options && options.headers) } });
   const body = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body;
@@ -165,7 +184,7 @@ function splitBar(parts) {
     "div",
     { class: "split" },
     el("div", { class: "split-bar" },
-      parts.map((p) => el("span", { class: p.cls, style: `width:${Number(p.share || 0)}%`, title: `${p.label} ${pct(p.share)}` }))),
+      parts.map((p) => el("span", { class: p.cls, style: { width: `${Number(p.share || 0)}%` }, title: `${p.label} ${pct(p.share)}` }))),
     el("ul", { class: "legend" },
       parts.map((p) => el("li", { "data-part": p.key }, el("i", { class: p.cls }), `${p.label} `, el("strong", {}, pct(p.share)), ` · ${yuan(p.amount)}`)))
   );
@@ -331,10 +350,10 @@ async function act(key, action) {
     return;
   }
   const token = document.getElementById("op-token").value;
-  sessionStorage.setItem("dmm-console-token", token);
+  sessionStorage.setItem(TOKEN_KEY, token);
   localStorage.setItem("dmm-console-actor", actor);
   try {
-    await getJSON("/api/console/alerts/action", {
+    await getJSON("/api/alert-action", {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
       body: JSON.stringify({ dedup_key: key, action, actor, note: document.getElementById("op-note").value }),
@@ -371,6 +390,8 @@ function renderFeeds() {
     { key: "status", label: t("feeds.status"), render: (r) => (r.status ? el("span", { class: `feed ${r.status}` }, t(`feed.${r.status}`)) : "") },
     { key: "last_event", label: t("feeds.last_event"), render: (r) => (r.code ? cst(r.last_event_us && r.last_event_us / 1000) : "") },
     { key: "lag", label: t("feeds.lag"), cls: "num", render: (r) => (r.code ? seconds(r.lag_s) : "") },
+    { key: "clock_ahead", label: t("feeds.clock_ahead"), cls: "num", render: (r) => (r.code ? el("span",
+        { class: r.clock_ahead_s !== null && r.clock_ahead_s > f.max_clock_skew_s ? "stale" : "" }, seconds(r.clock_ahead_s)) : "") },
     { key: "heartbeat_age", label: t("feeds.heartbeat_age"), cls: "num", render: (r) => (r.code ? el("span",
         { class: r.heartbeat_age_s !== null && r.heartbeat_age_s > f.silent_after_s ? "stale" : "" }, seconds(r.heartbeat_age_s)) : "") },
     { key: "events", label: t("feeds.events"), cls: "num", render: (r) => (r.events === null ? "" : count(r.events)) },
@@ -457,7 +478,8 @@ document.addEventListener("DOMContentLoaded", () => {
   );
   ["f-status", "f-kind", "f-severity", "f-exchange"].forEach((id) => document.getElementById(id).addEventListener("change", refresh));
   document.getElementById("op-actor").value = localStorage.getItem("dmm-console-actor") || "";
-  document.getElementById("op-token").value = sessionStorage.getItem("dmm-console-token") || "";
+  takeTokenFromFragment();
+  document.getElementById("op-token").value = sessionStorage.getItem(TOKEN_KEY) || "";
   window.addEventListener("hashchange", route);
   applyLanguage();
   route();

@@ -1,7 +1,7 @@
 """The console in a real headless Chromium, on a real worker fed a seeded replay.
 
 Every figure checked here is read twice: as rendered on the page, and from the store
-through the worker's `/api/sql` (what `dmm sql` runs), with SQL written here from the
+through the worker's SQL socket (what `dmm sql` runs), with SQL written here from the
 contract's definitions, not taken from the console's own queries.
 """
 
@@ -266,6 +266,25 @@ def test_surveillance_lists_the_stored_alerts_and_filters_them(page: Any, consol
     assert sorted(filtered) == sorted(row["dedup_key"] for row in stored if row["kind"] == "self_dealing")
 
 
+def test_the_token_in_the_address_dmm_up_prints_is_kept_for_the_tab_and_taken_off_the_address(
+    page: Any, console_stack: EmbeddedStack
+) -> None:
+    csp_violations: list[str] = []
+
+    def note(message: Any) -> None:  # Chromium reports a Content-Security-Policy violation on the console
+        if "Content Security Policy" in message.text:
+            csp_violations.append(message.text)
+
+    page.on("console", note)
+    page.goto(url(console_stack, f"/#token={TOKEN}"))
+    page.wait_for_selector("body[data-loaded=market]", timeout=30_000)
+    assert "token" not in page.url
+    assert page.evaluate("() => sessionStorage.getItem('dmm-console-token')") == TOKEN
+    open_view(page, console_stack, "surveillance")
+    assert page.input_value("#op-token") == TOKEN
+    assert csp_violations == []
+
+
 def test_ack_and_resolve_with_the_token_are_recorded_in_the_store(page: Any, console_stack: EmbeddedStack) -> None:
     stack = console_stack
     open_view(page, stack, "surveillance")
@@ -298,7 +317,7 @@ def test_alert_actions_without_the_token_are_forbidden_and_change_nothing(
     key = sql(stack, f"SELECT dedup_key FROM {DB}.alerts FINAL ORDER BY dedup_key LIMIT 1")[0]["dedup_key"]
     before = one(stack, f"SELECT count() AS n FROM {DB}.alert_actions")
     body = json.dumps({"dedup_key": key, "action": "resolve", "actor": "mallory"}).encode()
-    request = urllib.request.Request(url(stack, "/api/console/alerts/action"), data=body, method="POST")
+    request = urllib.request.Request(url(stack, "/api/alert-action"), data=body, method="POST")
     if header:
         request.add_header("Authorization", header)
     with pytest.raises(urllib.error.HTTPError) as refused:
@@ -319,7 +338,7 @@ def test_without_a_token_the_console_is_read_only_and_an_empty_store_renders(
         assert page.is_disabled(field), field
     assert number(page.text_content(".count.open")) == 0
     request = urllib.request.Request(
-        url(stack, "/api/console/alerts/action"),
+        url(stack, "/api/alert-action"),
         data=json.dumps({"dedup_key": "k", "action": "ack", "actor": "a"}).encode(),
         headers={"Authorization": "Bearer anything"},
         method="POST",

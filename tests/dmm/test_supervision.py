@@ -40,7 +40,13 @@ def test_exit_descriptions_name_the_signal_or_the_code() -> None:
 @pytest.mark.slow
 def test_up_restarts_a_killed_worker_and_keeps_every_message(tmp_path: Path) -> None:
     settings = Settings(kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"), web_port=free_port())
-    env = {**os.environ, "DMM_KAFKA__BOOTSTRAP": settings.kafka.bootstrap, "DMM_WEB_PORT": str(settings.web_port)}
+    env = {
+        **os.environ,
+        "DMM_KAFKA__BOOTSTRAP": settings.kafka.bootstrap,
+        "DMM_WEB_PORT": str(settings.web_port),
+        # `dmm sql` reaches the worker through the socket beside its store: the same store, from any directory
+        "DMM_CLICKHOUSE__CHDB_PATH": str(tmp_path / ".dmm" / "chdb"),
+    }
     lines = [message.value for message in MarketSimulator(SimulationConfig(seed=4, start=START, duration_s=600.0))]
     before, after = tmp_path / "before.jsonl", tmp_path / "after.jsonl"
     before.write_bytes(b"".join(line + b"\n" for line in lines[: len(lines) // 2]))

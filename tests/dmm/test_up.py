@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from dmm.broker import free_port
-from dmm.query import alert_action, query_rows, wait_until_ready
+from dmm.query import UnknownAlert, alert_action, query_rows, wait_until_ready
 from settings import ClickHouseSettings, KafkaSettings, Settings
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_up_runs_the_stack_with_simulated_traffic_and_stops_cleanly(tmp_path: Pa
         assert {p.name() for p in children} >= {"tansu"}
         token_file = tmp_path / ".dmm" / "console-token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
-        with pytest.raises(RuntimeError, match="no alert with dedup_key"):  # accepted by the worker: the token works
+        with pytest.raises(UnknownAlert, match="no alert with dedup_key"):  # accepted by the worker: the token works
             alert_action(settings, "no-such-alert", "ack", "ops-li")
         refused = settings.model_copy(update={"clickhouse": ClickHouseSettings(chdb_path=tmp_path / "elsewhere")})
         with pytest.raises(RuntimeError, match="token"):  # without it, the worker takes no action

@@ -49,7 +49,7 @@ class _BulkBuffer(OrderedDict):  # type: ignore[type-arg]
 
     def __setitem__(self, tp: object, result: object) -> None:
         if type(result) is FetchResult and _takeable(result._partition_records):
-            result.getall = MethodType(_getall, result)  # type: ignore[method-assign]
+            result.getall = MethodType(_getall, result)
         super().__setitem__(tp, result)
 
 

@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -21,6 +21,7 @@ from models import EVENT_ADAPTER, SCHEMA, AnyEvent, occurred_ms
 from models.clock import from_ms, rfc3339
 from models.fields import NO_CONTROL, Timestamp
 
+# The contract's reasons (dm.v1 and Amendment 1) in its order; docs/errors.md says which wins when several apply.
 Reason = Literal[
     "malformed",
     "unsupported_schema",
@@ -31,17 +32,7 @@ Reason = Literal[
     "future_event",
     "conflicting_duplicate",
 ]
-# The contract's reasons (dm.v1 and Amendment 1) in its order; docs/errors.md says which wins when several apply.
-REASONS: tuple[Reason, ...] = (
-    "malformed",
-    "unsupported_schema",
-    "unknown_exchange",
-    "unauthenticated",
-    "invalid",
-    "amount_mismatch",
-    "future_event",
-    "conflicting_duplicate",
-)
+REASONS: tuple[Reason, ...] = get_args(Reason)
 DETAIL_MAX = 2000
 _TIMESTAMP: TypeAdapter[datetime] = TypeAdapter(Timestamp)
 

@@ -147,7 +147,7 @@ class MarketStage:
         for partition, offset, event in split.taken:
             try:
                 if type(event) is Sighting:
-                    kind, exchange_id, event_id, at_ms = event  # type: ignore[misc]
+                    kind, exchange_id, event_id, at_ms = event
                     alerts.extend(surveillance.sight(kind, partition, exchange_id, event_id, at_ms).alerts)
                 else:
                     alerts.extend(surveillance.observe(event, partition).alerts)  # type: ignore[arg-type]

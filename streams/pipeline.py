@@ -447,7 +447,7 @@ class Pipeline:
             position, key = next_key()
             first = remembered(key)
             if first is None:
-                self._sight(outcome, position, message, rows, minutes, usage)  # type: ignore[arg-type]
+                self._sight(outcome, position, message, rows, minutes, usage)
             else:
                 _copy(message, key, "usage", outcome.content, first, rows)
         return list(usage.values()), ranges, dedup_s

@@ -239,7 +239,7 @@ class Surveillance:
             senders_list, named_list = senders.tolist(), named.tolist()
             for detector in self._batch_takers:
                 try:
-                    findings.extend(detector.sighted_batch(senders_list, named_list, times, watermarks, ctx))  # type: ignore[attr-defined]
+                    findings.extend(detector.sighted_batch(senders_list, named_list, times, watermarks, ctx))
                 except Exception as exc:  # noqa: BLE001 (a rule with a bug misses this batch; the market goes on)
                     failed.append(DetectorFailed(detector.kind, exc))
         return Judged(late, self._admit(findings) if findings else [], failed)

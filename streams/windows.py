@@ -120,7 +120,7 @@ class Grain:
         if cells is None:
             return None
         if window != key[0]:
-            key = (window, *key[1:])  # type: ignore[assignment]
+            key = (window, *key[1:])
         self.unwritten.add(key)
         found = cells.get(key)
         if found is None:
@@ -269,13 +269,13 @@ def _add_trades(grains: tuple[Grain, ...], rows: pa.Table) -> None:
             cell = grain.cell(key)
             if cell is None:
                 continue
-            cell.trades += n  # type: ignore[operator]
-            cell.traded_amount += paid  # type: ignore[operator]
-            cell.quantity += units  # type: ignore[operator]
-            cell.data_bytes += volume  # type: ignore[operator]
+            cell.trades += n
+            cell.traded_amount += paid
+            cell.quantity += units
+            cell.data_bytes += volume
             if grain is minutes:
-                cell.buyers.update(bought)  # type: ignore[arg-type]
-                cell.sellers.update(sold)  # type: ignore[arg-type]
+                cell.buyers.update(bought)
+                cell.sellers.update(sold)
 
 
 def _add_usage(grains: tuple[Grain, ...], rows: pa.Table) -> None:

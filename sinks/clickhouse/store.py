@@ -372,20 +372,8 @@ class ServerStore:
     """A ClickHouse server over HTTP(S) via clickhouse-connect (TLS, user/password)."""
 
     def __init__(self, settings: ClickHouseSettings) -> None:
-        import clickhouse_connect
-
         self.database = settings.database
-        try:
-            self._client = clickhouse_connect.get_client(
-                dsn=settings.url,
-                username=settings.user,
-                password=settings.password.get_secret_value(),
-                verify=settings.verify_tls,
-                ca_cert=str(settings.ca_cert) if settings.ca_cert else None,
-                autogenerate_session_id=False,
-            )
-        except Exception as exc:
-            raise StoreError(f"cannot connect to ClickHouse at {_redact(settings.url)}: {exc}") from exc
+        self._client = _connect(settings)
         self._settings = settings
         self._lock = threading.Lock()
         self._reads_client: Any = None  # for `reads`: its own connections, never behind the writer's lock
@@ -435,21 +423,11 @@ class ServerStore:
         may change no setting at all: its profile's limits apply instead."""
         with self._reads_client_made:
             if self._reads_client is None:
-                import clickhouse_connect
-
-                settings = self._settings
+                client = _connect(self._settings)
                 try:
-                    client = clickhouse_connect.get_client(
-                        dsn=settings.url,
-                        username=settings.user,
-                        password=settings.password.get_secret_value(),
-                        verify=settings.verify_tls,
-                        ca_cert=str(settings.ca_cert) if settings.ca_cert else None,
-                        autogenerate_session_id=False,
-                    )
                     self._reader_is_read_only = str(client.command("SELECT getSetting('readonly')")) != "0"
                 except Exception as exc:
-                    raise StoreError(f"cannot connect to ClickHouse at {_redact(settings.url)}: {exc}") from exc
+                    raise StoreError(f"cannot connect to ClickHouse at {_redact(self._settings.url)}: {exc}") from exc
                 self._reads_client = client
         limits_set = None if self._reader_is_read_only else {**limit_settings(limits), "readonly": "1"}
         return ServerReads(self._reads_client, self.database, limits_set)
@@ -481,6 +459,23 @@ class ServerReads:
         except Exception as exc:
             raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
         return result.decode("utf-8", errors="replace")
+
+
+def _connect(settings: ClickHouseSettings) -> Any:
+    """A clickhouse-connect client of the server `settings` name (the writer's and the readers' alike)."""
+    import clickhouse_connect
+
+    try:
+        return clickhouse_connect.get_client(
+            dsn=settings.url,
+            username=settings.user,
+            password=settings.password.get_secret_value(),
+            verify=settings.verify_tls,
+            ca_cert=str(settings.ca_cert) if settings.ca_cert else None,
+            autogenerate_session_id=False,
+        )
+    except Exception as exc:
+        raise StoreError(f"cannot connect to ClickHouse at {_redact(settings.url)}: {exc}") from exc
 
 
 def open_store(settings: ClickHouseSettings, read_only: bool = False) -> Store:

@@ -1,6 +1,7 @@
 """Pydantic models of the data-market wire contract (dm.v1) and its registries."""
 
 from models.alert import ALERT_SCHEMA, SEVERITY, Alert, AlertKind, Severity
+from models.dims import Dims
 from models.events import (
     CONTENT_SEPARATOR,
     EVENT_ADAPTER,
@@ -29,6 +30,7 @@ __all__ = [
     "Alert",
     "AlertKind",
     "AnyEvent",
+    "Dims",
     "Event",
     "Exchange",
     "Heartbeat",

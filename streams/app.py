@@ -30,7 +30,8 @@ from streams.consumer import EventConsumer
 from streams.detectors import Scope
 from streams.kafka_client import TLS_PROTOCOLS, ssl_context, topic_id
 from streams.market import MarketStage
-from streams.pipeline import Pipeline, Prepared, Record
+from streams.pipeline import Pipeline, Prepared
+from streams.records import Record
 from streams.web import register_routes
 
 log = logging.getLogger("dmm.worker")

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import NamedTuple
 
-from models import Listing
-from sinks.clickhouse import Dims
+from models import Dims, Listing
 
 UNKNOWN = Dims()
 

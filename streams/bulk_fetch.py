@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import errors as kafka_errors
 from aiokafka.consumer.fetcher import READ_UNCOMMITTED, FetchResult, PartitionRecords
 
-from streams.pipeline import Message
+from streams.records import Message
 
 _new_tuple = tuple.__new__  # `Message(...)` runs a Python-level __new__; this makes the same tuple in C
 

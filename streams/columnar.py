@@ -32,9 +32,8 @@ try:  # CPython's own MD5, as `models.content_digest` (no EVP context made per c
 except ImportError:  # an interpreter built without it
     from hashlib import md5
 
-from models import CONTENT_SEPARATOR, SCHEMA, occurred_us
+from models import CONTENT_SEPARATOR, SCHEMA, Dims, occurred_us
 from models.registry import exchanges
-from sinks.clickhouse import Dims
 from sinks.clickhouse.batches import event_columns
 from streams.decode import EARLIEST_MS, LATEST_MS, WallClock
 

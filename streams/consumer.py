@@ -32,7 +32,8 @@ from settings import Settings
 from sinks import prometheus as metrics
 from streams.bulk_fetch import take_in_bulk
 from streams.kafka_client import aiokafka_options
-from streams.pipeline import Prepared, Record
+from streams.pipeline import Prepared
+from streams.records import Record
 
 log = logging.getLogger("dmm.consumer")
 

@@ -30,7 +30,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
-from typing import NamedTuple, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -52,6 +51,7 @@ from streams.columnar import TakenUsage, UsageColumns, UsageRow, WholeUsage, can
 from streams.decode import REASONS, Rejection, WallClock, decode
 from streams.dedup import EventIndex, First, Progress
 from streams.detectors import Scope, build_detectors
+from streams.records import Record
 from streams.rejected import rejected_record
 from streams.rules import (
     OpsKey,
@@ -68,40 +68,6 @@ from streams.windows import MINUTE_MS, WindowFlusher, window_start_ms
 log = logging.getLogger("dmm.pipeline")
 
 PROCESSING_ERROR = "processing_error"
-
-
-class Record(Protocol):
-    """One record of dm.events as the pipeline reads it: a `Message` (as `streams.bulk_fetch` takes a fetch, or
-    made by hand) or aiokafka's ConsumerRecord (a fetch aiokafka hands over itself)."""
-
-    @property
-    def topic(self) -> str: ...
-
-    @property
-    def partition(self) -> int: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def key(self) -> bytes | None: ...
-
-    @property
-    def value(self) -> bytes | None: ...
-
-    @property
-    def headers(self) -> Sequence[tuple[str, bytes | None]]: ...
-
-
-class Message(NamedTuple):
-    """A record made by hand (replays, tests): a tuple, three times cheaper to make than a frozen dataclass."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes | None]] = ()  # Kafka record headers: a producer's signature (dm-key, dm-sig)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage
+from models import Alert, AnyEvent, Dims, Heartbeat, Listing, Trade, Usage
 from settings import RuleSettings
-from sinks.clickhouse import Dims
 from sinks.clickhouse.state import StateReader
 from streams.alerts import AlertLedger
 from streams.book import UNKNOWN, ProductBook, ProductListing, dims_among

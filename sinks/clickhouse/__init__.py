@@ -1,12 +1,11 @@
 """The ClickHouse store: schema, Arrow batches, embedded (chdb) and server engines."""
 
-from sinks.clickhouse.batches import BatchRows, Dims, Duplicate, Marker, Rejected, StoredEvent
+from sinks.clickhouse.batches import BatchRows, Duplicate, Marker, Rejected, StoredEvent
 from sinks.clickhouse.sql_guard import ReadOnlyViolation
 from sinks.clickhouse.store import Reads, Store, StoreError, open_store
 
 __all__ = [
     "BatchRows",
-    "Dims",
     "Duplicate",
     "Marker",
     "ReadOnlyViolation",

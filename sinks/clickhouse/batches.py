@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from models import Alert, AnyEvent, Heartbeat, Listing, Trade, Usage, occurred_us
+from models import Alert, AnyEvent, Dims, Heartbeat, Listing, Trade, Usage, occurred_us
 
 _TS6 = pa.timestamp("us", tz="UTC")
 _TS3 = pa.timestamp("ms", tz="UTC")
@@ -151,16 +151,6 @@ SCHEMAS: dict[str, pa.Schema] = {
 
 EVENT_TABLE: dict[type, str] = {Listing: "listings", Trade: "trades", Usage: "usage", Heartbeat: "heartbeats"}
 EVENT_TYPE: dict[str, str] = {"listings": "listing", "trades": "trade", "usage": "usage", "heartbeats": "heartbeat"}
-
-
-@dataclass(frozen=True, slots=True)
-class Dims:
-    """The product's classification, looked up from its listing when the event arrived."""
-
-    sector: str = "unknown"
-    category: str = "unknown"
-    source: str = "unknown"
-    high_quality: bool = False
 
 
 class StoredEvent(NamedTuple):

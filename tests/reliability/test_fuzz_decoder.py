@@ -23,8 +23,8 @@ from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
 from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
-from models import Trade
-from sinks.clickhouse.batches import BatchRows, Dims, StoredEvent
+from models import Dims, Trade
+from sinks.clickhouse.batches import BatchRows, StoredEvent
 from streams.decode import REASONS, Rejection, decode
 from tests.reliability.harness import settings_for
 

@@ -33,7 +33,8 @@ from sinks import prometheus as metrics
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors import build_detectors
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 from streams.surveillance import Surveillance
 from tests.reliability.harness import (
     StoreReader,

@@ -34,7 +34,8 @@ from dmm.query import wait_until_drained, worker_status
 from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
 from sinks.clickhouse.store import ChdbStore, Staged, Write
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 from tests.reliability.harness import (
     EVENT_TABLES,
     StoreReader,

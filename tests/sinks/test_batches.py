@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import sinks
-from models import EVENT_ADAPTER, Alert, Sighting, Trade
-from sinks.clickhouse.batches import BatchRows, Dims, Duplicate, Rejected, StoredEvent
+from models import EVENT_ADAPTER, Alert, Dims, Sighting, Trade
+from sinks.clickhouse.batches import BatchRows, Duplicate, Rejected, StoredEvent
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from models import EVENT_ADAPTER
-from sinks.clickhouse.batches import BatchRows, Dims, Marker, StoredEvent
+from models import EVENT_ADAPTER, Dims
+from sinks.clickhouse.batches import BatchRows, Marker, StoredEvent
 from sinks.clickhouse.memory import MemoryStore
 from sinks.clickhouse.store import SPOOL_PREFIX, ChdbStore, Spooled, StoreError, Write, sweep_spool
 

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from settings import KafkaSettings
 from streams.bulk_fetch import take_in_bulk
-from streams.pipeline import Message
+from streams.records import Message
 
 RECORDS = 3000
 

@@ -21,7 +21,8 @@ from sinks.clickhouse.memory import MemoryState, MemoryStore
 from sinks.clickhouse.store import ChdbStore
 from streams.columnar import decode_usage
 from streams.decode import Rejection, WallClock, decode
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 FORGED = "2099-01-01T00:00:00Z"

@@ -29,7 +29,8 @@ from streams.detectors import build_detectors
 from streams.detectors.base import Finding
 from streams.detectors.exchange_silent import ExchangeSilent
 from streams.detectors.volume_spike import VolumeSpike
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 from streams.surveillance import Surveillance
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

@@ -16,7 +16,8 @@ from models import EVENT_ADAPTER
 from settings import Settings
 from sinks.clickhouse.memory import MemoryState, MemoryStore
 from sinks.clickhouse.store import ChdbStore
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TRADE = json.loads((FIXTURES / "trade.json").read_text(encoding="utf-8"))

@@ -15,7 +15,8 @@ from settings import Settings
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
 from streams.dedup import HOUR_MS, EventIndex
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 from tests.streams.test_pipeline_stages import TOPIC, fixture
 
 START_MS = 1_795_000_000_000

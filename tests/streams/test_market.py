@@ -24,7 +24,8 @@ from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.store import ChdbStore
 from streams.market import MarketStage
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 from streams.rules import OpsKey
 from tests.end_to_end.conftest import every_kind_scenario
 

@@ -16,7 +16,8 @@ from dmm.simulator.scenario import SCENARIO_ALL
 from models.clock import to_ms
 from settings import Settings
 from sinks.clickhouse.memory import MemoryState, MemoryStore
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 TOPIC = "dm.events"

@@ -13,7 +13,8 @@ import pytest
 from dmm.simulator import MarketSimulator, SimulationConfig
 from settings import Settings
 from sinks.clickhouse.store import ChdbStore
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 from tests.reliability.harness import assert_windows_are_the_events
 
 START = datetime(2026, 11, 21, 15, 20, tzinfo=UTC)  # 23:20 in China: the run crosses an hour and a China day

@@ -15,7 +15,8 @@ from settings import Settings
 from sinks.clickhouse.store import ChdbStore
 from streams import decode
 from streams.console.feeds import REASONS, feeds_view
-from streams.pipeline import Message, Pipeline
+from streams.pipeline import Pipeline
+from streams.records import Message
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from models import Alert, AnyEvent, Heartbeat, Listing, Trade, occurred_ms
+from models import Alert, AnyEvent, Dims, Heartbeat, Listing, Trade, occurred_ms
 from settings import RuleSettings
-from sinks.clickhouse import BatchRows, Dims, StoredEvent
+from sinks.clickhouse import BatchRows, StoredEvent
 from sinks.clickhouse.batches import SCHEMAS
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from sinks.clickhouse import Dims
+from models import Dims
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
 from streams.book import ProductListing

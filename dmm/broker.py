@@ -17,14 +17,16 @@ import os
 import signal
 import socket
 import stat
-import struct
 import subprocess
 import time
 from collections import deque
 from pathlib import Path
 from types import TracebackType
 
-from dmm.children import dies_with_parent
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
+
+from dmm.children import spawn, stop_all
 
 _STOP_GRACE_S = 5.0
 _LOG_TAIL_LINES = 20
@@ -77,31 +79,27 @@ def tansu_binary() -> Path:
 
 
 def answers_metadata(host: str, port: int, timeout: float = 1.0) -> bool:
-    """Whether a Kafka broker at host:port answers a Metadata request (not just accepts TCP)."""
-    correlation_id = 1
-    client_id = b"dmm-probe"
-    # MetadataRequest v1: api_key 3, version 1, then a null topic array (= all topics).
-    body = struct.pack(">hhih", 3, 1, correlation_id, len(client_id)) + client_id + struct.pack(">i", -1)
+    """Whether a Kafka broker at host:port answers a Metadata request (not just accepts TCP).
+
+    kafka-python's admin client retries the connection every 50 ms within `timeout`, so a probe of a broker
+    still starting returns as soon as it answers."""
+    timeout_ms = max(1, int(timeout * 1000))
     try:
-        with socket.create_connection((host, port), timeout=timeout) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = _read_exactly(sock, 8)
-    except OSError:
+        admin = KafkaAdminClient(
+            bootstrap_servers=[f"{host}:{port}"],
+            client_id="dmm-probe",
+            bootstrap_timeout_ms=timeout_ms,
+            request_timeout_ms=timeout_ms,
+        )
+    except (KafkaError, OSError):
         return False
-    if header is None:
+    try:
+        admin.list_topics()
+    except (KafkaError, OSError):
         return False
-    size, answered_id = struct.unpack(">ii", header)
-    return size >= 4 and answered_id == correlation_id
-
-
-def _read_exactly(sock: socket.socket, count: int) -> bytes | None:
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
+    finally:
+        admin.close()
+    return True
 
 
 class EmbeddedBroker:
@@ -156,14 +154,8 @@ class EmbeddedBroker:
         with self.log_path.open("ab") as log:
             log.write(f"--- dmm: starting {' '.join(command)}\n".encode())
             log.flush()
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C in the terminal stops it through `stop`, in order
-                preexec_fn=dies_with_parent(signal.SIGKILL),  # memory only: nothing to save on the way out
-            )
+            # memory only: nothing to save on the way out, so SIGKILL when this process dies
+            self._process = spawn(command, on_parent_death=signal.SIGKILL, log=log)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -193,14 +185,7 @@ class EmbeddedBroker:
         which a memory-only broker gains nothing from; on SIGINT it exits at once, with status 0.
         """
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=_STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_all([(process, signal.SIGINT)], _STOP_GRACE_S)
 
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last lines of the broker log, for error messages."""

@@ -140,8 +140,11 @@ def run_scenario(
         with EventProducer(stack.settings.kafka) as producer:
             replay_file(events, producer)
         wait_until_drained(stack.settings, timeout=timeout_s)
-        alerts = [alert_from_row(row) for row in query_rows(stack.settings, queries.alerts_in_detection_order(settings.clickhouse.database))]
-        stored = query_rows(stack.settings, queries.evidence_stored_at(settings.clickhouse.database, (e for a in alerts for e in a.event_ids))) if alerts else []
+        database = settings.clickhouse.database
+        detected = query_rows(stack.settings, queries.alerts_in_detection_order(database))
+        alerts = [alert_from_row(row) for row in detected]
+        evidence = (event_id for alert in alerts for event_id in alert.event_ids)
+        stored = query_rows(stack.settings, *queries.evidence_stored_at(database, evidence)) if alerts else []
     stored_at = {(row["exchange_id"], row["event_id"]): from_ms(int(row["ms"])) for row in stored}
     return score(incidents, alerts, stored_at)
 

@@ -94,7 +94,7 @@ class DeliveryFailure:
         return f"#{self.seq} key={self.key!r} ({len(self.value)} bytes): {reason}"
 
 
-class DeliveryError(KafkaError):  # type: ignore[misc]  # kafka-python ships no types
+class DeliveryError(KafkaError):  # type: ignore[misc]  # kafka-python ships no types: its KafkaError is Any
     """Messages were not delivered; `failures` holds every one of them."""
 
     def __init__(self, failures: list[DeliveryFailure]) -> None:

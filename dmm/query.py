@@ -9,19 +9,20 @@ ClickHouse's limits (`settings.sql`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from settings import Settings
-from sinks.clickhouse import ReadOnlyViolation, StoreError, open_store
+from sinks.clickhouse import Parameters, ReadOnlyViolation, StoreError, open_store
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.records import record_alert_action
 from streams.kafka_client import client_options
@@ -57,13 +58,12 @@ def _call(settings: Settings, path: str, body: dict[str, Any] | None = None, tim
     request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read()
+            answer: bytes = response.read()
+            return answer
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", errors="replace")
-        try:
+        with contextlib.suppress(ValueError, AttributeError):  # not JSON, or not an object: the text as it came
             detail = json.loads(detail).get("error", detail)
-        except (ValueError, AttributeError):
-            pass
         if exc.code == 404:
             raise UnknownAlert(detail) from exc
         raise RuntimeError(detail) from exc
@@ -74,7 +74,7 @@ def _call(settings: Settings, path: str, body: dict[str, Any] | None = None, tim
 def worker_metrics(settings: Settings, timeout: float = 3.0) -> dict[str, float]:
     """The worker's /metrics as {'name{label="v",...}': value}, plus per-name sums under the bare name."""
     text = _call(settings, "/metrics", timeout=timeout).decode()
-    out: dict[str, float] = Counter()
+    out: dict[str, float] = defaultdict(float)  # a name not reported reads as 0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
@@ -83,28 +83,32 @@ def worker_metrics(settings: Settings, timeout: float = 3.0) -> dict[str, float]
     return out
 
 
-def query_text(settings: Settings, sql: str, fmt: str = "PrettyCompactMonoBlock") -> str:
-    """Run one query (`sql_guard` says which); through the worker when it runs on the embedded store."""
+def query_text(
+    settings: Settings, sql: str, fmt: str = "PrettyCompactMonoBlock", parameters: Parameters | None = None
+) -> str:
+    """Run one query (`sql_guard` says which), with the values of its placeholders; through the worker when it
+    runs on the embedded store."""
     if settings.clickhouse.url is None:
         try:
-            return _ask_worker(settings, sql, fmt)
+            return _ask_worker(settings, sql, fmt, parameters)
         except WorkerUnavailable:
             pass
     store = open_store(settings.clickhouse, read_only=True)
     try:
-        return store.reads(settings.sql).ad_hoc(sql, fmt)
+        return store.reads(settings.sql).ad_hoc(sql, fmt, parameters)
     finally:
         store.close()
 
 
-def _ask_worker(settings: Settings, sql: str, fmt: str) -> str:
+def _ask_worker(settings: Settings, sql: str, fmt: str, parameters: Parameters | None) -> str:
     """The answer of the worker's SQL socket."""
     path = settings.sql_socket
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(settings.sql.max_execution_s + SOCKET_SLACK_S)
             connection.connect(str(path))
-            connection.sendall(json.dumps({"sql": sql, "format": fmt}).encode() + b"\n")
+            request = {"sql": sql, "format": fmt, "parameters": dict(parameters or {})}
+            connection.sendall(json.dumps(request).encode() + b"\n")
             with connection.makefile("rb") as answer:
                 reply = json.loads(answer.read())
     except (FileNotFoundError, ConnectionRefusedError) as exc:
@@ -120,8 +124,8 @@ def _ask_worker(settings: Settings, sql: str, fmt: str) -> str:
     raise StoreError(reply.get("error", "the query failed"))
 
 
-def query_rows(settings: Settings, sql: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in query_text(settings, sql, "JSONEachRow").splitlines() if line]
+def query_rows(settings: Settings, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in query_text(settings, sql, "JSONEachRow", parameters).splitlines() if line]
 
 
 def alert_action(settings: Settings, dedup_key: str, action: str, actor: str, note: str = "") -> dict[str, Any]:
@@ -131,7 +135,8 @@ def alert_action(settings: Settings, dedup_key: str, action: str, actor: str, no
     body = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note}
     if settings.clickhouse.url is None:
         try:
-            return json.loads(_call(settings, "/api/alert-action", body))
+            recorded: dict[str, Any] = json.loads(_call(settings, "/api/alert-action", body))
+            return recorded
         except WorkerUnavailable:
             pass
     store = open_store(settings.clickhouse)
@@ -158,7 +163,8 @@ def _end_offsets(settings: Settings) -> dict[int, int]:
 
 
 def worker_status(settings: Settings) -> dict[str, Any]:
-    return json.loads(_call(settings, "/api/status", timeout=5))
+    status: dict[str, Any] = json.loads(_call(settings, "/api/status", timeout=5))
+    return status
 
 
 def wait_until_ready(

@@ -2,11 +2,12 @@
 
 Used by `dmm up`, the benchmark, `dmm eval` and the end-to-end tests, so they all
 run exactly what production runs (a separate `dmm worker` process), only wired to
-local parts.
+local parts. Every child dies with the process that started it (`dmm.children`).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import signal
@@ -19,14 +20,83 @@ from types import TracebackType
 from pydantic import SecretStr
 
 from dmm.broker import EmbeddedBroker, free_port
+from dmm.children import spawn, stop_all
 from dmm.query import WorkerUnavailable, wait_until_ready, worker_status
 from settings import Settings, settings_env
 from sinks.clickhouse import StoreError, open_store
 from streams.kafka_client import ensure_topics
 
+# A worker killed with its parent is a crash it is built for (replay from the last commit, nothing lost or
+# doubled); on SIGTERM it would try to commit to a broker that is going down with it.
+_WORKER_ON_PARENT_DEATH = signal.SIGKILL
+# The store server closes the store on SIGTERM at once (its clients, the workers, are gone by then).
+_STORE_ON_PARENT_DEATH = signal.SIGTERM
+_STORE_STOP_GRACE_S = 10.0
+
+
+class StoreInUse(RuntimeError):
+    """Another live stack holds this embedded store."""
+
+
+class StoreClaim:
+    """One stack's exclusive claim on an embedded store: an `flock` on a file beside the store.
+
+    The stack's children inherit the locked descriptor, so the claim lasts until the last of them is gone
+    (a `dmm up` killed while its worker still writes holds the store until the worker dies too), and the
+    kernel drops it whatever way they end: no stale lock file to clean up by hand."""
+
+    def __init__(self, chdb_path: Path) -> None:
+        self.store = chdb_path
+        self.path = chdb_path.parent / f"{chdb_path.name}.lock"
+        self.descriptor: int | None = None
+
+    def acquire(self) -> StoreClaim:
+        """Claim the store, or raise StoreInUse saying who holds it and what to do."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(descriptor)
+            raise StoreInUse(
+                f"the embedded store {self.store} is in use by another `dmm up` (pid {holder}) or the processes "
+                f"it started: stop that one first (Ctrl-C in its terminal, or `kill {holder}`), or start this one "
+                "with another --workdir"
+            ) from None
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+        self.descriptor = descriptor
+        return self
+
+    def release(self) -> None:
+        if self.descriptor is not None:
+            os.close(self.descriptor)
+            self.descriptor = None
+
+    def __enter__(self) -> StoreClaim:
+        return self.acquire()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.release()
+
 
 class EmbeddedStack:
-    def __init__(self, settings: Settings, workdir: Path, start_broker: bool = True) -> None:
+    """Broker, topics and one worker; on the embedded store, it claims the store first (`StoreClaim`).
+
+    `claim`: one the caller holds already (`dmm up` claims before it writes anything beside the store).
+    `stop_grace_s`: how long `stop` lets the worker flush and commit before it SIGKILLs it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        workdir: Path,
+        start_broker: bool = True,
+        claim: StoreClaim | None = None,
+        stop_grace_s: float = 60.0,
+    ) -> None:
         self.settings = settings
         self.workdir = workdir
         host, _, port = settings.kafka.bootstrap.partition(",")[0].rpartition(":")
@@ -34,9 +104,14 @@ class EmbeddedStack:
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_started = 0.0  # time.monotonic() of the latest start_worker
         self.worker_log = workdir / "worker.log"
+        self.claim = claim
+        self._own_claim = claim is None and settings.clickhouse.url is None
+        self.stop_grace_s = stop_grace_s
 
     def __enter__(self) -> EmbeddedStack:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._own_claim:
+            self.claim = StoreClaim(self.settings.clickhouse.chdb_path).acquire()
         try:
             if self.broker is not None:
                 self.broker.start()
@@ -59,15 +134,27 @@ class EmbeddedStack:
         """
         env = {**os.environ, **settings_env(self.settings), "DMM_SUPERVISOR_RESTARTS": str(restarts)}
         with self.worker_log.open("ab") as log:
-            self.worker = subprocess.Popen(
-                [sys.executable, "-m", "dmm", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+            self.worker = spawn(
+                [sys.executable, "-m", "dmm", "worker"],
+                on_parent_death=_WORKER_ON_PARENT_DEATH,
+                log=log,
+                env=env,
+                pass_fds=self.claimed_fds,
             )
         self.worker_started = time.monotonic()
         if wait:
             try:
-                wait_until_ready(self.settings, timeout=120, alive=lambda: self.worker.poll() is None)
+                wait_until_ready(self.settings, timeout=120, alive=self.worker_alive)
             except (TimeoutError, RuntimeError) as exc:
                 raise RuntimeError(f"{exc}\n--- worker log tail ---\n{self.worker_log_tail()}") from exc
+
+    @property
+    def claimed_fds(self) -> tuple[int, ...]:
+        """The store claim's descriptor, for every child to hold (see `StoreClaim`)."""
+        return () if self.claim is None or self.claim.descriptor is None else (self.claim.descriptor,)
+
+    def worker_alive(self) -> bool:
+        return self.worker is not None and self.worker.poll() is None
 
     def kill_worker(self) -> None:
         """SIGKILL: a crash at an arbitrary moment, nothing flushed."""
@@ -77,19 +164,17 @@ class EmbeddedStack:
 
     def stop_worker(self, timeout: float = 60) -> int | None:
         """SIGTERM: graceful stop (flush, ack, commit); SIGKILL if it does not exit in time."""
-        if self.worker is None or self.worker.poll() is not None:
-            return self.worker.returncode if self.worker else None
-        self.worker.send_signal(signal.SIGTERM)
-        try:
-            return self.worker.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.worker.kill()
-            return self.worker.wait()
+        return stop_all([(self.worker, signal.SIGTERM)], timeout)[0]
 
     def stop(self) -> None:
-        self.stop_worker()
-        if self.broker is not None:
-            self.broker.stop()
+        """The worker first (it commits through the broker), at most `stop_grace_s`; then the broker."""
+        try:
+            self.stop_worker(self.stop_grace_s)
+            if self.broker is not None:
+                self.broker.stop()
+        finally:
+            if self._own_claim and self.claim is not None:
+                self.claim.release()
 
     def worker_log_tail(self, lines: int = 40) -> str:
         if not self.worker_log.exists():
@@ -105,8 +190,9 @@ class WorkerGroup:
     `start`, reach the store at the server's URL with its shared secret (DMM_CLICKHOUSE__PASSWORD, generated
     when unset)."""
 
-    def __init__(self, settings: Settings, workdir: Path, workers: int) -> None:
+    def __init__(self, settings: Settings, workdir: Path, workers: int, stop_grace_s: float = 60.0) -> None:
         self.workdir = workdir
+        self.stop_grace_s = stop_grace_s
         self.store_log = workdir / "store.log"
         password = settings.clickhouse.password.get_secret_value() or secrets.token_urlsafe(32)
         self.settings = settings.model_copy(
@@ -143,13 +229,15 @@ class WorkerGroup:
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **settings_env(self.settings), "DMM_CLICKHOUSE__CHDB_PATH": str(self._chdb_path)}
         env.pop("DMM_CLICKHOUSE__URL", None)  # the server opens the embedded store itself
-        port = self.settings.clickhouse.url.rpartition(":")[2]  # type: ignore[union-attr]
+        url = self.settings.clickhouse.url
+        assert url is not None  # set above: the group's workers reach the store through this server
+        port = url.rpartition(":")[2]
         with self.store_log.open("ab") as log:
-            self.server = subprocess.Popen(
+            self.server = spawn(
                 [sys.executable, "-m", "dmm", "store-serve", "--port", port],
+                on_parent_death=_STORE_ON_PARENT_DEATH,
+                log=log,
                 env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
             )
         self._wait_for_store(timeout)
         for stack in self.stacks:
@@ -159,15 +247,10 @@ class WorkerGroup:
         return self.settings
 
     def stop(self) -> None:
-        for stack in self.stacks:
-            stack.stop_worker()
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(30)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
+        """Every worker at once (SIGTERM, together at most `stop_grace_s`, then SIGKILL), then the store server
+        they write through."""
+        stop_all([(stack.worker, signal.SIGTERM) for stack in self.stacks], self.stop_grace_s)
+        stop_all([(self.server, signal.SIGTERM)], _STORE_STOP_GRACE_S)
 
     def _wait_for_store(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

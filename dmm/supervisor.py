@@ -26,7 +26,12 @@ _READY_TIMEOUT_S = 120.0
 @dataclass
 class Backoff:
     """Delay before the next restart: `first_s` doubling up to `max_s`, back to `first_s`
-    once a worker has stayed up `stable_s` (so a crash a day never waits 30 s)."""
+    once a worker has stayed up `stable_s` (so a crash a day never waits 30 s).
+
+    Not tenacity (which the webhook's retries use): tenacity retries a call until it succeeds, counting
+    attempts that only grow, and sleeps between them. Here nothing is called again: a process that ran for
+    a while died, its uptime resets the count, and the wait is `stop.wait` so Ctrl-C ends it at once. Fitting
+    that into tenacity's retry loop would take more code than the doubling below."""
 
     first_s: float = 1.0
     max_s: float = 30.0

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from models.clock import rfc3339
 
-ALERT_SCHEMA = "dm.alert.v1"
+ALERT_SCHEMA: Final = "dm.alert.v1"
 
 AlertKind = Literal[
     "self_dealing",

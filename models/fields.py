@@ -9,6 +9,7 @@ offset and become timezone-aware datetimes. Integers are JSON integers only
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
@@ -44,7 +45,7 @@ def _timestamp(value: Any) -> datetime:
         raise PydanticCustomError("rfc3339", "not a valid date or time: {error}", {"error": str(exc)}) from exc
 
 
-def _decimal(pattern: re.Pattern[str], rule: str):
+def _decimal(pattern: re.Pattern[str], rule: str) -> Callable[[Any], Decimal]:
     def parse(value: Any) -> Decimal:
         if not isinstance(value, str) or not pattern.match(value):
             raise PydanticCustomError("decimal_string", "must be a decimal string, {rule}", {"rule": rule})

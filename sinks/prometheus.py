@@ -1,16 +1,25 @@
 """The worker's Prometheus metrics, served at /metrics on its web port.
 
 Labels are bounded sets only (type, exchange, sector, reason, kind, table):
-never a product or participant id, which would explode cardinality.
+never a product or participant id, which would explode cardinality. The worker
+reports through one `PipelineSensor`, in its own words (a batch stored, a stage's
+time, a store failure); which metric each report moves is decided here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import Counter as Tally
+from collections.abc import Iterable, Iterator, Mapping
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from prometheus_client import Counter, Gauge, Histogram
+
+from sinks.clickhouse import BatchRows
+from sinks.clickhouse.batches import EVENT_TYPE
 
 EVENTS = Counter("dmm_events_total", "Accepted events, by type and exchange", ["type", "exchange_id"])
 REJECTED = Counter("dmm_rejected_total", "Messages rejected, by contract reason", ["reason"])
@@ -115,7 +124,7 @@ ALERT_WEBHOOK_DROPPED = Counter(
 )
 
 
-def start_at_zero(reasons: list[str], severities: dict[str, str], tables: list[str]) -> None:
+def start_at_zero(reasons: Iterable[str], severities: Mapping[str, str], tables: Iterable[str]) -> None:
     """Create every known label set at 0, so the first rejection, alert or failure shows in increase()."""
     for reason in reasons:
         REJECTED.labels(reason=reason)
@@ -127,7 +136,7 @@ def start_at_zero(reasons: list[str], severities: dict[str, str], tables: list[s
         STAGE_SECONDS.labels(stage=stage)
 
 
-@contextmanager
+@contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
     """Time the block into `dmm_stage_seconds_total{stage=name}`."""
     started = time.perf_counter()
@@ -135,3 +144,134 @@ def stage(name: str) -> Iterator[None]:
         yield
     finally:
         STAGE_SECONDS.labels(stage=name).inc(time.perf_counter() - started)
+
+
+class PipelineSensor:
+    """What the worker's pipeline and consumer report, moved into the metrics above: they call these, never a
+    metric. Counting is once per label set per batch (prometheus-client label lookups are slow per event)."""
+
+    def __init__(self) -> None:
+        self._latest_s: dict[str, float] = {}  # per exchange, its latest event time counted (s)
+
+    def on_stage(self, name: str, seconds: float) -> None:
+        """Worker time spent in a stage (`STAGES`)."""
+        STAGE_SECONDS.labels(stage=name).inc(seconds)
+
+    def stage(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """Time a block as stage `name`."""
+        return stage(name)
+
+    def on_first_records(self) -> None:
+        """The process takes its first records, its state restored: where a benchmark's busy time starts."""
+        FIRST_RECORDS.set(time.time())
+        FIRST_RECORDS_CPU.set(time.process_time())
+
+    def on_restored(self, identities: int, watermark_ms: int) -> None:
+        DEDUP_INDEX.set(identities)
+        WATERMARK.set(watermark_ms / 1000)
+
+    def on_redelivered(self, messages: int) -> None:
+        if messages:
+            REDELIVERED.inc(messages)
+
+    def on_detector_failed(self, kind: str) -> None:
+        DETECTOR_ERRORS.labels(detector=kind).inc()
+
+    def on_store_failed(self, table: str) -> None:
+        """A store write failed; consumption waits while it is retried."""
+        STORE_FAILURES.labels(table=table).inc()
+        STORE_BACKPRESSURE.set(1)
+
+    def on_store_recovered(self) -> None:
+        """A store operation succeeded: consumption goes on."""
+        STORE_BACKPRESSURE.set(0)
+
+    def on_table_written(self, table: str, seconds: float) -> None:
+        STORE_WRITE.labels(table=table).observe(seconds)
+
+    def on_rule_change_refused(self) -> None:
+        RULE_CHANGES_REFUSED.inc()
+
+    def on_lag(self, partition: int, messages: int) -> None:
+        CONSUMER_LAG.labels(partition=str(partition)).set(messages)
+
+    def on_batch_stored(
+        self, rows: BatchRows, tables: Mapping[str, pa.Table], watermark_ms: int, identities: int
+    ) -> None:
+        """A batch is stored: its events, lateness, lag, amounts, rejections, duplicates and alerts counted from
+        its Arrow tables. Group-bys on this thread: a batch's tables are small, and Arrow's thread pool, on a
+        machine busy with the store and the broker, made the loop wait for it."""
+        now = time.time()
+        occurred: list[np.ndarray] = []
+        latest = self._latest_s
+        for table, kind in EVENT_TYPE.items():
+            batch = tables.get(table)
+            if batch is None:
+                continue
+            late = pc.sum(batch.column("late")).as_py()
+            if late:
+                LATE.labels(type=kind).inc(late)
+            occurred.append(_seconds(batch.column("occurred_at")))
+            per_exchange = batch.group_by("exchange_id", use_threads=False).aggregate(
+                [("exchange_id", "count"), ("occurred_at", "max")]
+            )
+            for exchange_id, n, at in zip(
+                per_exchange["exchange_id"].to_pylist(),
+                per_exchange["exchange_id_count"].to_pylist(),
+                _seconds(per_exchange["occurred_at_max"]),
+                strict=True,
+            ):
+                EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
+                latest[exchange_id] = max(float(at), latest.get(exchange_id, 0.0))
+                LAST_EVENT.labels(exchange_id=exchange_id).set(latest[exchange_id])
+        trades = tables.get("trades")
+        if trades is not None:
+            traded = (
+                trades.group_by(["exchange_id", "sector"], use_threads=False).aggregate([("amount", "sum")]).to_pylist()
+            )
+            for row in traded:
+                TRADED_AMOUNT.labels(exchange_id=row["exchange_id"], sector=row["sector"]).inc(float(row["amount_sum"]))
+        if occurred:
+            observe_many(EVENT_LAG, np.maximum(0.0, now - np.concatenate(occurred)))
+            self._clock_ahead()
+        for reason, n in Tally(r.reason for r in rows.rejected).items():
+            REJECTED.labels(reason=reason).inc(n)
+        for kind, n in Tally(d.type for d in rows.duplicates).items():
+            DUPLICATES.labels(type=kind).inc(n)
+        for alert in rows.alerts:
+            ALERTS.labels(kind=alert.kind, severity=alert.severity).inc()
+        if rows.markers:
+            BATCH_SIZE.observe(sum(m.messages for m in rows.markers))
+        LAST_BATCH.set(now)
+        WATERMARK.set(watermark_ms / 1000)
+        DEDUP_INDEX.set(identities)
+
+    def _clock_ahead(self) -> None:
+        """`dmm_exchange_clock_ahead_seconds`: how far the exchange with the latest event time leads the next one
+        (the others 0). One exchange far ahead of the rest likely has its clock set wrong, short of `future_event`
+        (its events are accepted, and the market's event time follows them): ops see it here and on the Feeds
+        page."""
+        ranked = sorted(self._latest_s.items(), key=lambda item: item[1], reverse=True)
+        for place, (exchange_id, at) in enumerate(ranked):
+            lead = at - ranked[1][1] if place == 0 and len(ranked) > 1 else 0.0
+            EXCHANGE_CLOCK_AHEAD.labels(exchange_id=exchange_id).set(lead)
+
+
+def _seconds(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """A UTC timestamp column as float seconds since the epoch."""
+    unit = column.type.unit
+    scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+    return np.asarray(pc.cast(column, pa.int64()), dtype=np.float64) / scale
+
+
+def observe_many(histogram: Histogram, values: np.ndarray) -> None:
+    """Many observations with one lock round per bucket. prometheus-client has no public API for it (it observes
+    one value at a time: ~1 µs each, a batch's lag would cost more than the rest of its metrics), so this reads
+    the histogram's private bucket bounds, sum and bucket counters, as the pinned version lays them out;
+    tests/sinks/test_prometheus.py compares it with `observe` one by one and fails if that layout changes."""
+    if not len(values):
+        return
+    per_bucket = np.bincount(np.searchsorted(histogram._upper_bounds, values, side="left"))
+    histogram._sum.inc(float(values.sum()))
+    for index in np.flatnonzero(per_bucket):
+        histogram._buckets[index].inc(int(per_bucket[index]))

@@ -19,6 +19,7 @@ import urllib.request
 from collections import deque
 
 from pydantic import SecretStr
+from tenacity import RetryCallState, Retrying, retry_if_result, wait_exponential
 
 from settings import Settings
 from sinks import prometheus as metrics
@@ -99,21 +100,32 @@ class AlertWebhook:
 
     def _deliver(self, body: bytes) -> bool | None:
         """True once the webhook accepts `body`; False after the last retry; None if close() cut it short."""
-        delay = self._backoff_s
-        for attempt in range(self._retries + 1):
-            error, retryable = self._post(body)
-            if error is None:
-                return True
-            if not retryable or attempt == self._retries:
-                log.warning("alert webhook gave up", extra={"url": self.url, "attempts": attempt + 1, "error": error})
-                return False
-            with self._lock:
-                wait = min(delay, self._deadline - time.monotonic())
-                if wait <= 0:
-                    return None
-                self._lock.wait_for(lambda: time.monotonic() >= self._deadline, timeout=wait)
-            delay = min(delay * 2, self._backoff_max_s)
+        retrying = Retrying(
+            retry=retry_if_result(lambda outcome: outcome[0] is not None and outcome[1]),  # failed, may help
+            stop=self._stop_retrying,
+            wait=wait_exponential(multiplier=self._backoff_s, max=self._backoff_max_s),
+            sleep=self._pause,
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        )
+        error, retryable = retrying(self._post, body)
+        if error is None:
+            return True
+        attempts = int(retrying.statistics["attempt_number"])
+        if retryable and attempts <= self._retries:
+            return None  # close() came first
+        log.warning("alert webhook gave up", extra={"url": self.url, "attempts": attempts, "error": error})
         return False
+
+    def _stop_retrying(self, state: RetryCallState) -> bool:
+        """After the last retry, or once close()'s deadline has passed."""
+        return state.attempt_number > self._retries or time.monotonic() >= self._deadline
+
+    def _pause(self, seconds: float) -> None:
+        """Back off between attempts, at most until close()'s deadline."""
+        with self._lock:
+            wait = min(seconds, self._deadline - time.monotonic())
+            if wait > 0:
+                self._lock.wait_for(lambda: time.monotonic() >= self._deadline, timeout=wait)
 
     def _post(self, body: bytes) -> tuple[str | None, bool]:
         """One POST: (None, _) on a 2xx, else (what went wrong, whether a retry may help)."""

@@ -16,15 +16,15 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Sequence
-from typing import Any, NoReturn
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, cast
 
 import faust
 from faust.types import StreamT
 
 from settings import KafkaSettings, RuleSettings, Settings
-from sinks import prometheus as metrics
 from sinks.clickhouse import Store, open_store
+from sinks.prometheus import PipelineSensor
 from sinks.webhook import alert_webhook
 from streams.consumer import EventConsumer
 from streams.detectors import Scope
@@ -84,7 +84,7 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         datadir=str(settings.clickhouse.chdb_path.parent / "faust"),
     )
     worker = MonitorWorker(app, settings, store)
-    app.service(worker.consumer)
+    cast(Any, app.service)(worker.consumer)  # typed as taking a service class; an instance is served the same
     register_routes(app, settings, worker)
 
     @app.agent(app.topic(kafka.rules_topic), name="rules")
@@ -92,7 +92,7 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         async for change in stream.events():  # events, not values: the signature is in the record's headers
             await (await worker.start()).change_rules(change.value, change.headers)
 
-    @app.timer(5.0)
+    @_every(app, 5.0)
     async def wall_clock_rules() -> None:
         if worker.pipeline is not None:
             await worker.pipeline.tick()
@@ -100,22 +100,23 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
             market = worker.market
             await worker.pipeline.emit_alerts(lambda: market.tick(int(time.time() * 1000)))
 
-    @app.timer(settings.flush_interval_s)
+    @_every(app, settings.flush_interval_s)
     async def market_stage() -> None:
         """Only while workers share dm.events, in the one that owns partition 0 (see streams.market)."""
         if worker.pipeline is not None and worker.market is not None:
             await worker.pipeline.emit_alerts(worker.market.poll, then=worker.market.record)
 
-    @app.timer(5.0)
+    @_every(app, 5.0)
     async def consumer_lag() -> None:
         """Apart from the rules: `tick` waits for the pipeline lock, which a store outage holds,
         and the lag must keep growing on /metrics exactly then."""
         worker.measure_lag()
 
-    @app.task
     async def restore_state() -> None:
         await worker.start()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(graceful()))
+
+    app.task(restore_state)
 
     async def graceful() -> None:
         """SIGTERM: flush windows, commit offsets, then stop as on Ctrl-C."""
@@ -127,8 +128,16 @@ def create_app(settings: Settings, store: Store | None = None) -> faust.App:
         finally:
             os.kill(os.getpid(), signal.SIGINT)
 
-    app.monitor_worker = worker  # type: ignore[attr-defined]
     return app
+
+
+Job = Callable[[], Awaitable[None]]
+
+
+def _every(app: faust.App, seconds: float) -> Callable[[Job], Job]:
+    """`app.timer`, typed (faust's decorator is typed as a bare `Callable`)."""
+    timer: Callable[[Job], Job] = app.timer(seconds)
+    return timer
 
 
 def _exit_for_a_clean_restart() -> NoReturn:
@@ -140,7 +149,7 @@ def _exit_for_a_clean_restart() -> NoReturn:
 
 
 class MonitorWorker:
-    """Glue between the consumer service, the pipeline and the web routes."""
+    """Glue between the consumer service, the pipeline and the web routes: the consumer's `BatchHandler`."""
 
     def __init__(self, app: faust.App, settings: Settings, store: Store | None) -> None:
         self.app = app
@@ -149,10 +158,8 @@ class MonitorWorker:
         self.pipeline: Pipeline | None = None
         self.market: MarketStage | None = None  # market-wide rules, when workers share dm.events and this one leads
         self._role: tuple[Scope, bool] | None = None  # (rules scope, market stage) of the current pipeline
-        self.consumer = EventConsumer(
-            settings, self.prepare, self.store_batch, self.flush, self.partitions_changed, self.holding,
-            self.close, loop=app.loop,
-        )
+        self.sensor = PipelineSensor()  # one for the process: its figures go on across pipelines
+        self.consumer = EventConsumer(settings, self, self.sensor, loop=app.loop)
         self.webhook = alert_webhook(settings)
         self._topics: dict[str, faust.TopicT] = {}
         self._starting = asyncio.Lock()
@@ -238,7 +245,9 @@ class MonitorWorker:
             )
         forward = self.webhook.forward if self.webhook is not None else None
         scope, leads = self._role = self._wanted_role()
-        pipeline = Pipeline(self.settings, self.store, self._publish, topic_id=log_id, forward=forward, scope=scope)
+        pipeline = Pipeline(
+            self.settings, self.store, self._publish, topic_id=log_id, forward=forward, scope=scope, sensor=self.sensor
+        )
         await asyncio.to_thread(pipeline.restore)
         partitions = self.consumer.partition_count() or 1
         self.market = MarketStage(self.settings, self.store, log_id, partitions) if leads else None
@@ -259,7 +268,7 @@ class MonitorWorker:
             if highwater is None:
                 continue
             processed = self.pipeline.progress.marks.get(partition, -1)
-            metrics.CONSUMER_LAG.labels(partition=str(partition)).set(max(0, highwater - 1 - processed))
+            self.sensor.on_lag(partition, max(0, highwater - 1 - processed))
 
     def rules(self) -> RuleSettings:
         return self.pipeline.surveillance.ctx.rules if self.pipeline is not None else self.settings.rules

@@ -43,11 +43,11 @@ def take_in_bulk(consumer: AIOKafkaConsumer) -> None:
         fetcher._records = _BulkBuffer(fetcher._records)
 
 
-class _BulkBuffer(OrderedDict):  # type: ignore[type-arg]
+class _BulkBuffer(OrderedDict[Any, Any]):
     """The fetcher's buffer of fetched records per partition: a fetch hands its records over in bulk from the
     moment it arrives (its own `getall`: the fetcher tells a fetch from an error by its exact type)."""
 
-    def __setitem__(self, tp: object, result: object) -> None:
+    def __setitem__(self, tp: object, result: Any) -> None:
         if type(result) is FetchResult and _takeable(result._partition_records):
             result.getall = MethodType(_getall, result)
         super().__setitem__(tp, result)
@@ -84,7 +84,9 @@ def _take(records: PartitionRecords, max_records: int | None) -> tuple[list[Mess
     topic, partition = records._tp.topic, records._tp.partition
     taken: list[Message] = []
     append = taken.append
-    batch, source = getattr(records, "_bulk_batch", None) or (None, None)
+    batch: Any
+    source: Iterator[Any]
+    batch, source = getattr(records, "_bulk_batch", None) or (None, iter(()))
     while max_records is None or len(taken) < max_records:
         if batch is None:
             if not records._records.has_next():
@@ -111,7 +113,7 @@ def _take(records: PartitionRecords, max_records: int | None) -> tuple[list[Mess
             records.next_fetch_offset = taken[-1].offset + 1
         if wanted is None or len(taken) - before < wanted:  # the batch ran out before the take did
             records.next_fetch_offset = batch.next_offset
-            batch = source = None
+            batch, source = None, iter(())
     records._bulk_batch = (batch, source) if batch is not None else None
     return taken, False
 

@@ -27,12 +27,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-try:  # CPython's own MD5, as `models.content_digest` (no EVP context made per call)
-    from _md5 import md5
-except ImportError:  # an interpreter built without it
-    from hashlib import md5
-
 from models import CONTENT_SEPARATOR, SCHEMA, Dims, occurred_us
+from models.digest import md5
 from models.registry import exchanges
 from sinks.clickhouse.batches import event_columns
 from streams.decode import EARLIEST_MS, LATEST_MS, WallClock
@@ -198,7 +194,7 @@ def _count(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def _true(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """An Arrow boolean column as numpy, null counting as false."""
-    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), np.bool_)
 
 
 @cache
@@ -217,23 +213,27 @@ class UsageRow(NamedTuple):
 
 
 @dataclass(slots=True)
-class TakenUsage:
+class AcceptedUsage:
     """The rows of one `UsageColumns` a batch accepts, with what surveillance made of each: stored as columns."""
 
     columns: UsageColumns
-    taken: list[tuple[int, bool, Dims, int, int]] = field(default_factory=list)  # (row, late, dims, partition, offset)
-    # Or the same as columns, taken at once (a batch's usage judged whole), each row's dims as a position in a list.
-    whole: WholeUsage | None = None
+    # (row, late, dims, partition, offset) of each row accepted one by one
+    one_by_one: list[tuple[int, bool, Dims, int, int]] = field(default_factory=list)
+    # Or the same as columns, accepted at once (a batch's usage judged at its end), each row's dims as a position in
+    # a list.
+    at_once: UsageAtOnce | None = None
 
     def add(self, row: int, late: bool, dims: Dims, partition: int, offset: int) -> None:
-        self.taken.append((row, late, dims, partition, offset))
+        self.one_by_one.append((row, late, dims, partition, offset))
 
     def table(self) -> pa.Table:
         """The `usage` table's columns of these rows (`sinks.clickhouse.batches.event_columns`)."""
-        if self.whole is not None:
-            rows, late, kinds, of_row, partitions, offsets = self.whole
+        if self.at_once is not None:
+            rows, late, kinds, of_row, partitions, offsets = self.at_once
         else:
-            rows, late, dims, partitions, offsets = zip(*self.taken, strict=True)
+            by_column = list(zip(*self.one_by_one, strict=True))
+            rows, late, partitions, offsets = (np.array(by_column[n]) for n in (0, 1, 3, 4))
+            dims: tuple[Dims, ...] = by_column[2]
             codes: dict[int, int] = {}  # id of a Dims -> its code (a product's Dims is one object, shared)
             of_row = np.array([codes.setdefault(id(kind), len(codes)) for kind in dims], np.int32)
             kinds = list({id(kind): kind for kind in dims}.values())  # in the order of their codes
@@ -250,8 +250,8 @@ class TakenUsage:
         )
 
 
-class WholeUsage(NamedTuple):
-    """A batch's usage taken at once, as columns (`TakenUsage.whole`)."""
+class UsageAtOnce(NamedTuple):
+    """A batch's usage accepted at once, as columns (`AcceptedUsage.at_once`)."""
 
     rows: np.ndarray  # in its `UsageColumns`
     late: np.ndarray

@@ -10,7 +10,7 @@ Faust still runs the application around it: the service starts and stops with
 the app, and the web server, timers, rules agent and producer are Faust's.
 
 Offsets are committed by hand, only after the batch's rows are stored and its
-windows flushed (`commit`). The consumer group is its own (`kafka.group_id`);
+windows flushed (`streams.checkpoint`). The consumer group is its own (`kafka.group_id`);
 when the group rebalances, partitions are committed before they are given up,
 and the worker rebuilds its state from the store when it gains partitions that
 another worker was writing.
@@ -21,16 +21,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from itertools import chain
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from mode import Service
 
 from settings import Settings
-from sinks import prometheus as metrics
+from sinks.prometheus import PipelineSensor
 from streams.bulk_fetch import take_in_bulk
+from streams.checkpoint import Checkpoint
 from streams.kafka_client import aiokafka_options
 from streams.pipeline import Prepared
 from streams.records import Record
@@ -39,12 +41,30 @@ log = logging.getLogger("dmm.consumer")
 
 STOP_WAIT_S = 10.0
 
-Prepare = Callable[[Sequence[Record], dict[int, int | None]], Awaitable[Prepared]]
-Store = Callable[[Prepared], Awaitable[dict[int, int]]]
-PartitionsChanged = Callable[[set[int], set[int]], Awaitable[None]]
+
+class BatchHandler(Protocol):
+    """What the consumer hands its batches to (the worker, around its pipeline)."""
+
+    async def prepare(self, messages: Sequence[Record], ends: dict[int, int | None]) -> Prepared:
+        """A fetch processed in memory (`ends`: each owned partition's end offset)."""
+
+    async def store_batch(self, prepared: Prepared) -> dict[int, int]:
+        """A prepared batch stored, in order; per partition, the last offset it processed."""
+
+    async def flush(self) -> None:
+        """Windows written and published messages acknowledged: stored offsets may be committed."""
+
+    async def partitions_changed(self, assigned: set[int], gained: set[int]) -> None:
+        """The group gave this worker `assigned` (`gained` of them new)."""
+
+    def holding(self) -> int:
+        """Records held back by event-time alignment (a batch is due even when nothing was fetched)."""
+
+    def close(self) -> None:
+        """The consumer stopped: release what outlives it (the store)."""
 
 
-class _Rebalance(ConsumerRebalanceListener):
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types: its base is Any
     def __init__(self, owner: EventConsumer) -> None:
         self.owner = owner
 
@@ -56,33 +76,25 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class EventConsumer(Service):
-    """Fetch, hand whole batches to `handle`, commit what `flush` made durable."""
+    """Fetch, hand whole batches to the `BatchHandler` (prepare the next while the previous is stored), and
+    commit what its `flush` made durable (`Checkpoint`)."""
 
     def __init__(
         self,
         settings: Settings,
-        prepare: Prepare,
-        store: Store,
-        flush: Callable[[], Awaitable[None]],
-        partitions_changed: PartitionsChanged,
-        holding: Callable[[], int],
-        stopped: Callable[[], None],
-        **kwargs: object,
+        handler: BatchHandler,
+        sensor: PipelineSensor | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(loop=loop)
         self.settings = settings
-        self._prepare = prepare
-        self._store = store
+        self.handler = handler
+        self.sensor = sensor or PipelineSensor()
+        self.checkpoint = Checkpoint()
         self._in_flight: asyncio.Future[dict[int, int]] | None = None  # the batch being stored
         self._flushing: asyncio.Future[None] | None = None  # windows being rebuilt, then offsets committed
-        self._flush = flush
-        self._partitions_changed = partitions_changed
-        self._holding = holding
-        self._closing = stopped
         self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[int] = set()
-        self._handled: dict[int, int] = {}  # partition -> next offset to commit (handled, not yet durable)
-        self._last_commit = time.monotonic()
         self._busy = asyncio.Lock()
         self._stopping = False  # a batch in flight, a flush+commit, or a rebalance: one at a time
         self._assignments = 0  # partition assignments so far (a fetch that waited through one is not timed)
@@ -93,10 +105,10 @@ class EventConsumer(Service):
 
     @property
     def pending(self) -> int:
-        """Partitions with handled offsets waiting for the next flush and commit (plus a batch being stored, and
+        """Partitions with stored offsets waiting for the next flush and commit (plus a batch being stored, and
         a flush under way)."""
         flushing = self._flushing is not None and not self._flushing.done()
-        return len(self._handled) + (self._in_flight is not None) + flushing
+        return self.checkpoint.pending + (self._in_flight is not None) + flushing
 
     async def on_start(self) -> None:
         kafka = self.settings.kafka
@@ -126,7 +138,7 @@ class EventConsumer(Service):
             log.warning("stopping without a final flush and commit", exc_info=True)
         if self.consumer is not None:
             await self.consumer.stop()
-        self._closing()
+        self.handler.close()
 
     @Service.task
     async def _consume(self) -> None:
@@ -140,56 +152,49 @@ class EventConsumer(Service):
             highwater = self.consumer.highwater
             backlog = any((highwater(tp) or 0) > batch[-1].offset + 1 for tp, batch in records.items() if batch)
             if messages and assignments == self._assignments:  # not idle, nor waiting for the group to settle
-                metrics.STAGE_SECONDS.labels(stage="fetch").inc(time.perf_counter() - fetched)
+                self.sensor.on_stage("fetch", time.perf_counter() - fetched)
             async with self._busy:
                 if self._stopping:
                     break
                 if messages and not self._took_any:  # state is restored by now: see `_took_any`
                     self._took_any = True
-                    metrics.FIRST_RECORDS.set(time.time())
-                    metrics.FIRST_RECORDS_CPU.set(time.process_time())
+                    self.sensor.on_first_records()
                 if not messages:
                     await self._settle()  # nothing to overlap with: let the batch in flight finish first
-                if messages or self._holding():
+                if messages or self.handler.holding():
                     ends = {partition: self.highwater(partition) for partition in self.assigned}
                     # Batch N+1 is processed in memory while batch N is still being written (the store
                     # releases the GIL); the writes themselves stay strictly in order.
-                    prepared = await self._prepare(messages, ends)
+                    prepared = await self.handler.prepare(messages, ends)
                     await self._settle()
-                    self._in_flight = asyncio.ensure_future(self._store(prepared))
+                    self._in_flight = asyncio.ensure_future(self.handler.store_batch(prepared))
                     await asyncio.sleep(0)  # let it reach its thread before the next batch takes the loop
                 if self.flush_due(backlog) and (self._flushing is None or self._flushing.done()):
                     # In the background: batches go on being fetched, processed and stored while the windows
                     # are written. Offsets of batches whose store has finished are taken now; the flush takes
                     # their windows, so it covers them.
-                    self._flushing = asyncio.ensure_future(self._flush_then_commit(self._take_handled()))
+                    self._flushing = asyncio.ensure_future(self._flush_then_commit(self.checkpoint.take()))
 
     def flush_due(self, backlog: bool) -> bool:
         """Whether windows are to be flushed and offsets committed now: every `flush_interval_s`, or every
         `backlog_flush_interval_s` while more than the batch in hand waits on the broker (the windows trail the
         backlog anyway)."""
         settings = self.settings
-        interval = settings.backlog_flush_interval_s if backlog else settings.flush_interval_s
-        return time.monotonic() - self._last_commit >= interval
+        return self.checkpoint.due(settings.backlog_flush_interval_s if backlog else settings.flush_interval_s)
 
     async def flush_and_commit(self) -> None:
         """Flush windows, then commit every handled offset (also on SIGTERM and on the flush timer)."""
         async with self._busy:
             await self._flush_and_commit()
 
-    def _take_handled(self) -> dict[int, int]:
-        handled, self._handled = self._handled, {}
-        self._last_commit = time.monotonic()
-        return handled
-
-    async def _flush_then_commit(self, handled: dict[int, int]) -> None:
-        """Write the windows of every batch stored so far (every handled batch is: see `Pipeline.flush`), then commit
-        `handled`. A failed commit hands its offsets back to the next one."""
+    async def _flush_then_commit(self, taken: dict[int, int]) -> None:
+        """Write the windows of every batch stored so far (every batch whose offsets were taken is: see
+        `Pipeline.flush`), then commit `taken`. A failed commit hands its offsets back to the next one."""
         try:
-            await self._flush()
-            await self._commit(handled)
+            await self.handler.flush()
+            await self._commit(taken)
         except Exception:
-            self._hand_back(handled)
+            self.checkpoint.failed(taken)
             log.warning("flush and commit failed; the next one retries", exc_info=True)
 
     async def _flushed(self) -> None:
@@ -198,41 +203,36 @@ class EventConsumer(Service):
             await self._flushing
             self._flushing = None
 
-    async def _commit(self, handled: dict[int, int]) -> None:
-        if handled and self.consumer is not None:
+    async def _commit(self, taken: dict[int, int]) -> None:
+        if taken and self.consumer is not None:
             started = time.perf_counter()
             topic = self.settings.kafka.events_topic
-            offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in handled.items()}
+            offsets = {TopicPartition(topic, p): OffsetAndMetadata(o, "") for p, o in taken.items()}
             await self.consumer.commit(offsets)
-            metrics.STAGE_SECONDS.labels(stage="commit").inc(time.perf_counter() - started)
+            self.checkpoint.committed(taken)
+            self.sensor.on_stage("commit", time.perf_counter() - started)
 
     async def _settle(self) -> None:
         """Wait for the batch being stored; its offsets become committable."""
         if self._in_flight is not None:
             if not self._in_flight.done():  # the batch loop waits for the store (it is the slower half)
-                with metrics.stage("store_wait"):
+                with self.sensor.stage("store_wait"):
                     await self._in_flight
             processed = self._in_flight.result()
             self._in_flight = None
-            for partition, offset in processed.items():
-                self._handled[partition] = offset + 1
+            self.checkpoint.stored(processed)
 
     async def _flush_and_commit(self) -> None:
         """The same, awaited (stop, rebalance, SIGTERM): after the batch in flight and any flush under way."""
         await self._settle()
         await self._flushed()
-        handled = self._take_handled()
+        taken = self.checkpoint.take()
         try:
-            await self._flush()
-            await self._commit(handled)
+            await self.handler.flush()
+            await self._commit(taken)
         except BaseException:
-            self._hand_back(handled)
+            self.checkpoint.failed(taken)
             raise
-
-    def _hand_back(self, handled: dict[int, int]) -> None:
-        """Offsets a failed flush or commit did not make durable wait for the next one."""
-        for partition, offset in handled.items():
-            self._handled.setdefault(partition, offset)  # a later batch's offset, if any, is higher
 
     def seek(self, positions: dict[int, int]) -> None:
         """Start these partitions at these offsets (after a restore: past what the store holds as processed)."""
@@ -252,14 +252,15 @@ class EventConsumer(Service):
     def highwater(self, partition: int) -> int | None:
         if self.consumer is None:
             return None
-        return self.consumer.highwater(TopicPartition(self.settings.kafka.events_topic, partition))
+        highwater: int | None = self.consumer.highwater(TopicPartition(self.settings.kafka.events_topic, partition))
+        return highwater
 
     async def on_revoked(self, revoked: set[int]) -> None:
         """Make what this worker handled durable and committed before another worker takes it over."""
         async with self._busy:
             await self._settle()  # the batch being stored counts too
             await self._flushed()  # a failed background commit hands its offsets back
-            if revoked & set(self._handled):
+            if self.checkpoint.holds(revoked):
                 await self._flush_and_commit()
 
     async def on_assigned(self, assigned: set[int]) -> None:
@@ -270,4 +271,4 @@ class EventConsumer(Service):
         async with self._busy:
             await self._settle()  # the batch being stored belongs to the pipeline as it was
             await self._flushed()  # and so does the flush under way
-            await self._partitions_changed(set(assigned), gained)
+            await self.handler.partitions_changed(set(assigned), gained)

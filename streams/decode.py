@@ -126,8 +126,11 @@ def _explain(raw: bytes, exc: ValidationError) -> Rejection:
             event_id,
         )
     errors = exc.errors(include_url=False, include_input=False)
-    if _out_of_range(document.get("occurred_at")):
-        errors.append({"type": "out_of_range", "loc": ("event", "occurred_at"), "msg": _OUT_OF_RANGE_MSG})
+    occurred_at = document.get("occurred_at")
+    if _out_of_range(occurred_at):
+        errors.append(
+            {"type": "out_of_range", "loc": ("event", "occurred_at"), "msg": _OUT_OF_RANGE_MSG, "input": occurred_at}
+        )
     unknown_exchange = [e for e in errors if e["type"] == "unknown_exchange" and e["loc"][1:] == ("exchange_id",)]
     amount = [e for e in errors if e["type"] == "amount_mismatch"]
     invalid = [e for e in errors if e not in unknown_exchange and e not in amount]

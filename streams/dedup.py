@@ -84,106 +84,19 @@ class EventIndex:
     It holds every identity of the horizon (a day: hundreds of millions at market rates), so it
     keeps no Python object per identity: a 128-bit digest, the packed place, the event time and a
     64-bit content digest sit in sorted numpy runs per hour of event time (36 bytes each), merged
-    as they grow and dropped by the hour once the horizon passes. A batch is probed against them at
-    once (`begin`), and looks up its own earlier events exactly (`get`), before `settle` folds it in.
+    as they grow and dropped by the hour once the horizon passes. A batch looks its identities up at
+    once and remembers its first-seen ones through `batch`, which folds them in when it ends.
     """
 
     horizon_ms: int
     _hours: dict[int, list[_Run]] = field(default_factory=dict)
     _size: int = 0
     _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
-    _places: dict[Key, First] = field(default_factory=dict)  # this batch's keys in the runs, and those added
-    _digests: list[bytes] = field(default_factory=list)  # this batch's keys, digested once, in `begin`'s order
-    # Added this batch: (partition, offset, ms, position of its digest in `_digests`, content digest), folded in
-    # by `settle`; one by one (`add`) or as blocks of those five columns (`add_block`, the content as int64 bits).
-    _added: list[tuple[int, int, int, int, int]] = field(default_factory=list)
-    _blocks: list[np.ndarray] = field(default_factory=list)
-    _found: np.ndarray = field(default_factory=lambda: np.zeros(0, np.bool_))  # per key begun: remembered before
-    _split: tuple[np.ndarray, np.ndarray] | None = None  # the begun keys' digests as two uint64 columns, once read
-    # `(partition, offset, content)` of an identity's first copy, if remembered (after `begin`): the lookup dict's
-    # own `get`, so a lookup per event runs no Python frame.
-    get: Callable[[Key], First | None] = field(init=False, repr=False)
 
-    def __post_init__(self) -> None:
-        self.get = self._places.get
-
-    def begin(self, keys: Sequence[Key]) -> None:
-        """Look up a batch's identities in what earlier batches remembered, all at once."""
-        self._digests = [identity_digest(*key) for key in keys]  # kept for `settle`
-        self._found = found = np.zeros(len(keys), np.bool_)
-        self._split = None
-        if not keys or not self._size:
-            return
-        hi, lo = self._halves()
-        order = np.argsort(hi)  # probed in sorted order: three times faster into a large run
-        hi, lo = hi[order], lo[order]
-        for hour, runs in self._hours.items():
-            for run in runs:
-                for i, j in run.find(hi, lo).items():
-                    if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
-                        packed = int(run.place[j])
-                        key = keys[order[i]]
-                        partition, offset = packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS
-                        self._places[key] = (partition, offset, int(run.content[j]))
-                        found[order[i]] = True
-
-    def first_copies(self, order: np.ndarray) -> np.ndarray:
-        """Per key given to `begin` (`order`: where each comes in the batch), the position among them of the
-        batch's first copy of its identity (its own: first seen), or -1 if remembered from an earlier batch."""
-        hi, lo = self._halves()
-        ranked = np.lexsort((order, lo, hi))  # copies of one identity together, the batch's first one first
-        starts = np.ones(len(ranked), np.bool_)
-        starts[1:] = (hi[ranked][1:] != hi[ranked][:-1]) | (lo[ranked][1:] != lo[ranked][:-1])
-        first = np.empty(len(ranked), np.int64)
-        first[ranked] = ranked[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
-        first[self._found[first]] = -1
-        return first
-
-    def _halves(self) -> tuple[np.ndarray, np.ndarray]:
-        """The digests of the keys given to `begin` as two uint64 columns (read once: `begin` and
-        `first_copies` both need them)."""
-        if self._split is None:
-            halves = np.frombuffer(b"".join(self._digests), ">u8").reshape(-1, 2).astype(np.uint64)
-            self._split = halves[:, 0], halves[:, 1]
-        return self._split
-
-    def add(self, key: Key, partition: int, offset: int, occurred_ms: int, content: int, begun: int = -1) -> None:
-        """Remember a first-seen identity and what it said (`content`: its content digest). `begun`: its position
-        among the keys given to `begin` (its digest is taken from there), or -1."""
-        if begun < 0:
-            begun = len(self._digests)
-            self._digests.append(identity_digest(*key))
-        self._places[key] = (partition, offset, content)
-        self._added.append((partition, offset, occurred_ms, begun, content))
-
-    def add_block(
-        self,
-        begun: np.ndarray,
-        partitions: np.ndarray,
-        offsets: np.ndarray,
-        ms: np.ndarray,
-        contents: np.ndarray,
-        findable: dict[Key, First],
-    ) -> None:
-        """`add` for many first-seen identities at once (`begun`: their positions among the keys given to
-        `begin`; `contents`: uint64). `findable`: those `get` must find this batch (those with a later copy in
-        it), with their places and contents."""
-        self._places.update(findable)
-        columns = (partitions, offsets, ms, begun, contents.astype(np.uint64).view(np.int64))
-        self._blocks.append(np.stack(columns, axis=1).astype(np.int64))
-
-    def settle(self) -> None:
-        """Fold the batch's identities into the runs (as arrays: no Python per identity)."""
-        if self._added:
-            added = np.fromiter(chain.from_iterable(self._added), np.uint64, 5 * len(self._added)).reshape(-1, 5)
-            self._blocks.append(added.view(np.int64))
-        if self._blocks:
-            added = np.concatenate(self._blocks)
-            listed = np.frombuffer(b"".join(self._digests), np.uint8).reshape(-1, 16)
-            packed = added[:, 1] << _PARTITION_BITS | added[:, 0]
-            self._fold(listed[added[:, 3]].ravel(), packed, added[:, 2], added[:, 4].astype(np.uint64))
-        self._added, self._blocks, self._digests, self._split = [], [], [], None
-        self._places.clear()  # in place: `get` is bound to it
+    def batch(self, keys: Sequence[Key]) -> IdentityBatch:
+        """A batch's identities (`keys`: its events', in the order their positions refer to), looked up at once
+        in what earlier batches remembered; `with` it, and what it remembers is folded in as it ends."""
+        return IdentityBatch(self, keys)
 
     def prune(self, watermark_ms: int) -> None:
         """Forget identities whose event time is more than the horizon behind the watermark."""
@@ -192,7 +105,7 @@ class EventIndex:
             self._size -= sum(len(run) for run in self._hours.pop(hour))
 
     def __len__(self) -> int:
-        return self._size + len(self._added) + sum(len(block) for block in self._blocks)
+        return self._size
 
     def restore(self, state: StateReader, watermark_ms: int) -> None:
         self._cutoff_ms = watermark_ms - self.horizon_ms
@@ -204,6 +117,23 @@ class EventIndex:
             packed = _numpy(table, "src_offset") << _PARTITION_BITS | partition
             content = table.column("content_digest").combine_chunks().to_numpy(zero_copy_only=False)
             self._fold(raw, packed, _numpy(table, "occurred_ms"), content.astype(np.uint64))
+
+    def _probe(self, keys: Sequence[Key], hi: np.ndarray, lo: np.ndarray, places: dict[Key, First]) -> np.ndarray:
+        """Which of `keys` (digested as `hi`, `lo`) are remembered: their first places into `places`."""
+        found = np.zeros(len(keys), np.bool_)
+        if not keys or not self._size:
+            return found
+        order = np.argsort(hi)  # probed in sorted order: three times faster into a large run
+        hi, lo = hi[order], lo[order]
+        for hour, runs in self._hours.items():
+            for run in runs:
+                for i, j in run.find(hi, lo).items():
+                    if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
+                        packed = int(run.place[j])
+                        partition, offset = packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS
+                        places[keys[order[i]]] = (partition, offset, int(run.content[j]))
+                        found[order[i]] = True
+        return found
 
     def _fold(self, digests: np.ndarray, packed: np.ndarray, ms: np.ndarray, content: np.ndarray) -> None:
         hours = ms // HOUR_MS
@@ -220,8 +150,86 @@ class EventIndex:
             self._size += len(mine)
 
 
+class IdentityBatch:
+    """One batch's identities against the index (`EventIndex.batch`): which were remembered before it
+    (`get`, `first_copies`), and which it remembers (`add`, `add_many`), folded into the index when the
+    `with` block ends (dropped if it raises: the batch is not stored either)."""
+
+    __slots__ = ("_added", "_blocks", "_digests", "_found", "_hi", "_index", "_lo", "_places", "get")
+
+    def __init__(self, index: EventIndex, keys: Sequence[Key]) -> None:
+        self._index = index
+        self._digests = [identity_digest(*key) for key in keys]
+        halves = np.frombuffer(b"".join(self._digests), ">u8").reshape(-1, 2).astype(np.uint64)
+        self._hi, self._lo = halves[:, 0], halves[:, 1]
+        self._places: dict[Key, First] = {}  # the batch's keys remembered before it, and those it added
+        self._found = index._probe(keys, self._hi, self._lo, self._places)  # per key: remembered before
+        # Added: (partition, offset, ms, position of its digest in `_digests`, content digest); one by one (`add`)
+        # or as blocks of those five columns (`add_many`, the content as int64 bits).
+        self._added: list[tuple[int, int, int, int, int]] = []
+        self._blocks: list[np.ndarray] = []
+        # `(partition, offset, content)` of an identity's first copy, if remembered: the dict's own `get`, so a
+        # lookup per event runs no Python frame.
+        self.get: Callable[[Key], First | None] = self._places.get
+
+    def __enter__(self) -> IdentityBatch:
+        return self
+
+    def __exit__(self, failed: type[BaseException] | None, *_: object) -> None:
+        if failed is None:
+            self._settle()
+
+    def first_copies(self, order: np.ndarray) -> np.ndarray:
+        """Per key of the batch (`order`: where each comes in the batch), the position among the keys of the
+        batch's first copy of its identity (its own: first seen), or -1 if remembered from an earlier batch."""
+        hi, lo = self._hi, self._lo
+        ranked = np.lexsort((order, lo, hi))  # copies of one identity together, the batch's first one first
+        starts = np.ones(len(ranked), np.bool_)
+        starts[1:] = (hi[ranked][1:] != hi[ranked][:-1]) | (lo[ranked][1:] != lo[ranked][:-1])
+        first = np.empty(len(ranked), np.int64)
+        first[ranked] = ranked[np.flatnonzero(starts)[np.cumsum(starts) - 1]]
+        first[self._found[first]] = -1
+        return first
+
+    def add(self, key: Key, partition: int, offset: int, occurred_ms: int, content: int, position: int = -1) -> None:
+        """Remember a first-seen identity and what it said (`content`: its content digest). `position`: its place
+        among the batch's keys (its digest is taken from there), or -1 for a key the batch was not given."""
+        if position < 0:
+            position = len(self._digests)
+            self._digests.append(identity_digest(*key))
+        self._places[key] = (partition, offset, content)
+        self._added.append((partition, offset, occurred_ms, position, content))
+
+    def add_many(
+        self,
+        positions: np.ndarray,
+        partitions: np.ndarray,
+        offsets: np.ndarray,
+        ms: np.ndarray,
+        contents: np.ndarray,
+        findable: dict[Key, First],
+    ) -> None:
+        """`add` for many first-seen identities at once (`positions`: among the batch's keys; `contents`: uint64).
+        `findable`: those `get` must find in this batch (those with a later copy in it), with their places."""
+        self._places.update(findable)
+        columns = (partitions, offsets, ms, positions, contents.astype(np.uint64).view(np.int64))
+        self._blocks.append(np.stack(columns, axis=1).astype(np.int64))
+
+    def _settle(self) -> None:
+        """Fold the batch's identities into the index's runs (as arrays: no Python per identity)."""
+        if self._added:
+            added = np.fromiter(chain.from_iterable(self._added), np.uint64, 5 * len(self._added)).reshape(-1, 5)
+            self._blocks.append(added.view(np.int64))
+        if self._blocks:
+            added = np.concatenate(self._blocks)
+            listed = np.frombuffer(b"".join(self._digests), np.uint8).reshape(-1, 16)
+            packed = added[:, 1] << _PARTITION_BITS | added[:, 0]
+            self._index._fold(listed[added[:, 3]].ravel(), packed, added[:, 2], added[:, 4].astype(np.uint64))
+        self._added, self._blocks = [], []
+
+
 def _numpy(table: pa.Table, column: str) -> np.ndarray:
-    return table.column(column).combine_chunks().to_numpy(zero_copy_only=False).astype(np.int64)
+    return np.asarray(table.column(column).combine_chunks().to_numpy(zero_copy_only=False), np.int64)
 
 
 @dataclass

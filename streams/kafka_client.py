@@ -76,7 +76,10 @@ def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
 
 def ssl_context(kafka: KafkaSettings) -> ssl.SSLContext:
     """System CAs unless `ssl_cafile` is set; a client certificate when `ssl_certfile` is set."""
-    return create_ssl_context(cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile)
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=kafka.ssl_cafile, certfile=kafka.ssl_certfile, keyfile=kafka.ssl_keyfile
+    )
+    return context
 
 
 def monitor_topics(kafka: KafkaSettings) -> dict[str, int]:

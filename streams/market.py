@@ -130,9 +130,10 @@ class MarketStage:
         self._latest.update({batch.partition: batch for batch in batches})  # in offset order: the last wins
         self._read.update({partition: last for partition, (_, last) in ranges.items()})
         now = self._wall_ms()
-        # Every partition may have more to come, until it is quiet (nothing stored for `partition_idle_s`;
-        # one never stored to yet counts from when the stage began waiting for it). A worker's "read to the end" would be stale here: it speaks of the broker when
-        # that worker fetched, while the other partitions' rows read now may have been produced since.
+        # Every partition may have more to come, until it is quiet (nothing stored for `partition_idle_s`; one
+        # never stored to yet counts from when the stage began waiting for it). A worker's "read to the end" would
+        # be stale here: it speaks of the broker when that worker fetched, while the other partitions' rows read
+        # now may have been produced since.
         ends: dict[int, int | None] = dict.fromkeys(self.partitions | set(self._latest))
 
         def quiet(partition: int) -> bool:
@@ -146,11 +147,11 @@ class MarketStage:
         surveillance = self.surveillance
         for partition, offset, event in split.taken:
             try:
-                if type(event) is Sighting:
+                if isinstance(event, Trade):
+                    alerts.extend(surveillance.observe(event, partition).alerts)
+                else:
                     kind, exchange_id, event_id, at_ms = event
                     alerts.extend(surveillance.sight(kind, partition, exchange_id, event_id, at_ms).alerts)
-                else:
-                    alerts.extend(surveillance.observe(event, partition).alerts)  # type: ignore[arg-type]
             except DetectorFailed:  # stored already: the worker that owns it accepted it; the market goes on
                 log.exception("market-wide detector failed on a stored event", extra={"event_id": event.event_id})
             self.applied[partition] = max(offset, self.applied.get(partition, -1))

@@ -1,23 +1,15 @@
-"""The worker's engine, free of Faust: a whole fetch of raw messages in, rows, alerts and metrics out.
+"""The worker's engine, free of Faust: the async shell around the batch core (`streams.batch`).
 
-Stages per batch, each timed (`dmm_stage_seconds_total{stage}`):
-1. *decode*: messages at or below a partition's progress mark are redeliveries
-   (skipped); usage messages are read at once as Arrow columns (`streams.columnar`),
-   the rest (and usage the columns do not prove valid) parsed and validated by
-   pydantic-core, one call each;
-2. *dedup* and *surveillance*, in arrival order: a first-seen event is observed by
-   the rules (which classify it late or on time and enrich it from the product
-   book), then remembered; a second copy is a duplicate. With one partition, the
-   batch's usage is judged at its end, at once (`Surveillance.begin_batch`), with
-   the same outcome;
-3. *arrow*: one Arrow table per ClickHouse table, built column by column, and staged
-   for the store (`Store.stage`: the embedded store spools them to files);
-4. *publish* alerts and rejections to Kafka, then *store* every table (retrying with
-   backoff: while the store is down the worker stops consuming), then *metrics*.
-Market windows (minutes, hours, days) are written on `flush`, beside the batches
-(`streams.windows`). The caller commits a batch's offsets only after `flush` returns,
-so a crash at any moment replays what was not yet safely stored, and the redelivery
-index keeps it from being stored or counted twice.
+The core turns a fetch into a processed batch in memory (decode, dedup, surveillance,
+Arrow). This shell stages its tables for the store (`Store.stage`: the embedded store
+spools them to files), then, batches strictly in order: *publish* alerts and rejections
+to Kafka, *store* every table (retrying with backoff: while the store is down the
+worker stops consuming), then report the batch (`PipelineSensor`). Market windows
+(minutes, hours, days) are written on `flush`, beside the batches (`streams.windows`).
+The caller commits a batch's offsets only after `flush` returns, so a crash at any
+moment replays what was not yet safely stored, and the redelivery index keeps it from
+being stored or counted twice. Rule changes, wall-clock rules (`tick`) and alerts found
+off the batch path (`emit_alerts`) go through the same lock as the batches.
 """
 
 from __future__ import annotations
@@ -26,30 +18,21 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-from prometheus_client import Histogram
-
-from models import SEVERITY, Alert, AnyEvent, Heartbeat, Listing, Usage
+from models import SEVERITY, Alert
 from settings import RuleSettings, Settings
-from sinks import prometheus as metrics
-from sinks.clickhouse import BatchRows, Duplicate, Marker, Rejected, Store, StoredEvent, StoreError
-from sinks.clickhouse.batches import EVENT_TYPE, SCHEMAS, STORED_STAMP
+from sinks.clickhouse import BatchRows, Store, StoreError
+from sinks.clickhouse.batches import SCHEMAS, STORED_STAMP
 from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Staged, Write
-from sinks.prometheus import stage
-from streams.alignment import align
-from streams.authenticate import Authenticator
-from streams.columnar import TakenUsage, UsageColumns, UsageRow, WholeUsage, candidates, decode_usage, earliest
-from streams.decode import REASONS, Rejection, WallClock, decode
-from streams.dedup import EventIndex, First, Progress
+from sinks.prometheus import PipelineSensor, start_at_zero
+from streams.batch import BatchProcessor, Processed, StageTimes
+from streams.batch_records import PROCESSING_ERROR
+from streams.decode import REASONS, WallClock
+from streams.dedup import EventIndex, Progress
 from streams.detectors import Scope, build_detectors
 from streams.records import Record
 from streams.rejected import rejected_record
@@ -62,54 +45,18 @@ from streams.rules import (
     restore_rules,
     rule_change_record,
 )
-from streams.surveillance import Arrivals, DetectorFailed, Surveillance
-from streams.windows import MINUTE_MS, WindowFlusher, window_start_ms
+from streams.surveillance import Surveillance
+from streams.windows import WindowFlusher
 
 log = logging.getLogger("dmm.pipeline")
-
-PROCESSING_ERROR = "processing_error"
-
-
-@dataclass(frozen=True, slots=True)
-class Redelivered:
-    """A message at or below its partition's progress mark, stored above it before a crash, or taken already
-    by this pipeline (fetched again after a seek)."""
-
-    stored_ms: int  # event time of the stored event (0 for a rejection or duplicate)
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A batch processed in memory, ready to be stored."""
+    """A batch processed in memory and staged, ready to be stored."""
 
-    rows: BatchRows
-    minutes: set[int]  # minute windows it makes dirty (once stored)
-    tables: dict[str, pa.Table]
-    staged: Staged  # the tables, encoded for the store as the batch was prepared (`Store.stage`)
-
-
-Decoded = tuple[Record, AnyEvent | Rejection | Redelivered | UsageRow]
-HOLD_MAX_BATCHES = 4  # alignment holds at most this many batches' worth of records (memory stays bounded)
-
-
-_NOT_EVENTS = (Rejection, Redelivered)
-
-
-def _partition(item: Decoded) -> int:
-    return item[0].partition
-
-
-def _offset(item: Decoded) -> int:
-    return item[0].offset
-
-
-def _event_time(item: Decoded) -> int | None:
-    outcome = item[1]
-    if isinstance(outcome, Rejection):
-        return None
-    if isinstance(outcome, Redelivered):
-        return outcome.stored_ms or None
-    return outcome.at_ms
+    processed: Processed
+    staged: Staged  # its tables, encoded for the store as the batch was prepared (`Store.stage`)
 
 
 Publish = Callable[[str, bytes | None, bytes], Awaitable[None]]
@@ -126,8 +73,10 @@ class Pipeline:
         forward: Callable[[bytes], None] | None = None,
         reader: Callable[..., StateReader] = StateReader,
         scope: Scope = "all",
+        sensor: PipelineSensor | None = None,
     ) -> None:
-        """`scope`: which rules run here (`all` when this worker owns every partition: see `streams.market`)."""
+        """`scope`: which rules run here (`all` when this worker owns every partition: see `streams.market`).
+        `sensor`: where it reports (one per process: a new pipeline after a rebalance goes on from its figures)."""
         self.settings = settings
         self.store = store
         self.reader = reader  # restore questions over the store (tests pass the in-memory one)
@@ -136,24 +85,21 @@ class Pipeline:
             log.warning("rule changes will be refused", extra={"error": self.ops_key.problem})
         self.publish = publish
         self.forward = forward  # stored alerts to the ops webhook (never blocks: see sinks.webhook)
+        self.sensor = sensor or PipelineSensor()
         self.surveillance = surveillance or Surveillance(
             settings.rules,
             settings.allowed_lateness_s * 1000,
             build_detectors(settings.rules, scope),
             partition_idle_ms=int(settings.partition_idle_s * 1000),
         )
-        # Producer signatures (contract, Amendment 1), checked only while a keys file is configured.
-        self.authenticator = Authenticator.configured(settings.ingest.keys_file)
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
+        self.core = BatchProcessor(settings, self.surveillance, self.index, self.progress, self.sensor)
         self.windows = WindowFlusher(store, keep=scope == "all", lateness_ms=settings.allowed_lateness_s * 1000)
         self.lock = asyncio.Lock()  # batches, flushes, rule changes and emitted alerts: one at a time
         self._searching = asyncio.Lock()  # one off-batch search (the market stage's poll or tick) at a time
-        self._held: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
-        self._taken_through: dict[int, int] = {}  # per partition, the last offset processed in memory
         self._rule_changes = 0  # rule changes applied here (`tick` must not undo one with rules read before it)
-        self._latest_s: dict[str, float] = {}  # per exchange, its latest event time stored by this worker (s)
-        metrics.start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
+        start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -163,13 +109,12 @@ class Pipeline:
         # Rows stamped beyond the clock's bound (stored before it was enforced) do not restore event time.
         state = self.reader(self.store, not_after_ms=WallClock.read(self.settings.max_clock_skew_s).latest_ms)
         progress = self.progress.restore(state)
-        self._taken_through = dict(progress.marks)
+        self.core.restored()
         self.surveillance.restore(state, state.partition_watermarks(progress))
         watermark_ms = self.surveillance.watermark_ms
         self.index.restore(state, watermark_ms)
         self.windows.restore(state)
-        metrics.DEDUP_INDEX.set(len(self.index))
-        metrics.WATERMARK.set(watermark_ms / 1000)
+        self.sensor.on_restored(len(self.index), watermark_ms)
         log.info(
             "state restored from ClickHouse",
             extra={
@@ -188,28 +133,34 @@ class Pipeline:
 
     async def handle(self, messages: Sequence[Record], ends: Mapping[int, int | None] | None = None) -> dict[int, int]:
         """Process and durably store one batch (does not return until it is stored); returns, per partition,
-        the last offset processed (records ahead of the other partitions are held: see `streams.alignment`).
+        the last offset processed (records ahead of the other partitions wait: see `streams.alignment`).
         `ends`: each owned partition's end offset when fetched, to tell which partitions are caught up."""
         return await self.persist(self.prepare(messages, ends))
 
     def prepare(self, messages: Sequence[Record], ends: Mapping[int, int | None] | None = None) -> Prepared:
         """The CPU half of a batch, in the event loop without awaiting (so nothing interleaves with it):
-        decode, dedup, surveillance, Arrow. It may run while the previous batch is being stored."""
-        rows, minutes, usage = self._process(messages, ends or {})
-        with stage("arrow"):
-            if usage:
-                rows.columns["usage"] = [taken.table() for taken in usage]
-            return self._staged(rows, minutes)
+        processed by the core, then staged. It may run while the previous batch is being stored."""
+        processed = self.core.process(messages, ends or {})
+        prepared = self._staged(processed)
+        processed.times.switch("arrow")  # staging counts as building the tables
+        for name, seconds in processed.times.seconds.items():
+            self.sensor.on_stage(name, seconds)
+        return prepared
 
-    def _staged(self, rows: BatchRows, minutes: set[int]) -> Prepared:
-        """A batch's tables, built and staged for the store (in order; the progress markers last, stamped as
-        they are stored)."""
-        tables = rows.tables()
+    def _staged(self, processed: Processed) -> Prepared:
+        """A batch's tables staged for the store (in order; the progress markers last, stamped as they are
+        stored)."""
+        rows = processed.rows
         writes = [
             Write(table, batch, _token(table, rows, batch.num_rows), STORED_STAMP.get(table))
-            for table, batch in tables.items()
+            for table, batch in processed.tables.items()
         ]
-        return Prepared(rows, minutes, tables, self.store.stage(writes))
+        return Prepared(processed, self.store.stage(writes))
+
+    def _alerts_only(self, alerts: list[Alert]) -> Prepared:
+        """Alerts found off the batch path, as a batch of their own (no offsets)."""
+        rows = BatchRows(alerts=alerts)
+        return self._staged(Processed(rows, set(), rows.tables(), StageTimes()))
 
     async def persist(self, prepared: Prepared) -> dict[int, int]:
         """The I/O half, batches strictly in order: alerts and rejections to Kafka, rows to the store; only
@@ -219,21 +170,22 @@ class Pipeline:
 
     async def _emit(self, prepared: Prepared) -> dict[int, int]:
         """Publish, store, mark windows dirty, forward and count one prepared batch (the lock is held)."""
-        rows = prepared.rows
-        with stage("publish"):
+        processed = prepared.processed
+        rows = processed.rows
+        with self.sensor.stage("publish"):
             await self._publish(rows)
         await self._write(rows, prepared.staged)
-        if prepared.minutes:
-            self.windows.stored(prepared.minutes, prepared.tables)
+        if processed.minutes:
+            self.windows.stored(processed.minutes, processed.tables)
         self._forward(rows)
-        with stage("metrics"):
-            self._count(rows, prepared.tables)
+        with self.sensor.stage("metrics"):
+            self.sensor.on_batch_stored(rows, processed.tables, self.surveillance.watermark_ms, len(self.index))
         return {marker.partition: marker.last_offset for marker in rows.markers}
 
     @property
     def holding(self) -> int:
         """Records held back by event-time alignment, waiting for the other partitions."""
-        return len(self._held)
+        return len(self.core.waiting)
 
     async def change_rules(self, raw: bytes | None, headers: RecordHeaders) -> None:
         """Apply one dm.rules message signed with the operators' key (recorded either way, a refused one with
@@ -246,7 +198,7 @@ class Pipeline:
             except RuleChangeError as exc:
                 error = str(exc)
                 log.warning("rule change refused", extra={"error": error[:500]})
-                metrics.RULE_CHANGES_REFUSED.inc()
+                self.sensor.on_rule_change_refused()
                 refused = rule_change_record(raw, None, error)
                 await self._retrying("rule_changes", lambda: record_rule_change(self.store, refused))
                 return
@@ -260,7 +212,7 @@ class Pipeline:
         """Write the market windows of the batches stored so far; the caller may commit the offsets of every batch
         stored before it called once this returns. Batches go on meanwhile (the lock is held only to take what
         to write): what they store waits for the next flush."""
-        with stage("windows"):
+        with self.sensor.stage("windows"):
             async with self.lock:
                 taken = self.windows.take(self.surveillance.watermark_ms)
             try:
@@ -284,9 +236,9 @@ class Pipeline:
             ledger.apply_resolutions(resolutions)
             if changes == self._rule_changes:
                 self._follow_rules(stored)
-            rows = BatchRows(alerts=self.surveillance.tick(int(time.time() * 1000)))
-            if rows.alerts:
-                await self._emit(self._staged(rows, set()))
+            alerts = self.surveillance.tick(int(time.time() * 1000))
+            if alerts:
+                await self._emit(self._alerts_only(alerts))
 
     def _follow_rules(self, stored: RuleSettings) -> None:
         ctx = self.surveillance.ctx
@@ -307,284 +259,13 @@ class Pipeline:
                 return
             async with self.lock:
                 if alerts:
-                    await self._emit(self._staged(BatchRows(alerts=alerts), set()))
+                    await self._emit(self._alerts_only(alerts))
                 if then is not None:
                     await self._retrying("market_progress", then)
 
     def alert_resolved(self, dedup_key: str) -> None:
         """Ops resolved an alert (HTTP API or console): its incident may now recur as a new alert."""
         self.surveillance.ledger.resolved(dedup_key)
-
-    def _process(
-        self, messages: Sequence[Record], ends: Mapping[int, int | None]
-    ) -> tuple[BatchRows, set[int], list[TakenUsage]]:
-        rows = BatchRows(log_id=self.progress.topic_id)
-        minutes: set[int] = set()
-        with stage("decode"):
-            decoded: list[Decoded] = list(self._held)
-            columnar: list[int] = []  # positions in `decoded` of usage messages, read as columns below
-            stray = self.progress.stray
-            # Per partition, the offset at or below which a record was stored (its progress mark) or taken already
-            # by this pipeline, fetched again after a seek (its batch may still be on its way to the store, its
-            # identity already remembered: not a duplicate). One lookup per record.
-            through = dict(self.progress.marks)
-            for partition, offset in self._taken_through.items():
-                through[partition] = max(offset, through.get(partition, -1))
-            as_columns = self.settings.usage_as_columns and self.surveillance.sights(Usage)
-            clock = WallClock.read(self.settings.max_clock_skew_s)  # once a batch: no event further ahead of it
-            verify = self.authenticator.verified if self.authenticator is not None else None
-            partitions: set[int] = set()
-            as_usage = candidates([message.value for message in messages]) if as_columns else repeat(False)
-            for message, candidate in zip(messages, as_usage):
-                partition, offset = message.partition, message.offset
-                partitions.add(partition)
-                if offset <= through.get(partition, -1) or (stray and (partition, offset) in stray):
-                    decoded.append((message, Redelivered(stray.get((partition, offset), 0))))
-                elif candidate:
-                    columnar.append(len(decoded))
-                    decoded.append((message, _UNREAD))
-                elif verify is None:
-                    decoded.append((message, decode(message.value, clock)))
-                else:
-                    decoded.append((message, verify(decode(message.value, clock), message.headers, message.value)))
-            read = _read_usage(decoded, columnar, self.authenticator, clock) if columnar else None
-            lone = not self._held and len(partitions) <= 1 and partitions >= set(ends)
-            arrivals = None
-            if lone and read is not None:  # its usage may be judged at the end of the batch, at once
-                arrivals = self.surveillance.begin_batch(next(iter(partitions)))
-            if read is not None and arrivals is None:
-                _usage_rows(decoded, columnar, read)
-        started = time.perf_counter()
-        if arrivals is not None:
-            offsets = [message.offset for message in messages]
-            usage, dedup_s = self._take_whole(decoded, columnar, read, arrivals, np.array(offsets), rows, minutes)  # type: ignore[arg-type]
-            ranges = {(messages[0].topic, arrivals.partition): offsets}
-        else:
-            usage, ranges, dedup_s = self._take_each(decoded, lone, ends, rows, minutes)
-        for (_, partition), offsets in ranges.items():  # never back: a seek may fetch records taken already
-            self._taken_through[partition] = max(max(offsets), self._taken_through.get(partition, -1))
-        held = {message.partition for message, _ in self._held}
-        caught = {
-            partition
-            for partition, end in ends.items()
-            if end is not None and partition not in held and self._taken_through.get(partition, -1) >= end - 1
-        }
-        self.surveillance.caught_up(caught)
-        rows.alerts.extend(self.surveillance.advance())
-        looked_up = time.perf_counter()
-        self.index.settle()
-        self.index.prune(self.surveillance.watermark_ms)
-        dedup_s += time.perf_counter() - looked_up
-        metrics.STAGE_SECONDS.labels(stage="dedup").inc(dedup_s)
-        metrics.STAGE_SECONDS.labels(stage="surveillance").inc(time.perf_counter() - started - dedup_s)
-        rows.markers = [
-            Marker(topic, self.progress.topic_id, partition, min(offsets), max(offsets), len(offsets))
-            for (topic, partition), offsets in ranges.items()
-        ]
-        return rows, minutes, usage
-
-    def _take_each(
-        self, decoded: list[Decoded], lone: bool, ends: Mapping[int, int | None], rows: BatchRows, minutes: set[int]
-    ) -> tuple[list[TakenUsage], dict[tuple[str, int], list[int]], float]:
-        """Every record one by one, in event-time order across partitions (`streams.alignment`). Returns the
-        usage taken, the offsets taken per partition and the seconds spent on dedup."""
-        if lone:
-            taken = decoded  # one partition, nothing held: alignment would take it all, in arrival order
-        else:
-            split = align(
-                decoded, _partition, _offset, _event_time, ends, self._taken_through, self.surveillance.clock.is_quiet
-            )
-            taken, self._held = split.taken, split.held
-        if len(self._held) > HOLD_MAX_BATCHES * self.settings.batch_max:
-            log.warning("event-time alignment gave up on a partition far behind", extra={"held": len(self._held)})
-            taken, self._held = taken + self._held, []
-        looked_up = time.perf_counter()
-        keys = [outcome.key for _, outcome in taken if type(outcome) not in _NOT_EVENTS]  # type: ignore[union-attr]
-        self.index.begin(keys)
-        dedup_s = time.perf_counter() - looked_up
-        remembered, next_key = self.index.get, iter(enumerate(keys)).__next__  # (position in `keys`, key)
-        usage: dict[int, TakenUsage] = {}  # by id of its UsageColumns (held rows come from an earlier fetch)
-        ranges: dict[tuple[str, int], list[int]] = {}
-        for message, outcome in taken:
-            ranges.setdefault((message.topic, message.partition), []).append(message.offset)
-            if type(outcome) is not UsageRow:
-                self._take(message, outcome, next_key, rows, minutes)
-                continue
-            position, key = next_key()
-            first = remembered(key)
-            if first is None:
-                self._sight(outcome, position, message, rows, minutes, usage)
-            else:
-                _copy(message, key, "usage", outcome.content, first, rows)
-        return list(usage.values()), ranges, dedup_s
-
-    def _take_whole(
-        self,
-        decoded: list[Decoded],
-        columnar: list[int],
-        read: UsageColumns,
-        arrivals: Arrivals,
-        offsets: np.ndarray,
-        rows: BatchRows,
-        minutes: set[int],
-    ) -> tuple[list[TakenUsage], float]:
-        """One partition's batch with its usage judged at the end, at once (`Surveillance.begin_batch`): only
-        the other records are taken one by one, in order, event time passing the usage before each (`offsets`:
-        the batch's, in order). Returns the usage taken and the seconds spent on dedup."""
-        looked_up = time.perf_counter()
-        in_batch = np.asarray(columnar, np.int64)[read.ok]  # the usage's places in the batch
-        in_columns = np.flatnonzero(read.ok)  # and in its columns
-        not_usage = np.ones(len(decoded), np.bool_)
-        not_usage[in_batch] = False  # the rest was read one by one (`_read_usage`): a comprehension over it alone
-        others = [(place, decoded[place]) for place in np.flatnonzero(not_usage).tolist()]
-        usage_keys = [read.keys[row] for row in in_columns.tolist()]
-        events = [place for place, (_, outcome) in others if type(outcome) not in _NOT_EVENTS]
-        keys = usage_keys + [decoded[place][1].key for place in events]  # type: ignore[union-attr]
-        usage_at_ms = read.at_us[in_columns] // 1000
-        taken, partitions, taken_offsets = self._remember_usage(
-            decoded, in_batch, keys, events, usage_at_ms, read.contents[in_columns], arrivals.partition, offsets, rows
-        )
-        dedup_s = time.perf_counter() - looked_up
-        at_ms, taken_rows = usage_at_ms[taken], in_columns[taken]
-        exchange_ids = read.table.column("exchange_id").take(taken_rows).combine_chunks()
-        self.surveillance.sight_ahead(earliest(exchange_ids, at_ms))
-        latest = np.maximum.accumulate(at_ms).tolist()
-        before = np.searchsorted(in_batch[taken], [place for place, _ in others]).tolist()
-        next_key, passed = iter(enumerate(keys[len(usage_keys) :], len(usage_keys))).__next__, 0
-        for (_, (message, outcome)), usage_before in zip(others, before, strict=True):
-            if usage_before > passed:
-                self.surveillance.pass_usage(usage_before, latest[usage_before - 1])
-                passed = usage_before
-            self._take(message, outcome, next_key, rows, minutes)
-        event_ids = read.table.column("event_id").take(taken_rows).to_pylist()
-        judged = self.surveillance.end_batch(exchange_ids.to_pylist(), event_ids, at_ms)
-        for failure in judged.failed:
-            metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
-            log.error("detector failed on a batch's events; it missed them", extra={"detector": failure.kind})
-        rows.alerts.extend(judged.alerts)
-        if not len(taken):
-            return [], dedup_s
-        products = read.table.column("product_id").take(taken_rows).combine_chunks()
-        kinds, of_row = self.surveillance.classify_batch(arrivals, exchange_ids, products)
-        on_time = at_ms[~judged.late]
-        minutes.update(np.unique(on_time - on_time % MINUTE_MS).tolist())
-        whole = WholeUsage(taken_rows, judged.late, kinds, of_row, partitions, taken_offsets)
-        return [TakenUsage(read, whole=whole)], dedup_s
-
-    def _remember_usage(
-        self,
-        decoded: list[Decoded],
-        in_batch: np.ndarray,
-        keys: list[tuple[str, str]],
-        events: list[int],
-        at_ms: np.ndarray,
-        contents: np.ndarray,
-        partition: int,
-        offsets: np.ndarray,
-        rows: BatchRows,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The batch's copies among its usage (at `in_batch` in the batch of `partition`, whose `offsets` are
-        given; `keys`: the usage's first, then the other events', at `events`; `contents`: the usage's content
-        digests), found with arrays: duplicates, or conflicting resends; the first-seen usage remembered. Returns
-        which of the usage is first seen, with its partitions and offsets."""
-        count = len(in_batch)
-        self.index.begin(keys)
-        first = self.index.first_copies(np.concatenate((in_batch, np.asarray(events, np.int64))))
-        copied = np.bincount(first[first >= 0], minlength=len(first))[:count] > 1  # with a later copy
-        first = first[:count]
-        seen = first == np.arange(count)
-        said = contents.tolist()
-        for copy in np.flatnonzero(~seen).tolist():
-            message, original = decoded[in_batch[copy]][0], int(first[copy])
-            if original < 0:  # stored by an earlier batch
-                place = self.index.get(keys[copy])
-            elif original < count:
-                stored = decoded[in_batch[original]][0]
-                place = (stored.partition, stored.offset, said[original])
-            else:
-                stored, event = decoded[events[original - count]]
-                place = (stored.partition, stored.offset, event.content_digest)  # type: ignore[union-attr]
-            _copy(message, keys[copy], "usage", said[copy], place, rows)  # type: ignore[arg-type]
-        taken = np.flatnonzero(seen)
-        findable = {
-            keys[n]: (partition, int(offsets[in_batch[n]]), said[n]) for n in np.flatnonzero(copied & seen).tolist()
-        }
-        partitions, taken_offsets = np.full(len(taken), partition), offsets[in_batch[taken]]
-        self.index.add_block(taken, partitions, taken_offsets, at_ms[taken], contents[taken], findable)
-        return taken, partitions, taken_offsets
-
-    def _take(
-        self,
-        message: Record,
-        outcome: AnyEvent | Rejection | Redelivered,
-        next_key: Callable[[], tuple[int, tuple[str, str]]],
-        rows: BatchRows,
-        minutes: set[int],
-    ) -> None:
-        """A record not read as usage columns: a redelivery, a rejection, a copy of an event remembered (a duplicate
-        or a conflicting resend) or a first-seen event (`next_key`: its position and key among those given to
-        `EventIndex.begin`)."""
-        kind = type(outcome)
-        if kind is Redelivered:
-            # Already stored before a crash: event time passes it here, in stream order, as it did first time.
-            metrics.REDELIVERED.inc()
-            self.surveillance.redelivered(message.partition, outcome.stored_ms)  # type: ignore[union-attr]
-            return
-        if kind is Rejection:
-            rows.rejected.append(
-                _rejected(message, outcome.reason, outcome.detail, outcome.exchange_id, outcome.event_id)  # type: ignore[union-attr]
-            )
-            return
-        position, key = next_key()  # this event's, computed once for `begin`
-        first = self.index.get(key)  # a dict lookup (the batch was probed at once, in `begin`)
-        if first is not None:
-            _copy(message, key, outcome.type, outcome.content_digest, first, rows)  # type: ignore[union-attr]
-            return
-        self._accept(outcome, key, position, message, rows, minutes)  # type: ignore[arg-type]
-
-    def _accept(
-        self, event: AnyEvent, key: tuple[str, str], position: int, message: Record, rows: BatchRows, minutes: set[int]
-    ) -> None:
-        """A first-seen event judged by the rules, remembered (`position`: of its key in `EventIndex.begin`'s)."""
-        at = event.at_ms
-        try:
-            observed = self.surveillance.observe(event, message.partition)
-        except DetectorFailed as failure:
-            _detector_failed(failure, message, event.key, rows)
-            return
-        if observed.alerts:
-            rows.alerts.extend(observed.alerts)
-        self.index.add(key, message.partition, message.offset, at, event.content_digest, position)
-        rows.add(StoredEvent(event, message.partition, message.offset, observed.late, observed.dims))
-        kind = type(event)
-        if not observed.late and kind is not Heartbeat and (kind is not Listing or event.action == "list"):  # type: ignore[union-attr]
-            minutes.add(window_start_ms(at))
-
-    def _sight(
-        self,
-        row: UsageRow,
-        position: int,
-        message: Record,
-        rows: BatchRows,
-        minutes: set[int],
-        usage: dict[int, TakenUsage],
-    ) -> None:
-        """`_accept` for a usage event read as columns: the same rules, its row stored from its columns."""
-        at, key, columns = row.at_ms, row.key, row.columns
-        try:
-            observed = self.surveillance.sight(Usage, message.partition, *key, at, columns.products[row.row])  # type: ignore[arg-type]
-        except DetectorFailed as failure:
-            _detector_failed(failure, message, key, rows)
-            return
-        if observed.alerts:
-            rows.alerts.extend(observed.alerts)
-        self.index.add(key, message.partition, message.offset, at, row.content, position)
-        taken = usage.get(id(columns))
-        if taken is None:
-            taken = usage[id(columns)] = TakenUsage(columns)
-        taken.add(row.row, observed.late, observed.dims, message.partition, message.offset)
-        if not observed.late:
-            minutes.add(at - at % MINUTE_MS)  # `window_start_ms`, inline: it runs per event
 
     # -- output -----------------------------------------------------------------------------
 
@@ -598,8 +279,8 @@ class Pipeline:
 
     async def _write(self, rows: BatchRows, staged: Staged) -> None:
         try:
-            with stage("store"):
-                await self._retrying(lambda: staged.pending, lambda: _written(staged))
+            with self.sensor.stage("store"):
+                await self._retrying(lambda: staged.pending, lambda: self._written(staged))
         finally:
             staged.close()
         for marker in rows.markers:
@@ -617,12 +298,11 @@ class Pipeline:
         while True:
             try:
                 result = await asyncio.to_thread(operation)
-                metrics.STORE_BACKPRESSURE.set(0)
+                self.sensor.on_store_recovered()
                 return result if isinstance(result, int) else 0
             except StoreError as exc:
                 table = what() if callable(what) else what
-                metrics.STORE_FAILURES.labels(table=table).inc()
-                metrics.STORE_BACKPRESSURE.set(1)
+                self.sensor.on_store_failed(table)
                 log.warning(
                     "store write failed; retrying (consumption paused)",
                     extra={"table": table, "retry_in_s": delay, "error": str(exc)[:500]},
@@ -630,163 +310,11 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.settings.clickhouse.insert_retry_max_s)
 
-    def _count(self, rows: BatchRows, tables: Mapping[str, pa.Table]) -> None:
-        """Update metrics once per label set, from the batch's Arrow tables (prometheus-client label lookups
-        are slow per event, and so is Python per event). Group-bys on this thread: a batch's tables are small,
-        and Arrow's thread pool, on a machine busy with the store and the broker, made the loop wait for it."""
-        now = time.time()
-        occurred: list[np.ndarray] = []
-        for table, kind in EVENT_TYPE.items():
-            batch = tables.get(table)
-            if batch is None:
-                continue
-            late = pc.sum(batch.column("late")).as_py()
-            if late:
-                metrics.LATE.labels(type=kind).inc(late)
-            occurred.append(_seconds(batch.column("occurred_at")))
-            per_exchange = batch.group_by("exchange_id", use_threads=False).aggregate(
-                [("exchange_id", "count"), ("occurred_at", "max")]
-            )
-            for exchange_id, n, at in zip(
-                per_exchange["exchange_id"].to_pylist(),
-                per_exchange["exchange_id_count"].to_pylist(),
-                _seconds(per_exchange["occurred_at_max"]),
-                strict=True,
-            ):
-                metrics.EVENTS.labels(type=kind, exchange_id=exchange_id).inc(n)
-                gauge = metrics.LAST_EVENT.labels(exchange_id=exchange_id)
-                gauge.set(max(float(at), gauge._value.get()))
-                self._latest_s[exchange_id] = max(float(at), self._latest_s.get(exchange_id, 0.0))
-        trades = tables.get("trades")
-        if trades is not None:
-            traded = (
-                trades.group_by(["exchange_id", "sector"], use_threads=False).aggregate([("amount", "sum")]).to_pylist()
-            )
-            for row in traded:
-                metrics.TRADED_AMOUNT.labels(exchange_id=row["exchange_id"], sector=row["sector"]).inc(
-                    float(row["amount_sum"])
-                )
-        if occurred:
-            observe_many(metrics.EVENT_LAG, np.maximum(0.0, now - np.concatenate(occurred)))
-            _clock_ahead(self._latest_s)
-        for reason, n in Counter(r.reason for r in rows.rejected).items():
-            metrics.REJECTED.labels(reason=reason).inc(n)
-        for kind, n in Counter(d.type for d in rows.duplicates).items():
-            metrics.DUPLICATES.labels(type=kind).inc(n)
-        for alert in rows.alerts:
-            metrics.ALERTS.labels(kind=alert.kind, severity=alert.severity).inc()
-        if rows.markers:
-            metrics.BATCH_SIZE.observe(sum(m.messages for m in rows.markers))
-        metrics.LAST_BATCH.set(now)
-        metrics.WATERMARK.set(self.surveillance.watermark_ms / 1000)
-        metrics.DEDUP_INDEX.set(len(self.index))
-
-
-def _seconds(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """A UTC timestamp column as float seconds since the epoch."""
-    unit = column.type.unit
-    scale = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
-    return np.asarray(pc.cast(column, pa.int64()), dtype=np.float64) / scale
-
-
-def _clock_ahead(latest_s: Mapping[str, float]) -> None:
-    """`dmm_exchange_clock_ahead_seconds`: how far the exchange with the latest event time leads the next one (the
-    others 0). One exchange far ahead of the rest likely has its clock set wrong, short of `future_event` (its
-    events are accepted, and the market's event time follows them): ops see it here and on the Feeds page."""
-    ranked = sorted(latest_s.items(), key=lambda item: item[1], reverse=True)
-    for place, (exchange_id, at) in enumerate(ranked):
-        lead = at - ranked[1][1] if place == 0 and len(ranked) > 1 else 0.0
-        metrics.EXCHANGE_CLOCK_AHEAD.labels(exchange_id=exchange_id).set(lead)
-
-
-def observe_many(histogram: Histogram, values: np.ndarray) -> None:
-    """Many observations with one lock round per bucket (prometheus-client observes one value at a time)."""
-    if not len(values):
-        return
-    per_bucket = np.bincount(np.searchsorted(histogram._upper_bounds, values, side="left"))
-    histogram._sum.inc(float(values.sum()))
-    for index in np.flatnonzero(per_bucket):
-        histogram._buckets[index].inc(int(per_bucket[index]))
-
-
-_UNREAD = Rejection("malformed", "not read yet")  # a placeholder `_read_usage` replaces
-
-
-def _read_usage(
-    decoded: list[Decoded], positions: list[int], authenticator: Authenticator | None, clock: WallClock
-) -> UsageColumns:
-    """Read these usage messages as columns (`streams.columnar`); those it does not accept, one by one (the
-    others stay `_UNREAD` in `decoded`: `_usage_rows` or the whole batch's path takes them). With producer keys,
-    a row whose signature fails is taken off the columns (no longer `ok`) as its `unauthenticated` rejection."""
-    columns = decode_usage([decoded[i][0].value for i in positions], clock)  # type: ignore[misc]
-    for row in np.flatnonzero(~columns.ok).tolist():
-        message = decoded[positions[row]][0]
-        outcome = decode(message.value, clock)
-        if authenticator is not None:
-            outcome = authenticator.verified(outcome, message.headers, message.value)
-        decoded[positions[row]] = (message, outcome)
-    if authenticator is not None:
-        failure, keys = authenticator.failure, columns.keys
-        for row in np.flatnonzero(columns.ok).tolist():
-            message = decoded[positions[row]][0]
-            detail = failure(keys[row][0], message.headers, message.value)  # type: ignore[arg-type]
-            if detail is not None:
-                columns.ok[row] = False
-                decoded[positions[row]] = (message, Rejection("unauthenticated", detail, *keys[row]))
-    return columns
-
-
-def _usage_rows(decoded: list[Decoded], positions: list[int], columns: UsageColumns) -> None:
-    """The usage the columns accepted, one `UsageRow` each, for the one-by-one path."""
-    at_ms, keys, contents = (columns.at_us // 1000).tolist(), columns.keys, columns.contents.tolist()
-    for row in np.flatnonzero(columns.ok).tolist():
-        i = positions[row]
-        decoded[i] = (decoded[i][0], UsageRow(columns, row, at_ms[row], keys[row], contents[row]))
-
-
-def _written(staged: Staged) -> None:
-    """Every table of a batch, in one thread: the event loop, busy with the next batch, need not come back
-    between tables."""
-    for table, seconds in staged.write():
-        metrics.STORE_WRITE.labels(table=table).observe(seconds)
-
-
-def _copy(message: Record, key: tuple[str, str], kind: str, content: int, first: First, rows: BatchRows) -> None:
-    """A message with the identity of an event remembered (`first`: where it was stored, what it said): a
-    duplicate if it says the same once parsed (or what the first said is not known), else rejected as a
-    `conflicting_duplicate`, the first staying as stored (contract, Amendment 1)."""
-    partition, offset, said = first
-    if said in (0, content):
-        duplicate = Duplicate(message.topic, message.partition, message.offset, *key, kind, partition, offset)
-        rows.duplicates.append(duplicate)
-        return
-    detail = (
-        f"another event with exchange_id {key[0]} and event_id {key[1]} was accepted within the dedup horizon "
-        f"(stored from partition {partition}, offset {offset}) and says something else: it stays as stored. Give "
-        "a new event an event_id of its own; resend an event only as it was"
-    )
-    rows.rejected.append(_rejected(message, "conflicting_duplicate", detail, *key))
-
-
-def _detector_failed(failure: DetectorFailed, message: Record, key: tuple[str, str], rows: BatchRows) -> None:
-    """A detector raised on this event: it is rejected (`processing_error`), the market goes on."""
-    metrics.DETECTOR_ERRORS.labels(detector=failure.kind).inc()
-    log.exception("detector failed on event", extra={"detector": failure.kind, "event_id": key[1]})
-    rows.rejected.append(_rejected(message, PROCESSING_ERROR, str(failure)[:2000], *key))
-
-
-def _rejected(message: Record, reason: str, detail: str, exchange_id: str, event_id: str) -> Rejected:
-    return Rejected(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=message.key,
-        raw=message.value or b"",
-        reason=reason,
-        detail=detail,
-        exchange_id=exchange_id,
-        event_id=event_id,
-    )
+    def _written(self, staged: Staged) -> None:
+        """Every table of a batch, in one thread: the event loop, busy with the next batch, need not come back
+        between tables."""
+        for table, seconds in staged.write():
+            self.sensor.on_table_written(table, seconds)
 
 
 def _token(table: str, rows: BatchRows, count: int) -> str:

@@ -7,7 +7,8 @@ it is created mode 0600 (before it listens, so there is no moment it is open to 
 another OS user is refused as well (SO_PEERCRED): only the worker's own user, who can read the store's files
 anyway. The statement still goes through `sinks.clickhouse.sql_guard` and ClickHouse's limits.
 
-Protocol: one JSON line `{"sql": ..., "format": ...}` (at most `REQUEST_MAX` bytes), answered by one JSON
+Protocol: one JSON line `{"sql": ..., "format": ..., "parameters": {name: value}}` (at most `REQUEST_MAX` bytes;
+`parameters`, the values of the statement's `{name:Type}` placeholders, may be left out), answered by one JSON
 object, `{"text": ...}` or `{"error": ..., "refused": true|false}`, then the connection closes.
 """
 
@@ -24,15 +25,15 @@ from typing import Any
 
 from mode import Service
 
-from sinks.clickhouse import ReadOnlyViolation, StoreError
+from sinks.clickhouse import Parameters, ReadOnlyViolation, StoreError
 
 REQUEST_MAX = 64 * 1024
 DEFAULT_FORMAT = "PrettyCompactMonoBlock"
-Answer = Callable[[str, str], Awaitable[str]]
+Answer = Callable[[str, str, Parameters | None], Awaitable[str]]
 
 
 class SqlSocket(Service):
-    """Serves `answer(sql, format)` on the socket at `path` while the worker runs."""
+    """Serves `answer(sql, format, parameters)` on the socket at `path` while the worker runs."""
 
     def __init__(self, path: Path, answer: Answer, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -66,17 +67,29 @@ class SqlSocket(Service):
         try:
             request = json.loads(await reader.readline())
             sql, fmt = str(request["sql"]), str(request.get("format") or DEFAULT_FORMAT)
-        except (ValueError, KeyError, TypeError, asyncio.LimitOverrunError):
+            parameters = _parameters(request.get("parameters") or {})
+        except (ValueError, KeyError, TypeError, AttributeError, asyncio.LimitOverrunError):
             return {
-                "error": f'expected one JSON line {{"sql": ..., "format": ...}} of at most {REQUEST_MAX} bytes',
+                "error": f'expected one JSON line {{"sql": ..., "format": ..., "parameters": {{...}}}} of at most '
+                f"{REQUEST_MAX} bytes",
                 "refused": True,
             }
         try:
-            return {"text": await self._answer(sql, fmt)}
+            return {"text": await self._answer(sql, fmt, parameters or None)}
         except ReadOnlyViolation as exc:
             return {"error": str(exc), "refused": True}
         except StoreError as exc:
             return {"error": str(exc), "refused": False}
+
+
+def _parameters(given: dict[str, object]) -> dict[str, str | int]:
+    """The request's placeholder values: names to texts or integers (anything else is refused: ValueError)."""
+    values: dict[str, str | int] = {}
+    for name, value in given.items():
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            raise ValueError(f"parameter {name!r} is neither text nor an integer")
+        values[str(name)] = value
+    return values
 
 
 def bind_private(path: Path) -> socket.socket:

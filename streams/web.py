@@ -30,7 +30,7 @@ from faust.web.drivers.aiohttp import Web as AiohttpWeb
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from settings import Settings
-from sinks.clickhouse import Reads, StoreError
+from sinks.clickhouse import Parameters, Reads, StoreError
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.records import record_alert_action
 from streams.console import register_console
@@ -64,8 +64,9 @@ class ReadLanes:
         """`build(reads, *args)`: the console's questions, and whether an alert exists."""
         return await asyncio.get_running_loop().run_in_executor(self.console, partial(build, self.reads, *args))
 
-    async def run_ad_hoc(self, sql: str, fmt: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self.ad_hoc, self.reads.ad_hoc, sql, fmt)
+    async def run_ad_hoc(self, sql: str, fmt: str, parameters: Parameters | None = None) -> str:
+        read = partial(self.reads.ad_hoc, sql, fmt, parameters)
+        return await asyncio.get_running_loop().run_in_executor(self.ad_hoc, read)
 
 
 def register_routes(app: faust.App, settings: Settings, worker: WorkerView) -> None:
@@ -106,4 +107,6 @@ def register_routes(app: faust.App, settings: Settings, worker: WorkerView) -> N
 
     register_console(app, settings, worker, lanes.run_console)
     if settings.clickhouse.url is None:
-        app.service(SqlSocket(settings.sql_socket, lanes.run_ad_hoc, loop=app.loop))  # type: ignore[arg-type]
+        # Faust starts a service given as an instance as well as a class (`App._prepare_subservice`); its
+        # annotation names only the class.
+        app.service(cast(type[SqlSocket], SqlSocket(settings.sql_socket, lanes.run_ad_hoc, loop=app.loop)))

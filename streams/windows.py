@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -37,6 +38,7 @@ from models.clock import CHINA_OFFSET_MS, DAY_MS, china_day_start_ms
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.windows import (
+    ADDED_UP,
     CELL,
     HOUR_MS,
     MARKET_1D,
@@ -51,7 +53,6 @@ from sinks.clickhouse.windows import (
 
 CellKey = tuple[int, str, str, str, str, str, int]  # the window's start (ms since the epoch), then `CELL`
 _ZERO = Decimal("0.00")
-_MEASURES = ("trades", "traded_amount", "quantity", "data_bytes", "usage_calls", "usage_bytes", "new_listings")
 _KEYS = ["window", *CELL]
 _COUNTED = {  # the columns the windows add up, per event table (the rest of a stored batch is let go)
     "trades": ["occurred_at", "late", *CELL, "event_id", "amount", "quantity", "data_bytes", "buyer_id", "seller_id"],
@@ -70,7 +71,8 @@ def _hour(minute: int) -> int:
 
 @dataclass(slots=True)
 class Cell:
-    """One kept cell's running totals (buyers and sellers: a minute's only; they do not add up over minutes)."""
+    """One kept cell's running totals: a field per measure (`sinks.clickhouse.windows.MEASURES`), a minute's
+    distinct buyers and sellers as sets (they do not add up over minutes)."""
 
     trades: int = 0
     traded_amount: Decimal = _ZERO
@@ -240,7 +242,8 @@ def _on_time(table: str, rows: pa.Table) -> pa.Table:
     return rows.append_column("window", pa.array(windows, pa.int64())).filter(pa.array(mask))
 
 
-def _groups(rows: pa.Table, measures: list[tuple[str, str]]) -> tuple[list[CellKey], list[list[object]]]:
+def _groups(rows: pa.Table, measures: list[tuple[str, str]]) -> tuple[list[CellKey], list[list[Any]]]:
+    """The rows' cells, with each measure per cell as Arrow's Python values (ints, Decimals, lists of ids)."""
     grouped = rows.group_by(_KEYS, use_threads=False).aggregate(measures)
     keys = list(zip(*(grouped.column(name).to_pylist() for name in _KEYS), strict=True))
     return keys, [grouped.column(f"{name}_{how}").to_pylist() for name, how in measures]
@@ -284,8 +287,8 @@ def _add_usage(grains: tuple[Grain, ...], rows: pa.Table) -> None:
         for grain in grains:
             cell = grain.cell(key)
             if cell is not None:
-                cell.usage_calls += n  # type: ignore[operator]
-                cell.usage_bytes += size  # type: ignore[operator]
+                cell.usage_calls += n
+                cell.usage_bytes += size
 
 
 def _add_listings(grains: tuple[Grain, ...], rows: pa.Table) -> None:
@@ -294,7 +297,7 @@ def _add_listings(grains: tuple[Grain, ...], rows: pa.Table) -> None:
         for grain in grains:
             cell = grain.cell(key)
             if cell is not None:
-                cell.new_listings += n  # type: ignore[operator]
+                cell.new_listings += n
 
 
 def _rows(grain: Grain, updated_at: datetime) -> pa.Table:
@@ -312,7 +315,7 @@ def _rows(grain: Grain, updated_at: datetime) -> pa.Table:
         "source": sources,
         "venue": venues,
         "high_quality": quality,
-        **{name: list(map(attrgetter(name), cells)) for name in _MEASURES},
+        **{name: list(map(attrgetter(name), cells)) for name in ADDED_UP},
         "buyers": [len(c.buyers) for c in cells],
         "sellers": [len(c.sellers) for c in cells],
         "updated_at": [updated_at] * len(cells),

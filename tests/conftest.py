@@ -1,9 +1,10 @@
 """Shared fixtures: a real embedded Tansu broker per test module, and isolated topics per test.
 
 Two tiers: `pytest --fast` (`scripts/test --fast`) runs every test that needs no broker, no store and no
-other program, for a loop under a minute; the rest is marked `integration` (module-wide `pytestmark`).
-In the fast tier, starting a broker, opening an embedded store or a process fails the test with what to do,
-so a test that needs one cannot hide in the fast tier.
+other program, for a loop under a minute; the rest is marked `integration` (module-wide `pytestmark`, or per
+test), and what takes seconds to minutes on its own (end-to-end runs, long simulations) `slow`.
+In the fast tier, starting a broker, opening an embedded store (chdb, however it is reached) or a process fails
+the test with what to do, so a test that needs one cannot hide in the fast tier.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import chdb
+import chdb.session
 import pytest
 
 from dmm.broker import EmbeddedBroker, free_port
@@ -53,6 +56,9 @@ def _fast_tier_guard(request: pytest.FixtureRequest) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(EmbeddedBroker, "__enter__", refuse)
         patch.setattr(ChdbStore, "__init__", refuse)
+        patch.setattr(chdb.session.Session, "__init__", refuse)
+        patch.setattr(chdb, "query", refuse)
+        patch.setattr(chdb, "connect", refuse)
         patch.setattr(subprocess.Popen, "__init__", refuse)
         yield
 

@@ -30,7 +30,7 @@ EXAMPLES_DIR = DOCS / "examples"
 SHARED = ROOT.parent / "shared" / "contract"  # the public contract, when it sits beside the repository
 README_MAX_LINES = 250
 EVENT_FILES = ("listing", "trade", "usage", "heartbeat")
-PROCESSING_ERROR = "processing_error"  # streams.pipeline.PROCESSING_ERROR (importing the pipeline costs seconds)
+PROCESSING_ERROR = "processing_error"  # streams.batch_records.PROCESSING_ERROR (importing the pipeline costs seconds)
 
 
 def markdown_files() -> list[Path]:
@@ -274,15 +274,14 @@ def test_the_conflicting_duplicate_example_is_refused_with_the_detail_shown() ->
     first = EVENT_ADAPTER.validate_json(_example("heartbeat.json"))
     second = EVENT_ADAPTER.validate_json(_blocks(section, "Example"))
     assert first.key == second.key and first != second
-    pipeline = pytest.importorskip("streams.pipeline")
-    if not hasattr(pipeline, "_copy"):
-        pytest.skip("conflicting resends not told apart in this tree")
     from types import SimpleNamespace
+
+    from streams.batch_records import copy_of
 
     message = SimpleNamespace(topic="dm.events", partition=0, offset=18, key=b"SHDEX", value=b"")
     rows = SimpleNamespace(rejected=[], duplicates=[])
     said = (0, 17, first.content_digest)
-    pipeline._copy(message, second.key, "heartbeat", second.content_digest, said, rows)
+    copy_of(message, second.key, "heartbeat", second.content_digest, said, rows)
     assert [(r.reason, r.detail) for r in rows.rejected] == [("conflicting_duplicate", _blocks(section, "Detail"))]
 
 

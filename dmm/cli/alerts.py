@@ -81,11 +81,11 @@ def list_alerts(
         moment = parse_since(since) if since else None
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
-    sql = queries.alert_list(
+    query = queries.alert_list(
         settings.clickhouse.database, kind=kind, severity=severity, exchange=exchange, status=status,
         since=moment, limit=limit,
     )
-    records = [as_record(row) for row in _rows(sql)]
+    records = [as_record(row) for row in _rows(query)]
     if fmt == "json":
         for record in records:
             print(printable(json.dumps(record, ensure_ascii=False)))
@@ -137,9 +137,9 @@ def _act(dedup_key: str, action: str, actor: str, note: str) -> None:
     )
 
 
-def _rows(sql: str) -> list[dict[str, Any]]:
+def _rows(query: queries.Query) -> list[dict[str, Any]]:
     try:
-        return query_rows(get_settings(), sql)
+        return query_rows(get_settings(), *query)
     except (StoreError, RuntimeError, ValueError) as exc:
         err_console.print(f"[red]cannot read alerts:[/] {markup_safe(exc)}")
         raise typer.Exit(2) from exc

@@ -18,14 +18,22 @@ from settings import ClickHouseSettings, KafkaSettings, Settings, get_settings
 
 @app.command("eval")
 def evaluate(
-    events: Path = typer.Argument(..., exists=True, dir_okay=False, help="scenario events (JSONL), e.g. from `dmm simulate --out`"),
-    truth: Path = typer.Argument(..., exists=True, dir_okay=False, help="its ground truth (JSONL), from `dmm simulate --truth`"),
+    events: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="scenario events (JSONL), e.g. from `dmm simulate --out`"
+    ),
+    truth: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, help="its ground truth (JSONL), from `dmm simulate --truth`"
+    ),
     timeout: float = typer.Option(600.0, help="longest wait (s) for the worker to process the scenario"),
-    workdir: Path | None = typer.Option(None, help="keep the stack's store and logs here (default: a temporary directory)"),
+    workdir: Path | None = typer.Option(
+        None, help="keep the stack's store and logs here (default: a temporary directory)"
+    ),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json"),
-    strict: bool = typer.Option(False, "--strict", help="exit 1 unless every incident is found once and nothing else"),
+    strict: bool = typer.Option(
+        False, "--strict", help="exit 1 unless every incident is found once and nothing else"
+    ),
 ) -> None:
-    """Replay a labelled scenario on a fresh embedded stack; print injected/detected/missed/false/duplicates per kind."""
+    """Replay a labelled scenario on a new embedded stack; print per kind: injected/detected/missed/false/duplicates."""
     if fmt not in ("table", "json"):
         raise typer.BadParameter("--format must be table or json")
     configured = get_settings()
@@ -72,7 +80,9 @@ def _print(report: EvalReport) -> None:
         )
     console.print(table)
     for incident in report.missed:
-        console.print(f"[red]missed[/] {incident.kind} on {incident.exchange_id} {incident.product_id or ''}: {incident.note}")
+        console.print(
+            f"[red]missed[/] {incident.kind} on {incident.exchange_id} {incident.product_id or ''}: {incident.note}"
+        )
     for alert in report.false_alerts:
         console.print(f"[red]false[/] {markup_safe(alert.dedup_key)}: {markup_safe(alert.message)}")
 

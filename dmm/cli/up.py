@@ -1,5 +1,9 @@
 """`dmm up`: the whole monitor on this machine, in the foreground, until Ctrl-C.
 
+Everything it keeps is in its work directory (`--workdir`): the embedded store, the console token, the SQL socket,
+the operators' key, Faust's state and the logs. It claims the store first (`dmm.stack.StoreClaim`): a second
+`dmm up` on a store a live one holds refuses to start instead of sharing it.
+
 Unless DMM_CONSOLE_TOKEN is set, each start generates a console token, kept beside the store (mode 0600) for
 `dmm alerts` to send, and prints the console's address with it in the fragment (`/#token=…`), as Jupyter does:
 a fragment never reaches a server log or a Referer, and the page keeps the token for the tab. So the regulator
@@ -8,11 +12,13 @@ can acknowledge and resolve from the page, and no other page or user on the mach
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from pydantic import SecretStr
@@ -20,8 +26,15 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from dmm.cli.app import app, console, err_console
-from settings import Settings, get_settings
+from settings import ClickHouseSettings, Settings, get_settings
 from sinks.clickhouse import queries
+
+if TYPE_CHECKING:
+    from dmm.stack import StoreClaim
+
+# How long Ctrl-C lets the worker flush and commit before it is killed: well over a normal stop (about a
+# second), and a SIGKILL is a crash the worker recovers from without losing or doubling anything.
+_STOP_GRACE_S = 5.0
 
 
 @app.command()
@@ -30,29 +43,69 @@ def up(
     rate: float = typer.Option(5.0, help="simulated business events per simulated second"),
     time_scale: float = typer.Option(1.0, help="simulated seconds per wall-clock second"),
     seed: int = typer.Option(1, help="simulator seed (same seed, same market)"),
-    workdir: Path = typer.Option(Path(".dmm"), help="logs and, by default, the embedded store"),
+    workdir: Path = typer.Option(
+        Path(".dmm"),
+        help="where everything is kept: the embedded store (WORKDIR/chdb unless DMM_CLICKHOUSE__CHDB_PATH is set; "
+        "its console token, SQL socket and Faust state beside it), the operators' key (ops.key) and the logs",
+    ),
 ) -> None:
-    """Run the embedded stack: Tansu broker, worker, embedded ClickHouse, /metrics (and the simulator)."""
+    """Run the embedded stack: Tansu broker, worker, embedded ClickHouse, /metrics (and the simulator).
+
+    Refuses to start on a store another live `dmm up` holds.
+
+    Ctrl-C (or SIGTERM) stops everything within seconds; killed, `dmm up` takes the processes it started along."""
+    from dmm.stack import StoreClaim, StoreInUse
+
+    settings = in_workdir(get_settings(), workdir)
+    try:
+        claim = StoreClaim(settings.clickhouse.chdb_path).acquire()
+    except StoreInUse as exc:
+        err_console.print(f"[red]not starting:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    try:
+        _run(settings, workdir, claim, simulate, rate, time_scale, seed)
+    finally:
+        claim.release()
+
+
+def in_workdir(settings: Settings, workdir: Path) -> Settings:
+    """`settings` with the embedded store in `workdir`, unless DMM_CLICKHOUSE__CHDB_PATH says where it is."""
+    if "chdb_path" in settings.clickhouse.model_fields_set:
+        return settings
+    clickhouse = settings.clickhouse.model_copy(update={"chdb_path": workdir / "chdb"})
+    return settings.model_copy(update={"clickhouse": clickhouse})
+
+
+def _run(
+    settings: Settings, workdir: Path, claim: StoreClaim, simulate: bool, rate: float, time_scale: float, seed: int
+) -> None:
+    """The stack, from the moment the store is claimed until it has stopped."""
     from dmm.broker import BrokerError
     from dmm.stack import EmbeddedStack
     from dmm.supervisor import WorkerSupervisor
     from streams.rules import provision_ops_key
 
-    settings = provision_ops_key(get_settings(), workdir)  # DMM_OPS_KEY, or one generated into the work directory
+    settings = provision_ops_key(settings, workdir)  # DMM_OPS_KEY, or one generated into the work directory
     settings = with_console_token(settings)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
     signal.signal(signal.SIGTERM, _interrupt)
     console.print(f"[bold]Starting Data Market Monitor[/] (broker {settings.kafka.bootstrap}, logs in {workdir}/)")
     try:
-        stack = EmbeddedStack(settings, workdir).__enter__()
+        stack = EmbeddedStack(settings, workdir, claim=claim, stop_grace_s=_STOP_GRACE_S).__enter__()
     except (BrokerError, RuntimeError, OSError) as exc:
         err_console.print(f"[red]could not start the stack:[/] {exc}")
         raise typer.Exit(1) from exc
+    except KeyboardInterrupt:
+        console.print("[green]stopped[/] before it was up")
+        return
     stop = threading.Event()
     simulator = threading.Thread(target=_simulate, args=(settings, rate, time_scale, seed, stop), daemon=True)
     if simulate:
         simulator.start()
     store = settings.clickhouse.url or f"embedded chdb at {settings.clickhouse.chdb_path}"
+    # `dmm sql` and `dmm alerts` find the worker's socket and token beside the store
+    elsewhere = settings.clickhouse.chdb_path != ClickHouseSettings.model_fields["chdb_path"].default
+    reach = f"DMM_CLICKHOUSE__CHDB_PATH={settings.clickhouse.chdb_path} " if elsewhere else ""
     token = settings.console_token.get_secret_value() if settings.console_token else ""
     console.print(
         Panel.fit(
@@ -63,8 +116,8 @@ def up(
             f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"
             f"store:     {store}\n"
             f"simulator: {'on, ' + str(rate) + ' events/s x' + str(time_scale) if simulate else 'off'}\n\n"
-            f'query:     dmm sql "{queries.EXAMPLE}"\n'
-            f"alerts:    dmm alerts list\n"
+            f'query:     {escape(reach)}dmm sql "{queries.EXAMPLE}"\n'
+            f"alerts:    {escape(reach)}dmm alerts list\n"
             f"send:      dmm replay events.jsonl\n"
             f"worker log: {stack.worker_log}  (restarted with backoff if it dies)\n\n"
             f"Ctrl-C stops everything.",
@@ -113,10 +166,8 @@ def _simulate(settings: Settings, rate: float, time_scale: float, seed: int, sto
                 raise _Stopped
             producer.publish_raw(value, key)
 
-        try:
+        with contextlib.suppress(_Stopped):
             publish_live(simulation, publish, time_scale)
-        except _Stopped:
-            pass
 
 
 def _interrupt(signum: int, frame: object) -> None:

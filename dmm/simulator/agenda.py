@@ -10,7 +10,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-Action = Callable[[int], None]
+Action = Callable[[int], object]  # called with its moment (ms); what it returns is not used
 
 
 class Agenda:

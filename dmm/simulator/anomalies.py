@@ -183,7 +183,7 @@ class Injector:
             self.agenda.at(later, partial(self._wash_step, listing, ring, evidence))
             return
         self.busy.discard(listing.exchange_id)
-        path = "->".join(["A", "B", "C"][: len(ring)] + ["A"])
+        path = "->".join([*"ABC"[: len(ring)], "A"])
         note = f"cycle {path} among {', '.join(ring)}"
         self._record(Incident.spanning("wash_trading", listing.exchange_id, listing.product.product_id, evidence, note))
 

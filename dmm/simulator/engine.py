@@ -25,8 +25,8 @@ from dmm.simulator.market import Market, Participant, Product
 from dmm.simulator.traffic import CleanTraffic
 from dmm.simulator.venues import Venues
 from dmm.simulator.volume import MinuteLedger
-from dmm.simulator.wire import CST, Message, Tape
-from models.clock import to_ms
+from dmm.simulator.wire import Message, Tape
+from models.clock import CHINA_STANDARD_TIME, to_ms
 from settings import RuleSettings
 
 HEARTBEAT_MS: Final = 10_000
@@ -98,7 +98,7 @@ class MarketSimulator:
         self._tape = Tape()
         market = Market.build(self._rng, frozenset(config.high_quality_value_share))
         venues = Venues(market, self._tape, MinuteLedger(config.rules.volume_spike_history_windows))
-        year = start.astimezone(CST).year
+        year = start.astimezone(CHINA_STANDARD_TIME).year
         demand = Demand(config.high_quality_value_share)
         self._traffic = CleanTraffic(self._rng, venues, demand, config.rules.volume_spike_min_amount)
         self._injector = Injector(self._rng, venues, self._agenda, config.rules)

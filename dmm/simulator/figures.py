@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from dmm.simulator.identity import Kind
+
 # Share of traded value per exchange. The four national hubs lead (Shanghai, Shenzhen,
 # Beijing, Guiyang), then Guangzhou and the Zhejiang/Chongqing centres, then regional platforms.
 EXCHANGE_WEIGHTS: Final[dict[str, float]] = {
@@ -65,7 +67,7 @@ HIGH_QUALITY_SHARE: Final = 0.35
 
 ON_EXCHANGE_SHARE: Final = 0.8
 # Buyers are mostly enterprises; government organs buy for public governance, institutes for research.
-BUYER_KIND_WEIGHTS: Final[dict[str, float]] = {"enterprise": 0.8, "institute": 0.12, "agency": 0.08}
+BUYER_KIND_WEIGHTS: Final[dict[Kind, float]] = {"enterprise": 0.8, "institute": 0.12, "agency": 0.08}
 PURPOSE_WEIGHTS: Final[dict[str, dict[str, float]]] = {
     "enterprise": {"commercial": 0.9, "research": 0.1},
     "institute": {"research": 0.8, "public_governance": 0.2},

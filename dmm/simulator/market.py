@@ -82,7 +82,7 @@ class Market:
             ]
             for code, exchange in exchanges().items()
         }
-        kinds: list[Kind] = list(figures.BUYER_KIND_WEIGHTS)  # type: ignore[arg-type]
+        kinds = list(figures.BUYER_KIND_WEIGHTS)
         weights = list(figures.BUYER_KIND_WEIGHTS.values())
         buyers = [_buyer(rng, kind) for kind in rng.choices(kinds, weights=weights, k=_BUYERS)]
         return cls(sellers=sellers, buyers=buyers, hq_targets=hq_targets, active={code: {} for code in exchanges()})
@@ -101,7 +101,7 @@ class Market:
 
     def add_buyer(self, rng: random.Random) -> Participant:
         """A buyer newly admitted to the national market."""
-        kinds: list[Kind] = list(figures.BUYER_KIND_WEIGHTS)  # type: ignore[arg-type]
+        kinds = list(figures.BUYER_KIND_WEIGHTS)
         buyer = _buyer(rng, rng.choices(kinds, weights=list(figures.BUYER_KIND_WEIGHTS.values()))[0])
         self.buyers.append(buyer)
         return buyer

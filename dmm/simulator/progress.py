@@ -23,10 +23,8 @@ def track_event_time(
     )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("simulate", total=duration_s, events=0)
-        count = 0
-        for message in messages:
+        for count, message in enumerate(messages, start=1):
             yield message
-            count += 1
             progress.update(task, completed=(message.occurred_ms - start_ms) / 1_000, events=count)
         if duration_s is not None:
             progress.update(task, completed=duration_s)

@@ -2,12 +2,13 @@
 
 from sinks.clickhouse.batches import BatchRows, Duplicate, Marker, Rejected, StoredEvent
 from sinks.clickhouse.sql_guard import ReadOnlyViolation
-from sinks.clickhouse.store import Reads, Store, StoreError, open_store
+from sinks.clickhouse.store import Parameters, Reads, Store, StoreError, open_store
 
 __all__ = [
     "BatchRows",
     "Duplicate",
     "Marker",
+    "Parameters",
     "ReadOnlyViolation",
     "Reads",
     "Rejected",

@@ -16,6 +16,7 @@ from typing import Any, Literal, Protocol
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.state import EVENT_TABLES
+from sinks.clickhouse.store import Parameters
 
 CENT = Decimal("0.01")
 MAX_CLOCK_SKEW_S: float = Settings.model_fields["max_clock_skew_s"].default
@@ -29,7 +30,7 @@ class Reader(Protocol):
 
     database: str
 
-    def rows(self, sql: str) -> list[dict[str, Any]]: ...
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +255,7 @@ def public_supply(store: Reader, span: Span) -> dict[str, dict[str, Any]]:
 
 def alerts(store: Reader, where: AlertFilter, limit: int = 200) -> list[dict[str, Any]]:
     """Alerts matching the filter, newest first, with status, last actor and note (as `dmm alerts list`)."""
-    rows = store.rows(_alert_list(store.database, where, with_status=True, limit=limit))
+    rows = store.rows(*_alert_list(store.database, where, with_status=True, limit=limit))
     for row in rows:
         row["score"] = float(row["score"])
         for key in ("window_start_ms", "window_end_ms", "detected_ms", "action_ms"):
@@ -267,17 +268,17 @@ def alerts(store: Reader, where: AlertFilter, limit: int = 200) -> list[dict[str
 def alert_status_counts(store: Reader, where: AlertFilter) -> dict[str, int]:
     """How many alerts matching the filter (its status aside) are open, acked and resolved."""
     listed = _alert_list(store.database, where, with_status=False, limit=EVERY_ALERT)
-    rows = store.rows(f"SELECT status, count() AS n FROM ({listed}) GROUP BY status")
+    rows = store.rows(f"SELECT status, count() AS n FROM ({listed.sql}) GROUP BY status", listed.parameters)
     counts = {"open": 0, "acked": 0, "resolved": 0}
     counts.update({r["status"]: int(r["n"]) for r in rows})
     return counts
 
 
 def alert_exists(store: Reader, dedup_key: str) -> bool:
-    return int(store.rows(queries.alert_exists(store.database, dedup_key))[0]["n"]) > 0
+    return int(store.rows(*queries.alert_exists(store.database, dedup_key))[0]["n"]) > 0
 
 
-def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: int) -> str:
+def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: int) -> queries.Query:
     """The CLI's alert list (one definition of the lifecycle: resolved > acked > open), filtered."""
     return queries.alert_list(
         database,

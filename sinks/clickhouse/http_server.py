@@ -3,7 +3,7 @@
 chdb opens a data directory in one process only. `dmm store serve` opens it once and
 answers the subset of ClickHouse's HTTP protocol that clickhouse-connect speaks:
 statements in the body (or `query`), results in the format the statement names,
-settings as URL parameters, errors as HTTP 500 with ClickHouse's `Code: N.
+settings and query parameters (`param_name`) as URL parameters, errors as HTTP 500 with ClickHouse's `Code: N.
 DB::Exception` text. Workers, `dmm sql` and dashboards then point
 `DMM_CLICKHOUSE__URL` at it exactly as at a ClickHouse server, which is how several
 workers share dm.events on the embedded default.
@@ -69,6 +69,7 @@ INSERT_WITH_DATA = re.compile(
 )
 TRAILING_FORMAT = re.compile(r"\s+FORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 SETTING_NAME = re.compile(r"^\w+$")
+PARAMETER = "param_"  # a query parameter's value, in the escaped format chdb binds as it is (`store.escaped`)
 
 
 class StoreServer(ThreadingHTTPServer):
@@ -121,7 +122,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         params = dict(parse_qsl(urlparse(self.path).query, keep_blank_values=True))
         body = self._body()
-        settings = {k: v for k, v in params.items() if k not in PROTOCOL_PARAMS and SETTING_NAME.match(k)}
+        bound = {k.removeprefix(PARAMETER): v for k, v in params.items() if k.startswith(PARAMETER)} or None
+        settings = {
+            k: v
+            for k, v in params.items()
+            if k not in PROTOCOL_PARAMS and not k.startswith(PARAMETER) and SETTING_NAME.match(k)
+        }
         read_only = params.get("readonly", "0") != "0"
         try:
             query = params.get("query", "")
@@ -137,9 +143,9 @@ class _Handler(BaseHTTPRequestHandler):
             fmt = found.group(1) if found else params.get("default_format", "TabSeparated")
             statement = sql[: found.start()] if found else sql
             if read_only:
-                output = ChdbReads(self.server.store, settings).raw(statement, fmt)
+                output = ChdbReads(self.server.store, settings).raw(statement, fmt, bound)
             else:
-                output = self.server.store.raw(statement, fmt)
+                output = self.server.store.raw(statement, fmt, bound)
             self._reply(200, output, fmt)
         except (StoreError, ValueError, UnicodeDecodeError, pa.ArrowInvalid) as exc:
             self._reply(500, f"Code: 1000. DB::Exception: {exc}\n".encode(), "TabSeparated")

@@ -31,7 +31,7 @@ from sinks.clickhouse.state import (
     StoredTrade,
     identity_digest,
 )
-from sinks.clickhouse.store import InOrder, Reads, Staged, Write
+from sinks.clickhouse.store import InOrder, Parameters, Reads, Staged, Write
 
 
 class MemoryStore:
@@ -53,13 +53,13 @@ class MemoryStore:
     def stage(self, writes: Sequence[Write]) -> Staged:
         return InOrder(self, writes)
 
-    def command(self, sql: str) -> None:
+    def command(self, sql: str, parameters: Parameters | None = None) -> None:
         self.commands.append(sql)
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]:
         raise NotImplementedError("the memory store answers typed questions (MemoryState), not SQL")
 
-    def arrow(self, sql: str) -> pa.Table:
+    def arrow(self, sql: str, parameters: Parameters | None = None) -> pa.Table:
         raise NotImplementedError("the memory store answers typed questions (MemoryState), not SQL")
 
     def reads(self, limits: SqlSettings) -> Reads:

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
 from models.clock import to_ms
 from sinks.clickhouse.state import EVENT_TABLES
-from sinks.clickhouse.store import literal
 
 EXAMPLE = "SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1 ORDER BY 2 DESC"  # dmm up's hint
+
+
+class Query(NamedTuple):
+    """A question that names values someone gave (a dedup key, an exchange, event ids): its text holds
+    `{name:Type}` placeholders, and the values travel beside it, bound by the store, never spliced in."""
+
+    sql: str
+    parameters: dict[str, str | int]
 
 
 def alert_list(
@@ -26,21 +34,15 @@ def alert_list(
     status: str | None = None,
     since: datetime | None = None,
     limit: int = 100,
-) -> str:
+) -> Query:
     """Alerts with their lifecycle status (resolved > acked > open) and latest action, newest first."""
-    where = []
-    if kind:
-        where.append(f"kind = {literal(kind)}")
-    if severity:
-        where.append(f"severity = {literal(severity)}")
-    if exchange:
-        where.append(f"exchange_id = {literal(exchange)}")
-    if status:
-        where.append(f"status = {literal(status)}")
+    given = {"kind": kind, "severity": severity, "exchange_id": exchange, "status": status}
+    parameters: dict[str, str | int] = {column: value for column, value in given.items() if value}
+    where = [f"{column} = {{{column}:String}}" for column in parameters]
     if since is not None:
         where.append(f"detected_ms >= {to_ms(since)}")
     condition = f"WHERE {' AND '.join(where)} " if where else ""
-    return (
+    sql = (
         "SELECT * FROM (SELECT a.dedup_key AS dedup_key, a.alert_id AS alert_id, a.kind AS kind, "
         "a.severity AS severity, toString(a.exchange_id) AS exchange_id, a.product_id AS product_id, "
         "a.parties AS parties, a.event_ids AS event_ids, a.score AS score, "
@@ -54,10 +56,13 @@ def alert_list(
         f"max(at) AS last_at FROM {database}.alert_actions GROUP BY dedup_key) AS x ON a.dedup_key = x.dedup_key) "
         f"{condition}ORDER BY detected_ms DESC, dedup_key LIMIT {int(limit)}"
     )
+    return Query(sql, parameters)
 
 
-def alert_exists(database: str, dedup_key: str) -> str:
-    return f"SELECT count() AS n FROM {database}.alerts WHERE dedup_key = {literal(dedup_key)}"
+def alert_exists(database: str, dedup_key: str) -> Query:
+    return Query(
+        f"SELECT count() AS n FROM {database}.alerts WHERE dedup_key = {{dedup_key:String}}", {"dedup_key": dedup_key}
+    )
 
 
 def alerts_in_detection_order(database: str) -> str:
@@ -69,18 +74,20 @@ def alerts_in_detection_order(database: str) -> str:
     )
 
 
-def evidence_stored_at(database: str, event_ids: Iterable[str]) -> str:
+def evidence_stored_at(database: str, event_ids: Iterable[str]) -> Query:
     """When each of these events was stored (first `ingested_at`, ms), per exchange and event id."""
-    listed = ", ".join(literal(i) for i in sorted(set(event_ids)))
+    parameters: dict[str, str | int] = {f"event_{n}": event_id for n, event_id in enumerate(sorted(set(event_ids)))}
+    listed = ", ".join(f"{{{name}:String}}" for name in parameters)
     union = " UNION ALL ".join(
         f"SELECT toString(exchange_id) AS exchange_id, event_id, ingested_at FROM {database}.{table} "
         f"WHERE event_id IN ({listed})"
         for table in EVENT_TABLES
     )
-    return (
+    sql = (
         "SELECT exchange_id, event_id, toUnixTimestamp64Milli(min(ingested_at)) AS ms "
         f"FROM ({union}) GROUP BY exchange_id, event_id"
     )
+    return Query(sql, parameters)
 
 
 def ingest_span(database: str) -> str:
@@ -134,7 +141,8 @@ def regulator_questions(database: str, now: datetime) -> dict[str, str]:
     return {
         "traded today by exchange (1d)": f"SELECT exchange_id, sum(traded_amount) AS a FROM {d} WHERE day = {today} "
         "GROUP BY exchange_id ORDER BY a DESC",
-        "traded this hour (1h)": f"SELECT sum(traded_amount) AS a, sum(trades) AS n FROM {h} WHERE window_start = {hour}",
+        "traded this hour (1h)": f"SELECT sum(traded_amount) AS a, sum(trades) AS n FROM {h} "
+        f"WHERE window_start = {hour}",
         "hourly trend, last 24 h (1h)": f"SELECT window_start, sum(traded_amount) FROM {h} "
         f"WHERE window_start > {hour} - INTERVAL 24 HOUR GROUP BY window_start ORDER BY window_start",
         "daily trend, last year (1d)": f"SELECT day, sum(traded_amount) FROM {d} WHERE day > {today} - 365 "

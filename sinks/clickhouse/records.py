@@ -10,7 +10,7 @@ import pyarrow as pa
 from sinks.clickhouse.store import Store
 
 ALERT_ACTIONS = ("ack", "resolve")
-_ALERT_ACTION_SCHEMA = pa.schema(
+ALERT_ACTION_SCHEMA = pa.schema(
     [
         ("dedup_key", pa.string()),
         ("action", pa.string()),
@@ -19,7 +19,7 @@ _ALERT_ACTION_SCHEMA = pa.schema(
         ("at", pa.timestamp("ms", tz="UTC")),
     ]
 )
-_RULE_CHANGE_SCHEMA = pa.schema(
+RULE_CHANGE_SCHEMA = pa.schema(
     [
         ("changed_at", pa.timestamp("ms", tz="UTC")),
         ("actor", pa.string()),
@@ -39,11 +39,13 @@ def record_alert_action(store: Store, dedup_key: str, action: str, actor: str, n
     if not dedup_key or not actor:
         raise ValueError("dedup_key and actor (who) are required")
     at = datetime.now(UTC)
-    row = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note, "at": at}
+    said = {"dedup_key": dedup_key, "action": action, "actor": actor, "note": note}
     store.insert(
-        "alert_actions", pa.Table.from_pylist([row], schema=_ALERT_ACTION_SCHEMA), f"{dedup_key}|{action}|{at}"
+        "alert_actions",
+        pa.Table.from_pylist([{**said, "at": at}], schema=ALERT_ACTION_SCHEMA),
+        f"{dedup_key}|{action}|{at}",
     )
-    return {**{k: v for k, v in row.items() if k != "at"}, "at": at.isoformat()}
+    return {**said, "at": at.isoformat()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +69,10 @@ def record_rule_change(store: Store, change: RuleChange) -> None:
         "key_id": change.key_id,
     }
     token = f"rules|{now.isoformat()}|{change.change}"
-    store.insert("rule_changes", pa.Table.from_pylist([row], schema=_RULE_CHANGE_SCHEMA), token)
+    store.insert("rule_changes", pa.Table.from_pylist([row], schema=RULE_CHANGE_SCHEMA), token)
 
 
-_MARKET_PROGRESS_SCHEMA = pa.schema(
+MARKET_PROGRESS_SCHEMA = pa.schema(
     [
         ("src_topic", pa.string()),
         ("topic_id", pa.string()),
@@ -90,4 +92,4 @@ def record_market_progress(store: Store, topic: str, topic_id: str, applied: dic
     ]
     # The log's id counts: the same offsets of a new log are new progress, not a retried write to drop.
     token = f"market|{topic}:{topic_id}|" + ",".join(f"{p}:{o}" for p, o in sorted(applied.items()))
-    store.insert("market_progress", pa.Table.from_pylist(rows, schema=_MARKET_PROGRESS_SCHEMA), token)
+    store.insert("market_progress", pa.Table.from_pylist(rows, schema=MARKET_PROGRESS_SCHEMA), token)

@@ -17,16 +17,12 @@ from datetime import timedelta
 from operator import itemgetter
 from typing import Any
 
-try:  # CPython's own MD5: for a key of ~30 bytes twice as fast as OpenSSL's (no EVP context made per call)
-    from _md5 import md5
-except ImportError:  # an interpreter built without it
-    from hashlib import md5
-
 import pyarrow as pa
 
 from models import Heartbeat, Listing, Sighting, Trade, Usage
 from models.clock import EPOCH
-from sinks.clickhouse.store import Store, literal
+from models.digest import md5
+from sinks.clickhouse.store import Store
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 WINDOWED_TABLES = ("trades", "usage", "listings")  # the events the market windows count
@@ -112,19 +108,31 @@ class StateReader:
 
     def progress(self, topic: str, topic_id: str) -> LogProgress:
         """Marks of the current log only; strays are rows stored since this log was first seen."""
-        log = f"src_topic = {literal(topic)} AND topic_id = {literal(topic_id)}"
-        if not self.store.rows(f"SELECT 1 AS seen FROM {self.db}.processed_batches WHERE {log} LIMIT 1"):
+        named = {"topic": topic, "topic_id": topic_id}
+        log = "src_topic = {topic:String} AND topic_id = {topic_id:String}"
+        first = self.store.rows(
+            f"SELECT toUnixTimestamp64Milli(min(processed_at)) AS ms, count() AS n FROM {self.db}.processed_batches "
+            f"WHERE {log}",
+            named,
+        )[0]
+        if not int(first["n"]):
             self.store.command(  # first sight of this log: a mark that covers nothing, dated now
                 f"INSERT INTO {self.db}.processed_batches (src_topic, topic_id, src_partition, first_offset, "
-                f"last_offset, messages, processed_at) VALUES ({literal(topic)}, {literal(topic_id)}, -1, -1, -1, 0, "
-                "now64(3))"
+                "last_offset, messages, processed_at) VALUES ({topic:String}, {topic_id:String}, -1, -1, -1, 0, "
+                "now64(3))",
+                named,
             )
+            first = self.store.rows(
+                f"SELECT toUnixTimestamp64Milli(min(processed_at)) AS ms FROM {self.db}.processed_batches WHERE {log}",
+                named,
+            )[0]
         rows = self.store.rows(
             f"SELECT src_partition, max(last_offset) AS mark FROM {self.db}.processed_batches WHERE {log} "
-            "AND src_partition >= 0 GROUP BY src_partition"
+            "AND src_partition >= 0 GROUP BY src_partition",
+            named,
         )
         marks = {int(row["src_partition"]): int(row["mark"]) for row in rows}
-        since = f"(SELECT min(processed_at) FROM {self.db}.processed_batches WHERE {log})"
+        since = instant(int(first["ms"]))  # when this log was first seen here
         conditions = " AND ".join(f"NOT (src_partition = {p} AND src_offset <= {m})" for p, m in marks.items())
         above = f"({conditions})" if conditions else "1"
         stray_condition = f"({above} AND ingested_at >= {since})"
@@ -134,11 +142,13 @@ class StateReader:
                 f"AS ms FROM {self.db}.{table} WHERE {stray_condition}"
                 if table in EVENT_TABLES
                 else f"SELECT src_partition, src_offset, toInt64(0) AS ms FROM {self.db}.{table} "
-                f"WHERE {above} AND src_topic = {literal(topic)} AND received_at >= {since}"
+                f"WHERE {above} AND src_topic = {{topic:String}} AND received_at >= {since}"
             )
             for table in ACCOUNTED_TABLES
         )
-        stray = {(int(r["src_partition"]), int(r["src_offset"])): int(r["ms"]) for r in self.store.rows(union)}
+        stray = {
+            (int(r["src_partition"]), int(r["src_offset"])): int(r["ms"]) for r in self.store.rows(union, named)
+        }
         return LogProgress(marks, stray, stray_condition)
 
     def batches_after(self, topic: str, topic_id: str, marks: dict[int, int]) -> list[StoredBatch]:
@@ -153,9 +163,10 @@ class StateReader:
         rows = self.store.rows(
             "SELECT src_partition, first_offset, last_offset, "
             f"toUnixTimestamp64Milli(processed_at) AS processed_ms FROM {self.db}.processed_batches "
-            f"WHERE src_topic = {literal(topic)} AND topic_id = {literal(topic_id)} AND src_partition >= 0 "
+            "WHERE src_topic = {topic:String} AND topic_id = {topic_id:String} AND src_partition >= 0 "
             f"AND last_offset > {known} ORDER BY src_partition, last_offset, first_offset "
-            "LIMIT 1 BY src_partition, last_offset"
+            "LIMIT 1 BY src_partition, last_offset",
+            {"topic": topic, "topic_id": topic_id},
         )
         return [
             StoredBatch(
@@ -191,12 +202,13 @@ class StateReader:
             found.append((partition, offset, _rebuilt_trade(row)))
         for table, model in _SIGHTED.items():
             stored = self.store.arrow(
-                f"SELECT src_partition, src_offset, exchange_id, event_id, intDiv(toUnixTimestamp64Micro(occurred_at), 1000) "
-                f"AS ms FROM {self.db}.{table} WHERE {where} {order}"
+                "SELECT src_partition, src_offset, exchange_id, event_id, "
+                f"intDiv(toUnixTimestamp64Micro(occurred_at), 1000) AS ms FROM {self.db}.{table} WHERE {where} {order}"
             )
+            columns = (column.to_pylist() for column in stored.columns)
             found.extend(
                 (partition, offset, Sighting(model, exchange_id, event_id, ms))
-                for partition, offset, exchange_id, event_id, ms in zip(*(c.to_pylist() for c in stored.columns))
+                for partition, offset, exchange_id, event_id, ms in zip(*columns, strict=True)
             )
         found.sort(key=itemgetter(0, 1))
         return found
@@ -205,7 +217,8 @@ class StateReader:
         """Per partition, the last offset the market stage observed and recorded (empty: it never ran here)."""
         rows = self.store.rows(
             f"SELECT src_partition, max(applied_offset) AS applied FROM {self.db}.market_progress "
-            f"WHERE src_topic = {literal(topic)} AND topic_id = {literal(topic_id)} GROUP BY src_partition"
+            "WHERE src_topic = {topic:String} AND topic_id = {topic_id:String} GROUP BY src_partition",
+            {"topic": topic, "topic_id": topic_id},
         )
         return {int(row["src_partition"]): int(row["applied"]) for row in rows}
 
@@ -284,8 +297,9 @@ class StateReader:
         rows = self.store.rows(
             "SELECT dedup_key, exchange_id, product_id, event_ids, "
             "toUnixTimestamp64Milli(window_start) AS start_ms, toUnixTimestamp64Milli(window_end) AS end_ms "
-            f"FROM {self.db}.alerts FINAL WHERE kind = {literal(kind)} "
-            f"AND (window_end IS NULL OR window_end >= {instant(since_ms)}) ORDER BY detected_at, dedup_key"
+            f"FROM {self.db}.alerts FINAL WHERE kind = {{kind:String}} "
+            f"AND (window_end IS NULL OR window_end >= {instant(since_ms)}) ORDER BY detected_at, dedup_key",
+            {"kind": kind},
         )
         return [
             StoredAlert(

@@ -20,7 +20,7 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -39,6 +39,11 @@ SPOOL_PREFIX = "dmm-insert-"
 
 class StoreError(RuntimeError):
     """A store operation failed; the message says what was attempted."""
+
+
+# Values for a statement's `{name:Type}` placeholders. They travel beside the SQL text, never inside it: no text a
+# producer, an operator or a caller sent can change what a statement does, however it is quoted.
+Parameters = Mapping[str, str | int]
 
 
 def schema_statements() -> list[str]:
@@ -90,11 +95,11 @@ class Reads(Protocol):
 
     database: str
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]:
         """The monitor's own statement (`console_queries`), as rows."""
         ...
 
-    def ad_hoc(self, sql: str, fmt: str) -> str:
+    def ad_hoc(self, sql: str, fmt: str, parameters: Parameters | None = None) -> str:
         """A statement someone typed, through `sql_guard` first, as text in `fmt` (one of its `OUTPUT_FORMATS`)."""
         ...
 
@@ -105,9 +110,9 @@ class Store(Protocol):
     def apply_schema(self) -> None: ...
     def insert(self, table: str, batch: pa.Table, token: str) -> None: ...
     def stage(self, writes: Sequence[Write]) -> Staged: ...
-    def command(self, sql: str) -> None: ...
-    def rows(self, sql: str) -> list[dict[str, Any]]: ...
-    def arrow(self, sql: str) -> pa.Table: ...
+    def command(self, sql: str, parameters: Parameters | None = None) -> None: ...
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]: ...
+    def arrow(self, sql: str, parameters: Parameters | None = None) -> pa.Table: ...
     def reads(self, limits: SqlSettings) -> Reads: ...
     def close(self) -> None: ...
 
@@ -157,7 +162,8 @@ class Spooled:
         self.store = store
         self.files: list[str] = []
         statements = []
-        for table, batch, token, stamp in writes:
+        self.parameters: dict[str, str] = {}
+        for index, (table, batch, token, stamp) in enumerate(writes):
             sink = pa.BufferOutputStream()
             with pa.ipc.new_stream(sink, batch.schema) as writer:
                 writer.write_table(batch)
@@ -165,16 +171,17 @@ class Spooled:
             with os.fdopen(descriptor, "wb") as spool:
                 spool.write(sink.getvalue())
             self.files.append(name)
-            statements.append(
-                _insert_from_file(
-                    f"{store.database}.{table}",
-                    batch.column_names,
-                    {"insert_deduplication_token": token, **INSERT_SETTINGS},
-                    name,
-                    "ArrowStream",
-                    f"* REPLACE (now64(3) AS `{stamp}`)" if stamp else "*",
-                )
+            statement, parameters = _insert_from_file(
+                f"{store.database}.{table}",
+                batch.column_names,
+                {"insert_deduplication_token": token, **INSERT_SETTINGS},
+                name,
+                "ArrowStream",
+                f"* REPLACE (now64(3) AS `{stamp}`)" if stamp else "*",
+                suffix=f"_{index}",  # one query holds every table's statement: each its own parameters
             )
+            statements.append(statement)
+            self.parameters.update(parameters)
         self.sql = ";\n".join(statements)
 
     pending = "batch"
@@ -183,7 +190,7 @@ class Spooled:
         if not self.files:
             return []
         started = time.perf_counter()
-        self.store.command(self.sql)
+        self.store.command(self.sql, self.parameters)
         return [("batch", time.perf_counter() - started)]
 
     def close(self) -> None:
@@ -193,13 +200,30 @@ class Spooled:
 
 
 def _insert_from_file(
-    target: str, columns: list[str] | None, settings: dict[str, str], path: str, fmt: str, selected: str = "*"
-) -> str:
+    target: str,
+    columns: list[str] | None,
+    settings: Mapping[str, str],
+    path: str,
+    fmt: str,
+    selected: str = "*",
+    suffix: str = "",
+) -> tuple[str, dict[str, str]]:
     """The statement inserting a spooled file's rows, encoded in `fmt` (into `columns` in their order, else the
-    table's)."""
+    table's), with its parameters (their names end in `suffix`)."""
     names = "(" + ", ".join(f"`{name}`" for name in columns) + ")" if columns else ""
-    clause = "SETTINGS " + ", ".join(f"{n} = {literal(v)}" for n, v in settings.items()) if settings else ""
-    return f"INSERT INTO {target} {names} {clause} SELECT {selected} FROM file({literal(path)}, {literal(fmt)})"
+    assigned, parameters = _assignments(settings, suffix)
+    clause = f"SETTINGS {assigned}" if settings else ""
+    parameters |= {f"path{suffix}": path, f"format{suffix}": fmt}
+    source = f"file({{path{suffix}:String}}, {{format{suffix}:String}})"
+    return f"INSERT INTO {target} {names} {clause} SELECT {selected} FROM {source}", parameters
+
+
+def _assignments(settings: Mapping[str, str], suffix: str = "") -> tuple[str, dict[str, str]]:
+    """`name = {placeholder}, ...` for a SETTINGS clause or a SET statement, with the values as parameters (the
+    names are ClickHouse's setting names: `\\w+`, checked where they come from outside)."""
+    placeholders = {name: f"setting_{index}{suffix}" for index, name in enumerate(settings)}
+    assigned = ", ".join(f"{name} = {{{placeholder}:String}}" for name, placeholder in placeholders.items())
+    return assigned, {placeholders[name]: value for name, value in settings.items()}
 
 
 def _spool_prefix() -> str:
@@ -243,20 +267,50 @@ def _stamped(batch: pa.Table, column: str) -> pa.Table:
 PACKED_PARTS = "min_bytes_for_full_part_storage = 16777216"
 
 
+class _Chdb(Protocol):
+    """What the store uses of a chdb session or connection: chdb's functions carry no annotations, so they are
+    typed here, once (`_open_chdb`)."""
+
+    def query(self, sql: str, fmt: str, /, *, params: dict[str, str] | None) -> Any:
+        """The statement's result (`.bytes()`; an Arrow table for `ArrowTable`), None for no output."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _open_chdb(path: Path, *, session: bool) -> _Chdb:
+    """A chdb session on `path` (the store's own: one per process) or a connection beside it (a read's)."""
+    import chdb
+    from chdb import session as sessions
+
+    opened: Callable[[str], _Chdb] = sessions.Session if session else chdb.connect
+    return opened(str(path))
+
+
+def escaped(parameters: Parameters | None) -> dict[str, str] | None:
+    """Parameters as chdb binds them: text in ClickHouse's escaped format, as the HTTP interface's `param_` values
+    (clickhouse-connect encodes them so for a server). A backslash, tab, newline or NUL left as it is would change
+    or end the value (chdb reads a NUL as the end); nothing in it can become SQL."""
+    if not parameters:
+        return None
+    return {name: str(value).translate(_ESCAPES) for name, value in parameters.items()}
+
+
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0"})
+
+
 class ChdbStore:
     """ClickHouse in-process on a local data directory. One process may open it at a time."""
 
     def __init__(self, path: Path, database: str = "datamarket", read_only: bool = False) -> None:
         """`read_only`: the whole session runs with `readonly = 1`, as a SELECT-only user would."""
-        from chdb import session
-
         path.mkdir(parents=True, exist_ok=True)
         sweep_spool()
         self.path = path
         self.database = database
         self._lock = threading.Lock()
         try:
-            self._session = session.Session(str(path))
+            self._session = _open_chdb(path, session=True)
         except Exception as exc:  # chdb raises a bare RuntimeError on a locked path
             raise StoreError(
                 f"cannot open the embedded store at {path}: {exc}. Another dmm process (a running worker?) "
@@ -269,7 +323,8 @@ class ChdbStore:
         for statement in schema_statements():
             self.command(statement)
         tables = self.rows(
-            f"SELECT name FROM system.tables WHERE database = {literal(self.database)} AND engine LIKE '%MergeTree'"
+            "SELECT name FROM system.tables WHERE database = {database:String} AND engine LIKE '%MergeTree'",
+            {"database": self.database},
         )
         for table in tables:  # a store created before gets them too
             self.command(f"ALTER TABLE {self.database}.`{table['name']}` MODIFY SETTING {PACKED_PARTS}")
@@ -285,7 +340,7 @@ class ChdbStore:
         return Spooled(self, writes)
 
     def insert_data(
-        self, target: str, columns: list[str] | None, data: bytes | pa.Buffer, fmt: str, settings: dict[str, str]
+        self, target: str, columns: list[str] | None, data: bytes | pa.Buffer, fmt: str, settings: Mapping[str, str]
     ) -> None:
         """Rows encoded in `fmt` (into `columns` in their order, else the table's), spooled to a file that
         ClickHouse reads without Python: the Python() table function holds the GIL while it reads, stalling
@@ -293,45 +348,53 @@ class ChdbStore:
         with tempfile.NamedTemporaryFile(dir=SPOOL, prefix=_spool_prefix()) as spooled:
             spooled.write(data)
             spooled.flush()
-            self._run(_insert_from_file(target, columns, settings, spooled.name, fmt))
+            statement, parameters = _insert_from_file(target, columns, settings, spooled.name, fmt)
+            self._run(statement, parameters)
 
-    def command(self, sql: str) -> None:
-        self._run(sql)
+    def command(self, sql: str, parameters: Parameters | None = None) -> None:
+        self._run(sql, parameters)
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        out = self._run(sql, fmt="JSONEachRow")
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]:
+        out = self._run(sql, parameters, fmt="JSONEachRow")
         return [json.loads(line) for line in out.splitlines() if line]
 
-    def arrow(self, sql: str) -> pa.Table:
+    def arrow(self, sql: str, parameters: Parameters | None = None) -> pa.Table:
         with self._lock:
             try:
-                return self._session.query(sql, "ArrowTable")
+                return self._session.query(sql, "ArrowTable", params=escaped(parameters))
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
     def reads(self, limits: SqlSettings) -> ChdbReads:
         return ChdbReads(self, limit_settings(limits))
 
-    def raw(self, sql: str, fmt: str) -> bytes:
-        """One statement's output, as bytes in `fmt` (the HTTP interface passes it on untouched)."""
+    def raw(self, sql: str, fmt: str, escaped_parameters: dict[str, str] | None = None) -> bytes:
+        """One statement's output, as bytes in `fmt` (the HTTP interface passes it on untouched), its parameters
+        as that interface takes them (`escaped`)."""
         with self._lock:
             try:
-                result = self._session.query(sql, fmt)
+                result = self._session.query(sql, fmt, params=escaped_parameters)
             except Exception as exc:
                 raise StoreError(str(exc)) from exc
-        return result.bytes() if result is not None else b""
+        return _bytes(result)
 
     def close(self) -> None:
         with self._lock:
             self._session.close()
 
-    def _run(self, sql: str, fmt: str = "CSV") -> str:
+    def _run(self, sql: str, parameters: Parameters | None = None, fmt: str = "CSV") -> str:
         with self._lock:
             try:
-                result = self._session.query(sql, fmt)
+                result = self._session.query(sql, fmt, params=escaped(parameters))
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
-        return result.bytes().decode("utf-8", errors="replace") if result is not None else ""
+        return _bytes(result).decode("utf-8", errors="replace")
+
+
+def _bytes(result: Any) -> bytes:
+    """A chdb result's output (none: no bytes)."""
+    output: bytes = result.bytes() if result is not None else b""
+    return output
 
 
 class ChdbReads:
@@ -344,28 +407,29 @@ class ChdbReads:
         self._path = store.path
         self._settings = settings
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.raw(sql, "JSONEachRow").decode("utf-8").splitlines() if line]
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]:
+        out = self.raw(sql, "JSONEachRow", escaped(parameters)).decode("utf-8")
+        return [json.loads(line) for line in out.splitlines() if line]
 
-    def ad_hoc(self, sql: str, fmt: str) -> str:
+    def ad_hoc(self, sql: str, fmt: str, parameters: Parameters | None = None) -> str:
         statement = guard_select(sql, self.database)
-        return self.raw(statement, output_format(fmt)).decode("utf-8", errors="replace")
+        return self.raw(statement, output_format(fmt), escaped(parameters)).decode("utf-8", errors="replace")
 
-    def raw(self, sql: str, fmt: str) -> bytes:
-        """The statement's output in `fmt`, as ClickHouse wrote it (what `dmm store-serve` passes on)."""
-        import chdb
-
-        connection = chdb.connect(str(self._path))
+    def raw(self, sql: str, fmt: str, escaped_parameters: dict[str, str] | None = None) -> bytes:
+        """The statement's output in `fmt`, as ClickHouse wrote it (what `dmm store-serve` passes on), its
+        parameters as the HTTP interface takes them (`escaped`)."""
+        connection = _open_chdb(self._path, session=False)
         try:
             if self._settings:
-                connection.query("SET " + ", ".join(f"{name} = {literal(v)}" for name, v in self._settings.items()))
-            connection.query("SET readonly = 1")
-            result = connection.query(sql, fmt)
+                assigned, values = _assignments(self._settings)
+                connection.query(f"SET {assigned}", "CSV", params=escaped(values))
+            connection.query("SET readonly = 1", "CSV", params=None)
+            result = connection.query(sql, fmt, params=escaped_parameters)
         except Exception as exc:
             raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
         finally:
             connection.close()
-        return result.bytes() if result is not None else b""
+        return _bytes(result)
 
 
 class ServerStore:
@@ -396,25 +460,25 @@ class ServerStore:
     def stage(self, writes: Sequence[Write]) -> Staged:
         return InOrder(self, writes)
 
-    def command(self, sql: str) -> None:
+    def command(self, sql: str, parameters: Parameters | None = None) -> None:
         with self._lock:
             try:
-                self._client.command(sql)
+                self._client.command(sql, parameters=parameters)
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]:
         with self._lock:
             try:
-                out = self._client.raw_query(sql, fmt="JSONEachRow")
+                out = self._client.raw_query(sql, parameters=parameters, fmt="JSONEachRow")
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
         return [json.loads(line) for line in out.decode("utf-8").splitlines() if line]
 
-    def arrow(self, sql: str) -> pa.Table:
+    def arrow(self, sql: str, parameters: Parameters | None = None) -> pa.Table:
         with self._lock:
             try:
-                return self._client.query_arrow(sql)
+                return self._client.query_arrow(sql, parameters=parameters)
             except Exception as exc:
                 raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
 
@@ -447,15 +511,15 @@ class ServerReads:
         self._client = client
         self._settings = settings
 
-    def rows(self, sql: str) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self._text(sql, "JSONEachRow").splitlines() if line]
+    def rows(self, sql: str, parameters: Parameters | None = None) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self._text(sql, "JSONEachRow", parameters).splitlines() if line]
 
-    def ad_hoc(self, sql: str, fmt: str) -> str:
-        return self._text(guard_select(sql, self.database), output_format(fmt))
+    def ad_hoc(self, sql: str, fmt: str, parameters: Parameters | None = None) -> str:
+        return self._text(guard_select(sql, self.database), output_format(fmt), parameters)
 
-    def _text(self, sql: str, fmt: str) -> str:
+    def _text(self, sql: str, fmt: str, parameters: Parameters | None) -> str:
         try:
-            result: bytes = self._client.raw_query(sql, fmt=fmt, settings=self._settings)
+            result: bytes = self._client.raw_query(sql, parameters=parameters, fmt=fmt, settings=self._settings)
         except Exception as exc:
             raise StoreError(f"{exc} (while running: {sql[:200]})") from exc
         return result.decode("utf-8", errors="replace")
@@ -489,11 +553,6 @@ def open_store(settings: ClickHouseSettings, read_only: bool = False) -> Store:
     if not read_only:
         store.apply_schema()
     return store
-
-
-def literal(text: str) -> str:
-    """A ClickHouse string literal: the one place text is quoted into SQL."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _redact(url: str | None) -> str:

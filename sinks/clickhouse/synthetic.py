@@ -11,17 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 from models.clock import CHINA_STANDARD_TIME
-from sinks.clickhouse.store import Store, literal
+from models.events import Category, Source
+from sinks.clickhouse.store import Store
 from sinks.clickhouse.windows import recompute_days_sql, recompute_hours_sql, recompute_sql
 
 CHUNK_ROWS = 5_000_000
 
 
-def _pick(values: list[str], expression: str) -> str:
-    """One of `values`, chosen by an integer expression."""
-    listed = ", ".join(literal(v) for v in values)
+def _pick(name: str, values: list[str], expression: str, parameters: dict[str, str]) -> str:
+    """One of `values`, chosen by an integer expression; the values are added to `parameters` (named `name_i`)."""
+    named = {f"{name}_{index}": value for index, value in enumerate(values)}
+    parameters.update(named)
+    listed = ", ".join(f"{{{placeholder}:String}}" for placeholder in named)
     return f"[{listed}][1 + ({expression}) % {len(values)}]"
 
 
@@ -36,22 +40,26 @@ def insert_trades(
     for first in range(0, rows, CHUNK_ROWS):
         count = min(CHUNK_ROWS, rows - first)
         n = f"(number + {first})"
+        chosen: dict[str, str] = {}
         store.command(
             f"INSERT INTO {db}.trades (exchange_id, event_id, occurred_at, trade_id, product_id, buyer_id, seller_id, "
             "price, quantity, amount, currency, venue, purpose, data_bytes, sector, category, source, high_quality, "
             "late, src_partition, src_offset, ingested_at) "
-            f"SELECT {_pick(exchanges, f'cityHash64({n}, 1)')} AS exchange_id, concat('SYN-T-', toString({n})), "
+            f"SELECT {_pick('exchange', exchanges, f'cityHash64({n}, 1)', chosen)} AS exchange_id, "
+            f"concat('SYN-T-', toString({n})), "
             f"toDateTime64({start_s} + intDiv({n} * {span_s}, {rows}), 6, 'UTC'), concat('SYN-', toString({n})), "
-            f"concat('SYN-P-', toString(cityHash64({n}, 2) % 50000)), concat('B', toString(cityHash64({n}, 3) % 200000)), "
-            f"concat('S', toString(cityHash64({n}, 4) % 20000)), toDecimal128(100 + cityHash64({n}, 5) % 100000, 2) AS p, "
+            f"concat('SYN-P-', toString(cityHash64({n}, 2) % 50000)), "
+            f"concat('B', toString(cityHash64({n}, 3) % 200000)), concat('S', toString(cityHash64({n}, 4) % 20000)), "
+            f"toDecimal128(100 + cityHash64({n}, 5) % 100000, 2) AS p, "
             f"1 + cityHash64({n}, 6) % 5 AS q, p * q, 'CNY', "
             f"if(cityHash64({n}, 7) % 10 < 7, 'on_exchange', 'off_exchange_registered'), "
-            f"{_pick(['commercial', 'research', 'public_governance'], f'cityHash64({n}, 8)')}, "
-            f"cityHash64({n}, 9) % 1000000000, {_pick(sectors, f'cityHash64({n}, 10)')}, "
-            f"{_pick(['dataset', 'api', 'report', 'model', 'compute', 'service'], f'cityHash64({n}, 11)')}, "
-            f"{_pick(['public', 'enterprise', 'personal'], f'cityHash64({n}, 12)')}, "
+            f"{_pick('purpose', ['commercial', 'research', 'public_governance'], f'cityHash64({n}, 8)', chosen)}, "
+            f"cityHash64({n}, 9) % 1000000000, {_pick('sector', sectors, f'cityHash64({n}, 10)', chosen)}, "
+            f"{_pick('category', list(get_args(Category)), f'cityHash64({n}, 11)', chosen)}, "
+            f"{_pick('source', list(get_args(Source)), f'cityHash64({n}, 12)', chosen)}, "
             f"toUInt8(cityHash64({n}, 13) % 10 < 4), 0, 0, {n}, now64(3) "
-            f"FROM numbers({count})"
+            f"FROM numbers({count})",
+            chosen,
         )
         progress(first + count)
 

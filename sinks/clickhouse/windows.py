@@ -12,6 +12,7 @@ from their hours.
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import NamedTuple
 
 import pyarrow as pa
 
@@ -24,29 +25,45 @@ HOUR_MS = 3_600_000
 CELL = ("exchange_id", "sector", "category", "source", "venue", "high_quality")
 _CELL = ", ".join(CELL)
 
+
+class Measure(NamedTuple):
+    """One measure of a market window cell, declared once: its column (in `market_1m` and, when it adds up over
+    minutes, `market_1h` and `market_1d`), its type, and a minute's value from the stored events (an aggregate
+    over the union of trades, usage and new listings that `minute_cells_sql` reads, told apart by `kind`)."""
+
+    column: str
+    type: pa.DataType
+    of_events: str
+    adds_up: bool = True  # an hour's (a day's) value is the sum of its minutes': distinct counts do not
+
+
+MEASURES = (  # in the tables' column order
+    Measure("trades", pa.uint64(), "countIf(kind = 'trade')"),
+    Measure("traded_amount", pa.decimal128(38, 2), "sumIf(amount, kind = 'trade')"),
+    Measure("quantity", pa.uint64(), "sumIf(quantity, kind = 'trade')"),
+    Measure("data_bytes", pa.uint64(), "sumIf(data_bytes, kind = 'trade')"),
+    Measure("buyers", pa.uint64(), "uniqExactIf(buyer_id, kind = 'trade')", adds_up=False),
+    Measure("sellers", pa.uint64(), "uniqExactIf(seller_id, kind = 'trade')", adds_up=False),
+    Measure("usage_calls", pa.uint64(), "sumIf(calls, kind = 'usage')"),
+    Measure("usage_bytes", pa.uint64(), "sumIf(bytes, kind = 'usage')"),
+    Measure("new_listings", pa.uint64(), "countIf(kind = 'listing')"),
+)
+ADDED_UP = tuple(measure.column for measure in MEASURES if measure.adds_up)  # the measures of every grain
+
 MARKET_1M = pa.schema(
     [
         ("window_start", pa.timestamp("s", tz="UTC")),
-        ("exchange_id", pa.string()),
-        ("sector", pa.string()),
-        ("category", pa.string()),
-        ("source", pa.string()),
-        ("venue", pa.string()),
-        ("high_quality", pa.uint8()),
-        ("trades", pa.uint64()),
-        ("traded_amount", pa.decimal128(38, 2)),
-        ("quantity", pa.uint64()),
-        ("data_bytes", pa.uint64()),
-        ("buyers", pa.uint64()),
-        ("sellers", pa.uint64()),
-        ("usage_calls", pa.uint64()),
-        ("usage_bytes", pa.uint64()),
-        ("new_listings", pa.uint64()),
+        *((column, pa.uint8() if column == "high_quality" else pa.string()) for column in CELL),
+        *((measure.column, measure.type) for measure in MEASURES),
         ("updated_at", pa.timestamp("ms", tz="UTC")),
     ]
 )
-MARKET_1H = pa.schema([field for field in MARKET_1M if field.name not in ("buyers", "sellers")])
+_MINUTE_ONLY = {measure.column for measure in MEASURES if not measure.adds_up}
+MARKET_1H = pa.schema([field for field in MARKET_1M if field.name not in _MINUTE_ONLY])
 MARKET_1D = pa.schema([pa.field("day", pa.date32()), *list(MARKET_1H)[1:]])
+
+_OF_EVENTS = ",\n    ".join(f"{measure.of_events} AS {measure.column}" for measure in MEASURES)  # a minute's
+_SUMMED = ", ".join(f"sum({column}) AS {column}" for column in ADDED_UP)  # an hour from its minutes, a day its hours
 
 
 def _stamp(updated_at: datetime) -> str:
@@ -70,15 +87,7 @@ def minute_cells_sql(database: str, windows: list[int], updated_at: datetime) ->
     return f"""
 SELECT
     window_start, {_CELL},
-    countIf(kind = 'trade') AS trades,
-    sumIf(amount, kind = 'trade') AS traded_amount,
-    sumIf(quantity, kind = 'trade') AS quantity,
-    sumIf(data_bytes, kind = 'trade') AS data_bytes,
-    uniqExactIf(buyer_id, kind = 'trade') AS buyers,
-    uniqExactIf(seller_id, kind = 'trade') AS sellers,
-    sumIf(calls, kind = 'usage') AS usage_calls,
-    sumIf(bytes, kind = 'usage') AS usage_bytes,
-    countIf(kind = 'listing') AS new_listings,
+    {_OF_EVENTS},
     {_stamp(updated_at)} AS updated_at
 FROM
 (
@@ -100,19 +109,12 @@ GROUP BY window_start, {_CELL}
 """
 
 
-_MEASURES = (
-    "sum(trades) AS trades, sum(traded_amount) AS traded_amount, sum(quantity) AS quantity, "
-    "sum(data_bytes) AS data_bytes, sum(usage_calls) AS usage_calls, sum(usage_bytes) AS usage_bytes, "
-    "sum(new_listings) AS new_listings"
-)
-
-
 def recompute_hours_sql(database: str, hours: list[int], updated_at: datetime) -> str:
     """INSERT ... SELECT rebuilding the given hours (ms since the epoch) of market_1h from market_1m."""
     starts = ", ".join(str(h // 1000) for h in sorted(hours))
     lo, hi = min(hours) // 1000, max(hours) // 1000 + 3600
     return (
-        f"INSERT INTO {database}.market_1h SELECT toStartOfHour(window_start) AS hour, {_CELL}, {_MEASURES}, "
+        f"INSERT INTO {database}.market_1h SELECT toStartOfHour(window_start) AS hour, {_CELL}, {_SUMMED}, "
         f"{_stamp(updated_at)} AS updated_at FROM {database}.market_1m FINAL "
         f"WHERE window_start >= toDateTime({lo}, 'UTC') AND window_start < toDateTime({hi}, 'UTC') "
         f"AND toUnixTimestamp(toStartOfHour(window_start)) IN ({starts}) GROUP BY hour, {_CELL}"
@@ -124,7 +126,7 @@ def recompute_days_sql(database: str, days: list[date], updated_at: datetime) ->
     listed = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(days))
     return (
         f"INSERT INTO {database}.market_1d SELECT toDate(window_start, 'Asia/Shanghai') AS day, {_CELL}, "
-        f"{_MEASURES}, {_stamp(updated_at)} AS updated_at FROM {database}.market_1h FINAL "
+        f"{_SUMMED}, {_stamp(updated_at)} AS updated_at FROM {database}.market_1h FINAL "
         f"WHERE toDate(window_start, 'Asia/Shanghai') IN ({listed}) GROUP BY day, {_CELL}"
     )
 

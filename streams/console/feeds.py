@@ -17,8 +17,8 @@ from settings import get_settings
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.store import Store
 from streams import decode
+from streams.batch_records import PROCESSING_ERROR
 from streams.console.encode import share
-from streams.pipeline import PROCESSING_ERROR
 
 REASONS = (*decode.REASONS, PROCESSING_ERROR)  # the contract's, in its order, then the monitor's own
 TYPES = {"listings": "listing", "trades": "trade", "usage": "usage", "heartbeats": "heartbeat"}

@@ -53,7 +53,7 @@ def market_view(store: Store, period: Period) -> dict[str, Any]:
 
 def _trend(store: Store, period: Period, watermark: int) -> dict[str, Any]:
     """One point per hour of the day or minute of the hour up to the watermark, empty ones at zero."""
-    step = "hour" if period == "day" else "minute"
+    step: q.TrendStep = "hour" if period == "day" else "minute"
     found = {point["t_ms"]: point for point in q.trade_trend(store, span_of(period, watermark), step)}
     zero = {"trades": 0, "amount": Decimal("0.00")}
     points = [

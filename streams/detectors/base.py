@@ -57,10 +57,14 @@ class Finding:
 
 class Detector(Protocol):
     kind: AlertKind
-    observes: tuple[type[AnyEvent], ...]  # event types `observe` looks at: the others never reach it
     # Judges one exchange across all its products, so across partitions (the contract keys events by product):
     # with several workers it runs once, in the market stage over the store (`streams.market`).
     market_wide: bool
+
+    @property
+    def observes(self) -> tuple[type[AnyEvent], ...]:
+        """Event types `observe` looks at: the others never reach it (read-only: a rule names its own)."""
+        ...
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]: ...
 
@@ -84,7 +88,7 @@ class TakesSightings(Protocol):
 class TakesBatches(Protocol):
     """A rule that reads of every event only who sent it, its id and its time, whose state nothing else reads
     while a batch is processed: it can take a whole batch's events at its end, at once, instead of one by one
-    in their places (`Surveillance.begin_batch`). It must find exactly what it would have found one by one."""
+    in their places (`Surveillance.whole_batch`). It must find exactly what it would have found one by one."""
 
     def sighted_batch(
         self,
@@ -103,7 +107,7 @@ class TakesBatches(Protocol):
 class SightsAhead(Protocol):
     """A rule that sights events other than trades, where sighting a batch's once per exchange, at the earliest of
     them and ahead of the batch's other events, leaves it exactly as sighting each in its place would (until
-    `advance`): a batch's usage can then be taken at its end (`Surveillance.begin_batch`)."""
+    `advance`): a batch's usage can then be taken at its end (`Surveillance.whole_batch`)."""
 
     def sight_ahead(self, earliest: Mapping[str, int]) -> None:
         """Sight these exchanges' events, the earliest of each at `earliest[exchange_id]` (ms)."""

@@ -94,17 +94,18 @@ class ExchangeSilent:
         """A batch's events at once. Usually no silence starts or ends within a batch (`_quiet`): then only
         each exchange's latest event and count change, found with arrays. Otherwise each event is taken in
         turn, exactly as one by one."""
-        sent = [i for i, code in enumerate(exchange_ids) if code is not None]
-        if len(sent) < len(exchange_ids):  # event time passing a redelivered message: no one sent it
-            exchange_ids, event_ids = [exchange_ids[i] for i in sent], [event_ids[i] for i in sent]
+        senders = [code for code in exchange_ids if code is not None]
+        if len(senders) < len(exchange_ids):  # event time passing a redelivered message: no one sent it
+            sent = [i for i, code in enumerate(exchange_ids) if code is not None]
+            event_ids = [event_ids[i] for i in sent]
             at, watermarks = at[sent], watermarks[sent]
         if not len(at):
             return []
-        encoded = pa.array(exchange_ids, pa.string()).dictionary_encode()
+        encoded = pa.array(senders, pa.string()).dictionary_encode()
         codes, of_event = encoded.dictionary.to_pylist(), encoded.indices.to_numpy()
         by_sender = np.split(np.argsort(of_event, kind="stable"), np.cumsum(np.bincount(of_event))[:-1])
         if not self._quiet(codes, by_sender, at, watermarks, ctx):
-            return self._sighted_each(exchange_ids, event_ids, at.tolist(), watermarks.tolist(), ctx)  # type: ignore[arg-type]
+            return self._sighted_each(senders, event_ids, at.tolist(), watermarks.tolist(), ctx)
         for exchange_id, events in zip(codes, by_sender, strict=True):
             first, latest = int(events[0]), int(events[np.argmax(at[events])])  # the first of the latest ones
             sender = self._senders.get(exchange_id)
@@ -130,13 +131,13 @@ class ExchangeSilent:
             if exchange_id not in sending and sender.silent_since_ms is None and end - sender.last_ms > limit:
                 return False
         for exchange_id, events in zip(codes, by_sender, strict=True):
-            sender = self._senders.get(exchange_id)
+            known = self._senders.get(exchange_id)
             latest = np.maximum.accumulate(at[events])
-            if sender is not None:
-                if sender.silent_since_ms is not None:
+            if known is not None:
+                if known.silent_since_ms is not None:
                     return False
-                latest = np.maximum(latest, sender.last_ms)
-                if events[0] > 0 and watermarks[events[0] - 1] - sender.last_ms > limit:
+                latest = np.maximum(latest, known.last_ms)
+                if events[0] > 0 and watermarks[events[0] - 1] - known.last_ms > limit:
                     return False
             before_next = np.append(events[1:] - 1, len(at) - 1)
             if (watermarks[before_next] - latest > limit).any():

@@ -47,22 +47,21 @@ def price_gap(listings: list[ProductListing], ratio: Decimal) -> Gap | None:
     `ratio` apart. One pass, no key functions: it runs for every listing event."""
     highest: ProductListing | None = None
     lowest: ProductListing | None = None
+    high = low = Decimal(0)  # their prices
     for state in listings:
         price = state.list_price
         if price is None:
             continue
         if highest is None or lowest is None:
             highest = lowest = state
+            high = low = price
             continue
-        top = highest.list_price
-        if price > top or (price == top and state.exchange_id > highest.exchange_id):  # type: ignore[operator]
-            highest = state
-        bottom = lowest.list_price
-        if price < bottom or (price == bottom and state.exchange_id < lowest.exchange_id):  # type: ignore[operator]
-            lowest = state
+        if price > high or (price == high and state.exchange_id > highest.exchange_id):
+            highest, high = state, price
+        if price < low or (price == low and state.exchange_id < lowest.exchange_id):
+            lowest, low = state, price
     if highest is None or lowest is None or highest is lowest:
         return None
-    high, low = _price(highest), _price(lowest)
     if high == 0 or high < ratio * low:
         return None
     return Gap(highest, lowest, float(high / (max(low, ONE_FEN) * ratio)))

@@ -60,10 +60,8 @@ def in_cycle_order(legs: list[Leg]) -> list[Leg] | None:
     descents = [i for i in range(len(legs)) if times[i] > times[(i + 1) % len(legs)]]
     if len(descents) > 1:
         return None
-    if descents:
-        start = (descents[0] + 1) % len(legs)
-    else:  # all at the same instant: any rotation is in order; pick one deterministically
-        start = min(range(len(legs)), key=lambda i: legs[i].event_id)
+    # All at the same instant (no descent): any rotation is in order; pick one deterministically.
+    start = (descents[0] + 1) % len(legs) if descents else min(range(len(legs)), key=lambda i: legs[i].event_id)
     return legs[start:] + legs[:start]
 
 

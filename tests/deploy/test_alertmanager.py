@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 
 from dmm.broker import free_port
-
-from ._util import DEPLOY, ROOT, RULES_YML, alerting_rules
+from tests.support.deploy_files import DEPLOY, ROOT, RULES_YML, alerting_rules
 
 ALERTMANAGER_YML = DEPLOY / "alertmanager" / "alertmanager.yml"
 RUNBOOKS = DEPLOY / "runbooks"
@@ -101,6 +100,7 @@ def amtool() -> str:
     return path
 
 
+@pytest.mark.integration
 def test_amtool_check_config(amtool):
     r = subprocess.run(
         [amtool, "check-config", str(ALERTMANAGER_YML)], check=False, capture_output=True, text=True, timeout=60
@@ -109,6 +109,7 @@ def test_amtool_check_config(amtool):
     assert "SUCCESS" in r.stdout
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("rule", rules(), ids=lambda r: r.name)
 def test_amtool_routes_each_rule_by_team_and_severity(amtool, rule):
     labels = [f"{k}={v}" for k, v in {"alertname": rule.name, **rule.labels}.items()]
@@ -224,6 +225,7 @@ def _post_alerts(url: str, alerts: list[dict]) -> None:
         assert response.status == 200
 
 
+@pytest.mark.integration
 def test_alertmanager_routes_real_rule_labels_to_the_right_webhook(alertmanager, webhook):
     by_name = {rule.name: rule for rule in rules()}
     sent = {

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ._util import DEPLOY, SCHEMA_SQL
+from tests.support.deploy_files import DEPLOY, SCHEMA_SQL
 
 CH = DEPLOY / "clickhouse"
 GRANTS = CH / "grants.sql"
@@ -85,13 +85,14 @@ def test_grants_parse_as_statements_on_datamarket_only():
         assert "WITH GRANT OPTION" not in stmt.upper()
 
 
+@pytest.mark.integration
 def test_grants_are_valid_clickhouse_sql():
     chdb = pytest.importorskip("chdb")
     for stmt in statements():
         literal = stmt.replace("\\", "\\\\").replace("'", "\\'")
         try:
             chdb.query(f"SELECT formatQuery('{literal}')", "TSVRaw")
-        except Exception as exc:  # noqa: BLE001 - name the statement
+        except Exception as exc:  # name the statement
             pytest.fail(f"ClickHouse cannot parse {stmt!r}: {exc}")
 
 
@@ -137,6 +138,7 @@ def test_no_password_in_grants():
             assert re.fullmatch(r"__[A-Z0-9_]+__", secret), f"literal secret in grants.sql: {stmt}"
 
 
+@pytest.mark.integration
 def test_initdb_script_is_valid_bash_and_substitutes_every_placeholder():
     script = CH / "initdb" / "10-dmm-users.sh"
     subprocess.run(["bash", "-n", str(script)], check=True)

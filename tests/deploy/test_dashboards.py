@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ._util import (
+from tests.support.deploy_files import (
     DEPLOY,
     SCHEMA_SQL,
     defined_metrics,
@@ -69,7 +69,7 @@ def test_dashboard_is_valid(path):
             ds = t.get("datasource") or p.get("datasource")
             assert DATASOURCE_UIDS.get(ds["type"]) == ds["uid"], f"{p['title']}: unknown datasource {ds}"
         g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24
+        assert g["x"] >= 0 and g["x"] + g["w"] <= 24
 
 
 def test_datasources_are_provisioned():
@@ -94,7 +94,7 @@ def test_pipeline_dashboard_covers_every_worker_metric():
     for _, _, t in targets("prometheus"):
         used |= promql_metric_names(t["expr"])
     # expand recording rules into the metrics they are computed from
-    records = dict(zip(recording_rules(), rule_exprs()[: len(recording_rules())]))
+    records = dict(zip(recording_rules(), rule_exprs()[: len(recording_rules())], strict=True))
     for name in list(used):
         if name in records:
             used |= promql_metric_names(records[name])
@@ -145,7 +145,7 @@ def chdb_session(tmp_path_factory):
     session_mod = pytest.importorskip("chdb.session")
     s = session_mod.Session(str(tmp_path_factory.mktemp("chdb")))
     for stmt in SCHEMA_SQL.read_text(encoding="utf-8").split(";"):
-        body = "\n".join(l for l in stmt.splitlines() if not l.strip().startswith("--")).strip()
+        body = "\n".join(line for line in stmt.splitlines() if not line.strip().startswith("--")).strip()
         if body:
             s.query(body)
     s.query(
@@ -166,12 +166,13 @@ def chdb_session(tmp_path_factory):
     s.close()
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("exchange", [None, "SZDE"], ids=["all", "one-exchange"])
 def test_clickhouse_panels_run_on_the_schema(chdb_session, exchange):
     for where, sql in ch_queries():
         try:
             chdb_session.query(expand_macros(sql, exchange), "CSV")
-        except Exception as exc:  # noqa: BLE001 - report which panel
+        except Exception as exc:  # report which panel
             pytest.fail(f"{where}: {exc}\n{expand_macros(sql, exchange)}")
     var = next(v for p in DASHBOARDS for v in load(p)["templating"]["list"] if v["name"] == "exchange")
     assert str(chdb_session.query(var["query"], "CSV")).split() == ['"BJDE"', '"SZDE"']

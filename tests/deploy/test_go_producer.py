@@ -27,9 +27,10 @@ from settings import KafkaSettings
 from streams.authenticate import Authenticator
 from streams.decode import Rejection, decode
 from streams.kafka_client import ensure_topics
-from tests.dmm.readback import read_topic
+from tests.support.deploy_files import DEPLOY
+from tests.support.readback import read_topic
 
-from ._util import DEPLOY
+pytestmark = pytest.mark.integration
 
 SOURCE = DEPLOY / "examples" / "go-producer"
 SARAMA = Path("/usr/share/gocode/src/github.com/Shopify/sarama")

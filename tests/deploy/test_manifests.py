@@ -15,8 +15,7 @@ from pydantic import BaseModel
 
 from models.keys import KeysFileError, parse_keys
 from settings import Settings
-
-from ._util import DEPLOY, ROOT
+from tests.support.deploy_files import DEPLOY, ROOT
 
 K8S = DEPLOY / "k8s"
 COMPOSE = DEPLOY / "compose" / "docker-compose.yml"
@@ -45,9 +44,12 @@ def settings_path_exists(key: str) -> bool:
 
 
 def yaml_files():
-    return sorted(K8S.glob("*.yaml")) + [COMPOSE, *sorted((DEPLOY / "prometheus").glob("*.yml"))] + sorted(
-        (DEPLOY / "grafana" / "provisioning").rglob("*.yml")
-    )
+    return [
+        *sorted(K8S.glob("*.yaml")),
+        COMPOSE,
+        *sorted((DEPLOY / "prometheus").glob("*.yml")),
+        *sorted((DEPLOY / "grafana" / "provisioning").rglob("*.yml")),
+    ]
 
 
 def test_yaml_parses_when_pyyaml_is_available():
@@ -130,6 +132,7 @@ def test_dockerfile():
         assert f"COPY {pkg} ./{pkg}" in text, f"Dockerfile does not copy package {pkg}"
 
 
+@pytest.mark.integration
 def test_install_prometheus_script_is_valid_bash():
     import subprocess
 

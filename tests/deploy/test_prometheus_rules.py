@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from ._util import (
+from tests.support.deploy_files import (
     DEPLOY,
     RULES_TEST_YML,
     RULES_YML,
@@ -38,22 +38,26 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, cwd=PROM, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.integration
 def test_promtool_check_rules(promtool):
     r = run(promtool, "check", "rules", "rules.yml")
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.integration
 def test_promtool_test_rules(promtool):
     r = run(promtool, "test", "rules", "rules_test.yml")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout + r.stderr
 
 
+@pytest.mark.integration
 def test_promtool_check_config(promtool):
     r = run(promtool, "check", "config", "prometheus.yml")
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+@pytest.mark.integration
 def test_promtool_check_kubernetes_scrape_config(promtool):
     r = run(promtool, "check", "config", "kubernetes-scrape.yml")
     out = r.stdout + r.stderr

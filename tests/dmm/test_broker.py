@@ -11,6 +11,8 @@ from dmm.broker import BrokerError, EmbeddedBroker, answers_metadata, free_port
 from settings import KafkaSettings
 from streams.kafka_client import aiokafka_options, client_options, ensure_topics, monitor_topics
 
+pytestmark = pytest.mark.integration
+
 
 def _partition_counts(kafka: KafkaSettings) -> dict[str, int]:
     admin = KafkaAdminClient(**client_options(kafka))

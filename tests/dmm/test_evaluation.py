@@ -15,8 +15,16 @@ def incident(kind: str = "price_outlier", exchange: str = "SHDEX", product: str 
                     (T + timedelta(seconds=end)).isoformat(), "injected")
 
 
-def alert(key: str, kind: str = "price_outlier", exchange: str = "SHDEX", product: str | None = "P1",
-          event_ids: tuple[str, ...] = ("E1",), start: int | None = 0, end: int | None = 0, detected: float = 1) -> Alert:
+def alert(
+    key: str,
+    kind: str = "price_outlier",
+    exchange: str = "SHDEX",
+    product: str | None = "P1",
+    event_ids: tuple[str, ...] = ("E1",),
+    start: int | None = 0,
+    end: int | None = 0,
+    detected: float = 1,
+) -> Alert:
     return Alert(
         alert_id=f"a-{key}", kind=kind, severity=SEVERITY[kind], exchange_id=exchange, product_id=product,
         event_ids=list(event_ids), score=1.0,
@@ -53,7 +61,8 @@ def test_detected_missed_false_and_duplicates_per_kind() -> None:
     ]
     report = score(incidents, alerts, stored_at={("SHDEX", "E1"): T + timedelta(seconds=1)})
     outlier, spike, self_dealing = (report.kinds[k] for k in ("price_outlier", "volume_spike", "self_dealing"))
-    assert (outlier.injected, outlier.detected, outlier.missed, outlier.duplicates, outlier.false_alerts) == (2, 1, 1, 1, 0)
+    counted = (outlier.injected, outlier.detected, outlier.missed, outlier.duplicates, outlier.false_alerts)
+    assert counted == (2, 1, 1, 1, 0)
     assert outlier.latencies_s == [2.0]  # from when its evidence was stored to the first alert
     assert spike.detected == 1 and spike.latencies_s == [5.0]  # no stored evidence: from window_end
     assert self_dealing.false_alerts == 1 and self_dealing.injected == 0

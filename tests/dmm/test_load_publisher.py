@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from dmm.broker import EmbeddedBroker
 from dmm.load_publisher import publish_paced
 from dmm.producer import EventProducer
 from dmm.simulator.wire import Message
 from settings import KafkaSettings
 from streams.kafka_client import ensure_topics
-from tests.dmm.readback import read_topic
+from tests.support.readback import read_topic
+
+pytestmark = pytest.mark.integration
 
 
 def _topics(broker: EmbeddedBroker, prefix: str) -> KafkaSettings:

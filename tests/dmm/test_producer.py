@@ -14,7 +14,9 @@ from settings import KafkaSettings
 from streams.authenticate import Authenticator
 from streams.decode import decode
 from streams.kafka_client import ensure_topics
-from tests.dmm.readback import read_topic
+from tests.support.readback import read_topic
+
+pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 

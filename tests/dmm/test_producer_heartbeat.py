@@ -1,4 +1,5 @@
-"""HeartbeatSender against a real broker: the contract's heartbeat, keyed by exchange, accepted by the worker's decoder."""
+"""HeartbeatSender against a real broker: the contract's heartbeat, keyed by exchange, accepted by the worker's
+decoder."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from dmm.producer import EventProducer, HeartbeatSender
 from models import AnyEvent, Heartbeat
 from settings import KafkaSettings
 from streams.decode import decode
-from tests.dmm.readback import read_topic
+from tests.support.readback import read_topic
+
+pytestmark = pytest.mark.integration
 
 
 def _wait_for(condition: threading.Condition, predicate: Callable[[], bool], what: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from dmm import producer
 from dmm.broker import free_port
 from dmm.cli import app
 from dmm.producer import EventProducer
@@ -16,7 +17,7 @@ from models.keys import load_keys
 from settings import KafkaSettings, get_settings
 from streams.authenticate import Authenticator
 from streams.decode import decode
-from tests.dmm.readback import read_topic
+from tests.support.readback import read_topic
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 
@@ -55,6 +56,7 @@ def test_heartbeat_example_is_keyed_by_exchange() -> None:
     assert line_key(HEARTBEAT) == b"SHDEX"
 
 
+@pytest.mark.integration
 def test_replay_file_publishes_every_line_byte_for_byte(kafka: KafkaSettings, jsonl: Path) -> None:
     progress: list[int] = []
     with EventProducer(kafka) as producer:
@@ -65,6 +67,7 @@ def test_replay_file_publishes_every_line_byte_for_byte(kafka: KafkaSettings, js
     assert [(r.value, r.key) for r in stored] == LINES
 
 
+@pytest.mark.integration
 def test_replay_command(cli_env: KafkaSettings, jsonl: Path) -> None:
     result = CliRunner().invoke(app, ["replay", str(jsonl), "--bootstrap", cli_env.bootstrap])
     assert result.exit_code == 0, result.output
@@ -72,7 +75,8 @@ def test_replay_command(cli_env: KafkaSettings, jsonl: Path) -> None:
     assert [(r.value, r.key) for r in read_topic(cli_env, cli_env.events_topic)] == LINES
 
 
-def test_replay_command_fails_clearly_without_a_broker(jsonl: Path) -> None:
+def test_replay_command_fails_clearly_without_a_broker(jsonl: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(producer._DEFAULTS, "bootstrap_timeout_ms", 1_000)  # give up on the absent broker sooner
     result = CliRunner().invoke(app, ["replay", str(jsonl), "--bootstrap", f"127.0.0.1:{free_port()}"])
     assert result.exit_code == 1
     assert "dmm up" in result.output
@@ -90,6 +94,7 @@ def keys_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.integration
 def test_replay_with_keys_signs_each_line_with_its_exchange_s_first_key(
     cli_env: KafkaSettings, jsonl: Path, keys_file: Path
 ) -> None:
@@ -109,6 +114,7 @@ def test_replay_with_keys_signs_each_line_with_its_exchange_s_first_key(
     assert [type(outcome).__name__ for outcome in outcomes] == ["Trade", "Heartbeat"]
 
 
+@pytest.mark.integration
 def test_replay_refuses_an_unusable_keys_file_before_sending(
     cli_env: KafkaSettings, jsonl: Path, tmp_path: Path
 ) -> None:

@@ -20,7 +20,7 @@ from dmm.query import wait_until_drained, wait_until_ready
 from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.supervisor import Backoff, describe_exit
 from settings import KafkaSettings, Settings
-from tests.dmm.simulator.runs import START
+from tests.support.simulated_runs import START
 
 EVENT_TABLES = {"listing": "listings", "trade": "trades", "usage": "usage", "heartbeat": "heartbeats"}
 

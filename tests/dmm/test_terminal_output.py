@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dmm.cli import app
 from dmm.cli.terminal import markup_safe, printable
 from settings import get_settings
-from sinks.clickhouse.store import ChdbStore, literal
+from sinks.clickhouse.store import ChdbStore
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,14 @@ def hostile_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     store.apply_schema()
     store.command(
         "INSERT INTO datamarket.alerts (schema, alert_id, kind, severity, exchange_id, parties, event_ids, score, "
-        f"detected_at, dedup_key, message, message_zh) VALUES ('dm.v1', 'a1', 'price_outlier', 'warning', 'SHDEX', "
-        f"[], [], 1.5, now64(3), {literal(HOSTILE_KEY)}, {literal('price ' + HOSTILE_KEY)}, '价格')"
+        "detected_at, dedup_key, message, message_zh) VALUES ('dm.v1', 'a1', 'price_outlier', 'warning', 'SHDEX', "
+        "[], [], 1.5, now64(3), {key:String}, {message:String}, '价格')",
+        {"key": HOSTILE_KEY, "message": "price " + HOSTILE_KEY},
     )
     store.command(
         "INSERT INTO datamarket.alert_actions (dedup_key, action, actor, note, at) "
-        f"VALUES ({literal(HOSTILE_KEY)}, 'ack', {literal('ops' + HOSTILE_KEY)}, {literal(HOSTILE_NOTE)}, now64(3))"
+        "VALUES ({key:String}, 'ack', {actor:String}, {note:String}, now64(3))",
+        {"key": HOSTILE_KEY, "actor": "ops" + HOSTILE_KEY, "note": HOSTILE_NOTE},
     )
     store.close()
     monkeypatch.setenv("DMM_CLICKHOUSE__CHDB_PATH", str(path))

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from dmm.broker import free_port
+from dmm.broker import free_port, port_is_free
 from dmm.query import UnknownAlert, alert_action, query_rows, wait_until_ready
 from settings import ClickHouseSettings, KafkaSettings, Settings
 
@@ -59,3 +59,61 @@ def test_up_runs_the_stack_with_simulated_traffic_and_stops_cleanly(tmp_path: Pa
     assert printed and printed.group(1) == token_file.read_text().strip(), output
     assert not [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert (tmp_path / ".dmm" / "chdb").is_dir()
+
+
+@pytest.mark.integration
+def test_up_keeps_everything_in_its_workdir_refuses_a_second_up_and_leaves_nothing_when_killed(tmp_path: Path) -> None:
+    cwd, workdir = tmp_path / "cwd", tmp_path / "wd"
+    cwd.mkdir()
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+        clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
+        web_port=free_port(),
+    )
+    env = {**os.environ, "DMM_KAFKA__BOOTSTRAP": settings.kafka.bootstrap, "DMM_WEB_PORT": str(settings.web_port)}
+    env.pop("DMM_CLICKHOUSE__CHDB_PATH", None)
+    command = [sys.executable, "-m", "dmm", "up", "--no-simulate", "--workdir", str(workdir)]
+
+    first = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(settings, timeout=120, alive=lambda: first.poll() is None)
+        kept = {path.name for path in workdir.iterdir()}
+        assert {"chdb", "console-token", "sql.sock", "ops.key", "faust", "worker.log"} <= kept, kept
+        assert any(name.startswith("tansu-") for name in kept), kept
+        assert list(cwd.iterdir()) == []
+        token = (workdir / "console-token").read_text()
+
+        other_ports = {**env, "DMM_KAFKA__BOOTSTRAP": f"127.0.0.1:{free_port()}", "DMM_WEB_PORT": str(free_port())}
+        second = subprocess.run(command, cwd=cwd, env=other_ports, capture_output=True, timeout=120, check=False)
+        said = " ".join((second.stdout + second.stderr).decode().split())
+        assert second.returncode == 1, said
+        assert f"{workdir / 'chdb'} is in use by another `dmm up` (pid {first.pid})" in said, said
+        assert (workdir / "console-token").read_text() == token, "the refused `dmm up` must touch nothing"
+
+        children = psutil.Process(first.pid).children(recursive=True)
+        assert {"tansu", "python"} <= {p.name().rstrip("0123456789.") for p in children}, children
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    deadline = time.monotonic() + 10
+    while (left := [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    assert left == [], "children outlived a killed `dmm up`"
+    ports = [int(settings.kafka.bootstrap.rpartition(":")[2]), settings.web_port]
+    while (taken := [port for port in ports if not port_is_free("127.0.0.1", port)]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert taken == [], subprocess.run(["ss", "-tanp"], capture_output=True, text=True, check=False).stdout
+
+    again = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_until_ready(settings, timeout=120, alive=lambda: again.poll() is None)
+    finally:
+        began = time.monotonic()
+        again.send_signal(signal.SIGINT)
+        output = again.communicate(timeout=30)[0].decode()
+        print(f"`dmm up` stopped {time.monotonic() - began:.1f} s after SIGINT")
+    assert again.returncode == 0, output
+    assert "stopped" in output
+    assert list(cwd.iterdir()) == []

@@ -3,37 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
-from pathlib import Path
 
 import pytest
 
-from dmm.broker import free_port
-from dmm.simulator import KINDS, MarketSimulator, SimulationConfig
 from dmm.stack import EmbeddedStack
-from settings import ClickHouseSettings, KafkaSettings, Settings
-
-
-def every_kind_scenario() -> MarketSimulator:
-    """The seeded scenario the end-to-end tests share: 50 minutes, every alert kind injected twice."""
-    return MarketSimulator(
-        SimulationConfig(
-            seed=21,
-            start=datetime.fromisoformat("2026-11-21T08:00:00+08:00"),
-            duration_s=3000,
-            rate=2.0,
-            injections={kind: 2 for kind in KINDS},
-        )
-    )
-
-
-def stack_settings(workdir: Path) -> Settings:
-    return Settings(
-        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
-        clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
-        web_port=free_port(),
-        log_json=True,
-    )
+from tests.support.stack import stack_settings
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,8 @@ from dmm.query import query_rows, wait_until_drained
 from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
 from settings import Settings
-from tests.dmm.readback import read_topic
-from tests.end_to_end.conftest import stack_settings
+from tests.support.readback import read_topic
+from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.slow
 

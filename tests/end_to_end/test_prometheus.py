@@ -21,11 +21,13 @@ from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
 from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
-from tests.end_to_end.market_file import build
+from tests.support.market_file import build
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("prometheus") is None, reason="no prometheus binary: run scripts/install-prometheus"),
+    pytest.mark.skipif(
+        shutil.which("prometheus") is None, reason="no prometheus binary: run scripts/install-prometheus"
+    ),
 ]
 RULES = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yml"
 

@@ -11,7 +11,7 @@ from dmm.producer import EventProducer
 from dmm.query import query_rows, wait_until_drained
 from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
-from tests.end_to_end.market_file import Expected, build
+from tests.support.market_file import Expected, build
 
 pytestmark = pytest.mark.slow
 
@@ -127,4 +127,5 @@ def test_replaying_the_same_file_twice_changes_nothing(stack: EmbeddedStack, rep
     # Every line arrives again: each valid one is now a duplicate, each bad one is rejected again.
     assert after["duplicate_events"] == before["duplicate_events"] + expected.accepted + expected.duplicates
     assert after["rejected_events"] == 2 * before["rejected_events"]
-    assert query_rows(stack.settings, "SELECT toString(sum(traded_amount)) AS s FROM datamarket.market_1m FINAL") == amounts
+    windows = "SELECT toString(sum(traded_amount)) AS s FROM datamarket.market_1m FINAL"
+    assert query_rows(stack.settings, windows) == amounts

@@ -17,7 +17,7 @@ from dmm.query import query_rows, wait_until_drained, worker_metrics, worker_sta
 from dmm.stack import EmbeddedStack
 from streams.kafka_client import client_options
 from streams.rules import OpsKey
-from tests.end_to_end.conftest import stack_settings
+from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from dmm.stack import EmbeddedStack
 from models.keys import KeyRing, SigningKey, load_keys
 from settings import IngestSettings
 from streams.kafka_client import client_options
-from tests.end_to_end.conftest import stack_settings
+from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import pytest
 
 from dmm.evaluation import run_scenario
 from dmm.simulator import KINDS, write_jsonl, write_truth
-from tests.end_to_end.conftest import every_kind_scenario, stack_settings
+from tests.support.stack import every_kind_scenario, stack_settings
 
 pytestmark = pytest.mark.slow
 

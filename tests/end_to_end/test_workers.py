@@ -18,10 +18,8 @@ from dmm.replay import replay_file
 from dmm.simulator import write_jsonl
 from dmm.stack import WorkerGroup
 from streams.kafka_client import ensure_topics
-from tests.end_to_end.conftest import every_kind_scenario, stack_settings
-from tests.end_to_end.market_file import tally
-from tests.end_to_end.test_partitions import run as run_one_worker
-from tests.end_to_end.test_partitions import stored_outcome
+from tests.support.market_file import tally
+from tests.support.stack import every_kind_scenario, run_one_worker, stack_settings, stored_outcome
 
 pytestmark = pytest.mark.slow
 

@@ -23,7 +23,10 @@ from dmm.producer import EventProducer
 from dmm.query import wait_until_drained, worker_status
 from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
-from tests.reliability.harness import StoreReader, assert_exact_totals, build_market, scrape, settings_for
+from tests.support.market_file import build_market
+from tests.support.stack import settings_for
+from tests.support.totals import StoreReader, assert_exact_totals
+from tests.support.worker import scrape
 
 pytestmark = pytest.mark.slow
 

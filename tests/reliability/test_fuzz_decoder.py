@@ -26,7 +26,7 @@ from dmm.stack import EmbeddedStack
 from models import Dims, Trade
 from sinks.clickhouse.batches import BatchRows, StoredEvent
 from streams.decode import REASONS, Rejection, decode
-from tests.reliability.harness import settings_for
+from tests.support.stack import settings_for
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 EXAMPLES = {
@@ -198,6 +198,7 @@ def test_huge_fields_and_deep_nesting() -> None:
             assert len(outcome.detail) <= 2000
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_over_many_hostile_inputs() -> None:
     """Decoding tens of thousands of bad messages retains (almost) nothing: no cache or leak grows."""
     base = EXAMPLES["trade"]

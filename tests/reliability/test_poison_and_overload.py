@@ -36,15 +36,12 @@ from streams.detectors.base import EventTimeDetector, Finding, MarketContext
 from streams.pipeline import Pipeline
 from streams.records import Message
 from streams.surveillance import Surveillance
-from tests.reliability.harness import (
-    StoreReader,
-    assert_exact_totals,
-    build_market,
-    rss_kib,
-    scrape,
-    settings_for,
-    wait_for,
-)
+from tests.support.market_file import build_market
+from tests.support.stack import settings_for
+from tests.support.totals import StoreReader, assert_exact_totals
+from tests.support.worker import rss_kib, scrape, wait_for
+
+pytestmark = pytest.mark.integration
 
 POISON_TRADE = "POISON-1"
 

@@ -7,7 +7,7 @@ import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import faust
 import pytest
@@ -19,7 +19,7 @@ from settings import ClickHouseSettings, KafkaSettings
 from sinks.clickhouse.store import ServerStore, StoreError
 from streams.app import broker_credentials
 from streams.kafka_client import aiokafka_options, client_options
-from tests.reliability.harness import settings_for
+from tests.support.stack import settings_for
 
 CANARY_KAFKA = "kafka-canary-7f3a9c"
 CANARY_CLICKHOUSE = "clickhouse-canary-b41e02"
@@ -65,7 +65,7 @@ def test_kafka_sasl_scram_and_tls_pass_through_to_every_client(tmp_path: Path) -
 class _CaptureClickHouse(BaseHTTPRequestHandler):
     """A local HTTP endpoint standing in for a ClickHouse server: records what the client sends, then fails."""
 
-    seen: list[dict[str, Any]] = []
+    seen: ClassVar[list[dict[str, Any]]] = []
 
     def _handle(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

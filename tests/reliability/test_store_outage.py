@@ -21,16 +21,10 @@ from dmm.producer import EventProducer
 from dmm.query import wait_until_drained, worker_status
 from dmm.replay import line_key
 from dmm.stack import EmbeddedStack
-from tests.reliability.harness import (
-    StoreReader,
-    assert_exact_totals,
-    build_market,
-    log_entries,
-    rss_kib,
-    scrape,
-    settings_for,
-    wait_for,
-)
+from tests.support.market_file import build_market
+from tests.support.stack import settings_for
+from tests.support.totals import StoreReader, assert_exact_totals
+from tests.support.worker import log_entries, rss_kib, scrape, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -109,8 +103,11 @@ def test_store_refusing_writes_pauses_consumption_then_lands_everything_once(tmp
         assert failures[-1] > failures[0] > before.get("dmm_store_write_failures_total", 0), failures
         assert all(s[1] == 1 for s in samples), samples
         assert {s[3][0] for s in samples} == {stalled_at}, "the processed offset must not move while writes fail"
-        assert samples[-1][3][1] - 1 - stalled_at > 1_000, "a backlog should build up on the broker"
-        assert samples[-1][2] > 1_000, "the lag gauge shows it"
+        # Consumption paused with messages waiting: how many the worker took before it stalled depends on the
+        # machine's speed, that some wait on the broker and the lag gauge shows them does not.
+        assert stalled_at >= len(first) - 1, "what was stored before the outage stays processed"
+        assert samples[-1][3][1] - 1 > stalled_at, "a backlog builds up on the broker"
+        assert samples[-1][2] > before.get("dmm_consumer_lag_messages", 0), "the lag gauge rose with it"
         peak_rss = max(s[4] for s in samples)
         assert peak_rss < rss_before + 300 * 1024, (rss_before, peak_rss)
         # Backoff, not a hot loop: with a 2 s cap, about one retry every 2 s (a few tables per batch).

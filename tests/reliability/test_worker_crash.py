@@ -19,6 +19,7 @@ surviving incarnation's counters equal its stored rows exactly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import threading
@@ -36,16 +37,10 @@ from dmm.stack import EmbeddedStack
 from sinks.clickhouse.store import ChdbStore, Staged, Write
 from streams.pipeline import Pipeline
 from streams.records import Message
-from tests.reliability.harness import (
-    EVENT_TABLES,
-    StoreReader,
-    alert_keys,
-    assert_exact_totals,
-    build_market,
-    log_entries,
-    scrape,
-    settings_for,
-)
+from tests.support.market_file import build_market
+from tests.support.stack import settings_for
+from tests.support.totals import EVENT_TABLES, StoreReader, alert_keys, assert_exact_totals
+from tests.support.worker import log_entries, scrape
 
 pytestmark = pytest.mark.slow
 
@@ -132,10 +127,8 @@ def test_repeated_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
             before = processed(stack)
             deadline = time.monotonic() + delay
             while time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(OSError):
                     last = scrape(settings, timeout=1)
-                except OSError:
-                    pass
                 time.sleep(0.05)
             at = processed(stack)
             stack.kill_worker()

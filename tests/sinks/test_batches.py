@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import sinks
 from models import EVENT_ADAPTER, Alert, Dims, Sighting, Trade
 from sinks.clickhouse.batches import BatchRows, Duplicate, Rejected, StoredEvent
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
+
+pytestmark = pytest.mark.integration
 
 KINDS = ("listing", "trade", "usage", "heartbeat")
 

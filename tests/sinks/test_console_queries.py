@@ -13,6 +13,8 @@ from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.records import record_alert_action
 from sinks.clickhouse.store import ChdbStore
 
+pytestmark = pytest.mark.integration
+
 US = 1_000_000
 T0 = 1_795_219_200 * US  # 2026-11-21 08:00:00 CST
 DAY = q.Span(T0 - 8 * 3600 * US, T0 + 16 * 3600 * US)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from sinks.clickhouse.records import record_market_progress
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
+
+pytestmark = pytest.mark.integration
 
 
 def test_market_progress_at_the_same_offsets_of_a_new_log_is_recorded_not_dropped_as_a_retry(tmp_path: Path) -> None:

@@ -92,10 +92,10 @@ def test_queries_of_the_monitors_tables_run_as_the_guard_read_them(sql: str, run
 def test_the_cli_s_own_questions_pass_the_guard() -> None:
     for sql in (
         queries.EXAMPLE,
-        queries.alert_list("datamarket", kind="wash_trading", status="open", limit=5),
-        queries.alert_exists("datamarket", "k' OR '1'='1"),
+        queries.alert_list("datamarket", kind="wash_trading", status="open", limit=5).sql,
+        queries.alert_exists("datamarket", "k' OR '1'='1").sql,
         queries.alerts_in_detection_order("datamarket"),
-        queries.evidence_stored_at("datamarket", ["SHDEX-T-1"]),
+        queries.evidence_stored_at("datamarket", ["SHDEX-T-1"]).sql,
         queries.ingest_span("datamarket"),
     ):
         guard_select(sql, "datamarket")

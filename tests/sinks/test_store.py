@@ -16,6 +16,8 @@ from sinks.clickhouse.batches import BatchRows, Marker, StoredEvent
 from sinks.clickhouse.memory import MemoryStore
 from sinks.clickhouse.store import SPOOL_PREFIX, ChdbStore, Spooled, StoreError, Write, sweep_spool
 
+pytestmark = pytest.mark.integration
+
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 
 

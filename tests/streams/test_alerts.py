@@ -10,7 +10,7 @@ from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger, alert_id, split_occurrence
 from streams.detectors.base import Finding
-from tests.streams.detectors.market import open_store, store_alerts
+from tests.support.detector_market import open_store, store_alerts
 
 NOW = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
 
@@ -98,6 +98,7 @@ def test_memory_is_bounded_by_the_horizon() -> None:
     assert len(ledger) == 1
 
 
+@pytest.mark.integration
 def test_restore_from_clickhouse_knows_alerted_and_resolved_incidents(store: ChdbStore) -> None:
     live = AlertLedger()
     one = live.admit(finding("k1", ["E1"]), now=NOW)
@@ -125,6 +126,7 @@ def test_restore_from_clickhouse_knows_alerted_and_resolved_incidents(store: Chd
     assert third is not None and third.dedup_key == "k1#3"
 
 
+@pytest.mark.integration
 def test_restore_forgets_alerts_beyond_the_horizon(store: ChdbStore) -> None:
     old = AlertLedger().admit(finding("old", ["E1"]), now=NOW - timedelta(days=8))
     assert old is not None
@@ -137,6 +139,7 @@ def test_restore_forgets_alerts_beyond_the_horizon(store: ChdbStore) -> None:
 # -- `dmm alerts`: the lifecycle as operators see it ---------------------------------------
 
 
+@pytest.mark.integration
 def test_list_sql_derives_status_and_filters(store: ChdbStore) -> None:
     from dmm.cli.alerts import as_record
     from sinks.clickhouse.queries import alert_list as list_sql
@@ -148,14 +151,14 @@ def test_list_sql_derives_status_and_filters(store: ChdbStore) -> None:
     record(store, "k2", "ack", NOW + timedelta(hours=1))
     record(store, "k2", "resolve", NOW + timedelta(hours=2))
 
-    rows = [as_record(row) for row in store.rows(list_sql("datamarket"))]
+    rows = [as_record(row) for row in store.rows(*list_sql("datamarket"))]
     assert [(r["dedup_key"], r["status"]) for r in rows] == [("k2", "resolved"), ("k1", "acked"), ("k0", "open")]
     assert rows[0]["actor"] == "analyst" and rows[0]["action_at"] == "2026-11-21T04:00:00.000Z"
     assert rows[2]["actor"] is None and rows[2]["detected_at"] == "2026-11-21T02:00:00.000Z"
     assert rows[2]["window_start"] == "2026-11-21T02:00:00.000Z" and rows[2]["severity"] == "critical"
 
     def keys(**filters: object) -> list[str]:
-        return [row["dedup_key"] for row in store.rows(list_sql("datamarket", **filters))]  # type: ignore[arg-type]
+        return [row["dedup_key"] for row in store.rows(*list_sql("datamarket", **filters))]  # type: ignore[arg-type]
 
     assert keys(status="open") == ["k0"]
     assert keys(status="resolved") == ["k2"]
@@ -176,6 +179,7 @@ def test_parse_since() -> None:
         parse_since("yesterday")
 
 
+@pytest.mark.integration
 def test_cli_lists_acks_and_resolves_against_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from typer.testing import CliRunner
 
@@ -199,7 +203,9 @@ def test_cli_lists_acks_and_resolves_against_the_store(tmp_path: Path, monkeypat
         assert '"status": "open"' in listed.output and '"dedup_key": "self_dealing:SHDEX:E1"' in listed.output
         missing = runner.invoke(app, ["alerts", "ack", "nope", "--by", "li.wei"])
         assert missing.exit_code == 1 and "no alert" in missing.output
-        acked = runner.invoke(app, ["alerts", "ack", "self_dealing:SHDEX:E1", "--by", "li.wei", "--note", "calling SHDEX"])
+        acked = runner.invoke(
+            app, ["alerts", "ack", "self_dealing:SHDEX:E1", "--by", "li.wei", "--note", "calling SHDEX"]
+        )
         assert acked.exit_code == 0, acked.output
         resolved = runner.invoke(app, ["alerts", "resolve", "self_dealing:SHDEX:E1", "--by", "wang.fang"])
         assert resolved.exit_code == 0, resolved.output

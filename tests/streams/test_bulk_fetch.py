@@ -12,6 +12,8 @@ from settings import KafkaSettings
 from streams.bulk_fetch import take_in_bulk
 from streams.records import Message
 
+pytestmark = pytest.mark.integration
+
 RECORDS = 3000
 
 

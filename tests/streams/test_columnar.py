@@ -1,6 +1,6 @@
 """Usage read as columns: it accepts exactly what the per-event validator accepts, with the same values, and
 a batch stores the same rows and raises the same alerts either way, its usage judged at the batch's end, at
-once (`Surveillance.begin_batch`), or event by event (the per-event path is the reference)."""
+once (`Surveillance.whole_batch`), or event by event (the per-event path is the reference)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ from models.registry import exchanges
 from settings import IngestSettings, Settings
 from sinks import prometheus as metrics
 from sinks.clickhouse.memory import MemoryState, MemoryStore
-from streams import pipeline as pipeline_module
+from streams import batch as batch_core
+from streams import batch_usage
 from streams.columnar import candidates, decode_usage
 from streams.decode import Rejection, WallClock, decode
 from streams.detectors import build_detectors
@@ -31,7 +32,9 @@ from streams.detectors.exchange_silent import ExchangeSilent
 from streams.detectors.volume_spike import VolumeSpike
 from streams.pipeline import Pipeline
 from streams.records import Message
-from streams.surveillance import Surveillance
+from streams.surveillance import Surveillance, WholeBatch
+
+pytestmark = pytest.mark.slow  # the differential market runs take ~40 s: CI and the full suite run them
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -171,16 +174,16 @@ def test_a_resent_usage_stamped_earlier_does_not_move_back_when_its_exchange_was
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`volume_spike` counts an exchange's windows from the minute it was first seen. A batch taken whole gives it
-    its first-seen usage ahead of the other events (`Surveillance.sight_ahead`), as one by one: a duplicate
+    its first-seen usage ahead of the other events (`WholeBatch.sight_ahead`), as one by one: a duplicate
     stamped an hour earlier is not sighted either way."""
     judged_whole: list[int] = []
-    end_batch = Surveillance.end_batch
+    judge = WholeBatch.judge
 
-    def counted_batch(surveillance: Surveillance, *usage: Any) -> Any:
+    def counted_batch(whole: WholeBatch, *usage: Any) -> Any:
         judged_whole.append(1)
-        return end_batch(surveillance, *usage)
+        return judge(whole, *usage)
 
-    monkeypatch.setattr(Surveillance, "end_batch", counted_batch)
+    monkeypatch.setattr(WholeBatch, "judge", counted_batch)
     batches = [
         [usage(event_id="U-1", occurred_at="2026-11-20T09:10:00+08:00")],
         [
@@ -262,15 +265,16 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
             one_by_one.append(raw)
         return decode(raw, clock)
 
-    judged_whole: list[int] = []  # batches whose usage was judged at their end, at once (`begin_batch`)
-    end_batch = Surveillance.end_batch
+    judged_whole: list[int] = []  # batches whose usage was judged at their end, at once (`whole_batch`)
+    judge = WholeBatch.judge
 
-    def counted_batch(surveillance: Surveillance, *usage: Any) -> Any:
+    def counted_batch(whole: WholeBatch, *usage: Any) -> Any:
         judged_whole.append(1)
-        return end_batch(surveillance, *usage)
+        return judge(whole, *usage)
 
-    monkeypatch.setattr(pipeline_module, "decode", counted)
-    monkeypatch.setattr(Surveillance, "end_batch", counted_batch)
+    for module in (batch_core, batch_usage):  # records decoded one by one, usage the columns refused
+        monkeypatch.setattr(module, "decode", counted)
+    monkeypatch.setattr(WholeBatch, "judge", counted_batch)
     columns_store, columns_alerts = run(values, as_columns=True, batch=batch)
     assert 0 < len(one_by_one) <= len(EDGES)  # only edge cases: the columns read the rest
     assert len(judged_whole) == -(-len(values) // batch)  # every batch, the first ones (new exchanges) too
@@ -383,7 +387,8 @@ def test_signed_and_forged_messages_are_judged_alike_as_columns_or_one_by_one(
             one_by_one.append(raw)
         return decode(raw, *clock)
 
-    monkeypatch.setattr(pipeline_module, "decode", counted)
+    for module in (batch_core, batch_usage):  # records decoded one by one, usage the columns refused
+        monkeypatch.setattr(module, "decode", counted)
     columns_store, columns_alerts = run(values, True, 500, headers, keys_file)
     assert len(one_by_one) <= len(EDGES)  # the columns read the market's usage, forged or not
     events_store, events_alerts = run(values, False, 500, headers, keys_file)

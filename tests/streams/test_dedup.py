@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from models import EVENT_ADAPTER
 from settings import Settings
@@ -17,7 +18,9 @@ from sinks.clickhouse.store import ChdbStore
 from streams.dedup import HOUR_MS, EventIndex
 from streams.pipeline import Pipeline
 from streams.records import Message
-from tests.streams.test_pipeline_stages import TOPIC, fixture
+from tests.support.events import TOPIC, fixture
+
+pytestmark = pytest.mark.integration
 
 START_MS = 1_795_000_000_000
 DAY_MS = 86_400_000
@@ -32,11 +35,10 @@ def remember(index: EventIndex, batches: list[list[tuple[tuple[str, str], int, i
     """Batches of (key, offset, occurred ms), each begun, added and settled as the pipeline does: every other
     batch names each key's position among those begun (its digest is taken from there), the others do not."""
     for number, batch in enumerate(batches):
-        index.begin([key for key, _, _ in batch])
-        for position in reversed(range(len(batch))):  # any order: the position, not the order, finds the digest
-            key, offset, at = batch[position]
-            index.add(key, 0, offset, at, said(offset), position if number % 2 else -1)
-        index.settle()
+        with index.batch([key for key, _, _ in batch]) as identities:
+            for position in reversed(range(len(batch))):  # any order: the position, not the order, finds the digest
+                key, offset, at = batch[position]
+                identities.add(key, 0, offset, at, said(offset), position if number % 2 else -1)
 
 
 def test_identities_are_found_across_batches_hours_and_merged_runs_and_never_invented() -> None:
@@ -47,25 +49,26 @@ def test_identities_are_found_across_batches_hours_and_merged_runs_and_never_inv
     ]
     remember(index, batches)
     probe = [("SHDEX", "E-0-0"), ("SHDEX", "E-7-999"), ("BJDEX", "E-7-999"), ("SHDEX", "E-12-0")]
-    index.begin(probe)
-    assert [index.get(key) for key in probe] == [(0, 0, said(0)), (0, 7999, said(7999)), None, None]
+    with index.batch(probe) as identities:
+        assert [identities.get(key) for key in probe] == [(0, 0, said(0)), (0, 7999, said(7999)), None, None]
     assert len(index) == 12_000
 
 
 def test_a_batch_sees_its_own_earlier_events_before_they_are_settled() -> None:
     index = EventIndex(horizon_ms=DAY_MS)
-    index.begin([("SHDEX", "A"), ("SHDEX", "A")])
-    assert index.get(("SHDEX", "A")) is None
-    index.add(("SHDEX", "A"), 3, 42, START_MS, 2**64 - 1)
-    assert index.get(("SHDEX", "A")) == (3, 42, 2**64 - 1)
+    with index.batch([("SHDEX", "A"), ("SHDEX", "A")]) as identities:
+        assert identities.get(("SHDEX", "A")) is None
+        identities.add(("SHDEX", "A"), 3, 42, START_MS, 2**64 - 1)
+        assert identities.get(("SHDEX", "A")) == (3, 42, 2**64 - 1)
+    assert len(index) == 1  # folded in as the batch ended
 
 
 def test_identities_older_than_the_horizon_behind_the_watermark_are_forgotten_to_the_millisecond() -> None:
     index = EventIndex(horizon_ms=DAY_MS)
     remember(index, [[(("SHDEX", "OLD"), 0, START_MS), (("SHDEX", "NEWER"), 1, START_MS + 1)]])
     index.prune(START_MS + DAY_MS + 1)  # OLD is now just outside the horizon, NEWER just inside
-    index.begin([("SHDEX", "OLD"), ("SHDEX", "NEWER")])
-    assert index.get(("SHDEX", "OLD")) is None and index.get(("SHDEX", "NEWER")) == (0, 1, said(1))
+    with index.batch([("SHDEX", "OLD"), ("SHDEX", "NEWER")]) as identities:
+        assert identities.get(("SHDEX", "OLD")) is None and identities.get(("SHDEX", "NEWER")) == (0, 1, said(1))
     index.prune(START_MS + DAY_MS + 2 * HOUR_MS)  # the whole hour is behind: its runs are dropped
     assert len(index) == 0
 
@@ -87,8 +90,8 @@ def test_a_restart_on_the_real_store_still_counts_a_resent_event_as_a_duplicate(
         again.restore()  # identities come back as digests computed by ClickHouse, with what each said
         assert len(again.index) == 2
         trade = EVENT_ADAPTER.validate_json(fixture("trade"))
-        again.index.begin([trade.key])
-        assert again.index.get(trade.key) == (0, 1, trade.content_digest)
+        with again.index.batch([trade.key]) as identities:
+            assert identities.get(trade.key) == (0, 1, trade.content_digest)
         asyncio.run(
             again.handle([Message(TOPIC, 0, 2, None, fixture("trade")), Message(TOPIC, 0, 3, None, fixture("listing"))])
         )
@@ -103,7 +106,7 @@ def test_first_copies_name_each_identitys_first_place_in_the_batch_or_none_if_re
     index = EventIndex(horizon_ms=DAY_MS)
     remember(index, [[(("SHDEX", "OLD"), 0, START_MS)]])
     keys = [("SHDEX", "B"), ("SHDEX", "A"), ("SHDEX", "OLD"), ("BJIDEX", "A"), ("SHDEX", "A"), ("SHDEX", "B")]
-    index.begin(keys)
-    # Places in the batch, not the order given: the second key given comes first, the first one last but one.
-    first = index.first_copies(np.array([40, 10, 20, 30, 15, 35]))
+    with index.batch(keys) as identities:
+        # Places in the batch, not the order given: the second key given comes first, the first one last but one.
+        first = identities.first_copies(np.array([40, 10, 20, 30, 15, 35]))
     assert first.tolist() == [5, 1, -1, 3, 1, 5]

@@ -11,6 +11,8 @@ from dmm.broker import EmbeddedBroker, free_port
 from settings import KafkaSettings
 from streams.kafka_client import ensure_topics, topic_id
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_topic_keeps_its_id_and_a_new_broker_gives_its_log_another(kafka: KafkaSettings, tmp_path: Path) -> None:
     first = topic_id(kafka, kafka.events_topic)
@@ -24,5 +26,5 @@ def test_a_topic_keeps_its_id_and_a_new_broker_gives_its_log_another(kafka: Kafk
 
 def test_a_topic_the_broker_does_not_know_is_an_error_not_an_empty_id(kafka: KafkaSettings) -> None:
     # An empty id would share the marks of every log without one: a new log's first offsets would be skipped.
-    with pytest.raises(UnknownTopicOrPartitionError, match="no.such.topic"):
+    with pytest.raises(UnknownTopicOrPartitionError, match=r"no\.such\.topic"):
         topic_id(kafka, "no.such.topic", timeout_s=1.0)

@@ -27,7 +27,9 @@ from streams.market import MarketStage
 from streams.pipeline import Pipeline
 from streams.records import Message
 from streams.rules import OpsKey
-from tests.end_to_end.conftest import every_kind_scenario
+from tests.support.stack import every_kind_scenario
+
+pytestmark = pytest.mark.integration
 
 TOPIC = "dm.events"
 FETCH = 300  # records per partition per fetch

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.simulator.scenario import SCENARIO_ALL
@@ -18,16 +15,9 @@ from settings import Settings
 from sinks.clickhouse.memory import MemoryState, MemoryStore
 from streams.pipeline import Pipeline
 from streams.records import Message
+from tests.support.events import TOPIC, fixture
 
-FIXTURES = Path(__file__).parents[1] / "fixtures"
-TOPIC = "dm.events"
 START = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)
-
-
-def fixture(name: str, **changes: Any) -> bytes:
-    event = json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
-    event.update(changes)
-    return json.dumps(event, ensure_ascii=False).encode()
 
 
 def pipeline(store: MemoryStore, published: list[tuple[str, bytes]] | None = None) -> Pipeline:
@@ -145,8 +135,8 @@ def test_a_retried_write_lands_once() -> None:
     running = pipeline(store)
     prepared = running.prepare([Message(TOPIC, 0, 0, None, fixture("trade"))])
     asyncio.run(running.persist(prepared))
-    again = running._staged(prepared.rows, set()).staged  # the same batch staged and written again, as after a crash
-    asyncio.run(running._write(prepared.rows, again))
+    again = running._staged(prepared.processed).staged  # the same batch staged and written again, as after a crash
+    asyncio.run(running._write(prepared.processed.rows, again))
     assert len(store.pylist("trades")) == 1
 
 

@@ -68,6 +68,7 @@ def test_non_json_is_refused() -> None:
         parse_change(b"{nope")
 
 
+@pytest.mark.integration
 def test_accepted_changes_survive_a_restart_and_reset_undoes_them(tmp_path: Path) -> None:
     store = ChdbStore(tmp_path / "chdb")
     store.apply_schema()
@@ -89,6 +90,7 @@ def test_accepted_changes_survive_a_restart_and_reset_undoes_them(tmp_path: Path
     }
 
 
+@pytest.mark.integration
 def test_a_change_applied_while_the_timer_reads_the_store_neither_waits_for_it_nor_is_undone(tmp_path: Path) -> None:
     """The timer reads resolutions and recorded rules outside the pipeline's lock (batches and changes go on),
     and does not follow rules it read before a change applied meanwhile."""

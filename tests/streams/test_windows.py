@@ -15,7 +15,9 @@ from settings import Settings
 from sinks.clickhouse.store import ChdbStore
 from streams.pipeline import Pipeline
 from streams.records import Message
-from tests.reliability.harness import assert_windows_are_the_events
+from tests.support.totals import assert_windows_are_the_events
+
+pytestmark = pytest.mark.integration
 
 START = datetime(2026, 11, 21, 15, 20, tzinfo=UTC)  # 23:20 in China: the run crosses an hour and a China day
 TOPIC = "dm.events"

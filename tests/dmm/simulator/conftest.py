@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dmm.simulator import SCENARIO_ALL
-from tests.dmm.simulator.runs import Run, simulate
+from tests.support.simulated_runs import Run, simulate
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from decimal import Decimal
 
 import pytest
 
-from tests.dmm.simulator import reference
-from tests.dmm.simulator.reference import Event
-from tests.dmm.simulator.runs import Run, simulate
+from tests.support import reference
+from tests.support.reference import Event
+from tests.support.simulated_runs import Run, simulate
 
 
 @pytest.fixture(scope="module", params=["default", "busy"])

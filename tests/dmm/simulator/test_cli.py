@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from typer.testing import CliRunner
@@ -20,7 +20,7 @@ from dmm.simulator import (
     read_truth,
 )
 from models import EVENT_ADAPTER
-from tests.dmm.simulator.runs import START
+from tests.support.simulated_runs import START
 
 runner = CliRunner()
 START_TEXT = "2026-11-21T10:00:00+08:00"
@@ -65,7 +65,7 @@ def test_simulate_rejects_bad_options(tmp_path: Path) -> None:
 class FakeProducer:
     """Stands in for dmm.producer.EventProducer: records what would go to the broker."""
 
-    instances: list[FakeProducer] = []
+    instances: ClassVar[list[FakeProducer]] = []
 
     def __init__(self, kafka: Any) -> None:
         self.kafka = kafka

@@ -11,12 +11,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from dmm.cli import app
 from dmm.simulator import MarketSimulator, SimulationConfig
-from tests.dmm.simulator.reference import Event, parse
-from tests.dmm.simulator.runs import START
+from tests.support.reference import Event, parse
+from tests.support.simulated_runs import START
 
 runner = CliRunner()
 START_TEXT = "2026-11-21T10:00:00+08:00"
@@ -26,6 +27,7 @@ CATALOGUE_MS = 20_000  # the exchanges publish their initial catalogues in the f
 CNY_SCALE = 3_000 / 30e9
 
 
+@pytest.mark.slow
 def test_growth_trend_shows_in_the_traded_amount(tmp_path: Path) -> None:
     """Eight simulated hours compressed into four market years at +30 %: the second half trades 1.3^2 x the first."""
     hours, years, growth = 8, 4, 0.3
@@ -36,11 +38,17 @@ def test_growth_trend_shows_in_the_traded_amount(tmp_path: Path) -> None:
     assert ratio - flat > 8 * max(error, flat_error)
 
 
+@pytest.mark.slow
 def test_new_products_at_the_scaled_published_rate() -> None:
     rate, hours = 2.0, 3
     for per_half_year in (3_328, 33_280):  # the published figure, and ten times it for a tighter check
         config = SimulationConfig(
-            seed=6, start=START, duration_s=hours * 3600.0, rate=rate, growth=0, new_products_per_half_year=per_half_year
+            seed=6,
+            start=START,
+            duration_s=hours * 3600.0,
+            rate=rate,
+            growth=0,
+            new_products_per_half_year=per_half_year,
         )
         first_listed: dict[str, int] = {}
         for event in _events(MarketSimulator(config)):

@@ -8,9 +8,9 @@ from datetime import datetime
 import pytest
 
 from dmm.simulator import KINDS, Incident, SimulationConfig
-from tests.dmm.simulator import reference
-from tests.dmm.simulator.reference import Event
-from tests.dmm.simulator.runs import START, Run, simulate
+from tests.support import reference
+from tests.support.reference import Event
+from tests.support.simulated_runs import START, Run, simulate
 
 
 def findings(events: list[Event]) -> dict[str, set[tuple[object, ...]]]:

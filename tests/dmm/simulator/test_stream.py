@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from itertools import pairwise
 
 from dmm.simulator import MarketSimulator, SimulationConfig
 from models import EVENT_ADAPTER, Heartbeat, Listing, exchanges, partition_key, sectors
-from tests.dmm.simulator.reference import parse
-from tests.dmm.simulator.runs import START, Run, simulate
+from tests.support.reference import parse
+from tests.support.simulated_runs import START, Run, simulate
 
 
 def test_every_line_is_a_valid_event_with_known_codes(injected_run: Run) -> None:
@@ -53,7 +54,7 @@ def test_heartbeats_every_10s_with_contiguous_seq(clean_run: Run) -> None:
     assert set(beats) == set(exchanges())
     for series in beats.values():
         assert [beat.seq for beat in series] == list(range(len(series)))
-        gaps = {(b.occurred_at - a.occurred_at).total_seconds() for a, b in zip(series, series[1:])}
+        gaps = {(b.occurred_at - a.occurred_at).total_seconds() for a, b in pairwise(series)}
         assert gaps == {10.0}
 
 

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -14,9 +12,9 @@ from pydantic import SecretStr
 from dmm.producer import EventProducer
 from dmm.query import wait_until_drained
 from dmm.replay import replay_file
-from dmm.simulator import MarketSimulator, SimulationConfig
 from dmm.stack import EmbeddedStack
-from tests.end_to_end.conftest import stack_settings
+from tests.support.console import TOKEN, market_file
+from tests.support.stack import stack_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -29,33 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-TOKEN = "console-test-token"
-
-
-def market_file(path: Path) -> int:
-    """15 minutes of simulated market with four injected incidents, bad lines and resends."""
-    simulation = MarketSimulator(
-        SimulationConfig(
-            seed=5,
-            start=datetime.fromisoformat("2026-11-21T08:00:00+08:00"),
-            duration_s=900,
-            rate=2.0,
-            injections={"self_dealing": 1, "price_outlier": 1, "wash_trading": 1, "pricing_policy_violation": 1},
-        )
-    )
-    lines = [value for _, value in simulation.messages()]
-    trade = json.loads(next(line for line in lines if b'"type":"trade"' in line.replace(b" ", b"")))
-    bad = [
-        b"{not json",
-        json.dumps({**trade, "event_id": "BAD-1", "quantity": 0}).encode(),
-        json.dumps({**trade, "event_id": "BAD-2", "exchange_id": "NOPE"}).encode(),
-    ]
-    lines[len(lines) // 2 : len(lines) // 2] = bad
-    lines += [lines[100], lines[200]]  # resent: duplicates
-    path.write_bytes(b"\n".join(lines) + b"\n")
-    return len(lines)
-
-
 @pytest.fixture(scope="module")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     """`dmm worker` with a console token, after the seeded file is replayed and fully stored."""

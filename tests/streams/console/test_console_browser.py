@@ -18,7 +18,7 @@ import pytest
 
 from dmm.query import query_rows
 from dmm.stack import EmbeddedStack
-from tests.streams.console.conftest import TOKEN
+from tests.support.console import TOKEN
 
 pytestmark = pytest.mark.slow
 

@@ -35,8 +35,8 @@ from settings import Settings, SqlSettings, get_settings
 from sinks.clickhouse import ReadOnlyViolation, StoreError
 from streams.sql_socket import bind_private
 from streams.web_access import SECURITY_HEADERS, WebAccess, WebExposed
-from tests.end_to_end.conftest import stack_settings
-from tests.streams.console.conftest import market_file
+from tests.support.console import market_file
+from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.slow
 

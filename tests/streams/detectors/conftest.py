@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse.store import ChdbStore
-from tests.streams.detectors.market import open_store
+from tests.support.detector_market import open_store
 
 
 @pytest.fixture

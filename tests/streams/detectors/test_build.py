@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import pytest
+
 from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors import build_detectors
-from tests.streams.detectors.market import heartbeat, restored
+from tests.support.detector_market import heartbeat, restored
 
 
 def test_the_eight_kinds_and_the_unlisted_switch() -> None:
@@ -15,6 +17,7 @@ def test_the_eight_kinds_and_the_unlisted_switch() -> None:
     assert "unlisted_product" not in {d.kind for d in build_detectors(RuleSettings(unlisted_product_enabled=False))}
 
 
+@pytest.mark.integration
 def test_every_detector_restores_from_an_empty_store(store: ChdbStore) -> None:
     for detector in build_detectors(RuleSettings()):
         market = restored(detector, store, [])

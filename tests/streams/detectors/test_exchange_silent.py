@@ -11,7 +11,7 @@ from streams.alerts import AlertLedger
 from streams.book import ProductBook
 from streams.detectors.base import Finding, MarketContext
 from streams.detectors.exchange_silent import ExchangeSilent
-from tests.streams.detectors.market import Market, heartbeat, ms, restored, store_events, trade
+from tests.support.detector_market import Market, heartbeat, ms, restored, store_events, trade
 
 SILENT_S = 120
 
@@ -63,6 +63,7 @@ def test_out_of_order_within_the_threshold_is_not_silence() -> None:
     assert market.feed(heartbeat(200, "SHDEX")) == []  # BJIDEX is 110 s behind
 
 
+@pytest.mark.integration
 def test_restore_keeps_the_same_incident_and_keeps_watching(store: ChdbStore) -> None:
     events = [heartbeat(0, "BJIDEX"), trade(5, exchange="BJIDEX"), heartbeat(0, "SHDEX"), heartbeat(200, "SHDEX")]
     live = Market(ExchangeSilent())
@@ -162,7 +163,9 @@ def test_a_batch_taken_whole_finds_exactly_what_its_events_one_by_one_find() -> 
             watermarks = np.maximum.accumulate(np.maximum(at, start))
             quiet_before = whole._quiet  # which path the batch took, to know both were tried
             taken = []
-            whole._quiet = lambda *args: taken.append(quiet_before(*args)) or taken[-1]  # type: ignore[method-assign]
+            whole._quiet = (  # type: ignore[method-assign]
+                lambda *args, taken=taken, quiet_before=quiet_before: taken.append(quiet_before(*args)) or taken[-1]
+            )
             found = whole.sighted_batch([c for c, _, _ in batch], [e for _, e, _ in batch], at, watermarks, ctxs[1])
             del whole._quiet
             paths["quiet" if all(taken) else "replayed"] += 1

@@ -10,7 +10,7 @@ from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
 from streams.book import ProductListing
 from streams.detectors.price_gap import CrossExchangePriceGap, price_gap
-from tests.streams.detectors.market import Market, listing, ms, restored, store_alerts, store_events
+from tests.support.detector_market import Market, listing, ms, restored, store_alerts, store_events
 
 
 def test_a_gap_at_just_below_and_at_twice_the_lowest_price() -> None:
@@ -63,6 +63,7 @@ def test_free_on_one_exchange_and_paid_on_another_is_a_gap_with_finite_score() -
     assert market.feed(listing(2, exchange="BJIDEX", action="reprice", price="0.00")) == []  # both free: no gap
 
 
+@pytest.mark.integration
 def test_restore_continues_an_alerted_episode(store: ChdbStore) -> None:
     events = [listing(0, exchange="SHDEX", price="100.00"), listing(10, exchange="BJIDEX", price="300.00")]
     live = Market(CrossExchangePriceGap())
@@ -79,6 +80,7 @@ def test_restore_continues_an_alerted_episode(store: ChdbStore) -> None:
     assert ledger.admit(again) is None
 
 
+@pytest.mark.integration
 def test_restore_announces_a_gap_that_was_never_alerted(store: ChdbStore) -> None:
     events = [listing(0, exchange="SHDEX", price="100.00"), listing(10, exchange="BJIDEX", price="300.00")]
     store_events(store, events)

@@ -5,7 +5,7 @@ import pytest
 from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors.price_outlier import PriceOutlier
-from tests.streams.detectors.market import LATENESS_S, Market, heartbeat, listing, restored, store_events, trade
+from tests.support.detector_market import LATENESS_S, Market, heartbeat, listing, restored, store_events, trade
 
 
 def listed(price: str, **kw: object) -> Market:
@@ -99,6 +99,7 @@ def test_out_of_order_listing_within_lateness_gives_the_reference() -> None:
     assert finding.event_ids == [t.event_id]
 
 
+@pytest.mark.integration
 def test_restore_keeps_judging_waiting_trades(store: ChdbStore) -> None:
     waiting = trade(0, price="500.00")
     store_events(store, [waiting])

@@ -4,7 +4,7 @@ import pytest
 
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors.pricing_policy import PricingPolicy
-from tests.streams.detectors.market import LATENESS_S, Market, heartbeat, listing, restored, store_events, trade
+from tests.support.detector_market import LATENESS_S, Market, heartbeat, listing, restored, store_events, trade
 
 
 def public_free(t: float = 0, pricing: str = "free", **kw: object) -> object:
@@ -61,6 +61,7 @@ def test_without_any_listing_the_trade_is_dropped_once_lateness_passed() -> None
     assert market.detector.held == 0  # type: ignore[attr-defined]
 
 
+@pytest.mark.integration
 def test_restore_holds_trades_still_waiting_for_their_listing(store: ChdbStore) -> None:
     t = trade(0, price="5.00", purpose="public_governance")
     hb = heartbeat(30)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from streams.detectors.self_dealing import SelfDealing
-from tests.streams.detectors.market import Market, ms, trade
+from tests.support.detector_market import Market, ms, trade
 
 
 def test_a_trade_with_buyer_equal_to_seller_is_self_dealing() -> None:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import pytest
+
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
 from streams.detectors.unlisted_product import UnlistedProduct
-from tests.streams.detectors.market import LATENESS_S, Market, heartbeat, listing, restored, store_events, trade
+from tests.support.detector_market import LATENESS_S, Market, heartbeat, listing, restored, store_events, trade
 
 
 def test_a_trade_of_a_product_active_on_the_exchange_is_fine() -> None:
@@ -72,6 +74,7 @@ def test_held_trades_are_bounded_by_the_lateness() -> None:
     assert market.detector.held <= (LATENESS_S // 10) + 1  # type: ignore[attr-defined]
 
 
+@pytest.mark.integration
 def test_restore_from_clickhouse_keeps_detecting(store: ChdbStore) -> None:
     before = [listing(0, product="OK"), trade(10, product="OK"), trade(20, product="NOPE"), heartbeat(60)]
     store_events(store, before)

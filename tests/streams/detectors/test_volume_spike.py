@@ -8,7 +8,7 @@ from models import AnyEvent
 from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.detectors.volume_spike import VolumeSpike
-from tests.streams.detectors.market import LATENESS_S, T0_MS, Market, heartbeat, ms, restored, store_events, trade
+from tests.support.detector_market import LATENESS_S, T0_MS, Market, heartbeat, ms, restored, store_events, trade
 
 
 def minutes(amounts: Sequence[str | None], exchange: str = "SHDEX") -> list[AnyEvent]:
@@ -40,7 +40,8 @@ def test_spike_at_just_below_and_above_five_times_the_median(spike: str, fires: 
         assert finding.window_start_ms == ms(600) and finding.window_end_ms == ms(660)
         assert finding.dedup_key == f"volume_spike:SHDEX:{ms(600)}"
         assert "20,000.00 CNY" in finding.message and f"{float(spike):,.2f} CNY" in finding.message
-        assert "previous 10 one-minute windows" in finding.message and "此前 10 个一分钟窗口中位数" in finding.message_zh
+        assert "previous 10 one-minute windows" in finding.message
+        assert "此前 10 个一分钟窗口中位数" in finding.message_zh
 
 
 def test_the_window_closes_only_after_its_end_plus_the_allowed_lateness() -> None:
@@ -114,6 +115,7 @@ def test_configurable_thresholds() -> None:
     assert len(market.feed(close(3))) == 1
 
 
+@pytest.mark.integration
 def test_restore_from_clickhouse_keeps_detecting(store: ChdbStore) -> None:
     before = minutes(["20000.00"] * 12)
     before.append(heartbeat(12 * 60 + 30))
@@ -127,6 +129,7 @@ def test_restore_from_clickhouse_keeps_detecting(store: ChdbStore) -> None:
     assert finding.window_start_ms == ms(720) and finding.score == pytest.approx(1.0)
 
 
+@pytest.mark.integration
 def test_restore_skips_trades_that_were_late(store: ChdbStore) -> None:
     before = minutes(["20000.00"] * 12)
     spike = trade(5 * 60, price="9000000.00")

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import pytest
+
 from settings import RuleSettings
 from sinks.clickhouse.store import ChdbStore
 from streams.alerts import AlertLedger
 from streams.detectors.wash_trading import WashTrading
-from tests.streams.detectors.market import Market, heartbeat, restored, store_alerts, store_events, trade
+from tests.support.detector_market import Market, heartbeat, restored, store_alerts, store_events, trade
 
 DAY = 24 * 3600
 
@@ -24,7 +26,9 @@ def test_a_to_b_to_a_is_one_cycle() -> None:
 
 def test_a_to_b_to_c_to_a_is_one_cycle() -> None:
     market = Market(WashTrading())
-    findings = market.each([trade(0, seller="A", buyer="B"), trade(60, seller="B", buyer="C"), trade(120, seller="C", buyer="A")])
+    findings = market.each(
+        [trade(0, seller="A", buyer="B"), trade(60, seller="B", buyer="C"), trade(120, seller="C", buyer="A")]
+    )
     [finding] = findings
     assert finding.parties == ["A", "B", "C"]
 
@@ -66,7 +70,8 @@ def test_each_leg_closes_at_most_one_cycle_and_one_cycle_is_one_alert() -> None:
     market = Market(WashTrading())
     legs = [trade(t, seller=s, buyer=b) for t, (s, b) in enumerate([("A", "B"), ("B", "A"), ("A", "B"), ("B", "A")])]
     findings = market.each(legs)
-    assert [f.event_ids for f in findings] == [[legs[0].event_id, legs[1].event_id], [legs[2].event_id, legs[3].event_id]]
+    pairs = [[legs[0].event_id, legs[1].event_id], [legs[2].event_id, legs[3].event_id]]
+    assert [f.event_ids for f in findings] == pairs
     assert len({f.dedup_key for f in findings}) == 2
     assert market.detector.legs == 0  # type: ignore[attr-defined]
     ledger = AlertLedger()
@@ -89,6 +94,7 @@ def test_state_is_pruned_after_24_hours_of_event_time() -> None:
     assert market.feed(trade(DAY + 100, seller="B5", buyer="A")) == []
 
 
+@pytest.mark.integration
 def test_restore_rebuilds_legs_but_not_the_ones_already_alerted(store: ChdbStore) -> None:
     old = [trade(0, seller="A", buyer="B"), trade(10, seller="B", buyer="A"), trade(20, seller="C", buyer="D")]
     live = Market(WashTrading())

@@ -1,86 +1,25 @@
-"""Shared parts of the fault-injection tests: a known replay file, exact-totals checks, metrics, RSS.
+"""Exact totals of a store against what was sent: every line in exactly one place, no row twice, amounts to the
+fen, and the windows equal to a recompute from the stored events.
 
-The expectations come from the file's own lines (what was sent), never from the
-monitor, so every test can demand exact equality after its fault.
+Read through a running worker's API or a store opened directly, so the fault-injection tests and the store
+tests check the same things.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
-from dmm.broker import free_port
-from dmm.query import worker_metrics as scrape  # noqa: F401  (the tests' name for it)
-from dmm.simulator import MarketSimulator, SimulationConfig
-from dmm.simulator.scenario import SCENARIO_ALL
-from settings import ClickHouseSettings, KafkaSettings, Settings
+from settings import Settings
 from sinks.clickhouse import Store
 from sinks.clickhouse.windows import minute_cells_sql
-from tests.end_to_end.market_file import START, Expected, _iso, _ms, tally
+from tests.support.market_file import Expected
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 WINDOWED_TABLES = ("listings", "trades", "usage")
 ACCOUNTED = (*EVENT_TABLES, "rejected_events", "duplicate_events")
-
-
-def settings_for(workdir: Path, **overrides: Any) -> Settings:
-    """Like the end-to-end stack settings, with the given top-level fields replaced."""
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
-        clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb", insert_retry_max_s=2.0),
-        web_port=free_port(),
-        log_json=True,
-    )
-    return settings.model_copy(update=overrides)
-
-
-def build_market(path: Path, minutes: float, rate: float = 2.0, seed: int = 11, anomalies: bool = True) -> Expected:
-    """A simulated market (every anomaly kind injected) with bad lines, resends and late events mixed in."""
-    injections = SCENARIO_ALL if anomalies else {}
-    simulation = MarketSimulator(
-        SimulationConfig(seed=seed, start=START, duration_s=minutes * 60, rate=rate, injections=injections)
-    )
-    clean = [value for _, value in simulation.messages()]
-    events = [json.loads(value) for value in clean]
-    trades = [e for e in events if e["type"] == "trade"]
-    last_ms = max(_ms(e["occurred_at"]) for e in events)
-
-    def variant(base: dict[str, Any], **changes: object) -> bytes:
-        return json.dumps({**base, **changes}, ensure_ascii=False).encode()
-
-    bad: list[tuple[bytes, str]] = []
-    for n in range(0, len(trades) - 2, max(1, len(trades) // 12)):
-        t0, t1 = trades[n], trades[n + 1]
-        bad += [
-            (b"{not json " + str(n).encode(), "malformed"),
-            (b"\xff\xfe\x00garbage" + str(n).encode(), "malformed"),
-            (variant(t0, schema="dm.v2", event_id=f"X-{n}-1"), "unsupported_schema"),
-            (variant(t0, quantity=0, event_id=f"X-{n}-2"), "invalid"),
-            (variant(t0, exchange_id="NOPE", event_id=f"X-{n}-3"), "unknown_exchange"),
-            (variant(t1, amount=str(Decimal(t1["amount"]) + Decimal("0.01")), event_id=f"X-{n}-4"), "amount_mismatch"),
-        ]
-    lines: list[bytes] = list(clean)
-    for index, (raw, _) in enumerate(bad):
-        lines.insert(len(lines) * (index + 1) // (len(bad) + 1), raw)
-    # Resends spread through the stream (byte-identical and re-serialised), then a late pair at the end.
-    for index in range(1, 40):
-        source = clean[index * len(clean) // 41]
-        copy = source if index % 2 else json.dumps(json.loads(source), ensure_ascii=False, indent=None).encode() + b" "
-        lines.insert(min(len(lines), index * len(lines) // 40 + 50), copy)
-    t2 = trades[7]
-    lines.append(variant(t2, event_id="LATE-OK", trade_id="LATE-OK", occurred_at=_iso(last_ms - 2 * 60_000)))
-    lines.append(variant(t2, event_id="LATE-FAR", trade_id="LATE-FAR", occurred_at=_iso(last_ms - 30 * 60_000)))
-    path.write_bytes(b"\n".join(lines) + b"\n")
-
-    return tally(lines, bad)
-
-
-# -- reading the store --------------------------------------------------------------------------
 
 
 class StoreReader:
@@ -208,36 +147,3 @@ def alert_keys(reader: StoreReader) -> set[str]:
     return {r["dedup_key"] for r in reader.rows("SELECT dedup_key FROM datamarket.alerts")}
 
 
-# -- metrics and process state ------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak) of a process, from /proc."""
-    fields = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        name, _, value = line.partition(":")
-        if name in ("VmRSS", "VmHWM"):
-            fields[name] = int(value.split()[0])
-    return fields
-
-
-def log_entries(path: Path) -> list[dict[str, Any]]:
-    """The worker's JSON log lines (non-JSON lines, e.g. from Faust's banner, are skipped)."""
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{"):
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                continue
-    return out
-
-
-def wait_for(condition: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"{what} not reached within {timeout:.0f}s")

@@ -1,7 +1,7 @@
-"""A replay file with known answers: clean simulated traffic plus every kind of bad line.
+"""Replay files with known answers: clean simulated traffic plus every kind of bad line, resends and late events.
 
 The expectations are computed here from the file's own lines (what was sent),
-not from anything the monitor does, so the end-to-end test can compare the two.
+not from anything the monitor does, so a test can demand exact equality with what the monitor stored.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from dmm.simulator import MarketSimulator, SimulationConfig
+from dmm.simulator.scenario import SCENARIO_ALL
 
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
 
@@ -36,7 +38,7 @@ def build(path: Path, minutes: float = 12, seed: int = 11) -> Expected:
     clean = [value for _, value in simulation.messages()]
     events = [json.loads(value) for value in clean]
     trades = [e for e in events if e["type"] == "trade"]
-    last_ms = max(_ms(e["occurred_at"]) for e in events)
+    last_ms = max(ms_of(e["occurred_at"]) for e in events)
 
     def variant(base: dict, **changes: object) -> bytes:
         event = {**base, **changes}
@@ -58,10 +60,10 @@ def build(path: Path, minutes: float = 12, seed: int = 11) -> Expected:
     ]
     # Late events: one within the allowed lateness (updates its window), one far beyond it.
     late_ok = variant(
-        t2, event_id="LATE-OK", trade_id="LATE-OK", occurred_at=_iso(last_ms - 2 * 60_000)
+        t2, event_id="LATE-OK", trade_id="LATE-OK", occurred_at=iso_of(last_ms - 2 * 60_000)
     )
     late_far = variant(
-        t2, event_id="LATE-FAR", trade_id="LATE-FAR", occurred_at=_iso(last_ms - 30 * 60_000)
+        t2, event_id="LATE-FAR", trade_id="LATE-FAR", occurred_at=iso_of(last_ms - 30 * 60_000)
     )
     lines: list[bytes] = list(clean)
     # Interleave the bad lines through the stream and resend some valid events.
@@ -75,12 +77,53 @@ def build(path: Path, minutes: float = 12, seed: int = 11) -> Expected:
     return tally(lines, bad)
 
 
+def build_market(path: Path, minutes: float, rate: float = 2.0, seed: int = 11, anomalies: bool = True) -> Expected:
+    """A simulated market (every anomaly kind injected) with bad lines, resends and late events mixed in."""
+    injections = SCENARIO_ALL if anomalies else {}
+    simulation = MarketSimulator(
+        SimulationConfig(seed=seed, start=START, duration_s=minutes * 60, rate=rate, injections=injections)
+    )
+    clean = [value for _, value in simulation.messages()]
+    events = [json.loads(value) for value in clean]
+    trades = [e for e in events if e["type"] == "trade"]
+    last_ms = max(ms_of(e["occurred_at"]) for e in events)
+
+    def variant(base: dict[str, Any], **changes: object) -> bytes:
+        return json.dumps({**base, **changes}, ensure_ascii=False).encode()
+
+    bad: list[tuple[bytes, str]] = []
+    for n in range(0, len(trades) - 2, max(1, len(trades) // 12)):
+        t0, t1 = trades[n], trades[n + 1]
+        bad += [
+            (b"{not json " + str(n).encode(), "malformed"),
+            (b"\xff\xfe\x00garbage" + str(n).encode(), "malformed"),
+            (variant(t0, schema="dm.v2", event_id=f"X-{n}-1"), "unsupported_schema"),
+            (variant(t0, quantity=0, event_id=f"X-{n}-2"), "invalid"),
+            (variant(t0, exchange_id="NOPE", event_id=f"X-{n}-3"), "unknown_exchange"),
+            (variant(t1, amount=str(Decimal(t1["amount"]) + Decimal("0.01")), event_id=f"X-{n}-4"), "amount_mismatch"),
+        ]
+    lines: list[bytes] = list(clean)
+    for index, (raw, _) in enumerate(bad):
+        lines.insert(len(lines) * (index + 1) // (len(bad) + 1), raw)
+    # Resends spread through the stream (byte-identical and re-serialised), then a late pair at the end.
+    for index in range(1, 40):
+        source = clean[index * len(clean) // 41]
+        copy = source if index % 2 else json.dumps(json.loads(source), ensure_ascii=False, indent=None).encode() + b" "
+        lines.insert(min(len(lines), index * len(lines) // 40 + 50), copy)
+    t2 = trades[7]
+    lines.append(variant(t2, event_id="LATE-OK", trade_id="LATE-OK", occurred_at=iso_of(last_ms - 2 * 60_000)))
+    lines.append(variant(t2, event_id="LATE-FAR", trade_id="LATE-FAR", occurred_at=iso_of(last_ms - 30 * 60_000)))
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    return tally(lines, bad)
+
+
 def tally(lines: list[bytes], bad: list[tuple[bytes, str]]) -> Expected:
     """What the monitor must end up with for these lines, `bad` being the ones to reject (and why)."""
     expected = Expected(lines=len(lines))
     sector_of: dict[str, str] = {}
     seen: set[tuple[str, str]] = set()
-    for raw, reason in bad:
+    for _, reason in bad:
         expected.rejected[reason] += 1
     bad_raw = {raw for raw, _ in bad}
     for raw in lines:
@@ -104,9 +147,11 @@ def tally(lines: list[bytes], bad: list[tuple[bytes, str]]) -> Expected:
     return expected
 
 
-def _ms(text: str) -> int:
+def ms_of(text: str) -> int:
+    """Epoch milliseconds of an event's `occurred_at` text."""
     return int(datetime.fromisoformat(text).timestamp() * 1000)
 
 
-def _iso(ms: int) -> str:
+def iso_of(ms: int) -> str:
+    """An `occurred_at` text (UTC, to the millisecond) for epoch milliseconds."""
     return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")

@@ -116,7 +116,9 @@ class Market:
 
     def __init__(self, detector: Detector, rules: RuleSettings | None = None) -> None:
         self.detector = detector
-        self.ctx = MarketContext(rules=rules or RuleSettings(), book=ProductBook(), allowed_lateness_ms=LATENESS_S * 1000)
+        self.ctx = MarketContext(
+            rules=rules or RuleSettings(), book=ProductBook(), allowed_lateness_ms=LATENESS_S * 1000
+        )
         self.history: list[AnyEvent] = []
         self.last_late = False  # whether the last event fed was later than the allowed lateness
 
@@ -164,7 +166,9 @@ def store_alerts(store: ChdbStore, alerts: Iterable[Alert]) -> None:
     store.insert("alerts", pa.Table.from_pylist(rows, schema=SCHEMAS["alerts"]), f"test-alerts-{next(_ids)}")
 
 
-def restored(detector: Detector, store: ChdbStore, events: Sequence[AnyEvent], rules: RuleSettings | None = None) -> Market:
+def restored(
+    detector: Detector, store: ChdbStore, events: Sequence[AnyEvent], rules: RuleSettings | None = None
+) -> Market:
     """A fresh market whose book and watermark are rebuilt like the pipeline's, then `detector.restore`."""
     market = Market(detector, rules)
     for event in events:

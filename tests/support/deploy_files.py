@@ -1,4 +1,4 @@
-"""Shared helpers for the deploy/ tests: metric names, rule names, PromQL and SQL identifiers."""
+"""The deploy/ tests' readers of the deploy files: metric names, rule names, PromQL and SQL identifiers."""
 
 from __future__ import annotations
 

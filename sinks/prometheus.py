@@ -170,12 +170,12 @@ class PipelineSensor:
         DEDUP_INDEX.set(identities)
         WATERMARK.set(watermark_ms / 1000)
 
-    def on_redelivered(self, messages: int) -> None:
-        if messages:
-            REDELIVERED.inc(messages)
-
-    def on_detector_failed(self, kind: str) -> None:
-        DETECTOR_ERRORS.labels(detector=kind).inc()
+    def on_mishaps(self, redelivered: int, detectors_failed: Iterable[str]) -> None:
+        """A stored batch's records skipped as stored before, and the detectors that raised on its events."""
+        if redelivered:
+            REDELIVERED.inc(redelivered)
+        for kind, times in Tally(detectors_failed).items():
+            DETECTOR_ERRORS.labels(detector=kind).inc(times)
 
     def on_store_failed(self, table: str) -> None:
         """A store write failed; consumption waits while it is retried."""

@@ -10,7 +10,8 @@ Stages, each timed into the batch's `StageTimes` (the pipeline reports them):
    remembered; a second copy is a duplicate. With one partition, the batch's usage is
    judged at its end, at once (`streams.batch_usage`), with the same outcome;
 3. *arrow*: one Arrow table per ClickHouse table, built column by column.
-No asyncio, no store, no metric: the pipeline (`streams.pipeline`) stores and publishes.
+No asyncio, no store, no metric: the pipeline (`streams.pipeline`) stores, publishes and counts (the batch's
+`StageTimes` and `Mishaps` travel with it).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from models import AnyEvent, Heartbeat, Listing, Usage
 from settings import Settings
 from sinks.clickhouse import BatchRows, Marker, StoredEvent
 from sinks.clickhouse.windows import MINUTE_MS
-from sinks.prometheus import PipelineSensor
 from streams.alignment import align
 from streams.authenticate import Authenticator
 from streams.batch_records import (
@@ -68,6 +68,14 @@ class StageTimes:
         self.running, self.since = stage, now
 
 
+@dataclass(slots=True)
+class Mishaps:
+    """What went off the ordinary path in a batch, for the pipeline to count once the batch is stored."""
+
+    redelivered: int = 0  # records stored before (a restart or a seek), skipped
+    detectors_failed: list[str] = field(default_factory=list)  # the kind of each detector that raised
+
+
 @dataclass(frozen=True, slots=True)
 class Processed:
     """A batch processed in memory, ready to be staged and stored."""
@@ -76,6 +84,7 @@ class Processed:
     minutes: set[int]  # minute windows it makes dirty (once stored)
     tables: dict[str, pa.Table]
     times: StageTimes
+    mishaps: Mishaps = field(default_factory=Mishaps)
 
 
 class BatchProcessor:
@@ -88,13 +97,12 @@ class BatchProcessor:
         surveillance: Surveillance,
         index: EventIndex,
         progress: Progress,
-        sensor: PipelineSensor,
     ) -> None:
         self.settings = settings
         self.surveillance = surveillance
         self.index = index
         self.progress = progress
-        self.sensor = sensor  # redeliveries and failed rules, as they happen
+        self.mishaps = Mishaps()  # the batch being processed's
         # Producer signatures (contract, Amendment 1), checked only while a keys file is configured.
         self.authenticator = Authenticator.configured(settings.ingest.keys_file)
         self.waiting: list[Decoded] = []  # fetched, ahead of the slowest partition: see streams.alignment
@@ -107,7 +115,7 @@ class BatchProcessor:
     def process(self, messages: Sequence[Record], ends: Mapping[int, int | None]) -> Processed:
         """One batch through every stage. `ends`: each owned partition's end offset when fetched, to tell which
         partitions are caught up."""
-        times = StageTimes()
+        times, self.mishaps = StageTimes(), Mishaps()
         rows = BatchRows(log_id=self.progress.topic_id)
         minutes: set[int] = set()
         clock = WallClock.read(self.settings.max_clock_skew_s)  # once a batch: no event further ahead of it
@@ -150,7 +158,7 @@ class BatchProcessor:
             rows.columns["usage"] = [usage.table() for usage in accepted]
         tables = rows.tables()
         times.switch("arrow")
-        return Processed(rows, minutes, tables, times)
+        return Processed(rows, minutes, tables, times, self.mishaps)
 
     def _decode(self, messages: Sequence[Record], clock: WallClock) -> tuple[list[Decoded], list[int], set[int]]:
         """Each record decoded (usage candidates left `NOT_READ` for the columns), after the records waiting from
@@ -223,7 +231,7 @@ class BatchProcessor:
                     copy_of(message, key, "usage", outcome.content, first, rows)
             times.switch("dedup")
         times.switch("surveillance")
-        self.sensor.on_redelivered(redelivered)
+        self.mishaps.redelivered += redelivered
         return list(usage.values()), ranges
 
     def take(
@@ -311,7 +319,7 @@ class BatchProcessor:
 
     def detector_failed(self, failure: DetectorFailed, message: Record, key: Key, rows: BatchRows) -> None:
         """A detector raised on this event: it is rejected (`processing_error`), the market goes on."""
-        self.sensor.on_detector_failed(failure.kind)
+        self.mishaps.detectors_failed.append(failure.kind)
         log.exception("detector failed on event", extra={"detector": failure.kind, "event_id": key[1]})
         rows.rejected.append(rejected(message, PROCESSING_ERROR, str(failure)[:2000], *key))
 

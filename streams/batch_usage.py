@@ -115,11 +115,11 @@ def take_usage_at_once(
             redelivered += take(message, outcome, identities, next_identity, rows, minutes)
         times.switch("dedup")
     times.switch("surveillance")
-    core.sensor.on_redelivered(redelivered)
+    core.mishaps.redelivered += redelivered
     event_ids = columns.table.column("event_id").take(accepted_rows).to_pylist()
     judged = whole.judge(exchange_ids.to_pylist(), event_ids, at_ms)
     for failure in judged.failed:
-        core.sensor.on_detector_failed(failure.kind)
+        core.mishaps.detectors_failed.append(failure.kind)
         log.error("detector failed on a batch's events; it missed them", extra={"detector": failure.kind})
     rows.alerts.extend(judged.alerts)
     if not len(first_seen):

@@ -94,7 +94,7 @@ class Pipeline:
         )
         self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
-        self.core = BatchProcessor(settings, self.surveillance, self.index, self.progress, self.sensor)
+        self.core = BatchProcessor(settings, self.surveillance, self.index, self.progress)
         self.windows = WindowFlusher(store, keep=scope == "all", lateness_ms=settings.allowed_lateness_s * 1000)
         self.lock = asyncio.Lock()  # batches, flushes, rule changes and emitted alerts: one at a time
         self._searching = asyncio.Lock()  # one off-batch search (the market stage's poll or tick) at a time
@@ -180,6 +180,7 @@ class Pipeline:
         self._forward(rows)
         with self.sensor.stage("metrics"):
             self.sensor.on_batch_stored(rows, processed.tables, self.surveillance.watermark_ms, len(self.index))
+            self.sensor.on_mishaps(processed.mishaps.redelivered, processed.mishaps.detectors_failed)
         return {marker.partition: marker.last_offset for marker in rows.markers}
 
     @property

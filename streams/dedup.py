@@ -25,7 +25,16 @@ from typing import cast
 
 import numpy as np
 import pyarrow as pa
-from rocksdict import ColumnFamily, DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    ColumnFamily,
+    DBCompressionType,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
 
 from sinks.clickhouse.state import LogProgress, StateReader, identity_digest
 from sinks.clickhouse.store import process_running
@@ -33,7 +42,7 @@ from sinks.clickhouse.store import process_running
 _PARTITION_BITS = 20  # where an identity was first stored, packed in one int: offset << 20 | partition
 HOUR_MS = 3_600_000
 SPAN_HOURS = 4  # identities are kept (filter and disk) per span of event time, dropped whole past the horizon
-BITS_PER_KEY = 16  # of filter per identity a span is sized for: ~0.03 % false positives per span, 2 bytes each
+BITS_PER_KEY = 16  # of filter per identity a span is sized for: ~0.1 % false positives per span, 2 bytes each
 _STATE_PREFIX = "dedup-"  # + pid + "-": one directory per index, swept once its process is gone
 # What the disk holds per identity (key: its 16-byte digest): where it was first stored, its event time (ms
 # since its span began) and what it said.
@@ -87,6 +96,13 @@ class _Span:
     filters: list[_Filter]
     count: int = 0
     filled: int = 0  # identities in the last filter
+    earliest_ms: int = SPAN_HOURS * HOUR_MS  # the event times seen, ms into the span: how much of it came yet
+    latest_ms: int = 0
+
+    def expected(self) -> int:
+        """The identities the whole span would hold at the rate seen so far (a worker may start mid-span)."""
+        seen_ms = max(self.latest_ms - self.earliest_ms, HOUR_MS // 60)
+        return self.count * SPAN_HOURS * HOUR_MS // min(seen_ms, SPAN_HOURS * HOUR_MS)
 
     def may_hold(self, hi: np.ndarray, lo: np.ndarray, hi_bits: np.ndarray, lo_bits: np.ndarray) -> np.ndarray:
         maybe = self.filters[0].may_hold(hi, lo, hi_bits, lo_bits)
@@ -134,7 +150,8 @@ class EventIndex:
             state_dir.mkdir(parents=True, exist_ok=True)
             _sweep(state_dir)
         self.path = Path(tempfile.mkdtemp(prefix=f"{_STATE_PREFIX}{os.getpid()}-", dir=state_dir))
-        self._options = _options()
+        self._cache = Cache(4 << 20)
+        self._options = _options(self._cache)
         self._db = Rdict(str(self.path), self._options)
         self._written = WriteOptions()
         # No log: a crash loses the directory anyway (the store restores it). A property, stubbed as a method.
@@ -159,11 +176,11 @@ class EventIndex:
         return self._size
 
     def ram_bytes(self) -> int:
-        """What the index holds in RAM: its filters, RocksDB's memtables and its table files' indexes."""
+        """What the index holds in RAM: its filters, RocksDB's memtables, block cache and table files' indexes."""
         filters = sum(f.words.nbytes for span in self._spans.values() for f in span.filters)
         held = ("rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem")
         rocksdb = sum(span.column.property_int_value(name) or 0 for span in self._spans.values() for name in held)
-        return filters + rocksdb
+        return filters + rocksdb + self._cache.get_usage()
 
     def disk_bytes(self) -> int:
         """What the index holds on disk: its column families' table files."""
@@ -238,6 +255,8 @@ class EventIndex:
             self._filter(span, len(mine)).add(hi, lo, _bits(hi), _bits(lo))
             values = np.empty(len(mine), _VALUE)
             values["place"], values["ms"], values["content"] = packed[mine], ms[mine] - number * span_ms, content[mine]
+            span.earliest_ms = min(span.earliest_ms, int(values["ms"].min()))
+            span.latest_ms = max(span.latest_ms, int(values["ms"].max()))
             writes = WriteBatch(raw_mode=True)
             writes.set_default_column_family(span.handle)
             keys = np.stack((hi, lo), axis=1).astype(">u8").view("V16").ravel().tolist()  # bytes, no Python each
@@ -250,7 +269,7 @@ class EventIndex:
         span = self._spans.get(number)
         if span is None:
             name = f"span-{number}"
-            largest = max((s.count for s in self._spans.values()), default=0)  # traffic is steady: size like it
+            largest = max((s.expected() for s in self._spans.values()), default=0)  # traffic is steady
             capacity = max(self._min_keys, largest, arriving)
             column = self._db.create_column_family(name, self._options)
             handle = self._db.get_column_family_handle(name)
@@ -269,14 +288,18 @@ class EventIndex:
         return last
 
 
-def _options() -> Options:
+def _options(cache: Cache) -> Options:
     """RocksDB for the disk tier: raw bytes, no compression (digests do not compress), small memtables (a batch
-    goes into a 4 MiB one twice as fast as into a 64 MiB one: it stays in the CPU's cache), bounded in all."""
+    goes into a 4 MiB one twice as fast as into a 64 MiB one: it stays in the CPU's cache), bounded in all, and
+    one small block cache for every span (reads are rare: resends and false positives)."""
     options = Options(raw_mode=True)
     options.create_if_missing(True)
     options.set_compression_type(DBCompressionType.none())
     options.set_write_buffer_size(4 << 20)
-    options.set_db_write_buffer_size(64 << 20)
+    options.set_db_write_buffer_size(16 << 20)
+    tables = BlockBasedOptions()
+    tables.set_block_cache(cache)
+    options.set_block_based_table_factory(tables)
     return options
 
 

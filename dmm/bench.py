@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import threading
 import time
-import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -334,11 +333,15 @@ class SoakResult:
     rate: float
     seconds: float
     events: int
+    event_hours: float  # event time the traffic spans (0: as it is sent)
     rss_mib: list[tuple[float, float]]  # (seconds since start, worker RSS MiB), every sample
     slope_mib_per_hour: float  # after warm-up, least squares
+    rss_end_mib: float  # once the worker has taken every event
     dedup_index_events: float
-    dedup_bytes_per_event: float  # measured in-process on an index of the same shape
-    expected_index_mib_per_hour: float  # what remembering every event for 24 h adds at this rate
+    dedup_ram_bytes_per_event: float  # the index's filters and RocksDB memtables, as the worker reports them
+    dedup_disk_bytes_per_event: float  # its state directory, every file
+    dedup_disk_probe_rate: float  # disk reads per identity looked up (resends and filter false positives)
+    expected_index_mib_per_hour: float  # what remembering every event for 24 h adds to RAM at this rate
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -352,8 +355,11 @@ def run_soak(
     seed: int = 5,
     say: Say = print,
     sample_every_s: float = 10.0,
+    event_hours: float = 0.0,
 ) -> SoakResult:
-    """Live traffic at `rate` for `seconds` through the real worker; its RSS sampled all along."""
+    """Live traffic at `rate` for `seconds` through the real worker; its RSS sampled all along. `event_hours`:
+    the traffic's event time spans that many hours up to now (more than the dedup horizon: it passes within the
+    run), instead of moving as it is sent."""
     templates, _ = _live_traffic(seed, min(rate, 20_000), 10)
     with EmbeddedStack(settings, workdir) as stack:
         assert stack.worker is not None
@@ -370,12 +376,14 @@ def run_soak(
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
         sent = 0
+        span_ms = event_hours * 3_600_000 if event_hours else seconds * 1000
         with EventProducer(settings.kafka, linger_ms=5) as producer:
-            start_ms = to_ms(datetime.now(UTC))
+            start_ms = to_ms(datetime.now(UTC)) - (int(span_ms) if event_hours else 0)
+            step_ms = span_ms / (seconds * rate)
             while (elapsed := time.monotonic() - began) < seconds:
                 due = int(elapsed * rate)
                 while sent < due:
-                    key, value = _renamed(templates[sent % len(templates)], sent, start_ms + int(sent * 1000 / rate))
+                    key, value = _renamed(templates[sent % len(templates)], sent, start_ms + int(sent * step_ms))
                     producer.publish_raw(value, key)
                     sent += 1
                 time.sleep(0.005)
@@ -383,17 +391,25 @@ def run_soak(
         stop.set()
         watcher.join()
         wait_until_drained(settings, timeout=600)
-        index_events = worker_metrics(settings).get("dmm_dedup_index_events", 0.0)
+        rss_end = _rss_mb(pid)
+        metrics = worker_metrics(settings)
+        disk = sum(path.stat().st_size for path in settings.state_path.rglob("*") if path.is_file())
+    index_events = metrics.get("dmm_dedup_index_events", 0.0)
+    per_event = metrics.get('dmm_dedup_index_bytes{medium="ram"}', 0.0) / max(index_events, 1.0)
+    probed = metrics.get('dmm_dedup_probes_total{tier="filter"}', 0.0)
     warm = [(t, m) for t, m in samples if t >= min(120.0, seconds * 0.2)]
-    per_event = _dedup_bytes_per_event()
     return SoakResult(
         rate,
         seconds,
         sent,
+        event_hours,
         samples,
         _slope_per_hour(warm),
+        rss_end,
         index_events,
         per_event,
+        disk / max(index_events, 1.0),
+        metrics.get('dmm_dedup_probes_total{tier="disk"}', 0.0) / max(probed, 1.0),
         per_event * rate * 3600 / 2**20,
     )
 
@@ -416,24 +432,6 @@ def _slope_per_hour(samples: list[tuple[float, float]]) -> float:
         return 0.0
     slope = statistics.linear_regression([t for t, _ in samples], [m for _, m in samples]).slope
     return slope * 3600
-
-
-def _dedup_bytes_per_event(events: int = 100_000) -> float:
-    """Memory one remembered identity costs in the worker's dedup index (tracemalloc, same key shapes)."""
-    from models import content_digest
-    from streams.dedup import EventIndex
-
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
-    index = EventIndex(horizon_ms=86_400_000)
-    for first in range(0, events, 20_000):  # as the worker does, one batch at a time
-        with index.batch([]) as identities:
-            for n in range(first, min(first + 20_000, events)):
-                key = ("SHDEX", f"SHDEX-T-20261121-{n:06d}")
-                identities.add(key, 0, n, 1_795_000_000_000 + n, content_digest(str(n)))
-    used = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    return used / events
 
 
 def _rss_mb(pid: int) -> float:

@@ -166,6 +166,11 @@ class Settings(BaseSettings):
         return self.clickhouse.chdb_path.parent / "sql.sock"
 
     @property
+    def state_path(self) -> Path:
+        """Where the worker keeps local state (`state_dir`, or `state` beside the embedded store)."""
+        return self.state_dir or self.clickhouse.chdb_path.parent / "state"
+
+    @property
     def console_token_file(self) -> Path:
         """Where `dmm up` keeps the console token it generated (mode 0600), for `dmm alerts` to send."""
         return self.clickhouse.chdb_path.parent / "console-token"
@@ -175,6 +180,11 @@ class Settings(BaseSettings):
         30.0, description="a dm.events partition silent this long (wall clock) stops holding back the market watermark"
     )
     dedup_horizon_s: int = Field(24 * 3600, description="how long an (exchange_id, event_id) is remembered")
+    state_dir: Path | None = Field(
+        None,
+        description="local disk the worker keeps its duplicate index on (rebuilt from the store on start, so it "
+        "needs no backup); unset = `state` beside the embedded store's directory",
+    )
     batch_max: int = Field(20_000, description="most messages decoded and written as one batch")
     batch_within_s: float = Field(0.2, description="longest wait to fill a batch")
     flush_interval_s: float = Field(1.0, description="how often windows are flushed and offsets released")

@@ -108,6 +108,17 @@ STAGES = (
     "market",  # the market stage's read-back and rules (several workers; in the one owning partition 0)
 )
 DEDUP_INDEX = Gauge("dmm_dedup_index_events", "Event identities remembered for duplicate detection")
+DEDUP_INDEX_BYTES = Gauge(
+    "dmm_dedup_index_bytes",
+    "What the duplicate index holds: in RAM (its filters and RocksDB memtables) and on disk (RocksDB tables)",
+    ["medium"],
+)
+DEDUP_PROBES = Counter(
+    "dmm_dedup_probes_total",
+    "Identities looked up in the duplicate index (tier=filter), and reads its filters sent to disk (tier=disk, "
+    "one per identity and span of event time a filter may hold it in)",
+    ["tier"],
+)
 RULE_CHANGES_REFUSED = Counter(
     "dmm_rule_changes_refused_total",
     "Messages on dm.rules refused (unsigned, not signed with the operators' key, or not a valid change): ignored, "
@@ -152,6 +163,7 @@ class PipelineSensor:
 
     def __init__(self) -> None:
         self._latest_s: dict[str, float] = {}  # per exchange, its latest event time counted (s)
+        self._probes = (0, 0)  # the duplicate index's lookups counted so far: to the filters, to disk
 
     def on_stage(self, name: str, seconds: float) -> None:
         """Worker time spent in a stage (`STAGES`)."""
@@ -169,6 +181,15 @@ class PipelineSensor:
     def on_restored(self, identities: int, watermark_ms: int) -> None:
         DEDUP_INDEX.set(identities)
         WATERMARK.set(watermark_ms / 1000)
+
+    def on_dedup_index(self, ram_bytes: int, disk_bytes: int, probed: int, read_from_disk: int) -> None:
+        """The duplicate index after a batch: its bytes, and how many lookups (ever) went to the filters and to disk."""
+        DEDUP_INDEX_BYTES.labels(medium="ram").set(ram_bytes)
+        DEDUP_INDEX_BYTES.labels(medium="disk").set(disk_bytes)
+        before_probed, before_read = self._probes
+        DEDUP_PROBES.labels(tier="filter").inc(probed - before_probed)
+        DEDUP_PROBES.labels(tier="disk").inc(read_from_disk - before_read)
+        self._probes = (probed, read_from_disk)
 
     def on_mishaps(self, redelivered: int, detectors_failed: Iterable[str]) -> None:
         """A stored batch's records skipped as stored before, and the detectors that raised on its events."""

@@ -12,17 +12,41 @@ counted, so it is skipped silently. Both indexes are rebuilt from ClickHouse on 
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
+from rocksdict import (
+    BlockBasedOptions,
+    Cache,
+    ColumnFamily,
+    DBCompressionType,
+    Options,
+    Rdict,
+    WriteBatch,
+    WriteOptions,
+)
 
 from sinks.clickhouse.state import LogProgress, StateReader, identity_digest
+from sinks.clickhouse.store import process_running
 
 _PARTITION_BITS = 20  # where an identity was first stored, packed in one int: offset << 20 | partition
 HOUR_MS = 3_600_000
+SPAN_HOURS = 4  # identities are kept (filter and disk) per span of event time, dropped whole past the horizon
+BITS_PER_KEY = 15  # of filter per identity a span is sized for: ~0.16 % false positives per span, 1.9 bytes each
+_STATE_PREFIX = "dedup-"  # + pid + "-": one directory per index, swept once its process is gone
+# What the disk holds per identity (key: its 16-byte digest): where it was first stored, its event time (ms
+# since its span began) and what it said.
+_VALUE = np.dtype([("place", "<i8"), ("ms", "<u4"), ("content", "<u8")])
 
 Key = tuple[str, str]
 # Where an identity was first stored, and what it said: (partition, offset, content digest; 0: not known, a row
@@ -30,68 +54,109 @@ Key = tuple[str, str]
 First = tuple[int, int, int]
 
 
+def _bits(half: np.ndarray) -> np.ndarray:
+    """The four bits (of 64) a digest half sets in its filter word: from its top 24 bits (its low bits pick the
+    word), computed once per batch for every span's filter."""
+    mask = np.zeros(len(half), np.uint64)
+    for shift in (58, 52, 46, 40):
+        mask |= np.uint64(1) << ((half >> np.uint64(shift)) & np.uint64(63))
+    return mask
+
+
+class _Filter:
+    """A blocked Bloom filter in numpy: each identity sets four bits in one 64-bit word picked by each half of
+    its digest, so a batch is added and probed with two gathers a key and no Python per key."""
+
+    __slots__ = ("capacity", "words")
+
+    def __init__(self, capacity: int, bits_per_key: int) -> None:
+        self.capacity = capacity
+        self.words = np.zeros(max(1, -(-capacity * bits_per_key // 64)), np.uint64)
+
+    def add(self, hi: np.ndarray, lo: np.ndarray, hi_bits: np.ndarray, lo_bits: np.ndarray) -> None:
+        size = np.uint64(len(self.words))
+        np.bitwise_or.at(self.words, hi % size, hi_bits)
+        np.bitwise_or.at(self.words, lo % size, lo_bits)
+
+    def may_hold(self, hi: np.ndarray, lo: np.ndarray, hi_bits: np.ndarray, lo_bits: np.ndarray) -> np.ndarray:
+        size = np.uint64(len(self.words))
+        first = (self.words[hi % size] & hi_bits) == hi_bits
+        held: np.ndarray = first & ((self.words[lo % size] & lo_bits) == lo_bits)
+        return held
+
+
 @dataclass(slots=True)
-class _Run:
-    """Identities sorted by digest, as parallel arrays: 36 bytes per identity, no Python object each."""
+class _Span:
+    """The identities of one span of event time: filters in RAM (another, twice as large, each time the last
+    one is full), the exact entries in their own column family on disk."""
 
-    hi: np.ndarray  # uint64: the digest's first half (the sort key; equal halves are told apart by `lo`)
-    lo: np.ndarray  # uint64: its second half
-    place: np.ndarray  # int64: offset << 20 | partition
-    ms: np.ndarray  # uint32: event time, ms since the start of the run's hour
-    content: np.ndarray  # uint64: what the event said (`models.content_digest`; 0: not known)
+    name: str
+    column: Rdict
+    handle: ColumnFamily
+    filters: list[_Filter]
+    count: int = 0
+    filled: int = 0  # identities in the last filter
+    earliest_ms: int = SPAN_HOURS * HOUR_MS  # the event times seen, ms into the span: how much of it came yet
+    latest_ms: int = 0
 
-    @classmethod
-    def sorted(cls, digests: np.ndarray, place: np.ndarray, ms: np.ndarray, content: np.ndarray) -> _Run:
-        """`digests`: n x 16 bytes."""
-        halves = digests.view(">u8").reshape(-1, 2).astype(np.uint64)
-        order = np.argsort(halves[:, 0])
-        return cls(halves[order, 0], halves[order, 1], place[order], ms[order], content[order])
+    def expected(self) -> int:
+        """The identities the whole span would hold at the rate seen so far (a worker may start mid-span)."""
+        seen_ms = max(self.latest_ms - self.earliest_ms, HOUR_MS // 60)
+        return self.count * SPAN_HOURS * HOUR_MS // min(seen_ms, SPAN_HOURS * HOUR_MS)
 
-    def merged(self, other: _Run) -> _Run:
-        hi = np.concatenate((self.hi, other.hi))
-        order = np.argsort(hi, kind="stable")  # timsort: two sorted runs merge in linear time
-        return _Run(
-            hi[order],
-            np.concatenate((self.lo, other.lo))[order],
-            np.concatenate((self.place, other.place))[order],
-            np.concatenate((self.ms, other.ms))[order],
-            np.concatenate((self.content, other.content))[order],
-        )
-
-    def find(self, hi: np.ndarray, lo: np.ndarray) -> dict[int, int]:
-        """Positions of the probed digests found here -> their index in this run."""
-        at = np.searchsorted(self.hi, hi)
-        inside = np.minimum(at, len(self.hi) - 1)
-        same_hi = self.hi[inside] == hi
-        found: dict[int, int] = {}
-        for i in np.flatnonzero(same_hi):
-            j = int(at[i])
-            while j < len(self.hi) and self.hi[j] == hi[i]:  # two digests may share a first half
-                if self.lo[j] == lo[i]:
-                    found[int(i)] = j
-                    break
-                j += 1
-        return found
-
-    def __len__(self) -> int:
-        return len(self.hi)
+    def may_hold(self, hi: np.ndarray, lo: np.ndarray, hi_bits: np.ndarray, lo_bits: np.ndarray) -> np.ndarray:
+        maybe = self.filters[0].may_hold(hi, lo, hi_bits, lo_bits)
+        for more in self.filters[1:]:
+            maybe |= more.may_hold(hi, lo, hi_bits, lo_bits)
+        return maybe
 
 
-@dataclass
+@dataclass(slots=True)
+class Probes:
+    """How lookups went: identities probed, and (identity, span) pairs the filters sent to disk."""
+
+    keys: int = 0
+    disk: int = 0
+
+
 class EventIndex:
     """`(exchange_id, event_id)` -> where it was first stored and what it said, for `horizon_ms` of event time.
 
-    It holds every identity of the horizon (a day: hundreds of millions at market rates), so it
-    keeps no Python object per identity: a 128-bit digest, the packed place, the event time and a
-    64-bit content digest sit in sorted numpy runs per hour of event time (36 bytes each), merged
-    as they grow and dropped by the hour once the horizon passes. A batch looks its identities up at
-    once and remembers its first-seen ones through `batch`, which folds them in when it ends.
+    A day of identities at market rates is hundreds of millions, so RAM holds only a Bloom filter per span of
+    event time (~2 bytes an identity) and the exact entries sit in RocksDB under `state_dir` (a directory of
+    this index's own, wiped when it goes: the store is the truth, rebuilt from on `restore`). A batch's
+    identities are probed at once: every filter first, the disk only for those a filter may hold, so a false
+    positive costs a read and never an answer. Spans whose every moment is behind the horizon are dropped
+    whole (filter and column family). A batch remembers its first-seen identities through `batch`, which
+    writes them as it ends.
     """
 
-    horizon_ms: int
-    _hours: dict[int, list[_Run]] = field(default_factory=dict)
-    _size: int = 0
-    _cutoff_ms: int = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
+    def __init__(
+        self,
+        horizon_ms: int,
+        state_dir: Path | None = None,
+        *,
+        min_keys: int = 1 << 16,
+        bits_per_key: int = BITS_PER_KEY,
+    ) -> None:
+        """`min_keys`: the smallest filter (a span is first sized like the largest one kept, at least this)."""
+        self.horizon_ms = horizon_ms
+        self.probes = Probes()
+        self._min_keys, self._bits_per_key = min_keys, bits_per_key
+        self._spans: dict[int, _Span] = {}
+        self._size = 0
+        self._cutoff_ms = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
+        if state_dir is not None:
+            state_dir.mkdir(parents=True, exist_ok=True)
+            _sweep(state_dir)
+        self.path = Path(tempfile.mkdtemp(prefix=f"{_STATE_PREFIX}{os.getpid()}-", dir=state_dir))
+        self._cache = Cache(4 << 20)
+        self._options = _options(self._cache)
+        self._db = Rdict(str(self.path), self._options)
+        self._written = WriteOptions()
+        # No log: a crash loses the directory anyway (the store restores it). A property, stubbed as a method.
+        self._written.disable_wal = True  # type: ignore[method-assign, assignment]
+        self._closing = weakref.finalize(self, _discard, self._db, self.path)
 
     def batch(self, keys: Sequence[Key]) -> IdentityBatch:
         """A batch's identities (`keys`: its events', in the order their positions refer to), looked up at once
@@ -99,55 +164,157 @@ class EventIndex:
         return IdentityBatch(self, keys)
 
     def prune(self, watermark_ms: int) -> None:
-        """Forget identities whose event time is more than the horizon behind the watermark."""
+        """Forget identities whose event time is more than the horizon behind the watermark (their span's
+        filter and disk entries once the whole span is behind; until then each is checked on a hit)."""
         self._cutoff_ms = max(self._cutoff_ms, watermark_ms - self.horizon_ms)
-        for hour in [h for h in self._hours if (h + 1) * HOUR_MS <= self._cutoff_ms]:
-            self._size -= sum(len(run) for run in self._hours.pop(hour))
+        for number in [n for n in self._spans if (n + 1) * SPAN_HOURS * HOUR_MS <= self._cutoff_ms]:
+            span = self._spans.pop(number)
+            self._size -= span.count
+            self._db.drop_column_family(span.name)
 
     def __len__(self) -> int:
         return self._size
 
+    def ram_bytes(self) -> int:
+        """What the index holds in RAM: its filters, RocksDB's memtables, block cache and table files' indexes."""
+        filters = sum(f.words.nbytes for span in self._spans.values() for f in span.filters)
+        held = ("rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem")
+        rocksdb = sum(span.column.property_int_value(name) or 0 for span in self._spans.values() for name in held)
+        return filters + rocksdb + self._cache.get_usage()
+
+    def disk_bytes(self) -> int:
+        """What the index holds on disk: its column families' table files."""
+        return sum(span.column.property_int_value("rocksdb.total-sst-files-size") or 0 for span in self._spans.values())
+
+    def close(self) -> None:
+        """Close the disk tier and remove its directory (also done when the index is collected)."""
+        self._closing()
+
     def restore(self, state: StateReader, watermark_ms: int) -> None:
+        """Rebuild from the store into fresh spans, each filter sized to its span's count, read an hour at a time
+        (a day of identities in one Arrow table would be ~50 bytes each)."""
+        for number in list(self._spans):
+            self._db.drop_column_family(self._spans.pop(number).name)
+        self._size = 0
         self._cutoff_ms = watermark_ms - self.horizon_ms
-        table = state.identity_digests(self._cutoff_ms)
+        span_ms = SPAN_HOURS * HOUR_MS
+        for number, count in sorted(state.identity_counts(self._cutoff_ms, span_ms).items()):
+            self._span(number, count)
+            start, end = max(self._cutoff_ms, number * span_ms), (number + 1) * span_ms
+            while start < end:
+                until = min(start // HOUR_MS * HOUR_MS + HOUR_MS, end)
+                self._fold_table(state.identity_digests(start, until))
+                start = until
+
+    def _fold_table(self, table: pa.Table) -> None:
         if table.num_rows:
             digest = table.column("digest").combine_chunks()
             raw = np.frombuffer(digest.buffers()[1], np.uint8)[digest.offset * 16 : (digest.offset + len(digest)) * 16]
             partition = _numpy(table, "src_partition")
             packed = _numpy(table, "src_offset") << _PARTITION_BITS | partition
             content = table.column("content_digest").combine_chunks().to_numpy(zero_copy_only=False)
-            self._fold(raw, packed, _numpy(table, "occurred_ms"), content.astype(np.uint64))
+            self._fold(raw.reshape(-1, 16), packed, _numpy(table, "occurred_ms"), content.astype(np.uint64))
 
-    def _probe(self, keys: Sequence[Key], hi: np.ndarray, lo: np.ndarray, places: dict[Key, First]) -> np.ndarray:
-        """Which of `keys` (digested as `hi`, `lo`) are remembered: their first places into `places`."""
+    def _probe(
+        self, keys: Sequence[Key], digests: Sequence[bytes], hi: np.ndarray, lo: np.ndarray, places: dict[Key, First]
+    ) -> np.ndarray:
+        """Which of `keys` (digested as `digests`, halves `hi`, `lo`) are remembered: their first places into
+        `places`. Every span's filter for the whole batch, then one batched read per span of those it may hold."""
         found = np.zeros(len(keys), np.bool_)
         if not keys or not self._size:
             return found
-        order = np.argsort(hi)  # probed in sorted order: three times faster into a large run
-        hi, lo = hi[order], lo[order]
-        for hour, runs in self._hours.items():
-            for run in runs:
-                for i, j in run.find(hi, lo).items():
-                    if hour * HOUR_MS + int(run.ms[j]) >= self._cutoff_ms:
-                        packed = int(run.place[j])
-                        partition, offset = packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS
-                        places[keys[order[i]]] = (partition, offset, int(run.content[j]))
-                        found[order[i]] = True
+        self.probes.keys += len(keys)
+        hi_bits, lo_bits = _bits(hi), _bits(lo)
+        for number, span in self._spans.items():
+            maybe = np.flatnonzero(span.may_hold(hi, lo, hi_bits, lo_bits)).tolist()
+            if not maybe:
+                continue
+            self.probes.disk += len(maybe)
+            read = cast("list[bytes | None]", span.column.get([digests[i] for i in maybe]))
+            hits = [(i, value) for i, value in zip(maybe, read, strict=True) if value is not None]
+            if not hits:
+                continue
+            values = np.frombuffer(b"".join(value for _, value in hits), _VALUE)
+            began_ms = number * SPAN_HOURS * HOUR_MS
+            for (i, _), (packed, ms, content) in zip(hits, values.tolist(), strict=True):
+                if began_ms + ms >= self._cutoff_ms:
+                    places[keys[i]] = (packed & ((1 << _PARTITION_BITS) - 1), packed >> _PARTITION_BITS, content)
+                    found[i] = True
         return found
 
     def _fold(self, digests: np.ndarray, packed: np.ndarray, ms: np.ndarray, content: np.ndarray) -> None:
-        hours = ms // HOUR_MS
-        for hour in np.unique(hours):
-            mine = np.flatnonzero(hours == hour)
-            rows = (mine[:, None] * 16 + np.arange(16)).ravel()
-            offset_ms = (ms[mine] - hour * HOUR_MS).astype(np.uint32)
-            run = _Run.sorted(digests[rows], packed[mine], offset_ms, content[mine])
-            runs = self._hours.setdefault(int(hour), [])
-            runs.append(run)
-            while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):  # log-many runs per hour
-                last = runs.pop()
-                runs[-1] = runs[-1].merged(last)
+        """Remember identities (`digests`: n x 16 bytes): into their spans' filters, and written to disk."""
+        span_ms = SPAN_HOURS * HOUR_MS
+        numbers = ms // span_ms
+        for number in np.unique(numbers).tolist():
+            mine = np.flatnonzero(numbers == number)
+            span = self._span(number, len(mine))
+            halves = np.ascontiguousarray(digests[mine]).view(">u8").astype(np.uint64)
+            order = np.argsort(halves[:, 0])  # in key order: RocksDB inserts a sorted batch twice as fast
+            hi, lo = halves[order, 0], halves[order, 1]
+            self._filter(span, len(mine)).add(hi, lo, _bits(hi), _bits(lo))
+            values = np.empty(len(mine), _VALUE)
+            values["place"], values["ms"], values["content"] = packed[mine], ms[mine] - number * span_ms, content[mine]
+            span.earliest_ms = min(span.earliest_ms, int(values["ms"].min()))
+            span.latest_ms = max(span.latest_ms, int(values["ms"].max()))
+            writes = WriteBatch(raw_mode=True)
+            writes.set_default_column_family(span.handle)
+            keys = np.stack((hi, lo), axis=1).astype(">u8").view("V16").ravel().tolist()  # bytes, no Python each
+            deque(map(writes.put, keys, values[order].view(f"V{_VALUE.itemsize}").tolist()), maxlen=0)
+            self._db.write(writes, self._written)
+            span.count += len(mine)
             self._size += len(mine)
+
+    def _span(self, number: int, arriving: int) -> _Span:
+        span = self._spans.get(number)
+        if span is None:
+            name = f"span-{number}"
+            largest = max((s.expected() for s in self._spans.values()), default=0)  # traffic is steady
+            capacity = max(self._min_keys, largest, arriving)
+            column = self._db.create_column_family(name, self._options)
+            handle = self._db.get_column_family_handle(name)
+            span = _Span(name, column, handle, [_Filter(capacity, self._bits_per_key)])
+            self._spans[number] = span
+        return span
+
+    def _filter(self, span: _Span, arriving: int) -> _Filter:
+        """The span's filter with room for `arriving` more (a new one, twice the last, once it is full)."""
+        last = span.filters[-1]
+        if span.filled + arriving > last.capacity:
+            last = _Filter(max(2 * last.capacity, arriving), self._bits_per_key)
+            span.filters.append(last)
+            span.filled = 0
+        span.filled += arriving
+        return last
+
+
+def _options(cache: Cache) -> Options:
+    """RocksDB for the disk tier: raw bytes, no compression (digests do not compress), small memtables (a batch
+    goes into a 4 MiB one twice as fast as into a 64 MiB one: it stays in the CPU's cache), bounded in all, and
+    one small block cache for every span (reads are rare: resends and false positives)."""
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.set_compression_type(DBCompressionType.none())
+    options.set_write_buffer_size(4 << 20)
+    options.set_db_write_buffer_size(16 << 20)
+    tables = BlockBasedOptions()
+    tables.set_block_cache(cache)
+    tables.set_block_size(16 << 10)  # a table file's index, held in RAM, is then ~0.04 bytes an identity, not ~0.17
+    options.set_block_based_table_factory(tables)
+    return options
+
+
+def _sweep(state_dir: Path) -> None:
+    """Remove the index directories of processes that are gone (a killed worker leaves its own behind)."""
+    for path in state_dir.glob(f"{_STATE_PREFIX}*-*"):
+        pid = path.name.removeprefix(_STATE_PREFIX).split("-", 1)[0]
+        if pid.isdigit() and not process_running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _discard(db: Rdict, path: Path) -> None:
+    db.close()
+    shutil.rmtree(path, ignore_errors=True)
 
 
 class IdentityBatch:
@@ -163,7 +330,7 @@ class IdentityBatch:
         halves = np.frombuffer(b"".join(self._digests), ">u8").reshape(-1, 2).astype(np.uint64)
         self._hi, self._lo = halves[:, 0], halves[:, 1]
         self._places: dict[Key, First] = {}  # the batch's keys remembered before it, and those it added
-        self._found = index._probe(keys, self._hi, self._lo, self._places)  # per key: remembered before
+        self._found = index._probe(keys, self._digests, self._hi, self._lo, self._places)  # per key: remembered before
         # Added: (partition, offset, ms, position of its digest in `_digests`, content digest); one by one (`add`)
         # or as blocks of those five columns (`add_many`, the content as int64 bits).
         self._added: list[tuple[int, int, int, int, int]] = []
@@ -224,7 +391,7 @@ class IdentityBatch:
             added = np.concatenate(self._blocks)
             listed = np.frombuffer(b"".join(self._digests), np.uint8).reshape(-1, 16)
             packed = added[:, 1] << _PARTITION_BITS | added[:, 0]
-            self._index._fold(listed[added[:, 3]].ravel(), packed, added[:, 2], added[:, 4].astype(np.uint64))
+            self._index._fold(listed[added[:, 3]], packed, added[:, 2], added[:, 4].astype(np.uint64))
         self._added, self._blocks = [], []
 
 

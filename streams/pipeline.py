@@ -92,7 +92,7 @@ class Pipeline:
             build_detectors(settings.rules, scope),
             partition_idle_ms=int(settings.partition_idle_s * 1000),
         )
-        self.index = EventIndex(horizon_ms=settings.dedup_horizon_s * 1000)
+        self.index = EventIndex(settings.dedup_horizon_s * 1000, settings.state_path)
         self.progress = Progress(topic=settings.kafka.events_topic, topic_id=topic_id)
         self.core = BatchProcessor(settings, self.surveillance, self.index, self.progress)
         self.windows = WindowFlusher(store, keep=scope == "all", lateness_ms=settings.allowed_lateness_s * 1000)
@@ -115,6 +115,7 @@ class Pipeline:
         self.index.restore(state, watermark_ms)
         self.windows.restore(state)
         self.sensor.on_restored(len(self.index), watermark_ms)
+        self._on_index()
         log.info(
             "state restored from ClickHouse",
             extra={
@@ -181,7 +182,12 @@ class Pipeline:
         with self.sensor.stage("metrics"):
             self.sensor.on_batch_stored(rows, processed.tables, self.surveillance.watermark_ms, len(self.index))
             self.sensor.on_mishaps(processed.mishaps.redelivered, processed.mishaps.detectors_failed)
+            self._on_index()
         return {marker.partition: marker.last_offset for marker in rows.markers}
+
+    def _on_index(self) -> None:
+        index = self.index
+        self.sensor.on_dedup_index(index.ram_bytes(), index.disk_bytes(), index.probes.keys, index.probes.disk)
 
     @property
     def holding(self) -> int:

@@ -30,6 +30,9 @@ def bench(
     query_days: int = typer.Option(365, help="days of history the --query-rows trades span"),
     soak_seconds: float = typer.Option(0.0, help="instead: live traffic for this long, worker RSS sampled (memory)"),
     soak_rate: float = typer.Option(5000.0, help="events/s of the --soak-seconds traffic"),
+    soak_event_hours: float = typer.Option(
+        0.0, help="the --soak-seconds traffic's event time spans this many hours up to now (0: it moves as sent)"
+    ),
     signed: bool = typer.Option(
         False,
         "--signed",
@@ -52,7 +55,7 @@ def bench(
         _query_bench(query_rows, query_days, as_json, say)
         return
     if soak_seconds:
-        _soak(soak_seconds, soak_rate, seed, as_json, say)
+        _soak(soak_seconds, soak_rate, soak_event_hours, seed, as_json, say)
         return
     if not 1 <= workers <= partitions:
         err_console.print(
@@ -155,21 +158,29 @@ def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]
     )
 
 
-def _soak(seconds: float, rate: float, seed: int, as_json: bool, say: Callable[[str], None]) -> None:
+def _soak(
+    seconds: float, rate: float, event_hours: float, seed: int, as_json: bool, say: Callable[[str], None]
+) -> None:
     from dmm import bench as benchmark
 
     with tempfile.TemporaryDirectory(prefix="dmm-soak-") as tmp:
-        result = benchmark.run_soak(_fresh_stack(Path(tmp), 1), Path(tmp), rate, seconds, seed=seed, say=say)
+        stack = _fresh_stack(Path(tmp), 1)
+        result = benchmark.run_soak(stack, Path(tmp), rate, seconds, seed=seed, say=say, event_hours=event_hours)
     if _printed_as_json(result, as_json):
         return
-    table = _table(f"soak: {result.events:,} events at {result.rate:,.0f}/s for {result.seconds:,.0f} s", "value")
-    first, last = result.rss_mib[0][1] if result.rss_mib else 0, result.rss_mib[-1][1] if result.rss_mib else 0
-    table.add_row("worker RSS first / last sample (MiB)", f"{first:,.0f} / {last:,.0f}")
+    spanning = f", event time over {result.event_hours:,.0f} h" if result.event_hours else ""
+    title = f"soak: {result.events:,} events at {result.rate:,.0f}/s for {result.seconds:,.0f} s{spanning}"
+    table = _table(title, "value")
+    first = result.rss_mib[0][1] if result.rss_mib else 0
+    table.add_row("worker RSS first sample / at the end (MiB)", f"{first:,.0f} / {result.rss_end_mib:,.0f}")
     table.add_row("RSS slope after warm-up (MiB/hour)", f"{result.slope_mib_per_hour:,.1f}")
     table.add_row("dedup index at the end (events)", f"{result.dedup_index_events:,.0f}")
-    table.add_row("bytes per remembered event (dedup index)", f"{result.dedup_bytes_per_event:,.0f}")
+    ram, disk = result.dedup_ram_bytes_per_event, result.dedup_disk_bytes_per_event
+    table.add_row("dedup RAM per remembered event (bytes: filters, memtables)", f"{ram:,.1f}")
+    table.add_row("dedup disk per remembered event (bytes: its state directory)", f"{disk:,.1f}")
+    table.add_row("dedup lookups read from disk", f"{result.dedup_disk_probe_rate:.3%}")
     growth = f"{result.expected_index_mib_per_hour:,.1f}"
-    table.add_row("expected index growth at this rate (MiB/hour, flat after 24 h)", growth)
+    table.add_row("expected index RAM growth at this rate (MiB/hour, flat after 24 h)", growth)
     console.print(table)
 
 

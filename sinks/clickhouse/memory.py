@@ -11,7 +11,7 @@ The real-store and real-broker tests keep covering the SQL itself.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import UTC
 from typing import Any
@@ -99,8 +99,9 @@ class MemoryState(StateReader):
         rows.sort(key=lambda r: (r["occurred_at"], r["src_partition"], r["src_offset"]))
         return [_model(Listing, "listing", row) for row in rows]
 
-    def identity_digests(self, since_ms: int) -> pa.Table:
-        rows = [r for r in self._events() if _ms(r["occurred_at"]) >= since_ms]
+    def identity_digests(self, since_ms: int, until_ms: int | None = None) -> pa.Table:
+        until = until_ms if until_ms is not None else 2**63
+        rows = [r for r in self._events() if since_ms <= _ms(r["occurred_at"]) < until]
         return pa.table(
             {
                 "digest": pa.array([identity_digest(r["exchange_id"], r["event_id"]) for r in rows], pa.binary(16)),
@@ -110,6 +111,10 @@ class MemoryState(StateReader):
                 "content_digest": pa.array([r["content_digest"] for r in rows], pa.uint64()),
             }
         )
+
+    def identity_counts(self, since_ms: int, every_ms: int) -> dict[int, int]:
+        times = (_ms(row["occurred_at"]) for row in self._events())
+        return dict(Counter(ms // every_ms for ms in times if ms >= since_ms))
 
     def recent_trades(self, since_ms: int) -> list[StoredTrade]:
         rows = [r for r in self._within_bound(self.memory.pylist("trades")) if _ms(r["occurred_at"]) >= since_ms]

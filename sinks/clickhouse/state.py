@@ -246,18 +246,30 @@ class StateReader:
         )
         return [_listing(row) for row in rows]
 
-    def identity_digests(self, since_ms: int) -> pa.Table:
-        """Every event stored with an event time at or after `since_ms`, as its identity digest, where it was
-        first stored, its event time and what it said (columns `digest`, `src_partition`, `src_offset`,
-        `occurred_ms`, `content_digest`: 0 for a row stored before content digests). Arrow end to end: a day of
-        identities is far too many rows to pass through Python one by one."""
+    def identity_digests(self, since_ms: int, until_ms: int | None = None) -> pa.Table:
+        """Every event stored with an event time at or after `since_ms` (and before `until_ms`), as its identity
+        digest, where it was first stored, its event time and what it said (columns `digest`, `src_partition`,
+        `src_offset`, `occurred_ms`, `content_digest`: 0 for a row stored before content digests). Arrow end to end:
+        a day of identities is far too many rows to pass through Python one by one."""
+        until = "" if until_ms is None else f" AND occurred_at < {instant(until_ms)}"
         union = " UNION ALL ".join(
             f"SELECT {IDENTITY_DIGEST_SQL} AS digest, toInt64(src_partition) AS src_partition, "
             "toInt64(src_offset) AS src_offset, toUnixTimestamp64Milli(occurred_at) AS occurred_ms, "
-            f"content_digest FROM {self.db}.{table} WHERE occurred_at >= {instant(since_ms)}"
+            f"content_digest FROM {self.db}.{table} WHERE occurred_at >= {instant(since_ms)}{until}"
             for table in EVENT_TABLES
         )
         return self.store.arrow(union)
+
+    def identity_counts(self, since_ms: int, every_ms: int) -> dict[int, int]:
+        """Events stored with an event time at or after `since_ms`, counted per period of `every_ms` (numbered from
+        the epoch): what the duplicate index sizes its filters by before it reads the identities period by period."""
+        union = " UNION ALL ".join(
+            f"SELECT intDiv(toUnixTimestamp64Milli(occurred_at), {int(every_ms)}) AS period FROM {self.db}.{table} "
+            f"WHERE occurred_at >= {instant(since_ms)}"
+            for table in EVENT_TABLES
+        )
+        rows = self.store.rows(f"SELECT period, count() AS events FROM ({union}) GROUP BY period")
+        return {int(row["period"]): int(row["events"]) for row in rows}
 
     def recent_trades(self, since_ms: int) -> list[StoredTrade]:
         """Trades that happened at or after `since_ms`, in event-time order, rebuilt from their Arrow rows as the

@@ -236,13 +236,14 @@ def sweep_spool(spool: Path = SPOOL) -> int:
     removed = 0
     for path in spool.glob(f"{SPOOL_PREFIX}*-*"):
         pid = path.name.removeprefix(SPOOL_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not process_running(int(pid)):
             path.unlink(missing_ok=True)
             removed += 1
     return removed
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process `pid` is alive (one of another user counts): what it left behind is still its own."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -30,6 +30,12 @@ MIN_SECRET_BYTES = 32
 Headers = list[tuple[str, bytes]]
 
 
+def signature(secret: bytes, value: bytes) -> bytes:
+    """A `dm-sig` header (an exchange's event, or the operators' rule change): lower-case hex HMAC-SHA256 of the
+    message value under `secret`."""
+    return hexlify(hmac.digest(secret, value, hashlib.sha256))
+
+
 class KeysFileError(ValueError):
     """The keys file cannot be used as it is; the message names the file and the line."""
 
@@ -43,8 +49,8 @@ class SigningKey:
     secret: bytes = field(repr=False)
 
     def signature(self, value: bytes) -> bytes:
-        """The `dm-sig` header of a message value: lower-case hex HMAC-SHA256 under this key."""
-        return hexlify(hmac.digest(self.secret, value, hashlib.sha256))
+        """The `dm-sig` header of a message value under this key."""
+        return signature(self.secret, value)
 
     def headers(self, value: bytes) -> Headers:
         """The two record headers that sign `value` with this key."""

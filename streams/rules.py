@@ -14,12 +14,10 @@ generates one into its work directory (`provision_ops_key`) and `dmm rules` read
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import os
 import secrets
-from binascii import hexlify
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
-from models.keys import KEY_HEADER, MIN_SECRET_BYTES, SIGNATURE_HEADER
+from models.keys import KEY_HEADER, MIN_SECRET_BYTES, SIGNATURE_HEADER, signature
 from settings import RuleSettings, Settings
 from sinks.clickhouse.records import RuleChange
 from sinks.clickhouse.state import StateReader
@@ -66,15 +64,15 @@ class OpsKey:
         """The record headers that sign a dm.rules message value with this key."""
         if self.secret is None:
             raise RuleChangeError(self.problem)
-        return [(KEY_HEADER, OPS_KEY_ID.encode()), (SIGNATURE_HEADER, _signature(self.secret, value))]
+        return [(KEY_HEADER, OPS_KEY_ID.encode()), (SIGNATURE_HEADER, signature(self.secret, value))]
 
     def verify(self, value: bytes | None, headers: RecordHeaders) -> str:
         """The key id of a change signed with this key; else raise RuleChangeError saying why it is refused."""
         if self.secret is None:
             raise RuleChangeError(self.problem)
         named = dict(headers)  # a header given twice: the last one counts, as Kafka's `lastHeader`
-        key_id, signature = named.get(KEY_HEADER), named.get(SIGNATURE_HEADER)
-        if key_id is None or signature is None:
+        key_id, signed = named.get(KEY_HEADER), named.get(SIGNATURE_HEADER)
+        if key_id is None or signed is None:
             raise RuleChangeError(
                 f"unsigned: a rule change needs the headers {KEY_HEADER}: {OPS_KEY_ID} and {SIGNATURE_HEADER} "
                 "(HMAC-SHA256 of the message under DMM_OPS_KEY); send it with `dmm rules`"
@@ -84,7 +82,7 @@ class OpsKey:
             raise RuleChangeError(
                 f"signed with key {shown!r}: only the operators' key ({KEY_HEADER}: {OPS_KEY_ID}) may change rules"
             )
-        if not hmac.compare_digest(signature, _signature(self.secret, value or b"")):
+        if not hmac.compare_digest(signed, signature(self.secret, value or b"")):
             raise RuleChangeError(
                 f"the signature ({SIGNATURE_HEADER}) does not verify under DMM_OPS_KEY: sign the message bytes as "
                 "sent, with the workers' DMM_OPS_KEY (`dmm rules` does)"
@@ -93,10 +91,6 @@ class OpsKey:
 
 
 _SET_KEY = "set DMM_OPS_KEY on the workers and on `dmm rules` to one hex secret (e.g. `openssl rand -hex 32`)"
-
-
-def _signature(secret: bytes, value: bytes) -> bytes:
-    return hexlify(hmac.digest(secret, value, hashlib.sha256))
 
 
 def provision_ops_key(settings: Settings, workdir: Path) -> Settings:

@@ -182,8 +182,14 @@ class Settings(BaseSettings):
     dedup_horizon_s: int = Field(24 * 3600, description="how long an (exchange_id, event_id) is remembered")
     state_dir: Path | None = Field(
         None,
-        description="local disk the worker keeps its duplicate index on (rebuilt from the store on start, so it "
-        "needs no backup); unset = `state` beside the embedded store's directory",
+        description="local disk the worker keeps its duplicate index and older wash-trading legs on (rebuilt "
+        "from the store on start, so it needs no backup); unset = `state` beside the embedded store's directory",
+    )
+    wash_trading_ram_legs: int = Field(
+        50_000,
+        ge=0,
+        description="trades (legs) the wash-trading rule holds in RAM (~0.6 KiB each); beyond them, its 24 h of "
+        "legs go to the state directory",
     )
     batch_max: int = Field(20_000, description="most messages decoded and written as one batch")
     batch_within_s: float = Field(0.2, description="longest wait to fill a batch")

@@ -12,10 +12,6 @@ counted, so it is skipped silently. Both indexes are rebuilt from ClickHouse on 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,25 +21,13 @@ from typing import cast
 
 import numpy as np
 import pyarrow as pa
-from rocksdict import (
-    BlockBasedOptions,
-    Cache,
-    ColumnFamily,
-    DBCompressionType,
-    Options,
-    Rdict,
-    WriteBatch,
-    WriteOptions,
-)
+from rocksdict import ColumnFamily, Rdict, WriteBatch
 
 from sinks.clickhouse.state import LogProgress, StateReader, identity_digest
-from sinks.clickhouse.store import process_running
+from streams.local_state import HOUR_MS, SPAN_HOURS, LocalDB
 
 _PARTITION_BITS = 20  # where an identity was first stored, packed in one int: offset << 20 | partition
-HOUR_MS = 3_600_000
-SPAN_HOURS = 4  # identities are kept (filter and disk) per span of event time, dropped whole past the horizon
 BITS_PER_KEY = 15  # of filter per identity a span is sized for: ~0.16 % false positives per span, 1.9 bytes each
-_STATE_PREFIX = "dedup-"  # + pid + "-": one directory per index, swept once its process is gone
 # What the disk holds per identity (key: its 16-byte digest): where it was first stored, its event time (ms
 # since its span began) and what it said.
 _VALUE = np.dtype([("place", "<i8"), ("ms", "<u4"), ("content", "<u8")])
@@ -146,17 +130,8 @@ class EventIndex:
         self._spans: dict[int, _Span] = {}
         self._size = 0
         self._cutoff_ms = -(2**62)  # identities older than this are forgotten (the horizon behind the watermark)
-        if state_dir is not None:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            _sweep(state_dir)
-        self.path = Path(tempfile.mkdtemp(prefix=f"{_STATE_PREFIX}{os.getpid()}-", dir=state_dir))
-        self._cache = Cache(4 << 20)
-        self._options = _options(self._cache)
-        self._db = Rdict(str(self.path), self._options)
-        self._written = WriteOptions()
-        # No log: a crash loses the directory anyway (the store restores it). A property, stubbed as a method.
-        self._written.disable_wal = True  # type: ignore[method-assign, assignment]
-        self._closing = weakref.finalize(self, _discard, self._db, self.path)
+        self._local = LocalDB(state_dir, "dedup")
+        self.path = self._local.path
 
     def batch(self, keys: Sequence[Key]) -> IdentityBatch:
         """A batch's identities (`keys`: its events', in the order their positions refer to), looked up at once
@@ -170,7 +145,7 @@ class EventIndex:
         for number in [n for n in self._spans if (n + 1) * SPAN_HOURS * HOUR_MS <= self._cutoff_ms]:
             span = self._spans.pop(number)
             self._size -= span.count
-            self._db.drop_column_family(span.name)
+            self._local.drop(span.name)
 
     def __len__(self) -> int:
         return self._size
@@ -180,7 +155,7 @@ class EventIndex:
         filters = sum(f.words.nbytes for span in self._spans.values() for f in span.filters)
         held = ("rocksdb.cur-size-all-mem-tables", "rocksdb.estimate-table-readers-mem")
         rocksdb = sum(span.column.property_int_value(name) or 0 for span in self._spans.values() for name in held)
-        return filters + rocksdb + self._cache.get_usage()
+        return filters + rocksdb + self._local.cache.get_usage()
 
     def disk_bytes(self) -> int:
         """What the index holds on disk: its column families' table files."""
@@ -188,13 +163,13 @@ class EventIndex:
 
     def close(self) -> None:
         """Close the disk tier and remove its directory (also done when the index is collected)."""
-        self._closing()
+        self._local.close()
 
     def restore(self, state: StateReader, watermark_ms: int) -> None:
         """Rebuild from the store into fresh spans, each filter sized to its span's count, read an hour at a time
         (a day of identities in one Arrow table would be ~50 bytes each)."""
         for number in list(self._spans):
-            self._db.drop_column_family(self._spans.pop(number).name)
+            self._local.drop(self._spans.pop(number).name)
         self._size = 0
         self._cutoff_ms = watermark_ms - self.horizon_ms
         span_ms = SPAN_HOURS * HOUR_MS
@@ -261,7 +236,7 @@ class EventIndex:
             writes.set_default_column_family(span.handle)
             keys = np.stack((hi, lo), axis=1).astype(">u8").view("V16").ravel().tolist()  # bytes, no Python each
             deque(map(writes.put, keys, values[order].view(f"V{_VALUE.itemsize}").tolist()), maxlen=0)
-            self._db.write(writes, self._written)
+            self._local.write(writes)
             span.count += len(mine)
             self._size += len(mine)
 
@@ -271,8 +246,7 @@ class EventIndex:
             name = f"span-{number}"
             largest = max((s.expected() for s in self._spans.values()), default=0)  # traffic is steady
             capacity = max(self._min_keys, largest, arriving)
-            column = self._db.create_column_family(name, self._options)
-            handle = self._db.get_column_family_handle(name)
+            column, handle = self._local.column(name)
             span = _Span(name, column, handle, [_Filter(capacity, self._bits_per_key)])
             self._spans[number] = span
         return span
@@ -286,35 +260,6 @@ class EventIndex:
             span.filled = 0
         span.filled += arriving
         return last
-
-
-def _options(cache: Cache) -> Options:
-    """RocksDB for the disk tier: raw bytes, no compression (digests do not compress), small memtables (a batch
-    goes into a 4 MiB one twice as fast as into a 64 MiB one: it stays in the CPU's cache), bounded in all, and
-    one small block cache for every span (reads are rare: resends and false positives)."""
-    options = Options(raw_mode=True)
-    options.create_if_missing(True)
-    options.set_compression_type(DBCompressionType.none())
-    options.set_write_buffer_size(4 << 20)
-    options.set_db_write_buffer_size(16 << 20)
-    tables = BlockBasedOptions()
-    tables.set_block_cache(cache)
-    tables.set_block_size(16 << 10)  # a table file's index, held in RAM, is then ~0.04 bytes an identity, not ~0.17
-    options.set_block_based_table_factory(tables)
-    return options
-
-
-def _sweep(state_dir: Path) -> None:
-    """Remove the index directories of processes that are gone (a killed worker leaves its own behind)."""
-    for path in state_dir.glob(f"{_STATE_PREFIX}*-*"):
-        pid = path.name.removeprefix(_STATE_PREFIX).split("-", 1)[0]
-        if pid.isdigit() and not process_running(int(pid)):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _discard(db: Rdict, path: Path) -> None:
-    db.close()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 class IdentityBatch:

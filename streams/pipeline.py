@@ -89,7 +89,7 @@ class Pipeline:
         self.surveillance = surveillance or Surveillance(
             settings.rules,
             settings.allowed_lateness_s * 1000,
-            build_detectors(settings.rules, scope),
+            build_detectors(settings.rules, scope, settings.state_path, settings.wash_trading_ram_legs),
             partition_idle_ms=int(settings.partition_idle_s * 1000),
         )
         self.index = EventIndex(settings.dedup_horizon_s * 1000, settings.state_path)

@@ -116,10 +116,17 @@ class MemoryState(StateReader):
         times = (_ms(row["occurred_at"]) for row in self._events())
         return dict(Counter(ms // every_ms for ms in times if ms >= since_ms))
 
-    def recent_trades(self, since_ms: int) -> list[StoredTrade]:
-        rows = [r for r in self._within_bound(self.memory.pylist("trades")) if _ms(r["occurred_at"]) >= since_ms]
+    def recent_trades(self, since_ms: int, until_ms: int | None = None) -> list[StoredTrade]:
+        until = until_ms if until_ms is not None else 2**63
+        rows = [
+            r for r in self._within_bound(self.memory.pylist("trades")) if since_ms <= _ms(r["occurred_at"]) < until
+        ]
         rows.sort(key=lambda r: (r["occurred_at"], r["exchange_id"], r["event_id"]))
         return [StoredTrade(_model(Trade, "trade", row), bool(row["late"])) for row in rows]
+
+    def trade_counts(self, since_ms: int, every_ms: int) -> dict[int, int]:
+        times = (_ms(row["occurred_at"]) for row in self.memory.pylist("trades"))
+        return dict(Counter(ms // every_ms for ms in times if ms >= since_ms))
 
     def exchange_spans(self, since_ms: int) -> dict[str, tuple[int, int]]:
         spans: dict[str, tuple[int, int]] = {}

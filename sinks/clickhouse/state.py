@@ -271,18 +271,29 @@ class StateReader:
         rows = self.store.rows(f"SELECT period, count() AS events FROM ({union}) GROUP BY period")
         return {int(row["period"]): int(row["events"]) for row in rows}
 
-    def recent_trades(self, since_ms: int) -> list[StoredTrade]:
-        """Trades that happened at or after `since_ms`, in event-time order, rebuilt from their Arrow rows as the
-        market stage reads them (validated on arrival already: a day of trades is restored at every start)."""
+    def recent_trades(self, since_ms: int, until_ms: int | None = None) -> list[StoredTrade]:
+        """Trades that happened at or after `since_ms` (and before `until_ms`), in event-time order, rebuilt from
+        their Arrow rows as the market stage reads them (validated on arrival already: a day of trades is restored
+        at every start, a part at a time: `trade_counts`)."""
+        until = "" if until_ms is None else f" AND occurred_at < {instant(until_ms)}"
         table = self.store.arrow(
-            f"SELECT {_TRADE_FIELDS}, late FROM {self.db}.trades FINAL "
-            f"WHERE occurred_at >= {instant(since_ms)} AND {self._counted} ORDER BY occurred_at, exchange_id, event_id"
+            f"SELECT {_TRADE_FIELDS}, late FROM {self.db}.trades FINAL WHERE occurred_at >= {instant(since_ms)}"
+            f"{until} AND {self._counted} ORDER BY occurred_at, exchange_id, event_id"
         )
         found = []
         for row in table.to_pylist():
             late = bool(row.pop("late"))
             found.append(StoredTrade(_rebuilt_trade(row), late))
         return found
+
+    def trade_counts(self, since_ms: int, every_ms: int) -> dict[int, int]:
+        """Trades stored with an event time at or after `since_ms`, counted per period of `every_ms` (numbered
+        from the epoch): how a restore splits a day of trades into parts it can hold."""
+        rows = self.store.rows(
+            f"SELECT intDiv(toUnixTimestamp64Milli(occurred_at), {int(every_ms)}) AS period, count() AS trades "
+            f"FROM {self.db}.trades WHERE occurred_at >= {instant(since_ms)} GROUP BY period"
+        )
+        return {int(row["period"]): int(row["trades"]) for row in rows}
 
     def exchange_spans(self, since_ms: int) -> dict[str, tuple[int, int]]:
         """Per exchange, the first and last event time (ms) of any event type at or after `since_ms`."""

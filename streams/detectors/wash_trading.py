@@ -9,10 +9,12 @@ cycle is used up, so one cycle, one alert; the dedup key is a digest of the
 cycle's event ids. Legs are kept per exchange because the alert names one
 exchange and event ids are only unique per exchange. State is bounded: legs
 older than 24 h before the watermark are dropped, and a leg that arrives that
-late is ignored.
+late is ignored. RAM holds at most a configured number of legs; the rest of
+the 24 h are on local disk (`streams.detectors.legs`), read only for a party
+that sold the product there: the same cycles are found either way.
 
-Restore: the legs of the last 24 h from `trades`, minus those already used in a
-`wash_trading` alert (their event ids in `alerts`).
+Restore: the legs of the last 24 h from `trades` (an hour at a time), minus
+those already used in a `wash_trading` alert (their event ids in `alerts`).
 """
 
 from __future__ import annotations
@@ -20,38 +22,18 @@ from __future__ import annotations
 import hashlib
 import heapq
 from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from models import AlertKind, AnyEvent, Trade
 from sinks.clickhouse.state import StateReader
 from streams.detectors.base import EventTimeDetector, Finding, MarketContext
+from streams.detectors.legs import RAM_LEGS, Leg, Legs, SpilledLegs
 from streams.detectors.wording import cny, exchange_en, exchange_zh, span_en, span_zh
 
 CANDIDATES_PER_HOP = 16  # legs tried per step of a path, nearest in time first (bounds the search)
-
-Legs = dict[str, dict[str, dict[str, "Leg"]]]  # seller -> buyer -> event_id -> leg
-
-
-@dataclass(frozen=True, slots=True)
-class Leg:
-    at_ms: int
-    event_id: str
-    trade_id: str
-    seller_id: str
-    buyer_id: str
-    amount: Decimal
-
-    @classmethod
-    def of(cls, trade: Trade) -> Leg:
-        return cls(
-            trade.at_ms,
-            trade.event_id,
-            trade.trade_id,
-            trade.seller_id,
-            trade.buyer_id,
-            trade.amount,
-        )
+RESTORE_PERIOD_MS = 600_000  # a restore counts the day's trades per 10 minutes ...
+RESTORE_PART = 200_000  # ... and reads them a part of about this many at a time (a day would not fit in RAM)
 
 
 def in_cycle_order(legs: list[Leg]) -> list[Leg] | None:
@@ -69,13 +51,23 @@ class WashTrading(EventTimeDetector):
     kind: AlertKind = "wash_trading"
     observes = (Trade,)
 
-    def __init__(self) -> None:
-        self._legs: dict[tuple[str, str], Legs] = {}
+    def __init__(self, state_dir: Path | None = None, ram_legs: int = RAM_LEGS) -> None:
+        """`state_dir`: where legs beyond `ram_legs` go (None: the system's temporary directory)."""
+        self._legs: dict[tuple[str, str], Legs] = {}  # in RAM, per (exchange, product)
         self._expiry: list[tuple[int, str, str, str, str, str]] = []  # (at, exchange, product, seller, buyer, id)
+        self._in_ram = 0
+        self._ram_legs = ram_legs
+        self._spilled = SpilledLegs(state_dir)
+        self._horizon_ms = -(2**62)  # legs before this are forgotten (as of the last `advance`)
 
     @property
     def legs(self) -> int:
-        return sum(len(by_id) for graph in self._legs.values() for to in graph.values() for by_id in to.values())
+        """Legs remembered, in RAM and on disk."""
+        return self._in_ram + self._spilled.count(self._horizon_ms)
+
+    @property
+    def legs_in_ram(self) -> int:
+        return self._in_ram
 
     def observe(self, event: AnyEvent, ctx: MarketContext) -> list[Finding]:
         if not isinstance(event, Trade) or event.buyer_id == event.seller_id:
@@ -84,51 +76,80 @@ class WashTrading(EventTimeDetector):
         window = ctx.rules.wash_trading_window_s * 1000
         if leg.at_ms < ctx.watermark_ms - window:
             return []
-        graph = self._legs.setdefault((event.exchange_id, event.product_id), {})
-        cycle = self._tightest_cycle(graph, leg, ctx.rules.wash_trading_max_parties, window)
+        key = (event.exchange_id, event.product_id)
+        graph = self._legs.setdefault(key, {})
+        view = _View(key, graph, self._spilled, self._horizon_ms)
+        cycle = self._tightest_cycle(view, leg, ctx.rules.wash_trading_max_parties, window)
         if cycle is None:
             self._add(event.exchange_id, event.product_id, graph, leg)
             return []
         for used in cycle:
-            _remove(graph, used)
+            if used is leg:  # the new one, not remembered
+                continue
+            if _remove(graph, used):
+                self._in_ram -= 1
+            else:
+                self._spilled.delete(event.exchange_id, event.product_id, used)
         if not graph:
-            del self._legs[(event.exchange_id, event.product_id)]
+            del self._legs[key]
         return [self._finding(event.exchange_id, event.product_id, cycle)]
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
-        horizon = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        horizon = self._horizon_ms = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
         while self._expiry and self._expiry[0][0] < horizon:
             _, exchange_id, product_id, seller, buyer, event_id = heapq.heappop(self._expiry)
             graph = self._legs.get((exchange_id, product_id))
             if graph is None:
                 continue
             leg = graph.get(seller, {}).get(buyer, {}).get(event_id)
-            if leg is not None:
-                _remove(graph, leg)
+            if leg is not None and _remove(graph, leg):
+                self._in_ram -= 1
             if not graph:
                 del self._legs[(exchange_id, product_id)]
+        self._spilled.forget(horizon)
+        if self._in_ram > self._ram_legs:
+            self._spill()
         return []
 
     def restore(self, state: StateReader, ctx: MarketContext) -> None:
         self._legs.clear()
         self._expiry.clear()
-        since = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        self._in_ram = 0
+        self._spilled.clear()
+        since = self._horizon_ms = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
         used = {
             (alert.exchange_id, event_id)
             for alert in state.stored_alerts(self.kind, since)
             for event_id in alert.event_ids
         }
-        for stored in state.recent_trades(since):
-            trade = stored.trade
-            if trade.buyer_id != trade.seller_id and (trade.exchange_id, trade.event_id) not in used:
-                graph = self._legs.setdefault((trade.exchange_id, trade.product_id), {})
-                self._add(trade.exchange_id, trade.product_id, graph, Leg.of(trade))
+        for start, until in _parts(state.trade_counts(since, RESTORE_PERIOD_MS), since):
+            for stored in state.recent_trades(start, until):
+                trade = stored.trade
+                if trade.buyer_id != trade.seller_id and (trade.exchange_id, trade.event_id) not in used:
+                    graph = self._legs.setdefault((trade.exchange_id, trade.product_id), {})
+                    self._add(trade.exchange_id, trade.product_id, graph, Leg.of(trade))
+            if self._in_ram > self._ram_legs:
+                self._spill()
 
     def _add(self, exchange_id: str, product_id: str, graph: Legs, leg: Leg) -> None:
         graph.setdefault(leg.seller_id, {}).setdefault(leg.buyer_id, {})[leg.event_id] = leg
         heapq.heappush(self._expiry, (leg.at_ms, exchange_id, product_id, leg.seller_id, leg.buyer_id, leg.event_id))
+        self._in_ram += 1
 
-    def _tightest_cycle(self, graph: Legs, leg: Leg, max_parties: int, window: int) -> list[Leg] | None:
+    def _spill(self) -> None:
+        """Every leg in RAM to disk, in one write."""
+        self._spilled.write(
+            (exchange_id, product_id, leg)
+            for (exchange_id, product_id), graph in self._legs.items()
+            for to in graph.values()
+            for by_id in to.values()
+            for leg in by_id.values()
+        )
+        self._legs.clear()
+        self._expiry.clear()
+        self._in_ram = 0
+
+    def _tightest_cycle(self, graph: _View, leg: Leg, max_parties: int, window: int) -> list[Leg] | None:
         """Among cycles through `leg`, the one spanning the least time (ties: by event ids), in cycle order."""
         best: tuple[int, list[str], list[Leg]] | None = None
         for legs in _cycles_through(graph, leg, max_parties, window):
@@ -171,17 +192,42 @@ class WashTrading(EventTimeDetector):
         )
 
 
-def _cycles_through(graph: Legs, leg: Leg, max_parties: int, window: int) -> Iterator[list[Leg]]:
+class _View:
+    """One product's legs on one exchange as the search sees them: those in RAM, and, for a party that may have
+    some on disk, those too (read once per search)."""
+
+    __slots__ = ("_graph", "_horizon_ms", "_key", "_read", "_spilled")
+
+    def __init__(self, key: tuple[str, str], graph: Legs, spilled: SpilledLegs, horizon_ms: int) -> None:
+        self._key, self._graph, self._spilled, self._horizon_ms = key, graph, spilled, horizon_ms
+        self._read: dict[str, dict[str, dict[str, Leg]]] = {}
+
+    def sold_by(self, party: str) -> dict[str, dict[str, Leg]]:
+        """buyer -> event_id -> leg, for the legs `party` sold."""
+        in_ram = self._graph.get(party, {})
+        exchange_id, product_id = self._key
+        if not self._spilled.may_have(exchange_id, product_id, party, self._horizon_ms):
+            return in_ram
+        merged = self._read.get(party)
+        if merged is None:
+            merged = {buyer: dict(by_id) for buyer, by_id in in_ram.items()}
+            for leg in self._spilled.sold_by(exchange_id, product_id, party, self._horizon_ms):
+                merged.setdefault(leg.buyer_id, {})[leg.event_id] = leg
+            self._read[party] = merged
+        return merged
+
+
+def _cycles_through(graph: _View, leg: Leg, max_parties: int, window: int) -> Iterator[list[Leg]]:
     """Every cycle of distinct parties through `leg` (as legs from `leg` onwards) within one window."""
     return _extend(graph, leg, max_parties, window, [leg], [leg.seller_id, leg.buyer_id], leg.at_ms, leg.at_ms)
 
 
 def _extend(
-    graph: Legs, leg: Leg, max_parties: int, window: int, path: list[Leg], parties: list[str], lo: int, hi: int
+    graph: _View, leg: Leg, max_parties: int, window: int, path: list[Leg], parties: list[str], lo: int, hi: int
 ) -> Iterator[list[Leg]]:
     """`_cycles_through`, one hop further from `path`. A function of its own, not a closure calling itself: that
     closure was a reference cycle per trade, garbage only the cyclic collector frees."""
-    for buyer, by_id in sorted(graph.get(path[-1].buyer_id, {}).items()):
+    for buyer, by_id in sorted(graph.sold_by(path[-1].buyer_id).items()):
         closes = buyer == leg.seller_id
         if not closes and (buyer in parties or len(parties) >= max_parties):
             continue
@@ -196,11 +242,26 @@ def _extend(
                 yield from _extend(graph, leg, max_parties, window, [*path, step], [*parties, buyer], low, high)
 
 
-def _remove(graph: Legs, leg: Leg) -> None:
+def _parts(counts: dict[int, int], since_ms: int) -> Iterator[tuple[int, int | None]]:
+    """Event-time ranges from `since_ms` on, of about `RESTORE_PART` trades each (`counts`: per period), the last
+    one open-ended."""
+    start, held = since_ms, 0
+    for period in sorted(counts):
+        if held and held + counts[period] > RESTORE_PART:
+            end = period * RESTORE_PERIOD_MS
+            yield start, end
+            start, held = end, 0
+        held += counts[period]
+    yield start, None
+
+
+def _remove(graph: Legs, leg: Leg) -> bool:
+    """Take a leg out of a RAM graph; False if it is not there (it is on disk)."""
     to = graph.get(leg.seller_id, {})
     by_id = to.get(leg.buyer_id, {})
-    by_id.pop(leg.event_id, None)
+    found = by_id.pop(leg.event_id, None) is not None
     if not by_id:
         to.pop(leg.buyer_id, None)
     if not to:
         graph.pop(leg.seller_id, None)
+    return found

@@ -19,6 +19,7 @@ the verification, and records ~90 bytes longer (their headers), so that a fetch 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -44,7 +45,7 @@ from dmm.stack import EmbeddedStack, WorkerGroup
 from models import EVENT_ADAPTER, exchanges, sectors
 from models.clock import to_ms
 from models.keys import KeyRing, load_keys
-from settings import IngestSettings, Settings
+from settings import ClickHouseSettings, IngestSettings, Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.synthetic import build_rollups, insert_trades
 from sinks.prometheus import STAGES
@@ -342,6 +343,10 @@ class SoakResult:
     dedup_disk_bytes_per_event: float  # its state directory, every file
     dedup_disk_probe_rate: float  # disk reads per identity looked up (resends and filter false positives)
     expected_index_mib_per_hour: float  # what remembering every event for 24 h adds to RAM at this rate
+    # With `event_hours` beyond the 24 h horizon: RSS when event time reached 24 h after its start (the sample
+    # nearest), and the end's RSS against it (the issue's bar: within 10 % once the horizon passes).
+    rss_at_horizon_mib: float | None = None
+    rss_end_over_horizon: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -398,6 +403,10 @@ def run_soak(
     per_event = metrics.get('dmm_dedup_index_bytes{medium="ram"}', 0.0) / max(index_events, 1.0)
     probed = metrics.get('dmm_dedup_probes_total{tier="filter"}', 0.0)
     warm = [(t, m) for t, m in samples if t >= min(120.0, seconds * 0.2)]
+    at_horizon = None
+    if event_hours > 24 and samples:
+        horizon_s = seconds * 24 / event_hours
+        at_horizon = min(samples, key=lambda sample: abs(sample[0] - horizon_s))[1]
     return SoakResult(
         rate,
         seconds,
@@ -411,6 +420,8 @@ def run_soak(
         disk / max(index_events, 1.0),
         metrics.get('dmm_dedup_probes_total{tier="disk"}', 0.0) / max(probed, 1.0),
         per_event * rate * 3600 / 2**20,
+        at_horizon,
+        rss_end / at_horizon if at_horizon else None,
     )
 
 
@@ -434,7 +445,7 @@ def _slope_per_hour(samples: list[tuple[float, float]]) -> float:
     return slope * 3600
 
 
-def _rss_mb(pid: int) -> float:
+def _rss_mb(pid: int | str) -> float:
     return _memory_mb(pid, "VmRSS")
 
 
@@ -496,6 +507,75 @@ def run_queries(
     finally:
         store.close()
     return QueryBenchResult(rows, days, generate_s, rollup_s, timings, size)
+
+
+@dataclass
+class RestoreBenchResult:
+    """What a worker's start costs with a day of trades in the store (`run_restore`)."""
+
+    trades: int
+    seconds: float  # the whole restore
+    seconds_by_part: dict[str, float]
+    trades_per_s: float
+    rss_before_mib: float
+    rss_after_mib: float
+    peak_rss_mib: float  # during the restore
+    wash_trading_legs_in_ram: int
+    state_disk_mib: float  # the local state directory after it
+    day_at_5k_per_s_minutes: float  # a day at 5,000 events/s (432M events, as trades) at this pace
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def run_restore(
+    workdir: Path,
+    trades: int,
+    say: Say = print,
+    progress: Callable[[str, int, int], None] = lambda what, done, total: None,
+) -> RestoreBenchResult:
+    """`trades` synthetic trades over the last 24 h straight into a fresh embedded store, then a worker's whole
+    restore from it timed in this process (the dedup index and the wash-trading legs take most of it)."""
+    from sinks.clickhouse.store import ChdbStore
+    from streams.pipeline import Pipeline
+
+    store = ChdbStore(workdir / "chdb")
+    try:
+        store.apply_schema()
+        end = datetime.now(UTC)
+        say(f"generating {trades:,} trades over the last 24 h inside ClickHouse …")
+        insert_trades(
+            store, trades, end - timedelta(days=1), 1, sorted(exchanges()), sorted(sectors()),
+            progress=lambda done: progress("trades", done, trades),
+        )
+        settings = Settings(clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"), state_dir=workdir / "state")
+
+        async def nowhere(topic: str, key: bytes | None, value: bytes) -> None:
+            return None
+
+        pipeline = Pipeline(settings, store, nowhere)
+        _reset_peak_rss()
+        before = _rss_mb("self")
+        say("restoring …")
+        began = time.perf_counter()
+        parts = pipeline.restore()
+        seconds = time.perf_counter() - began
+        wash = next(d for d in pipeline.surveillance.detectors if d.kind == "wash_trading")
+        disk = sum(path.stat().st_size for path in settings.state_path.rglob("*") if path.is_file())
+        return RestoreBenchResult(
+            trades,
+            seconds,
+            parts,
+            trades / seconds,
+            before,
+            _rss_mb("self"),
+            _peak_rss_mb(),
+            getattr(wash, "legs_in_ram", 0),
+            disk / 2**20,
+            432_000_000 / (trades / seconds) / 60,
+        )
+    finally:
+        store.close()
 
 
 def _live_traffic(seed: int, rate: float, seconds: float) -> tuple[list[SimulatedMessage], datetime]:
@@ -576,6 +656,12 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _peak_rss_mb(pid: int | str = "self") -> float:
     return _memory_mb(pid, "VmHWM")
+
+
+def _reset_peak_rss() -> None:
+    """Start this process's peak RSS (VmHWM) afresh from its RSS now (Linux: `clear_refs` 5)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def _memory_mb(pid: int | str, field: str) -> float:

@@ -103,17 +103,29 @@ class Pipeline:
 
     # -- start-up -------------------------------------------------------------------------
 
-    def restore(self) -> None:
-        """Rebuild every piece of in-memory state from ClickHouse, the source of truth."""
+    def restore(self) -> dict[str, float]:
+        """Rebuild every piece of in-memory state from ClickHouse, the source of truth; the seconds each part
+        took (a day of state at national rates takes minutes: `dmm bench --restore-trades`)."""
         started = time.monotonic()
+        took: dict[str, float] = {}
+
+        def part(name: str, since: float) -> float:
+            now = time.monotonic()
+            took[name] = round(now - since, 3)
+            return now
+
         # Rows stamped beyond the clock's bound (stored before it was enforced) do not restore event time.
         state = self.reader(self.store, not_after_ms=WallClock.read(self.settings.max_clock_skew_s).latest_ms)
         progress = self.progress.restore(state)
         self.core.restored()
+        mark = part("progress", started)
         self.surveillance.restore(state, state.partition_watermarks(progress))
         watermark_ms = self.surveillance.watermark_ms
+        mark = part("surveillance", mark)
         self.index.restore(state, watermark_ms)
+        mark = part("dedup_index", mark)
         self.windows.restore(state)
+        part("windows", mark)
         self.sensor.on_restored(len(self.index), watermark_ms)
         self._on_index()
         log.info(
@@ -127,8 +139,10 @@ class Pipeline:
                 "stray_offsets": len(self.progress.stray),
                 "dirty_windows": self.windows.pending,
                 "seconds": round(time.monotonic() - started, 3),
+                "seconds_by_part": took,
             },
         )
+        return took
 
     # -- per batch --------------------------------------------------------------------------
 

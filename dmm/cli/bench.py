@@ -28,6 +28,9 @@ def bench(
         0, help="instead: generate this many trades straight into ClickHouse and time the regulator's questions"
     ),
     query_days: int = typer.Option(365, help="days of history the --query-rows trades span"),
+    restore_trades: int = typer.Option(
+        0, help="instead: this many trades over the last 24 h into a fresh store, and a worker's restore timed"
+    ),
     soak_seconds: float = typer.Option(0.0, help="instead: live traffic for this long, worker RSS sampled (memory)"),
     soak_rate: float = typer.Option(5000.0, help="events/s of the --soak-seconds traffic"),
     soak_event_hours: float = typer.Option(
@@ -53,6 +56,9 @@ def bench(
 
     if query_rows:
         _query_bench(query_rows, query_days, as_json, say)
+        return
+    if restore_trades:
+        _restore_bench(restore_trades, as_json, say)
         return
     if soak_seconds:
         _soak(soak_seconds, soak_rate, soak_event_hours, seed, as_json, say)
@@ -158,6 +164,31 @@ def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]
     )
 
 
+def _restore_bench(trades: int, as_json: bool, say: Callable[[str], None]) -> None:
+    from dmm import bench as benchmark
+
+    with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp, Progress(console=err_console) as bar:
+        task = bar.add_task("trades", total=trades)
+        result = benchmark.run_restore(
+            Path(tmp), trades, say=say, progress=lambda what, done, total: bar.update(task, completed=done)
+        )
+    if _printed_as_json(result, as_json):
+        return
+    table = _table(f"a worker's restore from {result.trades:,} trades of the last 24 h (embedded store)", "value")
+    table.add_row("restore (s)", f"{result.seconds:,.1f}")
+    for part, seconds in result.seconds_by_part.items():
+        table.add_row(f"  {part} (s)", f"{seconds:,.1f}")
+    table.add_row("trades restored per second", f"{result.trades_per_s:,.0f}")
+    table.add_row("a day at 5,000 events/s at this pace (minutes)", f"{result.day_at_5k_per_s_minutes:,.1f}")
+    table.add_row(
+        "RSS before / after / peak during (MiB)",
+        f"{result.rss_before_mib:,.0f} / {result.rss_after_mib:,.0f} / {result.peak_rss_mib:,.0f}",
+    )
+    table.add_row("wash-trading legs left in RAM", f"{result.wash_trading_legs_in_ram:,}")
+    table.add_row("local state on disk (MiB)", f"{result.state_disk_mib:,.0f}")
+    console.print(table)
+
+
 def _soak(
     seconds: float, rate: float, event_hours: float, seed: int, as_json: bool, say: Callable[[str], None]
 ) -> None:
@@ -179,6 +210,11 @@ def _soak(
     table.add_row("dedup RAM per remembered event (bytes: filters, memtables)", f"{ram:,.1f}")
     table.add_row("dedup disk per remembered event (bytes: its state directory)", f"{disk:,.1f}")
     table.add_row("dedup lookups read from disk", f"{result.dedup_disk_probe_rate:.3%}")
+    if result.rss_at_horizon_mib is not None and result.rss_end_over_horizon is not None:
+        table.add_row(
+            "worker RSS when event time passed 24 h / at the end (MiB)",
+            f"{result.rss_at_horizon_mib:,.0f} / {result.rss_end_mib:,.0f} ({result.rss_end_over_horizon - 1:+.1%})",
+        )
     growth = f"{result.expected_index_mib_per_hour:,.1f}"
     table.add_row("expected index RAM growth at this rate (MiB/hour, flat after 24 h)", growth)
     console.print(table)

@@ -69,3 +69,15 @@ def test_bench_signed_measures_a_worker_verifying_every_event_beside_the_unsigne
     assert result.as_dict()["signed_share_of_unsigned"] == round(
         result.signed.events_per_s / result.worker_events_per_s, 4
     )
+
+
+@pytest.mark.integration  # a real embedded store
+def test_restore_bench_restores_every_trade_and_spills_wash_trading_legs_past_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DMM_WASH_TRADING_RAM_LEGS", "1000")  # read by the restoring worker's settings
+    result = bench.run_restore(tmp_path, 20_000, say=lambda text: None)
+    assert result.trades == 20_000 and result.seconds > 0
+    assert set(result.seconds_by_part) == {"progress", "surveillance", "dedup_index", "windows"}
+    assert result.wash_trading_legs_in_ram <= 1_000  # the rest went to disk
+    assert result.state_disk_mib > 0

@@ -7,6 +7,12 @@ offsets are committed. It is restarted each time while the producer keeps
 sending. Afterwards ClickHouse must hold exactly the file's totals, and the
 alerts must be those of an uninterrupted pass over the same file.
 
+Local state: the killed worker's state directory (its dedup index and, with a RAM
+bound of a few legs here, the wash-trading legs it spilled) is deleted or
+overwritten with garbage before each restart, as a lost or damaged disk would
+leave it. That must cost time only, never an outcome: the reference pass keeps
+every leg in RAM.
+
 Metrics: counters live in the process and die with it, so a SIGKILLed
 incarnation's last counts can only be sampled (periodic scrapes). Counting
 happens after the store write, so an incarnation may under-report what it
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -101,6 +108,16 @@ def processed(stack: EmbeddedStack) -> int:
     return max((p["processed"] for p in parts.values()), default=-1)
 
 
+def damage_local_state(state_dir: Path, deleted: bool) -> None:
+    """What a lost disk (`deleted`) or a damaged one leaves of a killed worker's local state."""
+    if deleted:
+        shutil.rmtree(state_dir, ignore_errors=True)
+        return
+    for path in state_dir.rglob("*"):
+        if path.is_file():
+            path.write_bytes(os.urandom(max(1, min(path.stat().st_size, 1 << 16))))
+
+
 def test_repeated_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
     started = time.monotonic()
     rng = random.Random(SEED)
@@ -109,9 +126,10 @@ def test_repeated_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
     reference = reference_alerts(path, tmp_path / "reference")
     assert reference, "the file should raise alerts (anomalies are injected)"
 
-    settings = settings_for(tmp_path / "stack")
+    settings = settings_for(tmp_path / "stack", wash_trading_ram_legs=20)
     workdir = tmp_path / "stack"
     incarnations: list[dict] = []
+    spilled: list[int] = []  # per kill, the wash-trading directories the killed worker had on disk
     with EmbeddedStack(settings, workdir) as stack:
         errors: list[BaseException] = []
         producer = threading.Thread(target=produce_slowly, args=(path, stack, 50.0, errors), daemon=True)
@@ -135,6 +153,8 @@ def test_repeated_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
             killed = datetime.now(UTC)
             assert stack.worker is not None and stack.worker.returncode == -9
             kills.append({"delay_s": round(delay, 2), "processed_before": before, "processed_at_kill": at})
+            spilled.append(len(list(settings.state_path.glob("legs-*"))))
+            damage_local_state(settings.state_path, deleted=n % 2 == 1)
             incarnations.append({"begun": begun, "ended": killed, "metrics": last})
         final_begun = datetime.now(UTC)
         stack.start_worker()
@@ -178,6 +198,7 @@ def test_repeated_sigkill_loses_and_doubles_nothing(tmp_path: Path) -> None:
         # The kills really hit a stream in flight: progress moved between kills and work remained.
         in_flight = [k for k in kills if 0 <= k["processed_at_kill"] < expected.lines - 1]
         assert len(in_flight) >= 3, kills
+        assert any(spilled), spilled  # some killed worker held legs on disk, damaged before the next one began
         entries = log_entries(stack.worker_log)
         assert not [e for e in entries if e.get("level") == "critical"], "a worker exited on an unexpected error"
         assert stack.worker.poll() is None

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from statistics import median
+from typing import NamedTuple
 
 from models import AlertKind, AnyEvent, Trade
 from sinks.clickhouse.state import StateReader
@@ -34,10 +35,34 @@ EVIDENCE_TRADES = 50
 EVIDENCE_PARTIES = 10
 
 
+class Evidence(NamedTuple):
+    """What an alert names of one of its window's largest trades."""
+
+    amount: Decimal
+    event_id: str
+    seller_id: str
+    buyer_id: str
+
+
+def _largest_first(evidence: Evidence) -> tuple[Decimal, str]:
+    return -evidence.amount, evidence.event_id
+
+
 @dataclass(slots=True)
 class Window:
+    """One open minute: its sum and count, and only its largest trades (a minute of a busy exchange is thousands
+    of trades, and every open window is held for the allowed lateness)."""
+
     amount: Decimal = Decimal(0)
-    trades: list[Trade] = field(default_factory=list)
+    trades: int = 0
+    largest: list[Evidence] = field(default_factory=list)  # fewer than 2 x EVIDENCE_TRADES, the largest kept
+
+    def add(self, trade: Trade) -> None:
+        self.amount += trade.amount
+        self.trades += 1
+        self.largest.append(Evidence(trade.amount, trade.event_id, trade.seller_id, trade.buyer_id))
+        if len(self.largest) >= 2 * EVIDENCE_TRADES:
+            self.largest = sorted(self.largest, key=_largest_first)[:EVIDENCE_TRADES]
 
 
 @dataclass(slots=True)
@@ -65,9 +90,7 @@ class VolumeSpike(EventTimeDetector):
         minute = at // MINUTE_MS
         state = self._seen(event.exchange_id, minute)
         if isinstance(event, Trade) and not ctx.is_late(at) and minute >= state.next_minute:
-            window = state.open.setdefault(minute, Window())
-            window.amount += event.amount
-            window.trades.append(event)
+            state.open.setdefault(minute, Window()).add(event)
         return []
 
     def sighted(self, exchange_id: str, event_id: str, at: int, ctx: MarketContext) -> list[Finding]:
@@ -114,9 +137,7 @@ class VolumeSpike(EventTimeDetector):
                 sums[key] = sums.get(key, Decimal(0)) + trade.amount
             else:
                 windows = self._exchanges.setdefault(trade.exchange_id, ExchangeWindows(next_minute=last + 1))
-                window = windows.open.setdefault(minute, Window())
-                window.amount += trade.amount
-                window.trades.append(trade)
+                windows.open.setdefault(minute, Window()).add(trade)
         for exchange_id, (first_ms, _) in reader.exchange_spans(since_minute * MINUTE_MS).items():
             first = first_ms // MINUTE_MS
             windows = self._exchanges.setdefault(exchange_id, ExchangeWindows(next_minute=last + 1))
@@ -161,7 +182,7 @@ class VolumeSpike(EventTimeDetector):
             return None
         score = amount / (rules.volume_spike_ratio * baseline) if baseline else amount / rules.volume_spike_min_amount
         start = minute * MINUTE_MS
-        evidence = sorted(window.trades, key=lambda t: (-t.amount, t.event_id))[:EVIDENCE_TRADES]
+        evidence = sorted(window.largest, key=_largest_first)[:EVIDENCE_TRADES]
         parties = list(dict.fromkeys(p for t in evidence for p in (t.seller_id, t.buyer_id)))[:EVIDENCE_PARTIES]
         windows = len(history)
         if baseline:
@@ -182,10 +203,10 @@ class VolumeSpike(EventTimeDetector):
             window_end_ms=start + MINUTE_MS,
             message=(
                 f"Trading on {exchange_en(exchange_id)} in the minute from {china_time(start)} reached "
-                f"{cny(amount)} CNY in {len(window.trades)} trade(s), {versus} one-minute windows."
+                f"{cny(amount)} CNY in {window.trades} trade(s), {versus} one-minute windows."
             ),
             message_zh=(
                 f"{exchange_zh(exchange_id)}自 {china_time(start)} 起的一分钟内成交金额达 {cny(amount)} 元"
-                f"（{len(window.trades)} 笔），{versus_zh}。"
+                f"（{window.trades} 笔），{versus_zh}。"
             ),
         )

@@ -137,3 +137,20 @@ def test_restore_skips_trades_that_were_late(store: ChdbStore) -> None:
     market = restored(VolumeSpike(), store, before)
     assert max(market.detector._exchanges["SHDEX"].history) == 20000  # type: ignore[attr-defined]
 
+
+
+def test_a_busy_window_names_its_fifty_largest_trades_and_counts_them_all() -> None:
+    market = Market(VolumeSpike())
+    market.feed(*minutes(["20000.00"] * 10))
+    # 437 trades in minute 10, amounts with many ties (ties go to the smaller event id), in no particular order.
+    busy = [
+        trade(600 + n % 60, price=f"{1000 + (n * 7919) % 97 * 50}.00", seller=f"S{n}", buyer=f"B{n}",
+              event_id=f"E{(n * 389) % 437:03d}")
+        for n in range(437)
+    ]
+    market.feed(*busy)
+    [finding] = market.feed(close(10))
+    expected = sorted(busy, key=lambda t: (-t.amount, t.event_id))[:50]
+    assert finding.event_ids == [t.event_id for t in expected]
+    assert "in 437 trade(s)" in finding.message and "（437 笔）" in finding.message_zh
+    assert finding.parties == list(dict.fromkeys(p for t in expected for p in (t.seller_id, t.buyer_id)))[:10]

@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 
 from dmm.stack import EmbeddedStack
+from sinks.clickhouse.console_queries import AlertFilter
 from sinks.clickhouse.first_seen import record_first_seen
 from sinks.clickhouse.store import ChdbStore
 from sinks.clickhouse.windows import recompute_days, recompute_hours, recompute_minutes
 from streams.console.encode import plain
 from streams.console.market import period_view
 from streams.console.periods import DateRange, china_midnight_us
+from streams.console.surveillance import alerts_view
 
 pytestmark = pytest.mark.integration
 
@@ -313,3 +315,18 @@ def test_the_api_refuses_bad_ranges_and_answers_zeros_on_an_empty_store(empty_st
     assert all(row["traded_amount"] == "0.00" for row in body["by_exchange"]) and len(body["by_exchange"]) > 5
     status, legacy = get(empty_stack, "?period=hour")  # the page's view until it moves to from / to
     assert status == 200 and legacy["period"] == "hour"
+
+
+def test_alerts_carry_their_event_time_apart_from_their_detection_wall_time(store: ChdbStore) -> None:
+    store.command(
+        "INSERT INTO datamarket.alerts (schema, alert_id, kind, severity, exchange_id, product_id, parties, "
+        "event_ids, score, window_start, window_end, detected_at, dedup_key, message, message_zh) VALUES "
+        f"('v1', 'A1', 'price_outlier', 'high', 'SHDEX', 'P1', [], [], 1.0, NULL, '{utc('2026-11-21 09:30:00')}', "
+        f"'2026-12-01 00:00:00.123', 'k1', 'm', 'm'), ('v1', 'A2', 'volume_spike', 'low', 'SHDEX', NULL, [], [], 1.0, "
+        f"'{utc('2026-11-21 09:00:00')}', '{utc('2026-11-21 09:01:00')}', '2026-12-01 00:00:01', 'k2', 'm', 'm')"
+    )
+    alerts = {a["dedup_key"]: a for a in alerts_view(store, AlertFilter(), 10)["alerts"]}
+    minute = int(datetime.fromisoformat("2026-11-21T09:01:00+08:00").timestamp() * 1000)
+    assert alerts["k2"]["event_time_ms"] == minute and alerts["k2"]["detected_wall_ms"] == 1_796_083_201_000
+    assert alerts["k1"]["event_time_ms"] == minute + 29 * 60_000  # no window start: the end
+    assert alerts["k1"]["detected_wall_ms"] == alerts["k1"]["detected_ms"] == 1_796_083_200_123

@@ -5,11 +5,13 @@ to the fen, whichever part of it the rollups, `first_seen` or the raw rows answe
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ import pytest
 from dmm.stack import EmbeddedStack
 from sinks.clickhouse.console_queries import AlertFilter
 from sinks.clickhouse.first_seen import record_first_seen
+from sinks.clickhouse.sql_guard import guard_select
 from sinks.clickhouse.store import ChdbStore
 from sinks.clickhouse.windows import recompute_days, recompute_hours, recompute_minutes
 from streams.console.encode import plain
@@ -330,3 +333,17 @@ def test_alerts_carry_their_event_time_apart_from_their_detection_wall_time(stor
     assert alerts["k2"]["event_time_ms"] == minute and alerts["k2"]["detected_wall_ms"] == 1_796_083_201_000
     assert alerts["k1"]["event_time_ms"] == minute + 29 * 60_000  # no window start: the end
     assert alerts["k1"]["detected_wall_ms"] == alerts["k1"]["detected_ms"] == 1_796_083_200_123
+
+
+def test_the_readme_statements_say_what_the_api_says(store: ChdbStore) -> None:
+    """Last here: it feeds `first_seen` the rows stored since, as the next window flush would."""
+    record_first_seen(store)
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    statements = re.findall(r'^\.venv/bin/dmm sql "(.*2026-11-21.*)"$', readme, re.MULTILINE)
+    assert len(statements) == 3
+    said: dict[str, Any] = {}
+    for statement in statements:
+        said.update(store.rows(guard_select(statement, "datamarket"))[0])
+    answer = plain(period_view(store, "2026-11-21", "2026-11-21", allowed_lateness_s=300))
+    assert {key: Decimal(str(value)) for key, value in said.items()} == {key: Decimal(str(answer[key])) for key in said}
+    assert answer["trades"] == 4 and answer["new_products"] == 1

@@ -238,7 +238,7 @@ ORDER BY (day, exchange_id, sector, category, source, venue, high_quality);
 -- first `list` event anywhere (kind 'product', exchange_id ''), on each exchange (kind 'listing'), a party's first
 -- trade as buyer or seller or `list` event as seller (kind 'party', exchange_id '', sector ''). Fed by every window
 -- flush with the events stored since `fed_through`, so "new products" and "new participants" of a period read a
--- row per product or party instead of all history; a store created before is filled by the first flush.
+-- row per product or party instead of all history (a store created before is filled by the first flush).
 CREATE TABLE IF NOT EXISTS datamarket.first_seen
 (
     kind           LowCardinality(String),

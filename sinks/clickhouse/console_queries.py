@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
-from sinks.clickhouse.state import EVENT_TABLES, WINDOW_TABLES
+from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import Parameters
 
 CENT = Decimal("0.01")
@@ -66,15 +66,28 @@ def money(text: Any) -> Decimal:
 def watermark_us(store: Reader, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> int | None:
     """The market's event-time watermark: the latest `occurred_at` stored in any event table, up to the wall clock
     plus `max_clock_skew_s` (DMM_MAX_CLOCK_SKEW_S): a row stamped further ahead, stored before the monitor rejected
-    such events, must not make "today" 2099."""
+    such events, must not make "today" 2099. Each table's latest time and row count come from its parts' own
+    min/max and counts (no scan); only a table holding a row past the bound is read again, up to the bound."""
     bound = f"now64(6) + toIntervalMillisecond({round(max_clock_skew_s * 1000)})"
-    parts = " UNION ALL ".join(
-        f"SELECT toUnixTimestamp64Micro(max(occurred_at)) AS us, count() AS n FROM {store.database}.{table} "
-        f"WHERE occurred_at <= {bound}"
-        for table in EVENT_TABLES
+    latest = store.rows(
+        " UNION ALL ".join(
+            f"SELECT '{table}' AS t, toUnixTimestamp64Micro(max(occurred_at)) AS us, count() AS n, "
+            f"max(occurred_at) > {bound} AS past FROM {store.database}.{table}"
+            for table in EVENT_TABLES
+        )
     )
-    rows = store.rows(f"SELECT max(us) AS us, sum(n) AS n FROM ({parts})")
-    return int(rows[0]["us"]) if rows and int(rows[0]["n"]) > 0 else None
+    found = [int(row["us"]) for row in latest if int(row["n"]) and not int(row["past"])]
+    past = [row["t"] for row in latest if int(row["n"]) and int(row["past"])]
+    if past:
+        bounded = store.rows(
+            " UNION ALL ".join(
+                f"SELECT toUnixTimestamp64Micro(max(occurred_at)) AS us, count() AS n FROM {store.database}.{table} "
+                f"WHERE occurred_at <= {bound}"
+                for table in past
+            )
+        )
+        found += [int(row["us"]) for row in bounded if int(row["n"])]
+    return max(found) if found else None
 
 
 def trade_totals(store: Reader, span: Span) -> dict[str, Any]:
@@ -335,6 +348,7 @@ def duplicates_by_exchange(store: Reader) -> dict[str, int]:
 
 Grain = Literal["hour", "day", "month"]
 UNFLUSHED_MARGIN_S = 10  # as `state.unflushed_windows`: a flush's stamp may precede rows it did not see
+FLUSHED_DAYS = 2
 ROLLUP_MARGIN_US = 3600 * 1_000_000  # rollups serve hours older than the allowed lateness by one more hour
 HOUR_US = 3600 * 1_000_000
 CHINA = "Asia/Shanghai"
@@ -356,7 +370,7 @@ class Snapshot:
     """
 
     as_of_us: int | None  # the market's watermark; None: the store holds no event yet
-    ingested_ms: int  # the latest ingestion time of any stored event
+    ingested_ms: int  # the wall clock when it was read: rows stored later are not read
     rollups_until_us: int  # hour-aligned: the rollups hold every on-time trade before it, for good
     first_seen_fed_ms: int  # `first_seen` was fed every event stored up to this moment (less FED_MARGIN_S)
 
@@ -369,13 +383,16 @@ class Snapshot:
 
 
 def snapshot(store: Reader, allowed_lateness_s: float, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> Snapshot:
-    """The watermark, the latest ingestion, how far the rollups are final and `first_seen` fed, read at once."""
+    """The watermark, the wall clock, how far the rollups are final and `first_seen` fed, read at once."""
     db = store.database
     as_of = watermark_us(store, max_clock_skew_s)
-    flushed = f"least({', '.join(f'(SELECT max(updated_at) FROM {db}.{t})' for t in WINDOW_TABLES)})"
-    ingested = " UNION ALL ".join(f"SELECT max(ingested_at) AS at FROM {db}.{t}" for t in EVENT_TABLES)
+    # The last complete flush: market_1d is written last, and a flush of on-time events writes their days, the
+    # watermark's among them. Only the days about the watermark are read (a flush found older just leaves more of
+    # the period to the raw rows).
+    recent_days = f"toDate(fromUnixTimestamp64Micro(toInt64({as_of or 0}), 'UTC'), '{CHINA}') - {FLUSHED_DAYS}"
+    flushed = f"(SELECT max(updated_at) FROM {db}.market_1d WHERE day >= {recent_days})"
     row = store.rows(
-        f"SELECT (SELECT toUnixTimestamp64Milli(max(at)) FROM ({ingested})) AS ingested_ms, "
+        f"SELECT toUnixTimestamp64Milli(now64(3)) AS ingested_ms, "
         f"(SELECT toUnixTimestamp64Micro(min(occurred_at)) FROM {db}.trades WHERE late = 0 "
         f"AND ingested_at >= {flushed} - INTERVAL {UNFLUSHED_MARGIN_S} SECOND) AS unflushed_us, "
         f"(SELECT count() FROM {db}.trades WHERE late = 0 "

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,10 @@ from dmm.stack import EmbeddedStack, WorkerGroup
 from models import EVENT_ADAPTER, exchanges, sectors
 from models.clock import to_ms
 from models.keys import KeyRing, load_keys
-from settings import ClickHouseSettings, IngestSettings, Settings
+from settings import ClickHouseSettings, IngestSettings, Settings, get_settings
 from sinks.clickhouse import queries
+from sinks.clickhouse.first_seen import record_first_seen
+from sinks.clickhouse.store import Store
 from sinks.clickhouse.synthetic import build_rollups, insert_trades
 from sinks.prometheus import STAGES
 
@@ -470,8 +473,9 @@ def run_queries(
     say: Say = print,
     progress: Callable[[str, int, int], None] = lambda what, done, total: None,
 ) -> QueryBenchResult:
-    """`rows` synthetic trades over `days` days straight into a fresh embedded store, rollups built as the
-    worker builds them, then each regulator question timed `runs` times (p50 and max, milliseconds)."""
+    """`rows` synthetic trades over `days` days straight into a fresh embedded store, rollups and first sightings
+    built as the worker builds them, then each regulator question and each console endpoint (`console_endpoints`)
+    timed `runs` times (p50 and max, milliseconds)."""
     from sinks.clickhouse.store import ChdbStore
 
     store = ChdbStore(workdir / "chdb")
@@ -494,19 +498,55 @@ def run_queries(
         say("building market_1m / market_1h / market_1d, a day per statement …")
         began = time.perf_counter()
         build_rollups(store, start, days, progress=lambda done: progress("days", done, days))
+        record_first_seen(store)  # as the worker's window flush does
         rollup_s = time.perf_counter() - began
         timings: dict[str, dict[str, float]] = {}
         for question, sql in queries.regulator_questions(store.database, end - timedelta(minutes=1)).items():
-            samples = []
-            for _ in range(runs):
-                began = time.perf_counter()
-                store.rows(sql)
-                samples.append((time.perf_counter() - began) * 1000)
-            timings[question] = {"p50": statistics.median(samples), "max": max(samples)}
+            timings[question] = _timed(partial(store.rows, sql), runs)
+        for endpoint, build in console_endpoints(store).items():
+            timings[endpoint] = _timed(build, runs)
         size = sum(f.stat().st_size for f in (workdir / "chdb").rglob("*") if f.is_file()) / 2**20
     finally:
         store.close()
     return QueryBenchResult(rows, days, generate_s, rollup_s, timings, size)
+
+
+def console_endpoints(store: Store) -> dict[str, Callable[[], object]]:
+    """The console's own endpoint functions, each building the JSON its page reads (SQL and Python): the period
+    API for the watermark's day, the last full month and the last 365 days, the page's current market view, feeds
+    and alerts."""
+    from models.clock import CHINA_STANDARD_TIME
+    from sinks.clickhouse.console_queries import AlertFilter
+    from streams.console.encode import plain
+    from streams.console.feeds import feeds_view
+    from streams.console.market import market_view, period_view
+    from streams.console.surveillance import alerts_view
+
+    lateness_s = get_settings().allowed_lateness_s
+    today = datetime.now(CHINA_STANDARD_TIME).date()
+    month_end = today.replace(day=1) - timedelta(days=1)
+    return {
+        "console: market, a day (?from=&to=)": lambda: plain(period_view(store, None, None, lateness_s)),
+        "console: market, a month": lambda: plain(
+            period_view(store, month_end.replace(day=1).isoformat(), month_end.isoformat(), lateness_s)
+        ),
+        "console: market, 365 days": lambda: plain(
+            period_view(store, (today - timedelta(days=364)).isoformat(), today.isoformat(), lateness_s)
+        ),
+        "console: market, ?period=day (today's page)": lambda: plain(market_view(store, "day")),
+        "console: feeds": lambda: plain(feeds_view(store, 120)),
+        "console: alerts": lambda: plain(alerts_view(store, AlertFilter(), 200)),
+    }
+
+
+def _timed(run: Callable[[], object], runs: int) -> dict[str, float]:
+    """p50 and max of `runs` calls, in milliseconds."""
+    samples = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        run()
+        samples.append((time.perf_counter() - began) * 1000)
+    return {"p50": statistics.median(samples), "max": max(samples)}
 
 
 @dataclass

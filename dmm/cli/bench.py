@@ -153,8 +153,8 @@ def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]
         result = benchmark.run_queries(Path(tmp), rows, days=days, say=say, progress=progress)
     if _printed_as_json(result, as_json):
         return
-    title = f"regulator questions over {result.rows:,} trades, {result.days} days (embedded store)"
-    table = _table(title, "p50 (ms)", "max (ms)", first="question")
+    title = f"regulator questions and console endpoints, {result.rows:,} trades over {result.days} days (embedded)"
+    table = _table(title, "p50 (ms)", "max (ms)", first="question or endpoint")
     for question, timing in result.queries_ms.items():
         table.add_row(question, f"{timing['p50']:,.1f}", f"{timing['max']:,.1f}")
     console.print(table)

@@ -122,7 +122,9 @@ def _ahead_s(code: str, latest: dict[str, int]) -> int | None:
 
 
 def _age_s(watermark: int | None, at: int | None) -> int | None:
-    """Whole seconds of event time between `at` and the watermark."""
+    """Whole seconds of event time `at` is behind the watermark, never negative: an event at or past the watermark
+    (its exchange's clock running ahead, whose lead `clock_ahead_s` shows, or stored after the watermark was read)
+    is not behind the market."""
     if watermark is None or at is None:
         return None
-    return (watermark - at) // 1_000_000
+    return max(0, (watermark - at) // 1_000_000)

@@ -41,11 +41,19 @@ def alert_filter(query: dict[str, str], exchange_codes: set[str]) -> q.AlertFilt
 
 
 def alerts_view(store: Store, where: q.AlertFilter, limit: int) -> dict[str, Any]:
-    """Status counts for the filter and the newest matching alerts (blocking: run it in a thread)."""
+    """Status counts for the filter and the newest matching alerts (blocking: run it in a thread). Each alert says
+    when it happened in event time, `event_time_ms` (the end of its window, else its start), apart from when the
+    monitor detected it by the wall clock, `detected_wall_ms`: a replayed or late market is detected long after."""
+    alerts = q.alerts(store, where, limit)
+    for alert in alerts:
+        alert["event_time_ms"] = (
+            alert["window_end_ms"] if alert["window_end_ms"] is not None else alert["window_start_ms"]
+        )
+        alert["detected_wall_ms"] = alert["detected_ms"]
     return {
         "watermark_us": q.watermark_us(store),
         "counts": q.alert_status_counts(store, where),
-        "alerts": q.alerts(store, where, limit),
+        "alerts": alerts,
     }
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from sinks.clickhouse.first_seen import first_seen_rows
 from tests.support.deploy_files import (
     DEPLOY,
     SCHEMA_SQL,
@@ -162,6 +163,15 @@ def chdb_session(tmp_path_factory):
         "1,20,2,0,1,1,0,0,0,now()), ('2026-01-01 10:00:00','BJDE','finance','dataset','public','on_exchange',0,"
         "1,60,2,0,1,1,0,0,0,now())"
     )
+    s.query(  # a product listed three times on two exchanges: one new product, not three listings
+        "INSERT INTO datamarket.listings (exchange_id, event_id, occurred_at, action, product_id, seller_id, "
+        "high_quality, ingested_at) VALUES ('SZDE','l1','2026-01-01 09:00:00','list','P1','S1',0,now()), "
+        "('BJDE','l2','2026-01-01 11:00:00','list','P1','S1',0,now()), "
+        "('SZDE','l3','2026-01-01 12:00:00','list','P1','S1',0,now()), "
+        "('SZDE','l4','2025-12-01 00:00:00','list','P0','S9',0,now())"
+    )
+    s.query(f"INSERT INTO datamarket.first_seen SELECT kind, id, exchange_id, min(first), max(fed_through) "
+            f"FROM ({first_seen_rows('datamarket', '1')}) GROUP BY kind, id, exchange_id")
     yield s
     s.close()
 
@@ -183,6 +193,12 @@ def test_clickhouse_panels_run_on_the_schema(chdb_session, exchange):
     expect_amount, expect_share = ("80", "0.25") if exchange is None else ("20", "1")
     assert str(chdb_session.query(expand_macros(amount, exchange), "CSV")).strip() == expect_amount
     assert str(chdb_session.query(expand_macros(share, exchange), "CSV")).strip() == expect_share
+    # distinct products first listed in the range (P1, however often listed), parties first seen in it (B1, S1)
+    products = next(sql for where, sql in stat.items() if "/ New products / 新上架产品" in where)
+    parties = next(sql for where, sql in stat.items() if "/ New participants (all exchanges) / " in where)
+    assert str(chdb_session.query(expand_macros(products, exchange), "CSV")).strip() == "1"
+    summed = f"SELECT sum(new_participants) FROM ({expand_macros(parties, exchange)})"
+    assert str(chdb_session.query(summed, "CSV")).strip() == "2"
 
 
 def test_the_checkers_catch_mistakes():

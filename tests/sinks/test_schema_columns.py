@@ -104,10 +104,14 @@ def disagreements(ddl: dict[str, list[tuple[str, str]]], arrow: dict[str, pa.Sch
     return found
 
 
+WRITTEN_BY_SQL_ONLY = {"first_seen"}  # INSERT ... SELECT from the event tables (sinks/clickhouse/first_seen.py)
+
+
 def test_every_table_has_the_same_columns_in_the_ddl_and_in_arrow() -> None:
     ddl = ddl_columns(ddl_text())
-    assert len(ddl) == 14, sorted(ddl)
-    assert disagreements(ddl, ARROW) == []
+    assert len(ddl) == 15, sorted(ddl)
+    assert ddl.keys() >= WRITTEN_BY_SQL_ONLY
+    assert disagreements({t: c for t, c in ddl.items() if t not in WRITTEN_BY_SQL_ONLY}, ARROW) == []
 
 
 def test_columns_added_to_old_stores_are_the_tables_own() -> None:

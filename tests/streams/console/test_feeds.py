@@ -73,6 +73,8 @@ def test_feeds_show_conflicting_resends_future_events_and_a_clock_running_ahead(
         view = feeds_view(store, silent_after_s=120, max_clock_skew_s=300)
         rows = {row["code"]: row for row in view["exchanges"]}
         assert rows["SHDEX"]["clock_ahead_s"] > 70 * 365 * 86_400
+        assert rows["SHDEX"]["lag_s"] == 0  # ahead of the watermark is not behind it: never negative
+        assert rows["BJIDEX"]["lag_s"] == 0 and all(row["lag_s"] is None or row["lag_s"] >= 0 for row in rows.values())
         assert view["watermark_us"] // 1000 == 1795227133481  # BJIDEX's usage, not 2099
     finally:
         store.close()

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from models.clock import CHINA_OFFSET_MS, DAY_MS, china_day_start_ms
+from sinks.clickhouse.first_seen import record_first_seen
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.windows import (
@@ -209,14 +210,16 @@ class WindowFlusher:
         return taken
 
     def write(self, flush: Flush) -> None:
-        """Store the kept cells and recompute the dirty windows, minutes first, then hours, then days (may be
-        run again after a failure: every statement writes whole totals)."""
+        """Store the kept cells and recompute the dirty windows, minutes first, then hours, then days, then feed
+        `first_seen` the events stored since it was fed (may be run again after a failure: every statement writes
+        whole totals, and a first sighting fed twice is one)."""
         for grain in self.grains:
             cells, dirty = flush.cells.get(grain.table), flush.dirty[grain.table]
             if cells is not None:
                 write_cells(self.store, grain.table, cells)
             for i in range(0, len(dirty), self.max_windows):
                 grain.recompute(self.store, dirty[i : i + self.max_windows], flush.updated_at)
+        record_first_seen(self.store)
 
     def written(self) -> None:
         """The flush taken last is stored: its cells are no longer to be written."""

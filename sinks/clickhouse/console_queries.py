@@ -15,7 +15,8 @@ from typing import Any, Literal, Protocol
 
 from settings import Settings
 from sinks.clickhouse import queries
-from sinks.clickhouse.state import EVENT_TABLES
+from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
+from sinks.clickhouse.state import EVENT_TABLES, WINDOW_TABLES
 from sinks.clickhouse.store import Parameters
 
 CENT = Decimal("0.01")
@@ -328,3 +329,212 @@ def duplicates_by_exchange(store: Reader) -> dict[str, int]:
         f"GROUP BY exchange_id"
     )
     return {r["exchange_id"]: int(r["n"]) for r in rows}
+
+
+# Periods (`GET /api/console/market?from=&to=`): every figure of one answer read as of one snapshot.
+
+Grain = Literal["hour", "day", "month"]
+UNFLUSHED_MARGIN_S = 10  # as `state.unflushed_windows`: a flush's stamp may precede rows it did not see
+ROLLUP_MARGIN_US = 3600 * 1_000_000  # rollups serve hours older than the allowed lateness by one more hour
+HOUR_US = 3600 * 1_000_000
+CHINA = "Asia/Shanghai"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one console answer is read as of, read once at its start (`snapshot`).
+
+    Rows keep arriving while an answer is built from several statements, so each statement is bounded by
+    this snapshot rather than by "now": a raw row counts only if it occurred by `as_of_us` (the watermark)
+    and was stored by `ingested_ms`; the rollups (`market_1h`, `market_1d`) serve only hours before
+    `rollups_until_us`, hours that no on-time event can reach any more (older than the allowed lateness, by an
+    hour more) and whose every stored on-time event a window flush has counted. Rows stored later
+    than the snapshot in those hours are late (rollups leave them out), and the late rows are read raw, bounded
+    like any raw row. So statements run a moment apart agree: the cards, the tables, the trend and
+    `previous` / `year_ago` describe one set of rows, the one `dmm sql` sees with the same bounds.
+    (One statement for everything would give the same snapshot at the price of one unreadable query.)
+    """
+
+    as_of_us: int | None  # the market's watermark; None: the store holds no event yet
+    ingested_ms: int  # the latest ingestion time of any stored event
+    rollups_until_us: int  # hour-aligned: the rollups hold every on-time trade before it, for good
+    first_seen_fed_ms: int  # `first_seen` was fed every event stored up to this moment (less FED_MARGIN_S)
+
+    def raw(self) -> str:
+        """The condition a raw event row must meet to be read in this snapshot."""
+        return (
+            f"occurred_at <= fromUnixTimestamp64Micro(toInt64({int(self.as_of_us or 0)}), 'UTC') "
+            f"AND ingested_at <= fromUnixTimestamp64Milli(toInt64({int(self.ingested_ms)}), 'UTC')"
+        )
+
+
+def snapshot(store: Reader, allowed_lateness_s: float, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> Snapshot:
+    """The watermark, the latest ingestion, how far the rollups are final and `first_seen` fed, read at once."""
+    db = store.database
+    as_of = watermark_us(store, max_clock_skew_s)
+    flushed = f"least({', '.join(f'(SELECT max(updated_at) FROM {db}.{t})' for t in WINDOW_TABLES)})"
+    ingested = " UNION ALL ".join(f"SELECT max(ingested_at) AS at FROM {db}.{t}" for t in EVENT_TABLES)
+    row = store.rows(
+        f"SELECT (SELECT toUnixTimestamp64Milli(max(at)) FROM ({ingested})) AS ingested_ms, "
+        f"(SELECT toUnixTimestamp64Micro(min(occurred_at)) FROM {db}.trades WHERE late = 0 "
+        f"AND ingested_at >= {flushed} - INTERVAL {UNFLUSHED_MARGIN_S} SECOND) AS unflushed_us, "
+        f"(SELECT count() FROM {db}.trades WHERE late = 0 "
+        f"AND ingested_at >= {flushed} - INTERVAL {UNFLUSHED_MARGIN_S} SECOND) AS unflushed, "
+        f"(SELECT toUnixTimestamp64Milli(max(fed_through)) FROM {db}.first_seen) AS fed_ms"
+    )[0]
+    until = 0
+    if as_of is not None:
+        until = as_of - round(allowed_lateness_s * 1_000_000) - ROLLUP_MARGIN_US
+        if int(row["unflushed"]):
+            until = min(until, int(row["unflushed_us"]))
+        until = max(0, until - until % HOUR_US)
+    return Snapshot(as_of, int(row["ingested_ms"]), until, int(row["fed_ms"]))
+
+
+def _bucket(grain: Grain | None, column: str, is_date: bool = False) -> str:
+    """A trend bucket's key as text: the hour's start in seconds, or the China day / month as YYYY-MM-DD."""
+    if grain is None:
+        return "''"
+    if grain == "hour":
+        return f"toString(toUnixTimestamp(toStartOfHour({column})))"
+    day = column if is_date else f"toDate({column}, '{CHINA}')"
+    return f"toString({day})" if grain == "day" else f"toString(toStartOfMonth({day}))"
+
+
+def _date(us: int) -> str:
+    """The China day starting at `us` (a China midnight), as a Date literal."""
+    return f"toDate(fromUnixTimestamp64Micro(toInt64({int(us)}), 'UTC'), '{CHINA}')"
+
+
+def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain: Grain | None) -> list[str]:
+    """The SELECTs whose rows add up to the trades of one period: whole China days from `market_1d` (not for an
+    hourly trend), hours from `market_1h`, both only before the snapshot's `rollups_until_us`, the rest raw, and
+    the late trades of the rolled-up part raw (the rollups leave them out)."""
+    assert snap.as_of_us is not None
+    until = snap.rollups_until_us
+    day_until = until - (until + 8 * HOUR_US) % (24 * HOUR_US)  # the China midnight at or before it
+    cells = (
+        "exchange_id, sector, trades, traded_amount AS amount, if(venue = 'on_exchange', traded_amount, 0) AS on_ex, "
+        "if(high_quality = 1, traded_amount, 0) AS hq"
+    )
+    trade = (
+        "exchange_id, sector, toUInt64(1) AS trades, amount, if(venue = 'on_exchange', amount, 0) AS on_ex, "
+        "if(high_quality = 1, amount, 0) AS hq"
+    )
+    sources = []
+    hours_from = span.start_us
+    if grain != "hour":
+        days = Span(span.start_us, min(span.end_us, day_until))
+        if days.start_us < days.end_us:
+            sources.append(
+                f"SELECT {index} AS period, {_bucket(grain, 'day', is_date=True)} AS bucket, {cells} "
+                f"FROM {database}.market_1d FINAL WHERE venue != '' "
+                f"AND day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
+            )
+            hours_from = max(span.start_us, days.end_us)
+    hours = Span(hours_from, min(span.end_us, until))
+    if hours.start_us < hours.end_us:
+        sources.append(
+            f"SELECT {index} AS period, {_bucket(grain, 'window_start')} AS bucket, {cells} "
+            f"FROM {database}.market_1h FINAL WHERE venue != '' AND {hours.where('window_start')}"
+        )
+    rolled = Span(span.start_us, min(span.end_us, until))
+    if rolled.start_us < rolled.end_us:
+        sources.append(
+            f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {trade} "
+            f"FROM {database}.trades FINAL WHERE late = 1 AND {rolled.where()} AND {snap.raw()}"
+        )
+    raw = Span(max(span.start_us, until), span.end_us)
+    if raw.start_us < raw.end_us:
+        sources.append(
+            f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {trade} "
+            f"FROM {database}.trades FINAL WHERE {raw.where()} AND {snap.raw()}"
+        )
+    return sources
+
+
+def _figures(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "trades": int(row["trades"]),
+        "amount": money(row["amount_s"]),
+        "on_exchange": money(row["on_ex_s"]),
+        "high_quality": money(row["hq_s"]),
+    }
+
+
+def period_trades(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grain | None]]) -> list[dict[str, Any]]:
+    """Per period (a span, and the grain of its trend or None): trades, amount, on-exchange and high-quality
+    amount in total (`totals`), per exchange and per sector (`by`), and per trend bucket (`trend`, keyed as
+    `_bucket` writes them), as of the snapshot. One statement for all of them."""
+    found: list[dict[str, Any]] = [
+        {"totals": _figures({"trades": 0, "amount_s": "0", "on_ex_s": "0", "hq_s": "0"}), "by": {}, "trend": {}}
+        for _ in periods
+    ]
+    if snap.as_of_us is None:
+        return found
+    sources = [
+        source
+        for index, (span, grain) in enumerate(periods)
+        for source in _period_sources(store.database, snap, index, span, grain)
+    ]
+    if not sources:
+        return found
+    rows = store.rows(
+        f"SELECT period, grouping(bucket, exchange_id, sector) AS grouped, bucket, toString(exchange_id) AS exchange, "
+        f"toString(sector) AS sector_key, sum(trades) AS trades, toString(sum(amount)) AS amount_s, "
+        f"toString(sum(on_ex)) AS on_ex_s, toString(sum(hq)) AS hq_s FROM ({' UNION ALL '.join(sources)}) "
+        f"GROUP BY GROUPING SETS ((period), (period, bucket), (period, exchange_id), (period, sector))"
+    )
+    for row in rows:
+        into = found[int(row["period"])]
+        figures, grouped = _figures(row), int(row["grouped"])  # a bit set for each column the row is NOT per
+        if grouped == 0b011:
+            into["trend"][row["bucket"]] = figures
+        elif grouped == 0b101:
+            into["by"].setdefault("exchange_id", {})[row["exchange"]] = figures
+        elif grouped == 0b110:
+            into["by"].setdefault("sector", {})[row["sector_key"]] = figures
+        else:
+            into["totals"] = figures
+    return found
+
+
+def first_seen_counts(store: Reader, snap: Snapshot, spans: list[Span]) -> list[dict[str, Any]]:
+    """Per span: products first listed in it (any exchange, ever; per sector of that first listing), products first
+    listed on each exchange in it, and participants first seen in it (as a trade's buyer or seller, or a listing's
+    seller), as of the snapshot: `first_seen` as fed (FINAL: one merged row each), the few with raw rows stored
+    since it was fed taken as the earlier of the two."""
+    found: list[dict[str, Any]] = [{"products": 0, "participants": 0, "by": {}} for _ in spans]
+    if snap.as_of_us is None or not spans:
+        return found
+    db = store.database
+    key = "kind, id, exchange_id"
+    kept = f"SELECT {key}, first FROM {db}.first_seen FINAL"
+    firsts = kept
+    if snap.first_seen_fed_ms < snap.ingested_ms:
+        recent = (
+            f"ingested_at >= fromUnixTimestamp64Milli(toInt64({snap.first_seen_fed_ms - FED_MARGIN_S * 1000}), 'UTC') "
+            f"AND {snap.raw()}"
+        )
+        tail = f"SELECT {key}, first FROM ({first_seen_rows(db, recent)})"
+        firsts = (
+            f"{kept} WHERE ({key}) NOT IN (SELECT {key} FROM ({tail})) UNION ALL SELECT {key}, min(first) AS first "
+            f"FROM ({kept} WHERE ({key}) IN (SELECT {key} FROM ({tail})) UNION ALL {tail}) GROUP BY {key}"
+        )
+    ends = [Span(span.start_us, min(span.end_us, snap.as_of_us + 1)) for span in spans]
+    counts = ", ".join(f"countIf({span.where('first.1')}) AS n{i}" for i, span in enumerate(ends))
+    rows = store.rows(
+        f"SELECT kind, if(kind = 'product', first.2, toString(exchange_id)) AS key, {counts} "
+        f"FROM ({firsts}) GROUP BY kind, key"
+    )
+    dims = {"product": "sector", "listing": "exchange_id"}
+    for row in rows:
+        for i, into in enumerate(found):
+            n = int(row[f"n{i}"])
+            if row["kind"] == "party":
+                into["participants"] += n
+            else:
+                into["by"].setdefault(dims[row["kind"]], {})[row["key"]] = n
+                if row["kind"] == "product":
+                    into["products"] += n
+    return found

@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS datamarket.trades
     src_offset     Int64,
     ingested_at    DateTime64(3, 'UTC'),
     content_digest UInt64 COMMENT 'what the event said once parsed (models.content_digest): a resend saying else is a conflicting_duplicate (0: stored before it was kept)',
-    INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
+    INDEX ingested ingested_at TYPE minmax GRANULARITY 1,  -- the market stage reads what was stored lately
+    INDEX late_rows late TYPE minmax GRANULARITY 1  -- the console reads the late trades the rollups leave out
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -233,6 +234,22 @@ ENGINE = ReplacingMergeTree(updated_at)
 PARTITION BY toYear(day)
 ORDER BY (day, exchange_id, sector, category, source, venue, high_quality);
 
+-- First sightings (sinks/clickhouse/first_seen.py), each the earliest event as (occurred_at, sector): a product's
+-- first `list` event anywhere (kind 'product', exchange_id ''), on each exchange (kind 'listing'), a party's first
+-- trade as buyer or seller or `list` event as seller (kind 'party', exchange_id '', sector ''). Fed by every window
+-- flush with the events stored since `fed_through`, so "new products" and "new participants" of a period read a
+-- row per product or party instead of all history; a store created before is filled by the first flush.
+CREATE TABLE IF NOT EXISTS datamarket.first_seen
+(
+    kind           LowCardinality(String),
+    id             String,
+    exchange_id    LowCardinality(String),
+    first          SimpleAggregateFunction(min, Tuple(DateTime64(6, 'UTC'), String)) COMMENT '(occurred_at, sector) of the first event (sector empty for a party)',
+    fed_through    SimpleAggregateFunction(max, DateTime64(3, 'UTC')) COMMENT 'the latest ingested_at of the events fed'
+)
+ENGINE = AggregatingMergeTree
+ORDER BY (kind, id, exchange_id);
+
 CREATE TABLE IF NOT EXISTS datamarket.alerts
 (
     schema         LowCardinality(String),
@@ -307,6 +324,8 @@ ALTER TABLE datamarket.listings ADD INDEX IF NOT EXISTS ingested ingested_at TYP
 ALTER TABLE datamarket.trades ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 ALTER TABLE datamarket.usage ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 ALTER TABLE datamarket.heartbeats ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
+-- ... and the console's index of late trades (parts written before are read whole until they merge away).
+ALTER TABLE datamarket.trades ADD INDEX IF NOT EXISTS late_rows late TYPE minmax GRANULARITY 1;
 
 -- Stores created before conflicting resends were told from duplicates (contract, Amendment 1) gain the content
 -- digest the dedup index restores. Rows stored before keep 0 ("not known": any resend of them is a duplicate).

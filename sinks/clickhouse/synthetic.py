@@ -33,7 +33,8 @@ def insert_trades(
     store: Store, rows: int, start: datetime, days: int, exchanges: list[str], sectors: list[str],
     progress: Callable[[int], None] = lambda done: None,
 ) -> None:
-    """`rows` trades spread evenly over `days` days from `start`, inserted in chunks."""
+    """`rows` trades spread evenly over `days` days from `start`, inserted in chunks, each stored (`ingested_at`)
+    when it occurred, as a live market's would be."""
     db = store.database
     span_s = days * 86_400
     start_s = int(start.timestamp())
@@ -57,7 +58,8 @@ def insert_trades(
             f"cityHash64({n}, 9) % 1000000000, {_pick('sector', sectors, f'cityHash64({n}, 10)', chosen)}, "
             f"{_pick('category', list(get_args(Category)), f'cityHash64({n}, 11)', chosen)}, "
             f"{_pick('source', list(get_args(Source)), f'cityHash64({n}, 12)', chosen)}, "
-            f"toUInt8(cityHash64({n}, 13) % 10 < 4), 0, 0, {n}, now64(3) "
+            f"toUInt8(cityHash64({n}, 13) % 10 < 4), 0, 0, {n}, "
+            f"toDateTime64({start_s} + intDiv({n} * {span_s}, {rows}), 3, 'UTC') "
             f"FROM numbers({count})",
             chosen,
         )

@@ -1,17 +1,32 @@
-"""The Market view (市场): what the seeds ask, in event time, for today or this hour."""
+"""The Market view (市场): what the seeds ask, in event time, for today or this hour (`market_view`), or for any
+range of China days beside the period before it and the same days a year earlier (`period_view`)."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Mapping
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
+from models.clock import CHINA_STANDARD_TIME, EPOCH
 from models.registry import Exchange, Sector, exchanges, sectors
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.store import Store
 from streams.console.encode import share
-from streams.console.periods import Period, buckets, span_of
+from streams.console.periods import (
+    DateRange,
+    Grain,
+    Period,
+    buckets,
+    china_midnight_us,
+    date_range,
+    span_of,
+    trend_buckets,
+)
 
 FREE_PRICING = ("free", "conditional_free")
+ZERO = Decimal("0.00")
 
 
 def market_view(store: Store, period: Period) -> dict[str, Any]:
@@ -128,3 +143,95 @@ def _sector_rows(store: Store, span: q.Span, total: Decimal) -> list[dict[str, A
         rows.append(_dimension_row(code, registry.get(code), trades.get(code, {}), listed, total))
     rows.sort(key=lambda row: (-row["amount"], row["code"]))
     return rows
+
+
+def period_view(
+    store: Store, first: str | None, last: str | None, allowed_lateness_s: float, now_us: int | None = None
+) -> dict[str, Any]:
+    """The period API's answer (docs: `GET /api/console/market?from=&to=`): the China days `first` to `last` beside
+    the days just before and the same days a year earlier, every figure read as of one snapshot (see
+    `console_queries.Snapshot`). Raises `BadRange` for a range it refuses (blocking: run it in a thread)."""
+    snap = q.snapshot(store, allowed_lateness_s)
+    period = date_range(first, last, snap.as_of_us, time.time_ns() // 1000 if now_us is None else now_us)
+    compared = (period, period.previous(), period.year_ago())
+    grain = period.grain()
+    trades = q.period_trades(store, snap, [(p.span, grain if p is period else None) for p in compared])
+    firsts = q.first_seen_counts(store, snap, [p.span for p in compared])
+    current, previous, year_ago = (_period_figures(p, t, f) for p, t, f in zip(compared, trades, firsts, strict=True))
+    as_of = snap.as_of_us
+    points = [] if as_of is None else _trend_points(period, grain, trades[0]["trend"], as_of)
+    return {
+        "as_of": None if as_of is None else cst_text(as_of, "milliseconds"),
+        "as_of_us": as_of,
+        **current,
+        "trend": {"grain": grain, "points": points},
+        "previous": previous,
+        "year_ago": year_ago,
+    }
+
+
+def cst_text(at_us: int, timespec: str = "seconds") -> str:
+    """An instant as ISO 8601 in China Standard Time (`…+08:00`)."""
+    return (EPOCH + timedelta(microseconds=at_us)).astimezone(CHINA_STANDARD_TIME).isoformat(timespec=timespec)
+
+
+def _period_figures(period: DateRange, trades: dict[str, Any], firsts: dict[str, Any]) -> dict[str, Any]:
+    totals = trades["totals"]
+    return {
+        "period": period.as_dict(),
+        "traded_amount": totals["amount"],
+        "trades": totals["trades"],
+        "new_products": firsts["products"],
+        "new_participants": firsts["participants"],
+        "on_exchange_amount": totals["on_exchange"],
+        "high_quality_amount": totals["high_quality"],
+        "by_exchange": _breakdown(
+            exchanges(), trades["by"].get("exchange_id", {}), firsts["by"].get("exchange_id", {})
+        ),
+        "by_sector": _breakdown(sectors(), trades["by"].get("sector", {}), firsts["by"].get("sector", {})),
+    }
+
+
+def _breakdown(
+    registry: Mapping[str, Exchange | Sector], traded: dict[str, dict[str, Any]], listed: dict[str, int]
+) -> list[dict[str, Any]]:
+    """Every registered code (and any other that traded or listed, e.g. `unknown`), largest traded amount first."""
+    rows = []
+    for code in sorted(
+        set(registry) | {c for c, t in traded.items() if t["trades"]} | {c for c, n in listed.items() if n}
+    ):
+        known, figures = registry.get(code), traded.get(code, {})
+        rows.append(
+            {
+                "code": code,
+                "name_zh": known.name_zh if known else code,
+                "name_en": known.name_en if known else code,
+                "trades": figures.get("trades", 0),
+                "traded_amount": figures.get("amount", ZERO),
+                "on_exchange_amount": figures.get("on_exchange", ZERO),
+                "high_quality_amount": figures.get("high_quality", ZERO),
+                "new_products": listed.get(code, 0),
+            }
+        )
+    rows.sort(key=lambda row: (-row["traded_amount"], row["code"]))
+    return rows
+
+
+def _trend_points(period: DateRange, grain: Grain, found: dict[str, Any], as_of_us: int) -> list[dict[str, Any]]:
+    """Every bucket of the period up to `as_of_us`, empty ones at zero."""
+    by_start = {}
+    for key, figures in found.items():
+        start = int(key) * 1_000_000 if grain == "hour" else china_midnight_us(date.fromisoformat(key))
+        by_start[max(start, period.span.start_us)] = figures
+    points = []
+    for start in trend_buckets(period, grain, as_of_us):
+        figures = by_start.get(start, {})
+        points.append(
+            {
+                "start": cst_text(start),
+                "t_ms": start // 1000,
+                "trades": figures.get("trades", 0),
+                "traded_amount": figures.get("amount", ZERO),
+            }
+        )
+    return points

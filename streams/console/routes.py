@@ -19,8 +19,8 @@ from settings import Settings
 from sinks.clickhouse import StoreError
 from streams.console.encode import plain
 from streams.console.feeds import feeds_view
-from streams.console.market import market_view
-from streams.console.periods import PERIODS
+from streams.console.market import market_view, period_view
+from streams.console.periods import PERIODS, BadRange
 from streams.console.surveillance import (
     KINDS,
     SEVERITIES,
@@ -57,6 +57,8 @@ def register_console(app: faust.App, settings: Settings, worker: WorkerView, rea
         """One view's JSON, built from the store off the event loop."""
         try:
             return view.json(plain(await read(build, *args)), headers=NO_STORE)
+        except BadRange as exc:
+            return view.json({"error": str(exc)}, status=400)
         except StoreError as exc:
             return view.json({"error": str(exc)}, status=503)
 
@@ -94,7 +96,10 @@ def register_console(app: faust.App, settings: Settings, worker: WorkerView, rea
     @app.page("/api/console/market")
     class Market(View):
         async def get(self, request: Request) -> Response:
-            period = request.query.get("period", "day")
+            if "from" in request.query or "to" in request.query or "period" not in request.query:
+                first, last = request.query.get("from"), request.query.get("to")
+                return await answer(self, period_view, first, last, settings.allowed_lateness_s)
+            period = request.query["period"]
             if period not in PERIODS:
                 return self.json({"error": f"period must be one of {', '.join(PERIODS)}"}, status=400)
             return await answer(self, market_view, period)

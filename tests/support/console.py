@@ -40,8 +40,8 @@ HISTORY = (("2025-11-21T08:00:00+08:00", 300), ("2026-11-20T08:00:00+08:00", 300
 
 
 def history_file(path: Path) -> int:
-    """A market seen on three days: a year before the last, the day before it, and the last (longer, so that
-    it lists products and brings parties the days before did not): every period has something to compare with."""
+    """A market seen on three days: a year before the last, the day before it, and the last (longer): every period
+    has something to compare with."""
     lines = []
     for seed, (start, seconds) in enumerate(HISTORY, start=11):
         simulation = MarketSimulator(

@@ -450,19 +450,19 @@ function renderMarket() {
   if (!m) return;
   renderWatermark(m.as_of_us);
   document.body.dataset.period = state.period;
-  document.body.dataset.range = `${m.period.from}/${m.period.to}`;
-  if (!document.getElementById("period-date").matches(":focus")) document.getElementById("period-date").value = state.anchor || m.period.to;
-  if (state.period === "custom") {
+  const empty = m.as_of_us === null || m.as_of_us === undefined || !m.period;
+  document.body.dataset.range = empty ? "" : `${m.period.from}/${m.period.to}`;
+  if (!empty && !document.getElementById("period-date").matches(":focus")) document.getElementById("period-date").value = state.anchor || m.period.to;
+  if (!empty && state.period === "custom") {
     document.getElementById("period-from").value = state.custom.from || m.period.from;
     document.getElementById("period-to").value = state.custom.to || m.period.to;
   }
-  const empty = m.as_of_us === null || m.as_of_us === undefined;
   setText("span-note", empty ? t("empty") : t("span", { period: periodLabel(m.period), as_of: cst(Math.floor(m.as_of_us / 1000)) }));
   setText("compare-note", empty ? "" : t("span.compare", { previous: periodLabel(m.previous.period), year_ago: periodLabel(m.year_ago.period) }));
   renderKpis(m);
   const trend = m.trend || { grain: "hour", points: [] };
   setText("trend-title", t(`trend.${trend.grain}`));
-  barChart("trend", trend.points, trend.grain, m.period.days);
+  barChart("trend", trend.points, trend.grain, empty ? 1 : m.period.days);
   document.getElementById("venue").replaceChildren(splitBar([
     { key: "on_exchange", cls: "c1", label: t("venue.on_exchange"), share: share(m.on_exchange_amount, m.traded_amount), amount: m.on_exchange_amount },
     { key: "off_exchange", cls: "c2", label: t("venue.off_exchange"),
@@ -471,7 +471,7 @@ function renderMarket() {
   renderMetering(m.metering);
   renderPublic(m.public);
   renderRecognition(m.recognition);
-  const range = `${m.period.from}_${m.period.to}`;
+  const range = empty ? "empty" : `${m.period.from}_${m.period.to}`;
   dimensionTable("exchanges", t("col.exchange"), m.by_exchange || [], m, `exchanges-${range}`);
   dimensionTable("sectors", t("col.sector"), m.by_sector || [], m, `sectors-${range}`);
 }

@@ -1,6 +1,7 @@
 // The regulator's console: three views fed by /api/console/*, refreshed every few seconds.
-// Money arrives as decimal text and is only regrouped here, never turned into a float,
-// so what the page shows is what `dmm sql` shows, to the fen. Data is inserted as text
+// Money arrives as decimal text and is worked on here as whole fen (BigInt), never as a float:
+// the page shows it in 万 / 亿 (or k / M / bn in English), rounded half up, with the exact
+// figure to the fen on hover, in print and in CSV, equal to what `dmm sql` shows. Data is inserted as text
 // (textContent), never as HTML, and styles are set through the DOM, never as style
 // attributes: the Content-Security-Policy allows neither inline scripts nor inline styles.
 // The console token comes in the URL's fragment (`dmm up` prints /#token=…: a fragment is
@@ -9,12 +10,19 @@
 
 const REFRESH_MS = 5000;
 const HOUR_MS = 3600 * 1000;
+const DAY_MS = 24 * HOUR_MS;
+const PERIODS = ["day", "week", "month", "quarter", "half", "year", "custom"];
+const storedPeriod = localStorage.getItem("dmm-console-period");
 const state = {
   lang: localStorage.getItem("dmm-console-lang") === "en" ? "en" : "zh",
   view: "market",
-  period: localStorage.getItem("dmm-console-period") === "hour" ? "hour" : "day",
+  period: PERIODS.includes(storedPeriod) ? storedPeriod : "day",
+  anchor: null, // the China day the period contains; null: the day of the market's watermark
+  custom: { from: null, to: null },
+  asOfDay: null, // the China day of the last watermark seen
   config: null,
   data: {},
+  tables: {}, // what each table shows, for its CSV: { columns, rows, name }
   timer: null,
   updated: null,
 };
@@ -45,18 +53,87 @@ function setText(id, text) {
   if (node) node.textContent = text;
 }
 
-// "1234567.8" -> "1,234,567.80": string work only, exact for any Decimal.
-function fen(text) {
-  if (text === null || text === undefined) return "—";
+// ---- exact money and counts ------------------------------------------------------
+
+// "1234567.8" -> 123456780n (fen): string work only, exact for any Decimal.
+function toFen(text) {
+  if (text === null || text === undefined) return null;
   const negative = String(text).startsWith("-");
   const [whole, part = ""] = String(text).replace("-", "").split(".");
-  const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  return (negative ? "-" : "") + grouped + "." + (part + "00").slice(0, 2);
+  const value = BigInt(whole || "0") * 100n + BigInt((part + "00").slice(0, 2));
+  return negative ? -value : value;
 }
 
-const yuan = (text) => "¥" + fen(text);
+const group = (digits) => digits.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
+
+// n / d rounded half away from zero, as a BigInt.
+function divRound(n, d) {
+  const negative = (n < 0n) !== (d < 0n);
+  const [a, b] = [n < 0n ? -n : n, d < 0n ? -d : d];
+  const q = (2n * a + b) / (2n * b);
+  return negative ? -q : q;
+}
+
+// hundredths (BigInt) -> "1,234.56" (grouped, or not: `plain`).
+function hundredths(value, plain = false) {
+  const negative = value < 0n;
+  const digits = (negative ? -value : value).toString().padStart(3, "0");
+  const whole = digits.slice(0, -2);
+  return (negative ? "-" : "") + (plain ? whole : group(whole)) + "." + digits.slice(-2);
+}
+
+// "1234567.8" -> "1,234,567.80"
+const fen = (text) => (text === null || text === undefined ? "—" : hundredths(toFen(text)));
+const yuan = (text) => (text === null || text === undefined ? "—" : "¥" + fen(text));
 const count = (n) => (n === null || n === undefined ? "—" : Number(n).toLocaleString("en-US"));
 const pct = (text) => (text === null || text === undefined ? "—" : text + "%");
+
+// Units of readable amounts, largest first, in fen: as Chinese officials write them (亿元, 万元) or in English.
+const AMOUNT_UNITS = {
+  zh: [[10n ** 10n, "亿元"], [10n ** 6n, "万元"], [100n, "元"]],
+  en: [[10n ** 11n, "bn"], [10n ** 8n, "M"], [10n ** 5n, "k"], [100n, ""]],
+};
+
+// "253704329.37" -> "2.54亿元" / "CNY 253.70 M": two decimals of the largest unit the amount reaches.
+function readable(text) {
+  const value = toFen(text);
+  if (value === null) return "—";
+  const magnitude = value < 0n ? -value : value;
+  const [size, unit] = AMOUNT_UNITS[state.lang].find(([size]) => magnitude >= size) || AMOUNT_UNITS[state.lang].at(-1);
+  const figure = hundredths(divRound(value * 100n, size));
+  if (state.lang === "zh") return figure + unit;
+  return unit ? `CNY ${figure} ${unit}` : `CNY ${figure}`;
+}
+
+// A readable amount that shows its exact figure on hover.
+const amount = (text) => el("span", { class: "amount", title: yuan(text) }, readable(text));
+
+// part / whole as a percentage to two decimals ("12.34%"), "—" for a whole of 0.
+function share(part, whole) {
+  const [p, w] = [toFen(part), toFen(whole)];
+  if (p === null || !w) return "—";
+  return hundredths(divRound(p * 10000n, w)) + "%";
+}
+
+// The change from `base` to `value` (both amounts as text, or counts), in % to one decimal; "—" from 0.
+function change(value, base) {
+  const [v, b] = [toFen(String(value)), toFen(String(base))];
+  if (!b) return { text: "—", sign: 0 };
+  const tenths = divRound((v - b) * 1000n, b);
+  const digits = (tenths < 0n ? -tenths : tenths).toString().padStart(2, "0");
+  const sign = tenths > 0n ? 1 : tenths < 0n ? -1 : 0;
+  return { text: `${sign > 0 ? "+" : sign < 0 ? "−" : ""}${digits.slice(0, -1)}.${digits.slice(-1)}%`, sign };
+}
+
+// The change of a share (part / whole) in percentage points to two decimals; "—" when either whole is 0.
+function pointChange(part, whole, basePart, baseWhole) {
+  const [p, w, bp, bw] = [part, whole, basePart, baseWhole].map(toFen);
+  if (!w || !bw) return { text: "—", sign: 0 };
+  const delta = divRound((p * bw - bp * w) * 10000n, w * bw);
+  const sign = delta > 0n ? 1 : delta < 0n ? -1 : 0;
+  const text = (sign > 0 ? "+" : sign < 0 ? "−" : "") + hundredths(delta < 0n ? -delta : delta);
+  return { text: t("kpi.points", { n: text }), sign };
+}
 
 function bytes(n) {
   if (!n) return "0 B";
@@ -75,6 +152,51 @@ function cst(ms, withSeconds = true) {
   if (ms === null || ms === undefined) return "—";
   const text = new Date(Number(ms) + 8 * HOUR_MS).toISOString().replace("T", " ");
   return text.slice(0, withSeconds ? 19 : 16);
+}
+
+// ---- China days and periods ------------------------------------------------------
+
+// China days are "YYYY-MM-DD" text; arithmetic runs on UTC dates, so the browser's zone never matters.
+const chinaDay = (ms) => new Date(Number(ms) + 8 * HOUR_MS).toISOString().slice(0, 10);
+const dayMs = (day) => Date.parse(`${day}T00:00:00Z`);
+const isoDay = (ms) => new Date(ms).toISOString().slice(0, 10);
+const addDays = (day, n) => isoDay(dayMs(day) + n * DAY_MS);
+const ymd = (y, m, d) => isoDay(Date.UTC(y, m, d)); // month 0-based; day 0 is the month before's last
+
+// The China days (inclusive) of the chosen period containing `day`: weeks run Monday to Sunday,
+// half-years January to June and July to December.
+function periodDays(period, day) {
+  const date = new Date(dayMs(day));
+  const [y, m] = [date.getUTCFullYear(), date.getUTCMonth()];
+  switch (period) {
+    case "week": {
+      const monday = addDays(day, -((date.getUTCDay() + 6) % 7));
+      return [monday, addDays(monday, 6)];
+    }
+    case "month": return [ymd(y, m, 1), ymd(y, m + 1, 0)];
+    case "quarter": return [ymd(y, m - (m % 3), 1), ymd(y, m - (m % 3) + 3, 0)];
+    case "half": return [ymd(y, m < 6 ? 0 : 6, 1), ymd(y, m < 6 ? 6 : 12, 0)];
+    case "year": return [ymd(y, 0, 1), ymd(y, 12, 0)];
+    default: return [day, day];
+  }
+}
+
+// The range to ask for, or null for the API's default (the day of the watermark). A period that has not ended
+// stops at the watermark's day, so that it is compared with a previous period of as many days, not a full one.
+function requestedRange() {
+  if (state.period === "custom") {
+    const { from, to } = state.custom;
+    return from && to ? [from, to] : null;
+  }
+  if (state.period === "day" && !state.anchor) return null;
+  const day = state.anchor || state.asOfDay;
+  if (!day) return null;
+  const [from, to] = periodDays(state.period, day);
+  return [from, state.asOfDay && from <= state.asOfDay && to > state.asOfDay ? state.asOfDay : to];
+}
+
+function periodLabel(p) {
+  return p.from === p.to ? p.from : t("period.label", { from: p.from, to: p.to, days: count(p.days) });
 }
 
 function seconds(n) {
@@ -114,37 +236,93 @@ function showError(error) {
   box.textContent = error ? String(error.message || error) : "";
 }
 
-// ---- tables and charts -------------------------------------------------------
+// ---- tables, their CSV, charts -------------------------------------------------
 
-function table(id, columns, rows, rowAttrs) {
+// A table of `rows`; each column renders a cell (text or a node) and, for the CSV, its exact value (`csv`,
+// else the cell's text; `csv: false` leaves it out, `csvOnly` is in the CSV only). `name` names the file.
+function table(id, columns, rows, rowAttrs, name) {
   const node = document.getElementById(id);
-  const head = el("thead", {}, el("tr", {}, columns.map((c) => el("th", { class: c.cls }, c.label))));
+  const shown = columns.filter((c) => !c.csvOnly);
+  const head = el("thead", {}, el("tr", {}, shown.map((c) => el("th", { class: c.cls }, c.label))));
   const body = el(
     "tbody",
     {},
     rows.map((row) =>
-      el("tr", rowAttrs ? rowAttrs(row) : {}, columns.map((c) => el("td", { class: c.cls, "data-col": c.key }, c.render(row))))
+      el("tr", rowAttrs ? rowAttrs(row) : {}, shown.map((c) => el("td", { class: c.cls, "data-col": c.key }, c.render(row))))
     )
   );
   node.replaceChildren(head, body);
+  state.tables[id] = { columns, rows, name: name || id };
 }
 
-// Axis ticks only (rounded, for reading the chart): 万 / 亿 in Chinese, k / M in English.
-function axisLabel(value) {
-  const units = state.lang === "zh" ? [[1e8, "亿"], [1e4, "万"]] : [[1e6, "M"], [1e3, "k"]];
-  for (const [size, unit] of units) {
-    if (value >= size) return `${Number((value / size).toPrecision(3))}${unit}`;
-  }
-  return value.toFixed(0);
+// A cell for a spreadsheet: quoted when it must be, and text that a spreadsheet would run as a formula
+// (=, +, -, @ first) kept as text. Numbers stay numbers.
+function csvCell(value) {
+  let text = value === null || value === undefined ? "" : String(value);
+  if (/^[=+\-@\t\r]/.test(text) && !/^-?\d+(\.\d+)?$/.test(text)) text = "'" + text;
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 
-function barChart(id, points, step) {
+function csvValue(column, row) {
+  if (column.csv) return column.csv(row);
+  const rendered = column.render(row);
+  return rendered instanceof Node ? rendered.textContent : rendered;
+}
+
+// The table as CSV (UTF-8 with a byte-order mark, so that Excel reads Chinese), downloaded.
+function downloadCSV(id) {
+  const found = state.tables[id];
+  if (!found) return;
+  const columns = found.columns.filter((c) => c.csv !== false);
+  const lines = [columns.map((c) => csvCell(c.label)).join(",")];
+  for (const row of found.rows) lines.push(columns.map((c) => csvCell(csvValue(c, row))).join(","));
+  const blob = new Blob(["\ufeff" + lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
+  const link = el("a", { href: URL.createObjectURL(blob), download: `dmm-${found.name}.csv` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+// Chart units, largest first, in yuan (drawing only: the bars' titles keep the exact text).
+const AXIS_UNITS = {
+  zh: [[1e8, "亿元"], [1e4, "万元"], [1, "元"]],
+  en: [[1e9, "CNY bn"], [1e6, "CNY M"], [1e3, "CNY k"], [1, "CNY"]],
+};
+
+// Round ticks from 0 up to `max` or just past it: a step of 1, 2 or 5 times a power of ten, about four steps.
+function roundTicks(max) {
+  const raw = max / 4;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].find((f) => f * power >= raw * (1 - 1e-9)) * power;
+  const decimals = Math.max(0, -Math.floor(Math.log10(step) + 1e-9));
+  const steps = Math.max(1, Math.ceil(max / step - 1e-9));
+  return Array.from({ length: steps + 1 }, (_, i) => ({ value: i * step, label: (i * step).toFixed(decimals) }));
+}
+
+function pointLabel(p, grain, days) {
+  const text = cst(p.t_ms, false); // "YYYY-MM-DD HH:MM"
+  if (grain === "month") return text.slice(0, 7);
+  if (grain === "day") return text.slice(5, 10);
+  return days > 1 ? `${text.slice(5, 10)} ${text.slice(11, 13)}h` : `${text.slice(11, 13)}:00`;
+}
+
+function barChart(id, points, grain, days) {
   const node = document.getElementById(id);
+  const values = points.map((p) => Number(p.traded_amount)); // drawing only
+  const max = Math.max(0, ...values);
+  if (!points.length || max <= 0) {
+    node.replaceChildren(el("p", { class: "nodata" }, t("nodata")));
+    setText("trend-unit", "");
+    return;
+  }
+  const [size, unit] = AXIS_UNITS[state.lang].find(([size]) => max >= size) || AXIS_UNITS[state.lang].at(-1);
+  const ticks = roundTicks(max / size);
+  const top = ticks.at(-1).value * size;
+  setText("trend-unit", t("unit", { unit }));
   const width = 640;
   const height = 220;
-  const pad = { left: 64, right: 8, top: 12, bottom: 28 };
-  const values = points.map((p) => Number(p.amount)); // drawing only: labels keep the exact text
-  const max = Math.max(1, ...values);
+  const pad = { left: 56, right: 8, top: 12, bottom: 28 };
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("class", "bars");
@@ -157,24 +335,21 @@ function barChart(id, points, step) {
   };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
-  for (let i = 0; i <= 4; i += 1) {
-    const y = pad.top + plotH - (plotH * i) / 4;
+  for (const tick of ticks) {
+    const y = pad.top + plotH - (plotH * tick.value * size) / top;
     add("line", { x1: pad.left, x2: width - pad.right, y1: y, y2: y, class: "grid" });
-    add("text", { x: pad.left - 6, y: y + 4, class: "axis", "text-anchor": "end" }, axisLabel((max * i) / 4));
+    add("text", { x: pad.left - 6, y: y + 4, class: "axis tick", "text-anchor": "end" }, tick.label);
   }
-  const slot = plotW / Math.max(points.length, 1);
+  const slot = plotW / points.length;
   const every = Math.ceil(points.length / 12);
   points.forEach((p, i) => {
-    const h = (plotH * values[i]) / max;
+    const h = (plotH * values[i]) / top;
     const x = pad.left + i * slot + slot * 0.15;
     const bar = add("rect", { x, y: pad.top + plotH - h, width: Math.max(slot * 0.7, 1), height: h, class: "bar" });
     const title = document.createElementNS("http://www.w3.org/2000/svg", "title");
-    title.textContent = `${cst(p.t_ms, false)}  ${yuan(p.amount)}  (${t("kpi.trades", { n: count(p.trades) })})`;
+    title.textContent = `${pointLabel(p, grain, days)}  ${yuan(p.traded_amount)}  (${t("kpi.trades", { n: count(p.trades) })})`;
     bar.append(title);
-    if (i % every === 0) {
-      const label = step === "hour" ? cst(p.t_ms, false).slice(11, 13) + ":00" : cst(p.t_ms, false).slice(11, 16);
-      add("text", { x: x + slot * 0.35, y: height - 8, class: "axis", "text-anchor": "middle" }, label);
-    }
+    if (i % every === 0) add("text", { x: x + slot * 0.35, y: height - 8, class: "axis", "text-anchor": "middle" }, pointLabel(p, grain, days));
   });
   node.replaceChildren(svg);
 }
@@ -184,9 +359,9 @@ function splitBar(parts) {
     "div",
     { class: "split" },
     el("div", { class: "split-bar" },
-      parts.map((p) => el("span", { class: p.cls, style: { width: `${Number(p.share || 0)}%` }, title: `${p.label} ${pct(p.share)}` }))),
+      parts.map((p) => el("span", { class: p.cls, style: { width: p.share === "—" ? "0%" : p.share }, title: `${p.label} ${p.share}` }))),
     el("ul", { class: "legend" },
-      parts.map((p) => el("li", { "data-part": p.key }, el("i", { class: p.cls }), `${p.label} `, el("strong", {}, pct(p.share)), ` · ${yuan(p.amount)}`)))
+      parts.map((p) => el("li", { "data-part": p.key }, el("i", { class: p.cls }), `${p.label} `, el("strong", {}, p.share), " · ", amount(p.amount))))
   );
 }
 
@@ -196,41 +371,123 @@ function renderWatermark(us) {
   setText("watermark", us ? cst(Math.floor(us / 1000)) : "—");
 }
 
+const minus = (a, b) => hundredths(toFen(a) - toFen(b), true);
+
+// The Market view's key figures: each beside the previous period and the same period a year earlier.
+const KPIS = [
+  { key: "amount", label: "kpi.amount", primary: true,
+    value: (m) => amount(m.traded_amount), exact: (m) => yuan(m.traded_amount),
+    sub: (m) => t("kpi.trades", { n: count(m.trades) }),
+    base: (b) => amount(b.traded_amount), delta: (m, b) => change(m.traded_amount, b.traded_amount) },
+  { key: "trades", label: "kpi.trades_label",
+    value: (m) => count(m.trades), base: (b) => count(b.trades), delta: (m, b) => change(m.trades, b.trades) },
+  { key: "on-exchange", label: "kpi.on_exchange",
+    value: (m) => share(m.on_exchange_amount, m.traded_amount), exact: (m) => yuan(m.on_exchange_amount),
+    sub: (m) => el("span", {}, t("kpi.off_exchange", { share: share(minus(m.traded_amount, m.on_exchange_amount), m.traded_amount) })),
+    base: (b) => share(b.on_exchange_amount, b.traded_amount),
+    delta: (m, b) => pointChange(m.on_exchange_amount, m.traded_amount, b.on_exchange_amount, b.traded_amount) },
+  { key: "high-quality", label: "kpi.high_quality",
+    value: (m) => share(m.high_quality_amount, m.traded_amount), exact: (m) => yuan(m.high_quality_amount),
+    sub: (m) => amount(m.high_quality_amount),
+    base: (b) => share(b.high_quality_amount, b.traded_amount),
+    delta: (m, b) => pointChange(m.high_quality_amount, m.traded_amount, b.high_quality_amount, b.traded_amount) },
+  { key: "new-products", label: "kpi.new_products",
+    value: (m) => count(m.new_products), base: (b) => count(b.new_products), delta: (m, b) => change(m.new_products, b.new_products) },
+  { key: "new-participants", label: "kpi.new_participants",
+    value: (m) => count(m.new_participants), base: (b) => count(b.new_participants),
+    delta: (m, b) => change(m.new_participants, b.new_participants) },
+];
+
+function comparison(kpi, m, which) {
+  const base = m[which];
+  const delta = base ? kpi.delta(m, base) : { text: "—", sign: 0 };
+  const direction = delta.sign > 0 ? "up" : delta.sign < 0 ? "down" : "flat";
+  return [
+    el("dt", {}, t(`kpi.${which}`)),
+    el("dd", { "data-compare": which },
+      el("span", { class: "base" }, base ? kpi.base(base) : "—"), " ",
+      el("span", { class: `delta ${direction}` }, delta.text)),
+  ];
+}
+
+function renderKpis(m) {
+  document.getElementById("kpis").replaceChildren(
+    ...KPIS.map((kpi) => el("div", { class: kpi.primary ? "kpi primary" : "kpi", id: `kpi-${kpi.key}` },
+      el("span", {}, t(kpi.label)),
+      el("strong", { class: "figure" }, kpi.value(m)),
+      kpi.sub ? el("small", { class: "sub" }, kpi.sub(m)) : null,
+      kpi.exact ? el("small", { class: "exact print-only" }, kpi.exact(m)) : null,
+      el("dl", { class: "compare" }, comparison(kpi, m, "previous"), comparison(kpi, m, "year_ago"))))
+  );
+}
+
+// The per-exchange and per-sector tables: the period's figures, and the traded amount's change.
+function dimensionTable(id, label, rows, m, name) {
+  const before = (which) => new Map(((m[which] && m[which][id === "exchanges" ? "by_exchange" : "by_sector"]) || []).map((r) => [r.code, r]));
+  const previous = before("previous");
+  const yearAgo = before("year_ago");
+  const versus = (map) => (r) => (map.has(r.code) ? change(r.traded_amount, map.get(r.code).traded_amount).text : "—");
+  table(id, [
+    { key: "name", label, render: (r) => el("span", {}, state.lang === "zh" ? r.name_zh : r.name_en, el("small", { class: "code" }, r.code)),
+      csv: (r) => `${state.lang === "zh" ? r.name_zh : r.name_en} (${r.code})` },
+    { key: "amount", label: t("col.amount"), cls: "num", render: (r) => amount(r.traded_amount), csv: (r) => r.traded_amount },
+    { key: "share", label: t("col.share"), cls: "num", render: (r) => share(r.traded_amount, m.traded_amount) },
+    { key: "trades", label: t("col.trades"), cls: "num", render: (r) => count(r.trades), csv: (r) => r.trades },
+    { key: "on_exchange", label: t("col.on_exchange"), cls: "num", render: (r) => share(r.on_exchange_amount, r.traded_amount) },
+    { key: "high_quality", label: t("col.high_quality"), cls: "num", render: (r) => share(r.high_quality_amount, r.traded_amount) },
+    { key: "new_products", label: t("col.new_products"), cls: "num", render: (r) => count(r.new_products), csv: (r) => r.new_products },
+    { key: "previous", label: t("col.previous"), cls: "num", render: versus(previous) },
+    { key: "year_ago", label: t("col.year_ago"), cls: "num", render: versus(yearAgo) },
+  ], rows, (r) => ({ "data-code": r.code }), name);
+}
+
 function renderMarket() {
   const m = state.data.market;
   document.querySelectorAll("[data-period]").forEach((b) => b.classList.toggle("active", b.dataset.period === state.period));
+  document.getElementById("pick-anchor").hidden = state.period === "custom";
+  document.getElementById("pick-range").hidden = state.period !== "custom";
+  for (const id of ["period-date", "period-from", "period-to"]) document.getElementById(id).max = state.asOfDay || "";
   if (!m) return;
-  renderWatermark(m.watermark_us);
-  document.body.dataset.period = m.period;
-  if (m.watermark_us === null) {
-    setText("span-note", t("empty"));
-    return;
+  renderWatermark(m.as_of_us);
+  document.body.dataset.period = state.period;
+  const empty = m.as_of_us === null || m.as_of_us === undefined || !m.period;
+  document.body.dataset.range = empty ? "" : `${m.period.from}/${m.period.to}`;
+  if (!empty && !document.getElementById("period-date").matches(":focus")) document.getElementById("period-date").value = state.anchor || m.period.to;
+  if (!empty && state.period === "custom") {
+    document.getElementById("period-from").value = state.custom.from || m.period.from;
+    document.getElementById("period-to").value = state.custom.to || m.period.to;
   }
-  setText("span-note", t("span", { start: cst(m.span.start_us / 1000, false), end: cst(m.span.end_us / 1000, false) }));
-  setText("kpi-amount-today", yuan(m.today.amount));
-  setText("kpi-trades-today", t("kpi.trades", { n: count(m.today.trades) }));
-  setText("kpi-amount-hour", yuan(m.hour.amount));
-  setText("kpi-trades-hour", t("kpi.trades", { n: count(m.hour.trades) }));
-  setText("kpi-on-exchange", pct(m.shares.on_exchange));
-  setText("kpi-off-exchange", t("kpi.off_exchange", { share: pct(m.shares.off_exchange) }));
-  setText("kpi-high-quality", pct(m.shares.high_quality));
-  setText("kpi-high-quality-amount", yuan(m.totals.high_quality));
-  setText("kpi-new-products", count(m.new_products.products));
-  setText("kpi-listing-events", t("kpi.listing_events", { n: count(m.new_products.listing_events) }));
-  setText("kpi-new-participants", count(m.new_participants.participants));
-  setText("kpi-new-roles", t("kpi.new_roles", { buyers: count(m.new_participants.buyers), sellers: count(m.new_participants.sellers) }));
-
-  setText("trend-title", t(m.trend.step === "hour" ? "trend.hour" : "trend.minute"));
-  barChart("trend", m.trend.points, m.trend.step);
+  setText("span-note", empty ? t("empty") : t("span", { period: periodLabel(m.period), as_of: cst(Math.floor(m.as_of_us / 1000)) }));
+  setText("compare-note", empty ? "" : t("span.compare", { previous: periodLabel(m.previous.period), year_ago: periodLabel(m.year_ago.period) }));
+  renderKpis(m);
+  const trend = m.trend || { grain: "hour", points: [] };
+  setText("trend-title", t(`trend.${trend.grain}`));
+  barChart("trend", trend.points, trend.grain, empty ? 1 : m.period.days);
   document.getElementById("venue").replaceChildren(splitBar([
-    { key: "on_exchange", cls: "c1", label: t("venue.on_exchange"), share: m.shares.on_exchange, amount: m.totals.on_exchange },
-    { key: "off_exchange", cls: "c2", label: t("venue.off_exchange"), share: m.shares.off_exchange, amount: m.totals.off_exchange },
+    { key: "on_exchange", cls: "c1", label: t("venue.on_exchange"), share: share(m.on_exchange_amount, m.traded_amount), amount: m.on_exchange_amount },
+    { key: "off_exchange", cls: "c2", label: t("venue.off_exchange"),
+      share: share(minus(m.traded_amount, m.on_exchange_amount), m.traded_amount), amount: minus(m.traded_amount, m.on_exchange_amount) },
   ]));
-  setText("metering-calls", count(m.metering.calls));
-  setText("metering-bytes", `${bytes(m.metering.bytes)} (${count(m.metering.bytes)} B)`);
-  setText("metering-records", count(m.metering.records));
+  renderMetering(m.metering);
+  renderPublic(m.public);
+  renderRecognition(m.recognition);
+  const range = empty ? "empty" : `${m.period.from}_${m.period.to}`;
+  dimensionTable("exchanges", t("col.exchange"), m.by_exchange || [], m, `exchanges-${range}`);
+  dimensionTable("sectors", t("col.sector"), m.by_sector || [], m, `sectors-${range}`);
+}
 
-  const p = m.public;
+// Sections the API may add for the period (metering, public data, mutual recognition): shown when present.
+function renderMetering(metering) {
+  document.getElementById("metering-card").hidden = !metering;
+  if (!metering) return;
+  setText("metering-calls", count(metering.calls));
+  setText("metering-bytes", `${bytes(metering.bytes)} (${count(metering.bytes)} B)`);
+  setText("metering-records", count(metering.records));
+}
+
+function renderPublic(p) {
+  document.getElementById("public-card").hidden = !p;
+  if (!p) return;
   const supply = (pricing) => (p.supply[pricing] || { trades: 0, amount: "0.00", calls: 0 });
   const facts = [
     ["public.catalogue", count(p.catalogue_products), "public-catalogue"],
@@ -241,41 +498,23 @@ function renderMarket() {
     ["public.deliveries", t("kpi.trades", { n: count(p.free_deliveries) }), "public-deliveries"],
     ["public.deliveries_share", pct(p.free_deliveries_share), "public-deliveries-share"],
     ["public.calls", count(p.free_calls), "public-calls"],
-    ["public.value", yuan(supply("conditional_free").amount), "public-value"],
+    ["public.value", amount(supply("conditional_free").amount), "public-value"],
   ];
   document.getElementById("public").replaceChildren(
     ...facts.flatMap(([key, value, id]) => [el("dt", {}, t(key)), el("dd", { id }, value)])
   );
+}
 
-  setText("recognition-products", t("recognition.products", { n: count(m.recognition.products) }));
+function renderRecognition(r) {
+  document.getElementById("recognition-card").hidden = !r;
+  if (!r) return;
+  setText("recognition-products", t("recognition.products", { n: count(r.products) }));
   const ex = state.config.exchanges;
   table("recognition", [
-    { key: "listed_on", label: t("recognition.listed_on"), render: (r) => named(ex, r.listed_on) },
-    { key: "recognized_by", label: t("recognition.recognized_by"), render: (r) => named(ex, r.recognized_by) },
-    { key: "products", label: t("recognition.count"), cls: "num", render: (r) => count(r.products) },
-  ], m.recognition.pairs);
-
-  table("exchanges", [
-    { key: "name", label: t("col.exchange"), render: (r) => el("span", {}, state.lang === "zh" ? r.name_zh : r.name_en, el("small", { class: "code" }, r.code)) },
-    { key: "amount", label: t("col.amount"), cls: "num", render: (r) => fen(r.amount) },
-    { key: "share", label: t("col.share"), cls: "num", render: (r) => pct(r.market_share) },
-    { key: "trades", label: t("col.trades"), cls: "num", render: (r) => count(r.trades) },
-    { key: "on_exchange", label: t("col.on_exchange"), cls: "num", render: (r) => pct(r.on_exchange_share) },
-    { key: "high_quality", label: t("col.high_quality"), cls: "num", render: (r) => pct(r.high_quality_share) },
-    { key: "new_products", label: t("col.new_products"), cls: "num", render: (r) => count(r.new_products) },
-    { key: "calls", label: t("col.calls"), cls: "num", render: (r) => count(r.usage_calls) },
-    { key: "bytes", label: t("col.bytes"), cls: "num", render: (r) => bytes(r.usage_bytes) },
-  ], m.exchanges, (r) => ({ "data-code": r.code }));
-
-  table("sectors", [
-    { key: "name", label: t("col.sector"), render: (r) => (state.lang === "zh" ? r.name_zh : r.name_en) },
-    { key: "amount", label: t("col.amount"), cls: "num", render: (r) => fen(r.amount) },
-    { key: "share", label: t("col.share"), cls: "num", render: (r) => pct(r.market_share) },
-    { key: "trades", label: t("col.trades"), cls: "num", render: (r) => count(r.trades) },
-    { key: "high_quality", label: t("col.high_quality"), cls: "num", render: (r) => pct(r.high_quality_share) },
-    { key: "products_traded", label: t("col.products_traded"), cls: "num", render: (r) => count(r.products_traded) },
-    { key: "new_products", label: t("col.new_products"), cls: "num", render: (r) => count(r.new_products) },
-  ], m.sectors, (r) => ({ "data-code": r.code }));
+    { key: "listed_on", label: t("recognition.listed_on"), render: (p) => named(ex, p.listed_on) },
+    { key: "recognized_by", label: t("recognition.recognized_by"), render: (p) => named(ex, p.recognized_by) },
+    { key: "products", label: t("recognition.count"), cls: "num", render: (p) => count(p.products), csv: (p) => p.products },
+  ], r.pairs);
 }
 
 function fillSelect(id, values, label) {
@@ -295,6 +534,11 @@ function renderSurveillanceControls() {
   ["op-actor", "op-note", "op-token"].forEach((id) => (document.getElementById(id).disabled = !c.actions_enabled));
   setText("op-hint", t(c.actions_enabled ? "op.enabled" : "op.disabled"));
 }
+
+// An alert's time in the market (event time): the end of the event-time span it covers. Its detection
+// is the monitor's wall clock (`detected_at`, processing time), shown apart and labelled so.
+const eventTime = (a) => a.event_ms ?? a.window_end_ms ?? null;
+const detectedTime = (a) => a.detected_wall_ms ?? a.detected_ms ?? null;
 
 function evidence(a) {
   const window = a.window_start_ms ? `${cst(a.window_start_ms)} – ${cst(a.window_end_ms)}` : "—";
@@ -322,24 +566,31 @@ function renderSurveillance() {
   const ex = state.config.exchanges;
   const rows = s.alerts;
   table("alerts", [
-    { key: "detected", label: t("alert.detected"), render: (a) => cst(a.detected_ms) },
+    { key: "event_time", label: t("alert.event_time"), render: (a) => cst(eventTime(a)) },
+    { key: "detected", label: t("alert.detected"), render: (a) => cst(detectedTime(a)) },
     { key: "severity", label: t("alert.severity"), render: (a) => el("span", { class: `sev ${a.severity}` }, t(`severity.${a.severity}`)) },
     { key: "kind", label: t("alert.kind"), render: (a) => t(`kind.${a.kind}`) },
     { key: "exchange", label: t("alert.exchange"), render: (a) => named(ex, a.exchange_id) },
     { key: "message", label: t("alert.message"), cls: "wide", render: (a) => el("details", {},
-        el("summary", {}, state.lang === "zh" ? a.message_zh : a.message), evidence(a)) },
-    { key: "score", label: t("alert.score"), cls: "num", render: (a) => a.score.toFixed(2) },
+        el("summary", {}, state.lang === "zh" ? a.message_zh : a.message), evidence(a)),
+      csv: (a) => (state.lang === "zh" ? a.message_zh : a.message) },
+    { key: "product", label: t("alert.product"), render: () => "", csv: (a) => a.product_id || "", csvOnly: true },
+    { key: "parties", label: t("alert.parties"), render: () => "", csv: (a) => a.parties.join(" "), csvOnly: true },
+    { key: "evidence", label: t("alert.evidence"), render: () => "", csv: (a) => a.event_ids.join(" "), csvOnly: true },
+    { key: "dedup_key", label: t("alert.key"), render: () => "", csv: (a) => a.dedup_key, csvOnly: true },
+    { key: "score", label: t("alert.score"), cls: "num", render: (a) => a.score.toFixed(2), csv: (a) => a.score },
     { key: "status", label: t("alert.status"), render: (a) => el("span", {},
         el("span", { class: `status ${a.status}`, "data-status": a.status }, t(`status.${a.status}`)),
-        a.actor ? el("small", { class: "who" }, t("alert.by", { actor: a.actor, note: a.note || "" })) : null) },
+        a.actor ? el("small", { class: "who" }, t("alert.by", { actor: a.actor, note: a.note || "" })) : null),
+      csv: (a) => [t(`status.${a.status}`), a.actor, a.note].filter(Boolean).join(" · ") },
     { key: "actions", label: t("alert.actions"), render: (a) => el("span", { class: "actions" },
         el("button", { type: "button", "data-action": "ack", disabled: !enabled || a.status !== "open",
           onclick: () => act(a.dedup_key, "ack") }, t("op.ack")),
         el("button", { type: "button", "data-action": "resolve", disabled: !enabled || a.status === "resolved",
-          onclick: () => act(a.dedup_key, "resolve") }, t("op.resolve"))) },
-  ], rows, (a) => ({ "data-key": a.dedup_key, class: `row-${a.status}` }));
+          onclick: () => act(a.dedup_key, "resolve") }, t("op.resolve"))), csv: false },
+  ], rows, (a) => ({ "data-key": a.dedup_key, class: `row-${a.status}` }), `alerts-${s.watermark_us ? chinaDay(s.watermark_us / 1000) : "empty"}`);
   if (!rows.length) {
-    document.querySelector("#alerts tbody").append(el("tr", {}, el("td", { colspan: 8, class: "none" }, t("alert.none"))));
+    document.querySelector("#alerts tbody").append(el("tr", {}, el("td", { colspan: 9, class: "none" }, t("alert.none"))));
   }
 }
 
@@ -401,7 +652,7 @@ function renderFeeds() {
     { key: "late", label: t("feeds.late"), cls: "num", render: (r) => (r.late === null ? "" : count(r.late)) },
     { key: "quality", label: t("feeds.quality"), cls: "num", render: (r) => pct(r.accepted_share) },
     { key: "arrival", label: t("feeds.arrival"), render: (r) => (r.code ? cst(r.last_arrival_ms) : "") },
-  ], rows, (r) => ({ "data-code": r.code || "unattributed" }));
+  ], rows, (r) => ({ "data-code": r.code || "unattributed" }), `feeds-${f.watermark_us ? chinaDay(f.watermark_us / 1000) : "empty"}`);
 }
 
 // ---- shell -------------------------------------------------------------------
@@ -427,12 +678,28 @@ function render() {
   else renderFeeds();
 }
 
+// The chosen period's figures. A week, month ... needs the day it contains: until one is picked, the
+// watermark's, which the API's default answer (that day) tells.
+async function fetchMarket() {
+  const learn = (answer) => {
+    if (answer.as_of_us !== null && answer.as_of_us !== undefined) state.asOfDay = chinaDay(answer.as_of_us / 1000);
+    return answer;
+  };
+  if (!requestedRange() && state.period !== "day" && state.period !== "custom") {
+    const latest = learn(await getJSON("/api/console/market"));
+    if (!requestedRange()) return latest; // an empty store: no day yet
+  }
+  const range = requestedRange();
+  const query = range ? `?${new URLSearchParams({ from: range[0], to: range[1] })}` : "";
+  return learn(await getJSON(`/api/console/market${query}`));
+}
+
 async function refresh() {
   clearTimeout(state.timer);
   try {
     state.config = state.config || (await getJSON("/api/console/config"));
     if (state.view === "market") {
-      state.data.market = await getJSON(`/api/console/market?period=${state.period}`);
+      state.data.market = await fetchMarket();
     } else if (state.view === "surveillance") {
       renderSurveillanceControls();
       const query = new URLSearchParams();
@@ -473,9 +740,34 @@ document.addEventListener("DOMContentLoaded", () => {
     button.addEventListener("click", () => {
       state.period = button.dataset.period;
       localStorage.setItem("dmm-console-period", state.period);
+      if (state.period === "custom" && !state.custom.from) {
+        const shown = state.data.market && state.data.market.period;
+        state.custom = shown ? { from: shown.from, to: shown.to } : { from: null, to: null };
+      }
       refresh();
     })
   );
+  document.getElementById("period-date").addEventListener("change", (event) => {
+    state.anchor = event.target.value || null;
+    refresh();
+  });
+  for (const [id, end] of [["period-from", "from"], ["period-to", "to"]]) {
+    document.getElementById(id).addEventListener("change", (event) => {
+      state.custom[end] = event.target.value || null;
+      if (state.custom.from && state.custom.to && state.custom.from > state.custom.to) {
+        state.custom = end === "from" ? { from: state.custom.from, to: state.custom.from } : { from: state.custom.to, to: state.custom.to };
+      }
+      refresh();
+    });
+  }
+  document.getElementById("period-latest").addEventListener("click", () => {
+    state.anchor = null;
+    state.custom = { from: null, to: null };
+    if (state.period === "custom") state.period = "day";
+    refresh();
+  });
+  document.getElementById("print").addEventListener("click", () => window.print());
+  document.querySelectorAll("[data-csv]").forEach((button) => button.addEventListener("click", () => downloadCSV(button.dataset.csv)));
   ["f-status", "f-kind", "f-severity", "f-exchange"].forEach((id) => document.getElementById(id).addEventListener("change", refresh));
   document.getElementById("op-actor").value = localStorage.getItem("dmm-console-actor") || "";
   takeTokenFromFragment();

@@ -13,7 +13,7 @@ from dmm.producer import EventProducer
 from dmm.query import wait_until_drained
 from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
-from tests.support.console import TOKEN, market_file
+from tests.support.console import TOKEN, history_file, market_file
 from tests.support.stack import stack_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -27,6 +27,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
+
+
 @pytest.fixture(scope="module")
 def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
     """`dmm worker` with a console token, after the seeded file is replayed and fully stored."""
@@ -35,6 +37,20 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
     with EmbeddedStack(settings, workdir / "stack") as stack:
         path = workdir / "market.jsonl"
         sent = market_file(path)
+        with EventProducer(settings.kafka) as producer:
+            assert replay_file(path, producer) == sent
+        wait_until_drained(settings, timeout=300)
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def history_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """`dmm worker` after a market of three days (a year apart, and the day before the last) is replayed."""
+    workdir = tmp_path_factory.mktemp("history")
+    settings = stack_settings(workdir)
+    with EmbeddedStack(settings, workdir / "stack") as stack:
+        path = workdir / "history.jsonl"
+        sent = history_file(path)
         with EventProducer(settings.kafka) as producer:
             assert replay_file(path, producer) == sent
         wait_until_drained(settings, timeout=300)

@@ -20,7 +20,7 @@ from dmm.simulator.demand import Demand
 from dmm.simulator.entrants import Entrants
 from dmm.simulator.figures import EXCHANGE_WEIGHTS
 from dmm.simulator.ground_truth import Incident
-from dmm.simulator.growth import SECONDS_PER_YEAR, Trend
+from dmm.simulator.growth import SECONDS_PER_DAY, SECONDS_PER_YEAR, Trend
 from dmm.simulator.market import Market, Participant, Product
 from dmm.simulator.traffic import CleanTraffic
 from dmm.simulator.venues import Venues
@@ -39,9 +39,12 @@ _HEARTBEAT_PHASE_MS: Final = HEARTBEAT_MS // len(EXCHANGE_WEIGHTS)
 class SimulationConfig:
     """What to simulate; `rate` is business events (listing, trade, usage) per simulated second at the start.
 
-    Every rate grows by `growth` per market year of `year_s` simulated seconds (shorten it to
-    see years of growth in a short run). New products and participants arrive at the published
-    national counts, scaled to the simulated market by traded value. In the exchanges of
+    The market is the statements' for the start date, whatever the rate: a day of event time trades
+    `traded_cny_per_day` (default: 160 billion CNY a year in 2024, grown by `growth` a year since; prices
+    scale so `rate` events a second carry it), of which `on_exchange_share` on exchange (default: the
+    statements', rising as on-exchange value doubles each year). Every rate grows by `growth` per market
+    year of `year_s` simulated seconds (shorten it to see years of growth in a short run). New products
+    and participants arrive at the published national counts per day of event time. In the exchanges of
     `high_quality_value_share`, high-quality datasets carry that share of the traded value.
     """
 
@@ -55,6 +58,8 @@ class SimulationConfig:
     year_s: float = SECONDS_PER_YEAR
     new_products_per_half_year: float = figures.NEW_PRODUCTS_PER_HALF_YEAR
     new_participants_per_quarter: float = figures.NEW_PARTICIPANTS_PER_QUARTER
+    traded_cny_per_day: float | None = None
+    on_exchange_share: float | None = None
     high_quality_value_share: Mapping[str, float] = field(
         default_factory=lambda: dict(figures.HIGH_QUALITY_VALUE_SHARE)
     )
@@ -77,6 +82,10 @@ class SimulationConfig:
             raise ValueError("a market year must last > 0 simulated seconds")
         if self.new_products_per_half_year < 0 or self.new_participants_per_quarter < 0:
             raise ValueError("new products and new participants must be >= 0")
+        if self.traded_cny_per_day is not None and self.traded_cny_per_day <= 0:
+            raise ValueError("the value traded per day must be > 0 CNY")
+        if self.on_exchange_share is not None and not 0 <= self.on_exchange_share <= 1:
+            raise ValueError("the on-exchange share of traded value must be between 0 and 1")
         unknown = sorted(set(self.high_quality_value_share) - set(EXCHANGE_WEIGHTS))
         if unknown:
             raise ValueError(f"unknown exchange(s) for a high-quality share: {', '.join(unknown)}")
@@ -92,15 +101,17 @@ class MarketSimulator:
         self.start_ms = to_ms(start)
         self.end_ms = None if config.duration_s is None else self.start_ms + round(config.duration_s * 1_000)
         self._rate = config.rate
-        self.trend = Trend(self.start_ms, config.growth, config.year_s)
+        self.trend = Trend(self.start_ms, config.growth, config.year_s, config.on_exchange_share)
+        self.cny_per_day = config.traded_cny_per_day or self.trend.traded_cny_per_day(self.start_ms)
         self._rng = random.Random(config.seed)
         self._agenda = Agenda(self.start_ms)
         self._tape = Tape()
-        market = Market.build(self._rng, frozenset(config.high_quality_value_share))
-        venues = Venues(market, self._tape, MinuteLedger(config.rules.volume_spike_history_windows))
+        price_scale = self.cny_per_day / SECONDS_PER_DAY / (config.rate * figures.CNY_PER_ARRIVAL)
+        market = Market.build(self._rng, frozenset(config.high_quality_value_share), price_scale)
+        venues = Venues(market, self._tape, MinuteLedger(config.rules))
         year = start.astimezone(CHINA_STANDARD_TIME).year
         demand = Demand(config.high_quality_value_share)
-        self._traffic = CleanTraffic(self._rng, venues, demand, config.rules.volume_spike_min_amount)
+        self._traffic = CleanTraffic(self._rng, venues, demand, self._agenda, self.trend)
         self._injector = Injector(self._rng, venues, self._agenda, config.rules)
         self._entrants = Entrants(
             self._rng,
@@ -108,7 +119,6 @@ class MarketSimulator:
             self._agenda,
             self.trend,
             year,
-            rate=config.rate,
             products_per_half_year=config.new_products_per_half_year,
             participants_per_quarter=config.new_participants_per_quarter,
         )

@@ -6,6 +6,7 @@ seed and a start time determine the output byte for byte, however fast it is con
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +54,8 @@ class SimulationConfig:
     duration_s: float | None = 2_700.0
     rate: float = 1.0
     injections: Mapping[str, int] = field(default_factory=dict)
+    # Inject within the first this many seconds (default: the whole run); lets an endless run inject.
+    injections_within_s: float | None = None
     rules: RuleSettings = field(default_factory=RuleSettings)
     growth: float = figures.ANNUAL_GROWTH
     year_s: float = SECONDS_PER_YEAR
@@ -74,8 +77,10 @@ class SimulationConfig:
         unknown = sorted(set(self.injections) - set(KINDS))
         if unknown:
             raise ValueError(f"unknown anomaly kind(s): {', '.join(unknown)}; known: {', '.join(KINDS)}")
-        if self.injections and self.duration_s is None:
-            raise ValueError("injections need a finite duration")
+        if self.injections and self.duration_s is None and self.injections_within_s is None:
+            raise ValueError("injections need a finite duration (or a span to inject within)")
+        if self.injections_within_s is not None and not 0 < self.injections_within_s <= (self.duration_s or math.inf):
+            raise ValueError("the span to inject within must be > 0 and no longer than the run")
         if self.growth <= -1:
             raise ValueError("growth must be > -1 (-0.1 is a market shrinking 10% a year)")
         if self.year_s <= 0:
@@ -127,8 +132,15 @@ class MarketSimulator:
             self._agenda.at(self.start_ms + index * _HEARTBEAT_PHASE_MS, partial(self._heartbeat, code))
         self._schedule_arrival(self.start_ms)
         self._entrants.start(self.start_ms + _CATALOGUE_MS)
-        if self.end_ms is not None:
-            self._injector.plan(self.start_ms, self.end_ms, config.injections)
+        within = config.injections_within_s
+        inject_until = self.end_ms if within is None else self.start_ms + round(within * 1_000)
+        if inject_until is not None:
+            self._injector.plan(self.start_ms, inject_until, config.injections)
+
+    @property
+    def planned(self) -> int:
+        """Injections planned for the run."""
+        return len(self._injector.incidents) + self._injector.pending
 
     @property
     def incidents(self) -> list[Incident]:

@@ -47,7 +47,7 @@ class Trend:
 
     def traded_cny_per_day(self, ms: int) -> float:
         """The national value traded per day at `ms`: 160 billion CNY a year in 2024, growing `growth` a year."""
-        return figures.TRADED_CNY_2024 / 365 * (1 + self.growth) ** self.market_years(ms)
+        return figures.TRADED_CNY_2024 / 365 * math.pow(1 + self.growth, self.market_years(ms))
 
     def on_exchange_share(self, ms: int) -> float:
         """The on-exchange venue's share of value at `ms`: 30 of 160 billion in 2024, on-exchange value doubling
@@ -55,7 +55,7 @@ class Trend:
         if self.fixed_on_exchange_share is not None:
             return self.fixed_on_exchange_share
         rise = (1 + figures.ON_EXCHANGE_ANNUAL_GROWTH) / (1 + self.growth)
-        share = figures.ON_EXCHANGE_CNY_2024 / figures.TRADED_CNY_2024 * rise ** self.market_years(ms)
+        share = figures.ON_EXCHANGE_CNY_2024 / figures.TRADED_CNY_2024 * math.pow(rise, self.market_years(ms))
         return min(share, figures.ON_EXCHANGE_SHARE_CAP)
 
     def next_arrival(self, rng: random.Random, ms: int, rate_per_s: float) -> int | None:

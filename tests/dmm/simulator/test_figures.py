@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-
-from datetime import datetime
-from decimal import Decimal
 
 from dmm.cli import app
 from dmm.simulator import MarketSimulator, SimulationConfig

@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import threading
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,12 +27,16 @@ from rich.markup import escape
 from rich.panel import Panel
 
 from dmm.cli.app import app, console, err_console
+from dmm.simulator import KINDS, MarketSimulator, SimulationConfig, parse_injections, publish_live
 from settings import ClickHouseSettings, Settings, get_settings
 from sinks.clickhouse import queries
 
 if TYPE_CHECKING:
     from dmm.stack import StoreClaim
 
+# The `--scenario` injections fall within the market's first minutes of event time: the volume spike needs
+# half an hour of history first.
+SCENARIO_MINUTES = 45
 # How long Ctrl-C lets the worker flush and commit before it is killed: well over a normal stop (about a
 # second), and a SIGKILL is a crash the worker recovers from without losing or doubling anything.
 _STOP_GRACE_S = 5.0
@@ -43,6 +48,12 @@ def up(
     rate: float = typer.Option(5.0, help="simulated business events per simulated second"),
     time_scale: float = typer.Option(1.0, help="simulated seconds per wall-clock second"),
     seed: int = typer.Option(1, help="simulator seed (same seed, same market)"),
+    scenario: str | None = typer.Option(
+        None,
+        help="'all': the simulator injects every alert kind twice within the scenario's first "
+        f"{SCENARIO_MINUTES} minutes of event time, so the console shows alerts (with --time-scale N the market "
+        "starts in the past and plays them N times faster, then runs in real time)",
+    ),
     workdir: Path = typer.Option(
         Path(".dmm"),
         help="where everything is kept: the embedded store (WORKDIR/chdb unless DMM_CLICKHOUSE__CHDB_PATH is set; "
@@ -63,9 +74,37 @@ def up(
         err_console.print(f"[red]not starting:[/] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     try:
-        _run(settings, workdir, claim, simulate, rate, time_scale, seed)
+        market = live_market(seed, rate, time_scale, scenario) if simulate else None
+    except ValueError as exc:
+        claim.release()
+        raise typer.BadParameter(str(exc)) from exc
+    try:
+        _run(settings, workdir, claim, market, rate, time_scale)
     finally:
         claim.release()
+
+
+def live_market(
+    seed: int, rate: float, time_scale: float, scenario: str | None, now: datetime | None = None
+) -> MarketSimulator:
+    """The endless market `dmm up` publishes. With a scenario, its injections fall within its first
+    SCENARIO_MINUTES of event time, and the market starts early enough that, played `time_scale` times faster
+    than real time, those minutes end when its event time meets the wall clock (at 1: it starts now)."""
+    if time_scale <= 0:
+        raise ValueError("--time-scale must be > 0 simulated seconds per wall-clock second")
+    now = now or datetime.now(UTC).replace(microsecond=0)
+    span_s = SCENARIO_MINUTES * 60.0
+    injections = parse_injections([], scenario)
+    lead_s = span_s * (1 - 1 / max(time_scale, 1.0)) if injections else 0.0
+    config = SimulationConfig(
+        seed=seed,
+        start=now - timedelta(seconds=lead_s),
+        duration_s=None,
+        rate=rate,
+        injections=injections,
+        injections_within_s=span_s if injections else None,
+    )
+    return MarketSimulator(config)
 
 
 def in_workdir(settings: Settings, workdir: Path) -> Settings:
@@ -77,7 +116,12 @@ def in_workdir(settings: Settings, workdir: Path) -> Settings:
 
 
 def _run(
-    settings: Settings, workdir: Path, claim: StoreClaim, simulate: bool, rate: float, time_scale: float, seed: int
+    settings: Settings,
+    workdir: Path,
+    claim: StoreClaim,
+    market: MarketSimulator | None,
+    rate: float,
+    time_scale: float,
 ) -> None:
     """The stack, from the moment the store is claimed until it has stopped."""
     from dmm.broker import BrokerError
@@ -99,9 +143,8 @@ def _run(
         console.print("[green]stopped[/] before it was up")
         return
     stop = threading.Event()
-    simulator = threading.Thread(target=_simulate, args=(settings, rate, time_scale, seed, stop), daemon=True)
-    if simulate:
-        simulator.start()
+    if market is not None:
+        threading.Thread(target=publish_market, args=(settings, market, time_scale, stop), daemon=True).start()
     store = settings.clickhouse.url or f"embedded chdb at {settings.clickhouse.chdb_path}"
     # `dmm sql` and `dmm alerts` find the worker's socket and token beside the store
     elsewhere = settings.clickhouse.chdb_path != ClickHouseSettings.model_fields["chdb_path"].default
@@ -115,7 +158,7 @@ def _run(
             f"status:    {escape(settings.web_url)}/api/status\n"
             f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"
             f"store:     {store}\n"
-            f"simulator: {'on, ' + str(rate) + ' events/s x' + str(time_scale) if simulate else 'off'}\n\n"
+            f"simulator: {_describe(market, rate, time_scale)}\n\n"
             f'query:     {escape(reach)}dmm sql "{queries.EXAMPLE}"\n'
             f"alerts:    {escape(reach)}dmm alerts list\n"
             f"send:      dmm replay events.jsonl\n"
@@ -153,12 +196,17 @@ def with_console_token(settings: Settings) -> Settings:
     return settings.model_copy(update={"console_token": SecretStr(token)})
 
 
-def _simulate(settings: Settings, rate: float, time_scale: float, seed: int, stop: threading.Event) -> None:
-    """Publish an endless simulated market, paced by event time, until `stop` is set."""
-    from dmm.producer import EventProducer
-    from dmm.simulator import MarketSimulator, SimulationConfig, publish_live
+def _describe(market: MarketSimulator | None, rate: float, time_scale: float) -> str:
+    if market is None:
+        return "off"
+    injected = f", injecting {len(KINDS)} alert kinds in its first {SCENARIO_MINUTES} min" if market.planned else ""
+    return f"on, {rate} events/s x{time_scale}{injected}"
 
-    simulation = MarketSimulator(SimulationConfig(seed=seed, duration_s=None, rate=rate))
+
+def publish_market(settings: Settings, market: MarketSimulator, time_scale: float, stop: threading.Event) -> None:
+    """Publish an endless simulated market to the stack's broker, paced by event time, until `stop` is set."""
+    from dmm.producer import EventProducer
+
     with EventProducer(settings.kafka) as producer:
 
         def publish(key: bytes, value: bytes) -> None:
@@ -167,7 +215,7 @@ def _simulate(settings: Settings, rate: float, time_scale: float, seed: int, sto
             producer.publish_raw(value, key)
 
         with contextlib.suppress(_Stopped):
-            publish_live(simulation, publish, time_scale)
+            publish_live(market, publish, time_scale)
 
 
 def _interrupt(signum: int, frame: object) -> None:

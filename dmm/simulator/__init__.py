@@ -27,13 +27,12 @@ How they map to rates (`figures.py`):
   Beijing, Guiyang) carry about half, Guangzhou and the Zhejiang/Chongqing centres most of
   the rest. Catalogue size per exchange follows the same weights; sectors are weighted
   toward finance, manufacturing, transport and commerce.
-- Scale: 30 billion CNY a year on exchanges is ~57,000 CNY per minute nationally and
-  160 billion ~300,000. At the default rate (1 business event per simulated second) the
-  simulated exchanges together trade about 200,000 CNY per simulated minute, between the
-  two, with more and smaller tickets than real life so that a short scenario has enough
-  trades. No exchange exceeds 60,000 CNY in a minute (0.6x the volume-spike minimum),
-  which keeps clean traffic free of volume spikes; at higher rates the trades held back
-  become usage metering, so the event rate still holds.
+- Scale: a day of event time trades the statements' value for its date, 160 billion CNY a
+  year in 2024 grown 30% a year since (~945 M CNY a day at the end of 2026), whatever the
+  event rate: prices scale so that `rate` events a second carry it (`CNY_PER_ARRIVAL`).
+  Each exchange's minute stays under 60% of its volume-spike threshold (the rule's minimum,
+  or its ratio x the median of the previous minutes), which keeps clean traffic free of
+  volume spikes; a deal the minute has no room for is closed in the next one.
 - High-quality datasets are about a third of datasets (70% on the exchanges of
   `HIGH_QUALITY_VALUE_SHARE`), priced at a premium. On those exchanges buyers favour them
   just enough that they carry the configured share of traded value (`--hq-share`); elsewhere
@@ -41,11 +40,11 @@ How they map to rates (`figures.py`):
 - Growth: every rate rises `ANNUAL_GROWTH` (+30%) per market year of simulated time
   (`--growth`; `--year-seconds` compresses the calendar to show years in a short run).
 - Newcomers: new products (3,328 per half year) and new participants (2,600 per quarter)
-  are scaled to the simulated market by traded value: 30 billion CNY a year on exchanges
-  against ~3,000 CNY per simulated arrival, i.e. about 2.4 new products and 3.7 new
-  participants per simulated hour at rate 1. A new seller lists its first product on
-  joining, a new buyer makes its first purchase; `MarketSimulator.newcomers` lists them.
-- Trades are 80% on exchange, 20% off-exchange registered; purposes follow the buyer
+  arrive at those national counts per day of event time (~18 and ~29 a day), at a steady
+  pace. A new seller lists its first product on joining, a new buyer makes its first
+  purchase; `MarketSimulator.newcomers` lists them.
+- On exchange: 30 of the 160 billion in 2024, on-exchange value doubling each market year
+  (capped at 90% of value); the rest is off-exchange registered. Purposes follow the buyer
   (enterprises commercial, institutes research, government organs public governance).
 """
 

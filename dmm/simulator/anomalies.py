@@ -34,7 +34,7 @@ _WARMUP_MS: Final = 5 * MINUTE_MS
 _TAIL_MS: Final = 6 * MINUTE_MS
 _RETRY_MS: Final = MINUTE_MS
 _NORMAL_HIGH: Final = Decimal(1) + Decimal(str(prices.TRADE_SPREAD))
-_WASH_MAX_PRICE: Final = Decimal(8_000)
+_WASH_MAX_PRICE: Final = 8_000.0  # CNY at a price scale of 1
 _WASH_STEP_S: Final = (30, 120)
 _OUTLIER_HIGH: Final = (3.5, 4.5)
 _OUTLIER_LOW: Final = (0.10, 0.25)
@@ -57,7 +57,6 @@ class Injector:
         self.tape = venues.tape
         self.agenda = agenda
         self.rules = rules
-        self.cap = rules.volume_spike_min_amount * INJECTED_SHARE
         self.incidents: list[Incident] = []
         self.pending = 0
         # Exchanges in the middle of a multi-step injection: never silenced meanwhile.
@@ -105,7 +104,7 @@ class Injector:
         return [code for code in EXCHANGE_WEIGHTS if not self.tape.is_silent(code, ms)]
 
     def _room(self, exchange_id: str, ms: int) -> Decimal:
-        return self.cap - self.venues.ledger.amount(exchange_id, ms)
+        return self.venues.ledger.room(exchange_id, ms, INJECTED_SHARE)
 
     def _listings(self, ms: int, *, max_factor: Decimal = _NORMAL_HIGH) -> list[Listing]:
         """Unfrozen paid listings whose one-unit trade at `max_factor` x list price fits the minute."""
@@ -147,10 +146,11 @@ class Injector:
 
     def _wash_trading(self, ms: int, variant: int) -> bool:
         """A product passes A->B->A (even variants) or A->B->C->A (odd) at normal prices."""
+        max_price = prices.money(_WASH_MAX_PRICE * self.market.price_scale)
         candidates = [
             listing
             for listing in self._listings(ms)
-            if listing.price <= _WASH_MAX_PRICE and listing.exchange_id not in self.busy
+            if listing.price <= max_price and listing.exchange_id not in self.busy
         ]
         if not candidates:
             return False
@@ -318,7 +318,7 @@ class Injector:
         for listing in listings:
             listing.product.frozen = True
         baseline = self.venues.ledger.baseline(code, ms)
-        target = max(self.rules.volume_spike_min_amount, self.rules.volume_spike_ratio * baseline) * _SPIKE_MARGIN
+        target = self.venues.ledger.threshold(code, ms) * _SPIKE_MARGIN
         trades = self.rng.randint(*_SPIKE_TRADES)
         self.busy.add(code)
         self._spike_step(code, listings, trades, target, baseline, [], ms)

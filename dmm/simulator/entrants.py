@@ -1,30 +1,28 @@
 """Newcomers to the market: products listed for the first time and participants who join.
 
-Rates come from the published figures (3,328 new products in half a year, 2,600 new
-participants a quarter), scaled to the simulated market by traded value (`figures`), so
-they follow the arrival rate and its growth trend. A newcomer shows at once: a new seller
-lists its first product on joining (one of the new products), a new buyer makes its first
-purchase (retried each second while no exchange has room this minute).
+Rates are the published national figures per day of event time (3,328 new products in half
+a year, 2,600 new participants a quarter), whatever the event rate, growing along the trend.
+They come at a steady pace: one newcomer at a random moment of each successive slot of one
+expected arrival, so a day holds its expected count give or take one rather than a Poisson
+draw (a regulator reads them per day). A newcomer shows at once: a new seller lists its first
+product on joining (one of the new products), a new buyer makes its first purchase (retried
+each second while no exchange is open; closed a minute later when its exchange's minute is full).
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from functools import partial
 from typing import Final
 
 from dmm.simulator import figures, prices
-from dmm.simulator.agenda import Action, Agenda
-from dmm.simulator.growth import Trend
+from dmm.simulator.agenda import Agenda
+from dmm.simulator.growth import SECONDS_PER_DAY, Trend
 from dmm.simulator.market import Participant, pick
 from dmm.simulator.traffic import CleanTraffic
 
 _RETRY_MS: Final = 1_000
-
-
-def per_arrival(count: float, period_years: float) -> float:
-    """A national count per period as newcomers per business arrival of the simulator."""
-    return count / period_years / figures.ON_EXCHANGE_CNY_PER_YEAR * figures.CNY_PER_ARRIVAL
 
 
 class Entrants:
@@ -38,7 +36,6 @@ class Entrants:
         trend: Trend,
         year: int,
         *,
-        rate: float,
         products_per_half_year: float,
         participants_per_quarter: float,
     ) -> None:
@@ -58,8 +55,8 @@ class Entrants:
                 f"year with them (the {share:.0%} who sell list one on joining), more than the "
                 f"{products_per_half_year:g} configured: raise the new products or lower the new participants"
             )
-        self.participants_per_s = rate * per_arrival(participants_per_quarter, 0.25)
-        self.products_per_s = rate * per_arrival(products_per_half_year - brought, 0.5)
+        self.participants_per_s = participants_per_quarter / (figures.DAYS_PER_QUARTER * SECONDS_PER_DAY)
+        self.products_per_s = (products_per_half_year - brought) / (figures.DAYS_PER_HALF_YEAR * SECONDS_PER_DAY)
         # Participants who joined, with the event time they joined at.
         self.joined: list[tuple[int, Participant]] = []
 
@@ -67,16 +64,17 @@ class Entrants:
         self._schedule(ms, self.products_per_s, self._new_product)
         self._schedule(ms, self.participants_per_s, self._new_participant)
 
-    def _schedule(self, ms: int, rate_per_s: float, action: Action) -> None:
-        due = self.trend.next_arrival(self.rng, ms, rate_per_s)
-        if due is not None:
-            self.agenda.at(due, action)
+    def _schedule(self, slot_start: int, rate_per_s: float, action: Callable[[int, int], None]) -> None:
+        """`action(slot_end, ms)` at a random moment of the slot from `slot_start` that holds one expected arrival."""
+        slot_end = self.trend.after(slot_start, rate_per_s, 1.0)
+        if slot_end is not None:
+            self.agenda.at(self.rng.randint(slot_start, slot_end), partial(action, slot_end))
 
-    def _new_product(self, ms: int) -> None:
+    def _new_product(self, slot_end: int, ms: int) -> None:
         self._list_new(ms, self._home(ms))
-        self._schedule(ms, self.products_per_s, self._new_product)
+        self._schedule(slot_end, self.products_per_s, self._new_product)
 
-    def _new_participant(self, ms: int) -> None:
+    def _new_participant(self, slot_end: int, ms: int) -> None:
         if self.rng.random() < self.seller_share:
             home = self._home(ms)
             seller = self.market.add_seller(self.rng, home)
@@ -86,7 +84,7 @@ class Entrants:
             buyer = self.market.add_buyer(self.rng)
             self.joined.append((ms, buyer))
             self._first_purchase(buyer, ms)
-        self._schedule(ms, self.participants_per_s, self._new_participant)
+        self._schedule(slot_end, self.participants_per_s, self._new_participant)
 
     def _home(self, ms: int) -> str:
         return pick(self.rng, {code: figures.EXCHANGE_WEIGHTS[code] for code in self.traffic.sending(ms)})

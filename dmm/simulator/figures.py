@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Final
 
 from dmm.simulator.identity import Kind
+from models.clock import CHINA_STANDARD_TIME
 
 # Share of traded value per exchange. The four national hubs lead (Shanghai, Shenzhen,
 # Beijing, Guiyang), then Guangzhou and the Zhejiang/Chongqing centres, then regional platforms.
@@ -65,7 +67,6 @@ CATEGORY_WEIGHTS: Final[dict[str, float]] = {
 # Registered high-quality datasets: a large, growing share of traded value (count +27.4% in 2024).
 HIGH_QUALITY_SHARE: Final = 0.35
 
-ON_EXCHANGE_SHARE: Final = 0.8
 # Buyers are mostly enterprises; government organs buy for public governance, institutes for research.
 BUYER_KIND_WEIGHTS: Final[dict[Kind, float]] = {"enterprise": 0.8, "institute": 0.12, "agency": 0.08}
 PURPOSE_WEIGHTS: Final[dict[str, dict[str, float]]] = {
@@ -77,19 +78,31 @@ PURPOSE_WEIGHTS: Final[dict[str, dict[str, float]]] = {
 # Business events by kind, per arrival (heartbeats come on top, one per exchange per 10 s).
 ACTIVITY_WEIGHTS: Final[dict[str, float]] = {"trade": 0.55, "usage": 0.33, "listing": 0.12}
 
-# Growth and entry (NDA statements above): trading up more than 30% a year; 3,328 new data
-# products listed in half a year on the main exchanges; 2,600 new participants a quarter.
+# The statements (see the package docstring's Sources), as the simulator uses them.
+# "Data trading scale above 160 billion CNY in 2024, up more than 30% a year": the market trades
+# TRADED_CNY_2024 / 365 a day on 1 January 2024, times (1 + ANNUAL_GROWTH) per year since.
+STATEMENTS_EPOCH: Final = datetime(2024, 1, 1, tzinfo=CHINA_STANDARD_TIME)
+TRADED_CNY_2024: Final = 160e9
 ANNUAL_GROWTH: Final = 0.30
+# "On-exchange trading about 30 billion CNY, doubled year on year": the on-exchange venue's share of
+# traded value starts at 30/160 and on-exchange value doubles each year (so the share rises by
+# 2 / 1.3 a year) until it reaches ON_EXCHANGE_SHARE_CAP, where doubling must stop.
+ON_EXCHANGE_CNY_2024: Final = 30e9
+ON_EXCHANGE_ANNUAL_GROWTH: Final = 1.0
+ON_EXCHANGE_SHARE_CAP: Final = 0.9
+# "3,328 new data products listed in H1 2025; 2,600 new participants in Q2 2025": per day of event time.
 NEW_PRODUCTS_PER_HALF_YEAR: Final = 3_328
 NEW_PARTICIPANTS_PER_QUARTER: Final = 2_600
-# Scale between the real and the simulated market, by traded value: on-exchange trading was
-# about 30 billion CNY in 2024, and one business arrival of this simulator trades about
-# 3,000 CNY on average (measured: ~190,000 CNY per simulated minute at 1 arrival per second).
-ON_EXCHANGE_CNY_PER_YEAR: Final = 30e9
-CNY_PER_ARRIVAL: Final = 3_000.0
+DAYS_PER_HALF_YEAR: Final = 365 / 2
+DAYS_PER_QUARTER: Final = 365 / 4
+# Calibration, not a statement: what one business arrival (listing, trade or usage) trades on average
+# at the prices of `prices` (measured: about 3,600 CNY). Prices are scaled by the traded value wanted
+# per arrival over this, so a day of event time trades the statements' value at any event rate.
+CNY_PER_ARRIVAL: Final = 3_600.0
 
-# Exchanges where registered high-quality datasets carry most of the traded value, and the
-# share they carry. Illustrative targets: the NDA figures give the national trend, not
-# per-exchange shares. Datasets listed there are high-quality more often.
-HIGH_QUALITY_VALUE_SHARE: Final[dict[str, float]] = {"SHDEX": 0.6, "BJIDEX": 0.55, "GYBDX": 0.5}
+# Exchanges where registered high-quality datasets carry most of the traded value, and the share
+# they carry. Beijing's follows the statements (high-quality datasets grew from about 10% to about
+# 80% of the Beijing International Big Data Exchange's trading); the others are illustrative (the NDA figures give the
+# national trend, not per-exchange shares). Datasets listed there are high-quality more often.
+HIGH_QUALITY_VALUE_SHARE: Final[dict[str, float]] = {"SHDEX": 0.6, "BJIDEX": 0.8, "GYBDX": 0.5}
 HIGH_QUALITY_SHARE_WHERE_TARGETED: Final = 0.7

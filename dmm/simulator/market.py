@@ -66,6 +66,8 @@ class Market:
     buyers: list[Participant]
     # Exchanges whose datasets are high-quality more often (they carry a set share of value there).
     hq_targets: frozenset[str] = frozenset()
+    # Multiplies every price, so the market trades the value per day wanted at its event rate.
+    price_scale: float = 1.0
     products: list[Product] = field(default_factory=list)
     active: dict[str, dict[str, Listing]] = field(default_factory=dict)
     # (product, exchange) pairs that may never be listed (again): delisted, or used as "unlisted".
@@ -73,7 +75,7 @@ class Market:
     _serials: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, rng: random.Random, hq_targets: frozenset[str] = frozenset()) -> Market:
+    def build(cls, rng: random.Random, hq_targets: frozenset[str] = frozenset(), price_scale: float = 1.0) -> Market:
         """Participants of every exchange's region and a national pool of buyers."""
         sellers = {
             code: [
@@ -85,7 +87,8 @@ class Market:
         kinds = list(figures.BUYER_KIND_WEIGHTS)
         weights = list(figures.BUYER_KIND_WEIGHTS.values())
         buyers = [_buyer(rng, kind) for kind in rng.choices(kinds, weights=weights, k=_BUYERS)]
-        return cls(sellers=sellers, buyers=buyers, hq_targets=hq_targets, active={code: {} for code in exchanges()})
+        active: dict[str, dict[str, Listing]] = {code: {} for code in exchanges()}
+        return cls(sellers=sellers, buyers=buyers, hq_targets=hq_targets, price_scale=price_scale, active=active)
 
     @property
     def seller_share(self) -> float:
@@ -145,7 +148,7 @@ class Market:
             unit=_unit(rng, category),
             high_quality=high_quality,
             size_bytes=rng.randint(10**8, 10**11) if category == "dataset" else None,
-            base_price=prices.base_price(rng, category, pricing, high_quality),
+            base_price=prices.base_price(rng, category, pricing, high_quality, self.price_scale),
             recognized_by=tuple(sorted(rng.sample(others, rng.randint(0, _MAX_RECOGNISED)))),
         )
         self.products.append(product)

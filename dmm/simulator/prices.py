@@ -43,16 +43,17 @@ def money(value: float | Decimal) -> Decimal:
     return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
-def base_price(rng: random.Random, category: str, pricing: str, high_quality: bool) -> Decimal:
-    """The product's reference price before each exchange's own listing spread."""
+def base_price(rng: random.Random, category: str, pricing: str, high_quality: bool, scale: float = 1.0) -> Decimal:
+    """The product's reference price before each exchange's own listing spread; `scale` multiplies every price
+    (the market's value per arrival, see `figures.CNY_PER_ARRIVAL`)."""
     if pricing == "free":
         return ZERO
     if pricing == "conditional_free":
-        return money(rng.uniform(*_CONDITIONAL_FEE))
+        return money(rng.uniform(*_CONDITIONAL_FEE) * scale)
     median, sigma = _BASE_PRICE[category]
     premium = _HIGH_QUALITY_PREMIUM if high_quality else 1.0
     value = median * premium * math.exp(rng.gauss(0.0, sigma))
-    return money(min(max(value, _PRICE_FLOOR), _PRICE_CEILING))
+    return money(min(max(value, _PRICE_FLOOR), _PRICE_CEILING) * scale)
 
 
 def exchange_list_price(rng: random.Random, base: Decimal) -> Decimal:

@@ -3,7 +3,7 @@
 Every choice here stays inside the contract's rules: trades only of products active on the
 exchange, from the product's own seller to a buyer, near the list price; public data bought
 for public governance at 0; list prices moved in small steps inside the product's band; and
-each exchange's traded amount per minute kept under a fixed cap.
+each exchange's traded amount per minute kept under a share of its volume-spike threshold.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from __future__ import annotations
 import random
 from collections import deque
 from decimal import Decimal
+from functools import partial
 from typing import Final
 
 from dmm.simulator import figures, prices
+from dmm.simulator.agenda import Agenda
 from dmm.simulator.demand import Demand
+from dmm.simulator.growth import Trend
 from dmm.simulator.market import Listing, Market, Participant, pick
 from dmm.simulator.venues import Venues
-from dmm.simulator.volume import CLEAN_SHARE
+from dmm.simulator.volume import CLEAN_SHARE, MINUTE_MS, minute_of
 from dmm.simulator.wire import Tape
 
 _QUANTITIES: Final = (1, 2, 3, 5)
@@ -30,13 +33,14 @@ _METERED: Final = frozenset({"api", "dataset"})
 
 
 class CleanTraffic:
-    def __init__(self, rng: random.Random, venues: Venues, demand: Demand, spike_min_amount: Decimal) -> None:
+    def __init__(self, rng: random.Random, venues: Venues, demand: Demand, agenda: Agenda, trend: Trend) -> None:
         self.rng = rng
+        self.agenda = agenda
         self.demand = demand
         self.venues = venues
         self.market: Market = venues.market
         self.tape: Tape = venues.tape
-        self.cap = spike_min_amount * CLEAN_SHARE
+        self.trend = trend
         # Bought api/dataset products whose use is metered: (exchange, product, buyer).
         self.entitlements: deque[tuple[str, str, str]] = deque(maxlen=_ENTITLEMENTS_KEPT)
 
@@ -49,14 +53,14 @@ class CleanTraffic:
             if not self.meter(ms):
                 self.trade(ms)
         elif not self.trade(ms):
-            self.meter(ms)  # a trade the volume cap holds back becomes metering: the rate holds
+            self.meter(ms)  # no exchange open: the rate holds
 
     def sending(self, ms: int) -> list[str]:
         """Exchanges not silent at `ms`, in registry order."""
         return [code for code in figures.EXCHANGE_WEIGHTS if not self.tape.is_silent(code, ms)]
 
     def trade(self, ms: int, buyer: Participant | None = None) -> bool:
-        """A buyer (default: any) buys an active listing near its list price; False if the exchange's minute is full."""
+        """A buyer (default: any) buys an active listing near its list price; False if no exchange is open."""
         open_ = {code: figures.EXCHANGE_WEIGHTS[code] for code in self.sending(ms) if self.market.active[code]}
         if not open_:
             return False
@@ -65,15 +69,29 @@ class CleanTraffic:
         listing = self.rng.choices(listings, weights=self.demand.weights(code, listings))[0]
         buyer = buyer or self.rng.choice(self.market.buyers)
         purpose = pick(self.rng, figures.PURPOSE_WEIGHTS[buyer.kind])
-        price = self._price(listing, purpose)
         quantity = self.rng.choices(_QUANTITIES, weights=_QUANTITY_WEIGHTS)[0]
-        room = self.cap - self.venues.ledger.amount(code, ms)
-        if price * quantity > room:
-            quantity = 1
-        if price > room:
-            return False  # this exchange already trades its steady volume this minute
-        venue = "on_exchange" if self.rng.random() < figures.ON_EXCHANGE_SHARE else "off_exchange_registered"
-        product = listing.product
+        self._deal(listing, buyer, purpose, quantity, ms)
+        return True
+
+    def _deal(self, listing: Listing, buyer: Participant, purpose: str, quantity: int, ms: int) -> None:
+        """Buy `quantity` units: what the exchange's minute has room for now, the rest at a moment of the next
+        minute. A deal the volume cap holds back is deferred, not lost, so the market's value per day does not
+        depend on how lumpy its trades are (only a unit dearer than a whole minute's room is dropped)."""
+        code, product = listing.exchange_id, listing.product
+        if self.market.active[code].get(product.product_id) is not listing or self.tape.is_silent(code, ms):
+            self.trade(ms, buyer)  # delisted or silent meanwhile: the buyer looks elsewhere
+            return
+        ledger = self.venues.ledger
+        price = self._price(listing, purpose)
+        if price > CLEAN_SHARE * ledger.threshold(code, ms):
+            return
+        now = quantity if price == 0 else min(quantity, max(0, int(ledger.room(code, ms, CLEAN_SHARE) // price)))
+        if now < quantity:
+            later = (minute_of(ms) + 1) * MINUTE_MS + self.rng.randrange(MINUTE_MS)
+            self.agenda.at(later, partial(self._deal, listing, buyer, purpose, quantity - now))
+        if now == 0:
+            return
+        venue = "on_exchange" if self.rng.random() < self.trend.on_exchange_share(ms) else "off_exchange_registered"
         self.venues.trade(
             ms,
             code,
@@ -81,13 +99,12 @@ class CleanTraffic:
             seller_id=product.seller_id,
             buyer_id=buyer.code,
             price=price,
-            quantity=quantity,
+            quantity=now,
             purpose=purpose,
             venue=venue,
         )
         if product.category in _METERED:
             self.entitlements.append((code, product.product_id, buyer.code))
-        return True
 
     def _price(self, listing: Listing, purpose: str) -> Decimal:
         """Free data costs nothing; conditionally free data is free for public governance."""

@@ -1,7 +1,10 @@
 """Traded amount per exchange per one-minute event-time window, as the volume-spike rule sees it.
 
-Clean traffic stays under a fixed share of the rule's minimum amount in every window, so
-no window can spike; injected bursts are sized from the same windows the detector uses.
+The rule fires on a window that reaches both its minimum amount and its ratio x the median of
+the previous windows, so a window below the larger of the two never fires. Clean traffic stays
+under a fixed share of that threshold in every window, so no window can spike (a busy exchange
+may trade more than the minimum once its median is high); injected bursts are sized from the
+same windows the detector uses.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 from decimal import Decimal
 from statistics import median
 
+from settings import RuleSettings
+
 MINUTE_MS = 60_000
-# Shares of the rule's minimum spike amount a window may reach: clean trades stop at the
-# first, injected single trades (outliers, wash cycles...) at the second, so neither spikes.
+# Shares of a window's spike threshold it may reach: clean trades stop at the first, injected
+# single trades (outliers, wash cycles...) at the second, so neither spikes.
 CLEAN_SHARE = Decimal("0.6")
 INJECTED_SHARE = Decimal("0.95")
 
@@ -24,9 +29,13 @@ def minute_of(ms: int) -> int:
 class MinuteLedger:
     """Running per-minute traded amounts; forgets windows older than the rule's history."""
 
-    def __init__(self, history_windows: int) -> None:
-        self._history = history_windows
+    def __init__(self, rules: RuleSettings) -> None:
+        self._history = rules.volume_spike_history_windows
+        self._ratio = rules.volume_spike_ratio
+        self._min_amount = rules.volume_spike_min_amount
         self._amounts: dict[str, dict[int, Decimal]] = {}
+        # (minute, baseline) per exchange: the previous windows no longer change once the minute has begun.
+        self._baselines: dict[str, tuple[int, Decimal]] = {}
 
     def add(self, exchange_id: str, ms: int, amount: Decimal) -> None:
         windows = self._amounts.setdefault(exchange_id, {})
@@ -41,7 +50,21 @@ class MinuteLedger:
         return self._amounts.get(exchange_id, {}).get(minute_of(ms), Decimal(0))
 
     def baseline(self, exchange_id: str, ms: int) -> Decimal:
-        """Median of the previous closed windows (an empty window counts as 0)."""
-        windows = self._amounts.get(exchange_id, {})
+        """Median of the previous windows (an empty window, or one before the run, counts as 0: never above the
+        detector's median, which only counts windows since it first saw the exchange)."""
         minute = minute_of(ms)
-        return Decimal(median(windows.get(m, Decimal(0)) for m in range(minute - self._history, minute)))
+        cached = self._baselines.get(exchange_id)
+        if cached is not None and cached[0] == minute:
+            return cached[1]
+        windows = self._amounts.get(exchange_id, {})
+        baseline = Decimal(median(windows.get(m, Decimal(0)) for m in range(minute - self._history, minute)))
+        self._baselines[exchange_id] = (minute, baseline)
+        return baseline
+
+    def threshold(self, exchange_id: str, ms: int) -> Decimal:
+        """The least amount the window holding `ms` would spike at: the rule's minimum or its ratio x the median."""
+        return max(self._min_amount, self._ratio * self.baseline(exchange_id, ms))
+
+    def room(self, exchange_id: str, ms: int, share: Decimal) -> Decimal:
+        """How much more the window holding `ms` may trade while staying under `share` of its threshold."""
+        return share * self.threshold(exchange_id, ms) - self.amount(exchange_id, ms)

@@ -17,6 +17,7 @@ import pytest
 
 from dmm.broker import free_port, port_is_free
 from dmm.query import UnknownAlert, alert_action, query_rows, wait_until_ready
+from dmm.simulator import KINDS
 from settings import ClickHouseSettings, KafkaSettings, Settings
 
 pytestmark = pytest.mark.slow
@@ -117,3 +118,33 @@ def test_up_keeps_everything_in_its_workdir_refuses_a_second_up_and_leaves_nothi
     assert again.returncode == 0, output
     assert "stopped" in output
     assert list(cwd.iterdir()) == []
+
+
+def test_up_with_the_all_scenario_shows_every_alert_kind(tmp_path: Path) -> None:
+    """`dmm up --scenario all` injects every alert kind into the live market: the worker stores an alert of each.
+    At --time-scale 60 the scenario's 45 minutes of event time play in under a minute of wall time."""
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+        clickhouse=ClickHouseSettings(chdb_path=tmp_path / ".dmm" / "chdb"),
+        web_port=free_port(),
+    )
+    env = {**os.environ, "DMM_KAFKA__BOOTSTRAP": settings.kafka.bootstrap, "DMM_WEB_PORT": str(settings.web_port)}
+    up = subprocess.Popen(
+        [sys.executable, "-m", "dmm", "up", "--scenario", "all", "--time-scale", "60", "--rate", "5"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    kinds: set[str] = set()
+    try:
+        wait_until_ready(settings, timeout=120, alive=lambda: up.poll() is None)
+        deadline = time.monotonic() + 600
+        while kinds != set(KINDS):
+            assert up.poll() is None, "dmm up exited"
+            assert time.monotonic() < deadline, f"only {sorted(kinds)} alerted"
+            time.sleep(2)
+            rows = query_rows(settings, "SELECT DISTINCT toString(kind) AS kind FROM datamarket.alerts")
+            kinds = {row["kind"] for row in rows}
+    finally:
+        up.send_signal(signal.SIGINT)
+        output = up.communicate(timeout=90)[0].decode()
+    assert up.returncode == 0, output
+    assert "injecting 8 alert kinds" in output, output

@@ -287,7 +287,9 @@ def test_a_market_stores_the_same_rows_and_raises_the_same_alerts_with_usage_as_
     )
     for table in ("usage", "trades", "listings", "heartbeats", "duplicate_events", "rejected_events", "alerts"):
         assert comparable(columns_store, table) == comparable(events_store, table), table
-    assert len(columns_store.pylist("usage")) > 0.3 * len(values)
+    # Usage is a third of the simulated arrivals; about a quarter of the events since trades the volume cap holds
+    # back are deferred rather than metered (issue 28): enough that the columns carry most of the stream's usage.
+    assert len(columns_store.pylist("usage")) > 0.2 * len(values)
     assert any(row["late"] for row in columns_store.pylist("usage"))
     assert any(row["late"] for row in columns_store.pylist("trades"))  # behind the usage ahead
     assert len(columns_store.pylist("duplicate_events")) >= len(usages)

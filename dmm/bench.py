@@ -513,13 +513,12 @@ def run_queries(
 
 def console_endpoints(store: Store) -> dict[str, Callable[[], object]]:
     """The console's own endpoint functions, each building the JSON its page reads (SQL and Python): the period
-    API for the watermark's day, the last full month and the last 365 days, the page's current market view, feeds
-    and alerts."""
+    API for the watermark's day, the last full month and the last 365 days, feeds and alerts."""
     from models.clock import CHINA_STANDARD_TIME
     from sinks.clickhouse.console_queries import AlertFilter
     from streams.console.encode import plain
     from streams.console.feeds import feeds_view
-    from streams.console.market import market_view, period_view
+    from streams.console.market import period_view
     from streams.console.surveillance import alerts_view
 
     lateness_s = get_settings().allowed_lateness_s
@@ -533,7 +532,6 @@ def console_endpoints(store: Store) -> dict[str, Callable[[], object]]:
         "console: market, 365 days": lambda: plain(
             period_view(store, (today - timedelta(days=364)).isoformat(), today.isoformat(), lateness_s)
         ),
-        "console: market, ?period=day (today's page)": lambda: plain(market_view(store, "day")),
         "console: feeds": lambda: plain(feeds_view(store, 120)),
         "console: alerts": lambda: plain(alerts_view(store, AlertFilter(), 200)),
     }

@@ -22,8 +22,6 @@ from sinks.clickhouse.store import Parameters
 CENT = Decimal("0.01")
 MAX_CLOCK_SKEW_S: float = Settings.model_fields["max_clock_skew_s"].default
 EVERY_ALERT = 10**12
-TrendStep = Literal["minute", "hour"]
-TradeDimension = Literal["exchange_id", "sector"]
 
 
 class Reader(Protocol):
@@ -90,60 +88,6 @@ def watermark_us(store: Reader, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> i
     return max(found) if found else None
 
 
-def trade_totals(store: Reader, span: Span) -> dict[str, Any]:
-    """Trades in the span: count, amount, amount by venue and of high-quality datasets, quantity."""
-    rows = store.rows(
-        f"SELECT count() AS trades, toString(sum(amount)) AS amount_s, "
-        f"toString(sumIf(amount, venue = 'on_exchange')) AS on_exchange_s, "
-        f"toString(sumIf(amount, venue = 'off_exchange_registered')) AS off_exchange_s, "
-        f"toString(sumIf(amount, high_quality = 1)) AS high_quality_s, sum(quantity) AS quantity_n, "
-        f"uniqExact(buyer_id) AS buyers, uniqExact(seller_id) AS sellers "
-        f"FROM {store.database}.trades FINAL WHERE {span.where()}"
-    )
-    row = rows[0]
-    return {
-        "trades": int(row["trades"]),
-        "amount": money(row["amount_s"]),
-        "on_exchange": money(row["on_exchange_s"]),
-        "off_exchange": money(row["off_exchange_s"]),
-        "high_quality": money(row["high_quality_s"]),
-        "quantity": int(row["quantity_n"]),
-        "buyers": int(row["buyers"]),
-        "sellers": int(row["sellers"]),
-    }
-
-
-def trade_trend(store: Reader, span: Span, step: TrendStep) -> list[dict[str, Any]]:
-    """Traded amount and trades per minute or per hour of the span (buckets with no trade omitted)."""
-    bucket = "toStartOfMinute" if step == "minute" else "toStartOfHour"
-    rows = store.rows(
-        f"SELECT toUnixTimestamp({bucket}(occurred_at)) AS t, count() AS trades, toString(sum(amount)) AS amount_s "
-        f"FROM {store.database}.trades FINAL WHERE {span.where()} GROUP BY t ORDER BY t"
-    )
-    return [{"t_ms": int(r["t"]) * 1000, "trades": int(r["trades"]), "amount": money(r["amount_s"])} for r in rows]
-
-
-def trades_by(store: Reader, span: Span, dimension: TradeDimension) -> list[dict[str, Any]]:
-    """Trades in the span per exchange or per sector: count, amount, venue and high-quality split."""
-    rows = store.rows(
-        f"SELECT toString({dimension}) AS key, count() AS trades, toString(sum(amount)) AS amount_s, "
-        f"toString(sumIf(amount, venue = 'on_exchange')) AS on_exchange_s, "
-        f"toString(sumIf(amount, high_quality = 1)) AS high_quality_s, uniqExact(product_id) AS products "
-        f"FROM {store.database}.trades FINAL WHERE {span.where()} GROUP BY key ORDER BY key"
-    )
-    return [
-        {
-            "key": r["key"],
-            "trades": int(r["trades"]),
-            "amount": money(r["amount_s"]),
-            "on_exchange": money(r["on_exchange_s"]),
-            "high_quality": money(r["high_quality_s"]),
-            "products": int(r["products"]),
-        }
-        for r in rows
-    ]
-
-
 def usage_by_exchange(store: Reader, span: Span) -> list[dict[str, Any]]:
     """Metering in the span per exchange: usage records, calls and bytes delivered."""
     rows = store.rows(
@@ -154,53 +98,6 @@ def usage_by_exchange(store: Reader, span: Span) -> list[dict[str, Any]]:
         {"key": r["key"], "records": int(r["records"]), "calls": int(r["calls_n"]), "bytes": int(r["bytes_n"])}
         for r in rows
     ]
-
-
-def _first_listings(database: str, by: str) -> str:
-    """Each product's (or exchange × product's) first `list` event: a product is new once, not per event."""
-    return (
-        f"SELECT {by}, min(occurred_at) AS first_at, argMin(sector, occurred_at) AS sector "
-        f"FROM {database}.listings FINAL WHERE action = 'list' GROUP BY {by}"
-    )
-
-
-def new_products(store: Reader, span: Span) -> dict[str, int]:
-    """Distinct products first listed (anywhere) in the span, next to the `list` events of the span."""
-    rows = store.rows(
-        f"SELECT (SELECT count() FROM ({_first_listings(store.database, 'product_id')}) "
-        f"WHERE {span.where('first_at')}) AS products, "
-        f"(SELECT count() FROM {store.database}.listings FINAL WHERE action = 'list' AND {span.where()}) AS events"
-    )
-    return {"products": int(rows[0]["products"]), "listing_events": int(rows[0]["events"])}
-
-
-def new_products_by(store: Reader, span: Span, dimension: TradeDimension) -> dict[str, int]:
-    """Products first listed in the span, per exchange (first `list` on that exchange) or per sector."""
-    by = "exchange_id, product_id" if dimension == "exchange_id" else "product_id"
-    rows = store.rows(
-        f"SELECT toString(ifNull({dimension}, 'unknown')) AS key, count() AS products "
-        f"FROM ({_first_listings(store.database, by)}) WHERE {span.where('first_at')} GROUP BY key"
-    )
-    return {r["key"]: int(r["products"]) for r in rows}
-
-
-def new_participants(store: Reader, span: Span) -> dict[str, int]:
-    """Participants first seen in the span: as buyers (trades), as sellers (trades and listings), either."""
-    db = store.database
-    parties = (
-        f"SELECT buyer_id AS party, 'buyer' AS role, occurred_at AS at FROM {db}.trades FINAL "
-        f"UNION ALL SELECT seller_id, 'seller', occurred_at FROM {db}.trades FINAL "
-        f"UNION ALL SELECT assumeNotNull(seller_id), 'seller', occurred_at FROM {db}.listings FINAL "
-        f"WHERE action = 'list' AND seller_id IS NOT NULL"
-    )
-    rows = store.rows(
-        f"SELECT countIf({span.where('first_at')}) AS participants, "
-        f"countIf(first_buy > toDateTime64(0, 6, 'UTC') AND {span.where('first_buy')}) AS buyers, "
-        f"countIf(first_sell > toDateTime64(0, 6, 'UTC') AND {span.where('first_sell')}) AS sellers "
-        f"FROM (SELECT party, min(at) AS first_at, minIf(at, role = 'buyer') AS first_buy, "
-        f"minIf(at, role = 'seller') AS first_sell FROM ({parties}) GROUP BY party)"
-    )
-    return {key: int(value) for key, value in rows[0].items()}
 
 
 def _active_listings(database: str) -> str:

@@ -1,5 +1,5 @@
-"""The Market view (市场): what the seeds ask, in event time, for today or this hour (`market_view`), or for any
-range of China days beside the period before it and the same days a year earlier (`period_view`)."""
+"""The Market view (市场): what the seeds ask, in event time, for any range of China days beside the period
+before it and the same days a year earlier (`period_view`)."""
 
 from __future__ import annotations
 
@@ -12,69 +12,13 @@ from typing import Any
 from models.clock import CHINA_STANDARD_TIME, EPOCH
 from models.registry import Exchange, Sector, exchanges, sectors
 from sinks.clickhouse import console_queries as q
+from sinks.clickhouse.console_queries import Grain
 from sinks.clickhouse.store import Store
 from streams.console.encode import share
-from streams.console.periods import (
-    DateRange,
-    Grain,
-    Period,
-    buckets,
-    china_midnight_us,
-    date_range,
-    span_of,
-    trend_buckets,
-)
+from streams.console.periods import DateRange, china_midnight_us, date_range, trend_buckets
 
 FREE_PRICING = ("free", "conditional_free")
 ZERO = Decimal("0.00")
-
-
-def market_view(store: Store, period: Period) -> dict[str, Any]:
-    """Everything the Market view shows, read from the store (blocking: run it in a thread)."""
-    watermark = q.watermark_us(store)
-    if watermark is None:
-        return {"watermark_us": None, "period": period}
-    span = span_of(period, watermark)
-    totals = q.trade_totals(store, span)
-    today = totals if period == "day" else q.trade_totals(store, span_of("day", watermark))
-    hour = totals if period == "hour" else q.trade_totals(store, span_of("hour", watermark))
-    usage = q.usage_by_exchange(store, span)
-    return {
-        "watermark_us": watermark,
-        "period": period,
-        "span": {"start_us": span.start_us, "end_us": span.end_us},
-        "today": today,
-        "hour": hour,
-        "totals": totals,
-        "shares": {
-            "on_exchange": share(totals["on_exchange"], totals["amount"]),
-            "off_exchange": share(totals["off_exchange"], totals["amount"]),
-            "high_quality": share(totals["high_quality"], totals["amount"]),
-        },
-        "trend": _trend(store, period, watermark),
-        "new_products": q.new_products(store, span),
-        "new_participants": q.new_participants(store, span),
-        "recognition": {"products": q.recognized_products(store), "pairs": q.recognition_pairs(store)},
-        "public": _public(store, span),
-        "metering": {
-            "records": sum(row["records"] for row in usage),
-            "calls": sum(row["calls"] for row in usage),
-            "bytes": sum(row["bytes"] for row in usage),
-        },
-        "exchanges": _exchange_rows(store, span, usage, totals["amount"]),
-        "sectors": _sector_rows(store, span, totals["amount"]),
-    }
-
-
-def _trend(store: Store, period: Period, watermark: int) -> dict[str, Any]:
-    """One point per hour of the day or minute of the hour up to the watermark, empty ones at zero."""
-    step: q.TrendStep = "hour" if period == "day" else "minute"
-    found = {point["t_ms"]: point for point in q.trade_trend(store, span_of(period, watermark), step)}
-    zero = {"trades": 0, "amount": Decimal("0.00")}
-    points = [
-        {"t_ms": t, **{k: v for k, v in found.get(t, zero).items() if k != "t_ms"}} for t in buckets(period, watermark)
-    ]
-    return {"step": step, "points": points}
 
 
 def _public(store: Store, span: q.Span) -> dict[str, Any]:
@@ -95,56 +39,6 @@ def _public(store: Store, span: q.Span) -> dict[str, Any]:
     }
 
 
-def _dimension_row(
-    code: str, known: Exchange | Sector | None, traded: dict[str, Any], listed: dict[str, int], total: Decimal
-) -> dict[str, Any]:
-    """One exchange's or sector's line: names, trades, amount and shares, products traded and newly listed."""
-    amount = traded.get("amount", Decimal("0.00"))
-    return {
-        "code": code,
-        "name_zh": known.name_zh if known else code,
-        "name_en": known.name_en if known else code,
-        "trades": traded.get("trades", 0),
-        "amount": amount,
-        "market_share": share(amount, total),
-        "high_quality_share": share(traded.get("high_quality", 0), amount),
-        "products_traded": traded.get("products", 0),
-        "new_products": listed.get(code, 0),
-    }
-
-
-def _exchange_rows(store: Store, span: q.Span, usage: list[dict[str, Any]], total: Decimal) -> list[dict[str, Any]]:
-    """Every registered exchange (and any other code that traded), largest traded amount first."""
-    trades = {row["key"]: row for row in q.trades_by(store, span, "exchange_id")}
-    metered = {row["key"]: row for row in usage}
-    listed = q.new_products_by(store, span, "exchange_id")
-    registry = exchanges()
-    rows = []
-    for code in sorted(set(registry) | set(trades) | set(metered)):
-        t = trades.get(code, {})
-        row = _dimension_row(code, registry.get(code), t, listed, total)
-        row.update(
-            on_exchange_share=share(t.get("on_exchange", 0), row["amount"]),
-            usage_calls=metered.get(code, {}).get("calls", 0),
-            usage_bytes=metered.get(code, {}).get("bytes", 0),
-        )
-        rows.append(row)
-    rows.sort(key=lambda row: (-row["amount"], row["code"]))
-    return rows
-
-
-def _sector_rows(store: Store, span: q.Span, total: Decimal) -> list[dict[str, Any]]:
-    """Every sector of the "数据要素×" plan (and `unknown` if trades had no listing), largest first."""
-    trades = {row["key"]: row for row in q.trades_by(store, span, "sector")}
-    listed = q.new_products_by(store, span, "sector")
-    registry = sectors()
-    rows = []
-    for code in sorted(set(registry) | set(trades)):
-        rows.append(_dimension_row(code, registry.get(code), trades.get(code, {}), listed, total))
-    rows.sort(key=lambda row: (-row["amount"], row["code"]))
-    return rows
-
-
 def period_view(
     store: Store, first: str | None, last: str | None, allowed_lateness_s: float, now_us: int | None = None
 ) -> dict[str, Any]:
@@ -160,6 +54,7 @@ def period_view(
     current, previous, year_ago = (_period_figures(p, t, f) for p, t, f in zip(compared, trades, firsts, strict=True))
     as_of = snap.as_of_us
     points = [] if as_of is None else _trend_points(period, grain, trades[0]["trend"], as_of)
+    usage = q.usage_by_exchange(store, period.span)
     return {
         "as_of": None if as_of is None else cst_text(as_of, "milliseconds"),
         "as_of_us": as_of,
@@ -167,6 +62,16 @@ def period_view(
         "trend": {"grain": grain, "points": points},
         "previous": previous,
         "year_ago": year_ago,
+        # The catalogue's state (recognition, public data) and the period's metering: beside the snapshot, not
+        # compared with other periods (usage is metered, not traded: no rollup keeps it per period).
+        "recognition": {"products": q.recognized_products(store), "pairs": q.recognition_pairs(store)},
+        "public": _public(store, period.span),
+        "metering": {
+            "records": sum(row["records"] for row in usage),
+            "calls": sum(row["calls"] for row in usage),
+            "bytes": sum(row["bytes"] for row in usage),
+            "by_exchange": {row["key"]: {"calls": row["calls"], "bytes": row["bytes"]} for row in usage},
+        },
     }
 
 

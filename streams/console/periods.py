@@ -1,5 +1,5 @@
-"""Event-time spans of the console: today and this hour as of the market's watermark, and date ranges (a day,
-a month, a year, any range of China days) with the periods they are compared with.
+"""Event-time spans of the console: date ranges (a day, a month, a year, any range of China days) with the
+periods they are compared with (the period API, `GET /api/console/market?from=&to=`).
 
 The market's day is the China Standard Time calendar day (UTC+8, no daylight saving),
 so "today" is what a regulator in Beijing calls today, whatever the server's zone.
@@ -9,40 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from models.clock import CHINA_OFFSET_MS
-from sinks.clickhouse.console_queries import Span
+from sinks.clickhouse.console_queries import Grain, Span
 
-Period = Literal["day", "hour"]
-PERIODS: tuple[Period, ...] = ("day", "hour")
 MINUTE_US = 60 * 1_000_000
 HOUR_US = 60 * MINUTE_US
 DAY_US = 24 * HOUR_US
 CST_OFFSET_US = CHINA_OFFSET_MS * 1000
 EPOCH_DAY = datetime(1970, 1, 1, tzinfo=UTC)
 
-
-def span_of(period: Period, watermark_us: int) -> Span:
-    """The calendar day (CST) or clock hour containing the watermark, as a half-open span."""
-    if period == "day":
-        start = (watermark_us + CST_OFFSET_US) // DAY_US * DAY_US - CST_OFFSET_US
-        return Span(start, start + DAY_US)
-    start = watermark_us // HOUR_US * HOUR_US
-    return Span(start, start + HOUR_US)
-
-
-def buckets(period: Period, watermark_us: int) -> list[int]:
-    """Trend bucket starts (ms) from the span's start up to the watermark's: hours of a day, minutes of an hour."""
-    span = span_of(period, watermark_us)
-    step = HOUR_US if period == "day" else MINUTE_US
-    last = watermark_us // step * step
-    return [start // 1000 for start in range(span.start_us, last + 1, step)]
-
-
-# Date ranges: the period API (`GET /api/console/market?from=&to=`), in whole China days.
-
-Grain = Literal["hour", "day", "month"]
 MAX_YEARS = 3
 FIRST_YEAR, LAST_YEAR = 1971, 2199  # what the store's event times can hold, a year apart from the ends
 HOURLY_UP_TO_DAYS = 2

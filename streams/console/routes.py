@@ -19,8 +19,8 @@ from settings import Settings
 from sinks.clickhouse import StoreError
 from streams.console.encode import plain
 from streams.console.feeds import feeds_view
-from streams.console.market import market_view, period_view
-from streams.console.periods import PERIODS, BadRange
+from streams.console.market import period_view
+from streams.console.periods import BadRange
 from streams.console.surveillance import (
     KINDS,
     SEVERITIES,
@@ -88,7 +88,6 @@ def register_console(app: faust.App, settings: Settings, worker: WorkerView, rea
                     "kinds": list(KINDS),
                     "severities": list(SEVERITIES),
                     "statuses": list(STATUSES),
-                    "periods": list(PERIODS),
                     "silent_after_s": silent_after_s(),
                 }
             )
@@ -96,13 +95,8 @@ def register_console(app: faust.App, settings: Settings, worker: WorkerView, rea
     @app.page("/api/console/market")
     class Market(View):
         async def get(self, request: Request) -> Response:
-            if "from" in request.query or "to" in request.query or "period" not in request.query:
-                first, last = request.query.get("from"), request.query.get("to")
-                return await answer(self, period_view, first, last, settings.allowed_lateness_s)
-            period = request.query["period"]
-            if period not in PERIODS:
-                return self.json({"error": f"period must be one of {', '.join(PERIODS)}"}, status=400)
-            return await answer(self, market_view, period)
+            first, last = request.query.get("from"), request.query.get("to")
+            return await answer(self, period_view, first, last, settings.allowed_lateness_s)
 
     @app.page("/api/console/feeds")
     class Feeds(View):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -182,33 +183,34 @@ def test_watermark_is_the_latest_event_of_any_table(store: ChdbStore) -> None:
     assert q.watermark_us(store) == T0 + 90 * 60 * US
 
 
+def period(store: q.Reader, grain: q.Grain | None = None) -> dict[str, Any]:
+    """The day's trade figures as the period API reads them, at one snapshot."""
+    return q.period_trades(store, q.snapshot(store, allowed_lateness_s=300), [(DAY, grain)])[0]
+
+
 def test_trade_totals_are_exact_to_the_fen_and_count_a_retried_insert_once(store: ChdbStore) -> None:
-    totals = q.trade_totals(store, DAY)
+    totals = period(store)["totals"]
     assert totals["trades"] == 3
     assert totals["amount"] == Decimal("1000000.51")
-    assert (totals["on_exchange"], totals["off_exchange"]) == (Decimal("1000000.31"), Decimal("0.20"))
+    assert totals["on_exchange"] == Decimal("1000000.31")
     assert totals["high_quality"] == Decimal("0.50")
-    assert (totals["buyers"], totals["sellers"]) == (3, 2)
 
 
-def test_trend_buckets_by_minute_and_hour(store: ChdbStore) -> None:
-    hours = q.trade_trend(store, DAY, "hour")
-    assert [(p["t_ms"], p["trades"], p["amount"]) for p in hours] == [
-        (T0 // 1000, 2, Decimal("0.50")),
-        (T0 // 1000 + 3_600_000, 1, Decimal("1000000.01")),
+def test_trend_buckets_by_hour(store: ChdbStore) -> None:
+    hours = period(store, "hour")["trend"]
+    assert sorted((int(k), v["trades"], v["amount"]) for k, v in hours.items()) == [
+        (T0 // US, 2, Decimal("0.50")),
+        (T0 // US + 3_600, 1, Decimal("1000000.01")),
     ]
-    assert len(q.trade_trend(store, DAY, "minute")) == 3
 
 
-def test_new_products_are_distinct_products_not_listing_events(store: ChdbStore) -> None:
-    assert q.new_products(store, DAY) == {"products": 3, "listing_events": 4}
-    assert q.new_products_by(store, DAY, "exchange_id") == {"SHDEX": 1, "SZDEX": 3}
-    assert q.new_products_by(store, DAY, "sector") == {"transportation": 1, "meteorology": 2}
-
-
-def test_new_participants_are_first_seen_in_the_span(store: ChdbStore) -> None:
+def test_new_products_are_distinct_products_and_participants_first_seen(store: ChdbStore) -> None:
+    [firsts] = q.first_seen_counts(store, q.snapshot(store, allowed_lateness_s=300), [DAY])
+    assert firsts["products"] == 3  # from 4 `list` events
+    assert firsts["by"]["exchange_id"] == {"SHDEX": 1, "SZDEX": 3}
+    assert {k: n for k, n in firsts["by"]["sector"].items() if n} == {"transportation": 1, "meteorology": 2}
     # B-OLD and S-OLD were seen the day before; S1, S2, S3 list today; B1, B2 buy today.
-    assert q.new_participants(store, DAY) == {"participants": 5, "buyers": 2, "sellers": 3}
+    assert firsts["participants"] == 5
 
 
 def test_recognition_counts_active_listings_by_exchange_pair(store: ChdbStore) -> None:
@@ -254,13 +256,9 @@ def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
     reader = store.reads(SqlSettings())  # what the console reads with: readonly = 1 and ClickHouse's limits
     answers = [
         q.watermark_us(reader),
-        q.trade_totals(reader, DAY),
-        q.trade_trend(reader, DAY, "minute"),
-        q.trades_by(reader, DAY, "sector"),
+        period(reader, "hour"),
         q.usage_by_exchange(reader, DAY),
-        q.new_products(reader, DAY),
-        q.new_products_by(reader, DAY, "exchange_id"),
-        q.new_participants(reader, DAY),
+        q.first_seen_counts(reader, q.snapshot(reader, allowed_lateness_s=300), [DAY]),
         q.recognition_pairs(reader),
         q.recognized_products(reader),
         q.public_catalogue(reader),
@@ -272,4 +270,4 @@ def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
         q.rejected_by_exchange(reader),
         q.duplicates_by_exchange(reader),
     ]
-    assert answers[1] == q.trade_totals(store, DAY) and answers[-1] == {"SZDEX": 1}
+    assert answers[1] == period(store, "hour") and answers[-1] == {"SZDEX": 1}

@@ -537,8 +537,8 @@ function renderSurveillanceControls() {
 
 // An alert's time in the market (event time): the end of the event-time span it covers. Its detection
 // is the monitor's wall clock (`detected_at`, processing time), shown apart and labelled so.
-const eventTime = (a) => a.event_ms ?? a.window_end_ms ?? null;
-const detectedTime = (a) => a.detected_wall_ms ?? a.detected_ms ?? null;
+const eventTime = (a) => a.event_time_ms ?? null;
+const detectedTime = (a) => a.detected_wall_ms ?? null;
 
 function evidence(a) {
   const window = a.window_start_ms ? `${cst(a.window_start_ms)} – ${cst(a.window_end_ms)}` : "—";

@@ -319,8 +319,6 @@ def test_the_api_refuses_bad_ranges_and_answers_zeros_on_an_empty_store(empty_st
     assert (body["traded_amount"], body["trades"], body["new_products"], body["new_participants"]) == ("0.00", 0, 0, 0)
     assert body["trend"]["points"] == [] and body["previous"]["traded_amount"] == "0.00"
     assert all(row["traded_amount"] == "0.00" for row in body["by_exchange"]) and len(body["by_exchange"]) > 5
-    status, legacy = get(empty_stack, "?period=hour")  # the page's view until it moves to from / to
-    assert status == 200 and legacy["period"] == "hour"
 
 
 def test_alerts_carry_their_event_time_apart_from_their_detection_wall_time(store: ChdbStore) -> None:

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from dmm.producer import EventProducer
+from dmm.query import wait_until_drained
+from dmm.replay import replay_file
 from dmm.simulator import MarketSimulator, SimulationConfig
+from dmm.stack import EmbeddedStack
+from settings import Settings
 
 TOKEN = "console-test-token"
+
+
+@contextmanager
+def replayed_stack(settings: Settings, workdir: Path, build: Callable[[Path], int]) -> Iterator[EmbeddedStack]:
+    """An embedded stack in `workdir` once the file `build` writes (returning its line count) is replayed and
+    fully stored."""
+    with EmbeddedStack(settings, workdir / "stack") as stack:
+        path = workdir / "market.jsonl"
+        sent = build(path)
+        with EventProducer(settings.kafka) as producer:
+            assert replay_file(path, producer) == sent
+        wait_until_drained(settings, timeout=300)
+        yield stack
 
 
 def market_file(path: Path) -> int:

@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from dmm.producer import EventProducer
-from dmm.query import wait_until_drained
-from dmm.replay import replay_file
 from dmm.stack import EmbeddedStack
-from tests.support.console import TOKEN, history_file, market_file
+from tests.support.console import TOKEN, history_file, market_file, replayed_stack
 from tests.support.stack import stack_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,12 +31,7 @@ def console_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
     """`dmm worker` with a console token, after the seeded file is replayed and fully stored."""
     workdir = tmp_path_factory.mktemp("console")
     settings = stack_settings(workdir).model_copy(update={"console_token": SecretStr(TOKEN)})
-    with EmbeddedStack(settings, workdir / "stack") as stack:
-        path = workdir / "market.jsonl"
-        sent = market_file(path)
-        with EventProducer(settings.kafka) as producer:
-            assert replay_file(path, producer) == sent
-        wait_until_drained(settings, timeout=300)
+    with replayed_stack(settings, workdir, market_file) as stack:
         yield stack
 
 
@@ -48,12 +40,7 @@ def history_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded
     """`dmm worker` after a market of three days (a year apart, and the day before the last) is replayed."""
     workdir = tmp_path_factory.mktemp("history")
     settings = stack_settings(workdir)
-    with EmbeddedStack(settings, workdir / "stack") as stack:
-        path = workdir / "history.jsonl"
-        sent = history_file(path)
-        with EventProducer(settings.kafka) as producer:
-            assert replay_file(path, producer) == sent
-        wait_until_drained(settings, timeout=300)
+    with replayed_stack(settings, workdir, history_file) as stack:
         yield stack
 
 

@@ -35,7 +35,7 @@ from settings import Settings, SqlSettings, get_settings
 from sinks.clickhouse import ReadOnlyViolation, StoreError
 from streams.sql_socket import bind_private
 from streams.web_access import SECURITY_HEADERS, WebAccess, WebExposed
-from tests.support.console import market_file
+from tests.support.console import market_file, replayed_stack
 from tests.support.stack import stack_settings
 
 pytestmark = pytest.mark.slow
@@ -56,12 +56,7 @@ def stack() -> Iterator[EmbeddedStack]:
         update={"console_token": SecretStr(TOKEN), "sql": SqlSettings(max_execution_s=LIMIT_S)}
     )
     try:
-        with EmbeddedStack(settings, workdir / "stack") as running:
-            path = workdir / "market.jsonl"
-            sent = market_file(path)
-            with EventProducer(settings.kafka) as producer:
-                assert replay_file(path, producer) == sent
-            wait_until_drained(settings, timeout=300)
+        with replayed_stack(settings, workdir, market_file) as running:
             yield running
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -91,6 +91,10 @@ def _take(records: PartitionRecords, max_records: int | None) -> tuple[list[Mess
         if batch is None:
             if not records._records.has_next():
                 records._bulk_batch = None
+                # aiokafka's own iterator, never started here, holds `records` in its frame: a cycle that keeps
+                # the fetch's buffer alive until a full collection, which the worker's GC thresholds make rare.
+                # Dropped as aiokafka drops it when its iteration ends.
+                records._records_iterator = None
                 return taken, True
             batch = records._records.next_batch()
             if records._check_crcs and not batch.validate_crc():

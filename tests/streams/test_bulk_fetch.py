@@ -4,9 +4,11 @@ broker: same offsets, keys, values and headers, in order, whatever `max_records`
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.consumer.fetcher import PartitionRecords
 
 from settings import KafkaSettings
 from streams.bulk_fetch import take_in_bulk
@@ -84,3 +86,19 @@ def test_bulk_takes_give_what_aiokafka_gives(kafka: KafkaSettings, start: int, m
     assert bulk == plain
     assert [offset for _, _, offset, _, _, _ in bulk] == list(range(start, RECORDS))
     assert [headers for *_, headers in bulk if headers] == [tuple(_headers(n)) for n in range(start, RECORDS) if n % 3]
+
+
+def test_a_fetch_taken_in_bulk_is_freed_without_the_cyclic_gc(kafka: KafkaSettings) -> None:
+    """The worker's GC thresholds make full collections rare: a fetch that only the cyclic GC could free would
+    keep its raw buffer, and the worker would grow by every byte it ever fetched. Once taken, a fetch's
+    `PartitionRecords` must go with its last reference."""
+    topic = kafka.events_topic
+    asyncio.run(_produce(kafka, topic))
+    gc.collect()
+    gc.disable()
+    try:
+        asyncio.run(_consume(kafka, topic, 0, 100_000, bulk=True))  # many fetches: 16 KiB each
+        left = [o for o in gc.get_objects() if isinstance(o, PartitionRecords)]
+    finally:
+        gc.enable()
+    assert left == []

@@ -257,7 +257,7 @@ class Snapshot:
 
     Rows keep arriving while an answer is built from several statements, so each statement is bounded by
     this snapshot rather than by "now": a raw row counts only if it occurred by `as_of_us` (the watermark)
-    and was stored by `ingested_ms`; the rollups (`market_1h`, `market_1d`) serve only hours before
+    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`) serve only hours before
     `rollups_until_us`, hours that no on-time event can reach any more (older than the allowed lateness, by an
     hour more) and whose every stored on-time event a window flush has counted. Rows stored later
     than the snapshot in those hours are late (rollups leave them out), and the late rows are read raw, bounded
@@ -283,11 +283,11 @@ def snapshot(store: Reader, allowed_lateness_s: float, max_clock_skew_s: float =
     """The watermark, the wall clock, how far the rollups are final and `first_seen` fed, read at once."""
     db = store.database
     as_of = watermark_us(store, max_clock_skew_s)
-    # The last complete flush: market_1d is written last, and a flush of on-time events writes their days, the
-    # watermark's among them. Only the days about the watermark are read (a flush found older just leaves more of
-    # the period to the raw rows).
+    # The last complete flush: console_1d is the rollup written last, and a flush of on-time events writes their
+    # days, the watermark's among them. Only the days about the watermark are read (a flush found older just leaves
+    # more of the period to the raw rows).
     recent_days = f"toDate(fromUnixTimestamp64Micro(toInt64({as_of or 0}), 'UTC'), '{CHINA}') - {FLUSHED_DAYS}"
-    flushed = f"(SELECT max(updated_at) FROM {db}.market_1d WHERE day >= {recent_days})"
+    flushed = f"(SELECT max(updated_at) FROM {db}.console_1d WHERE day >= {recent_days})"
     row = store.rows(
         f"SELECT toUnixTimestamp64Milli(now64(3)) AS ingested_ms, "
         f"(SELECT toUnixTimestamp64Micro(min(occurred_at)) FROM {db}.trades WHERE late = 0 "
@@ -321,7 +321,7 @@ def _date(us: int) -> str:
 
 
 def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain: Grain | None) -> list[str]:
-    """The SELECTs whose rows add up to the trades of one period: whole China days from `market_1d` (not for an
+    """The SELECTs whose rows add up to the trades of one period: whole China days from `console_1d` (not for an
     hourly trend), hours from `market_1h`, both only before the snapshot's `rollups_until_us`, the rest raw, and
     the late trades of the rolled-up part raw (the rollups leave them out)."""
     assert snap.as_of_us is not None
@@ -335,15 +335,17 @@ def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain
         "exchange_id, sector, toUInt64(1) AS trades, amount, if(venue = 'on_exchange', amount, 0) AS on_ex, "
         "if(high_quality = 1, amount, 0) AS hq"
     )
+    days_cells = (
+        "exchange_id, sector, trades, traded_amount AS amount, on_exchange_amount AS on_ex, high_quality_amount AS hq"
+    )
     sources = []
     hours_from = span.start_us
     if grain != "hour":
         days = Span(span.start_us, min(span.end_us, day_until))
         if days.start_us < days.end_us:
             sources.append(
-                f"SELECT {index} AS period, {_bucket(grain, 'day', is_date=True)} AS bucket, {cells} "
-                f"FROM {database}.market_1d FINAL WHERE venue != '' "
-                f"AND day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
+                f"SELECT {index} AS period, {_bucket(grain, 'day', is_date=True)} AS bucket, {days_cells} "
+                f"FROM {database}.console_1d FINAL WHERE day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
             )
             hours_from = max(span.start_us, days.end_us)
     hours = Span(hours_from, min(span.end_us, until))

@@ -21,7 +21,7 @@ from sinks.clickhouse.console_queries import AlertFilter, snapshot
 from sinks.clickhouse.first_seen import record_first_seen
 from sinks.clickhouse.sql_guard import guard_select
 from sinks.clickhouse.store import ChdbStore
-from sinks.clickhouse.windows import recompute_days, recompute_hours, recompute_minutes
+from sinks.clickhouse.windows import recompute_console_days, recompute_days, recompute_hours, recompute_minutes
 from streams.console.encode import plain
 from streams.console.market import period_view
 from streams.console.periods import DateRange, china_midnight_us
@@ -136,7 +136,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     flushed = datetime.now(UTC)
     recompute_minutes(opened, minutes, flushed)
     recompute_hours(opened, sorted({m - m % 3_600_000 for m in minutes}), flushed)
-    recompute_days(opened, sorted({china_midnight_us(_day(m)) // 1000 for m in minutes}), flushed)
+    days = sorted({china_midnight_us(_day(m)) // 1000 for m in minutes})
+    recompute_days(opened, days, flushed)
+    recompute_console_days(opened, days, flushed)
     record_first_seen(opened)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # stored after the flush
     trades(opened, RECENT, 100, now)

@@ -202,25 +202,75 @@ def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: 
 
 
 def feed_events(store: Reader) -> list[dict[str, Any]]:
-    """Per exchange and event type: events stored, late ones, latest event time and latest arrival."""
-    parts = " UNION ALL ".join(
-        f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events, sum(late) AS late, "
-        f"toUnixTimestamp64Micro(max(occurred_at)) AS last_us, toUnixTimestamp64Milli(max(ingested_at)) AS arrived_ms "
-        f"FROM {store.database}.{table} FINAL GROUP BY exchange_id"
-        for table in EVENT_TABLES
+    """Per exchange and event type: events stored, late ones, latest event time and latest arrival. The counts read
+    every row's exchange and lateness; the latest times only the last day's rows (by event time, by arrival), and
+    all the rows of an exchange only if it has none there."""
+    db = store.database
+    counts = store.rows(
+        " UNION ALL ".join(
+            f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events, sum(late) AS late "
+            f"FROM {db}.{table} FINAL GROUP BY exchange_id"
+            for table in EVENT_TABLES
+        )
     )
-    rows = store.rows(f"SELECT * FROM ({parts}) ORDER BY exchange_id, type")
-    return [
-        {
-            "exchange_id": r["exchange_id"],
-            "type": r["type"],
-            "events": int(r["events"]),
-            "late": int(r["late"]),
-            "last_us": int(r["last_us"]),
-            "arrived_ms": int(r["arrived_ms"]),
-        }
-        for r in rows
-    ]
+    latest = {(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, None))}
+    quiet = {
+        table: [r["exchange_id"] for r in counts if r["type"] == table and _quiet(latest.get((r["exchange_id"], table)))]
+        for table in EVENT_TABLES
+    }
+    if any(quiet.values()):
+        named = {f"quiet_{table}": UNIT_SEPARATOR.join(codes) for table, codes in quiet.items() if codes}
+        latest.update({(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, quiet), named)})
+    return sorted(
+        (
+            {
+                "exchange_id": r["exchange_id"],
+                "type": r["type"],
+                "events": int(r["events"]),
+                "late": int(r["late"]),
+                "last_us": int(latest[r["exchange_id"], r["type"]]["last_us"]),
+                "arrived_ms": int(latest[r["exchange_id"], r["type"]]["arrived_ms"]),
+            }
+            for r in counts
+        ),
+        key=lambda row: (row["exchange_id"], row["type"]),
+    )
+
+
+LATEST_WITHIN = "INTERVAL 1 DAY"  # the rows `feed_events` reads the latest times from, before all of an exchange's
+UNIT_SEPARATOR = "\x1f"  # between the exchanges of a query parameter (`char(31)` in SQL)
+
+
+def _latest_events(database: str, quiet: dict[str, list[str]] | None) -> str:
+    """Per exchange and event table, the latest event time and arrival: from the rows that occurred within a day of
+    the table's latest and those stored within a day of now (None), or from all rows of the `quiet` exchanges (per
+    table, those the last day did not answer for: query parameters `quiet_<table>`, joined by `UNIT_SEPARATOR`)."""
+    parts = []
+    for table in EVENT_TABLES:
+        source = f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type"
+        if quiet is None:
+            parts += [
+                f"{source}, toUnixTimestamp64Micro(occurred_at) AS last_us, toInt64(0) AS arrived_ms "
+                f"FROM {database}.{table} FINAL "
+                f"WHERE occurred_at >= (SELECT max(occurred_at) FROM {database}.{table}) - {LATEST_WITHIN}",
+                f"{source}, toInt64(0), toUnixTimestamp64Milli(ingested_at) FROM {database}.{table} FINAL "
+                f"WHERE ingested_at >= now64(3) - {LATEST_WITHIN}",
+            ]
+        elif quiet[table]:
+            parts.append(
+                f"{source}, toUnixTimestamp64Micro(occurred_at) AS last_us, toUnixTimestamp64Milli(ingested_at) "
+                f"AS arrived_ms FROM {database}.{table} FINAL "
+                f"WHERE has(splitByChar(char(31), {{quiet_{table}:String}}), toString(exchange_id))"
+            )
+    return (
+        f"SELECT exchange_id, type, max(last_us) AS last_us, max(arrived_ms) AS arrived_ms "
+        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY exchange_id, type"
+    )
+
+
+def _quiet(latest: dict[str, Any] | None) -> bool:
+    """The last day's rows did not give an exchange's latest event time or arrival."""
+    return latest is None or not int(latest["last_us"]) or not int(latest["arrived_ms"])
 
 
 def rejected_by_exchange(store: Reader) -> list[dict[str, Any]]:

@@ -214,10 +214,10 @@ def feed_events(store: Reader) -> list[dict[str, Any]]:
         )
     )
     latest = {(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, None))}
-    quiet = {
-        table: [r["exchange_id"] for r in counts if r["type"] == table and _quiet(latest.get((r["exchange_id"], table)))]
-        for table in EVENT_TABLES
-    }
+    quiet: dict[str, list[str]] = {table: [] for table in EVENT_TABLES}
+    for r in counts:
+        if _quiet(latest.get((r["exchange_id"], r["type"]))):
+            quiet[r["type"]].append(r["exchange_id"])
     if any(quiet.values()):
         named = {f"quiet_{table}": UNIT_SEPARATOR.join(codes) for table, codes in quiet.items() if codes}
         latest.update({(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, quiet), named)})

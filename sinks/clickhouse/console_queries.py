@@ -201,17 +201,16 @@ def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: 
     )
 
 
-def feed_events(store: Reader) -> list[dict[str, Any]]:
-    """Per exchange and event type: events stored, late ones, latest event time and latest arrival. The counts read
-    every row's exchange and lateness; the latest times only the last day's rows (by event time, by arrival), and
-    all the rows of an exchange only if it has none there."""
+def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
+    """Per exchange and event type: events stored, late ones, latest event time and latest arrival. Trades are
+    counted as the period API counts them (`console_1d`'s whole days before the snapshot's rollups, the rest and
+    the late ones raw), the other events from every row's exchange and lateness; the latest times are read from
+    the last day's rows (by event time, by arrival), and from all the rows of an exchange only if it has none
+    there."""
     db = store.database
     counts = store.rows(
-        " UNION ALL ".join(
-            f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events, sum(late) AS late "
-            f"FROM {db}.{table} FINAL GROUP BY exchange_id"
-            for table in EVENT_TABLES
-        )
+        f"SELECT exchange_id, type, sum(events_n) AS events, sum(late_n) AS late FROM ({_event_counts(db, snap)}) "
+        f"GROUP BY exchange_id, type HAVING events > 0"
     )
     latest = {(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, None))}
     quiet: dict[str, list[str]] = {table: [] for table in EVENT_TABLES}
@@ -235,6 +234,28 @@ def feed_events(store: Reader) -> list[dict[str, Any]]:
         ),
         key=lambda row: (row["exchange_id"], row["type"]),
     )
+
+
+def _event_counts(database: str, snap: Snapshot) -> str:
+    """Events and late ones per exchange and table, to be added up: trades of whole China days before the snapshot's
+    rollups from `console_1d` (on time, all of them counted by a flush), the others raw."""
+    until = snap.rollups_until_us - (snap.rollups_until_us + 8 * HOUR_US) % (24 * HOUR_US)  # its China midnight
+    parts = []
+    for table in EVENT_TABLES:
+        rows = (
+            f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events_n, sum(late) AS late_n"
+        )
+        if table != "trades" or snap.rollups_until_us <= 0:
+            parts.append(f"{rows} FROM {database}.{table} FINAL GROUP BY exchange_id")
+            continue
+        since = f"fromUnixTimestamp64Micro(toInt64({until}), 'UTC')"
+        parts += [
+            f"SELECT toString(exchange_id), 'trades', sum(trades), toUInt64(0) FROM {database}.console_1d FINAL "
+            f"WHERE day < {_date(until)} GROUP BY exchange_id",
+            f"{rows} FROM {database}.trades FINAL WHERE occurred_at >= {since} GROUP BY exchange_id",
+            f"{rows} FROM {database}.trades FINAL WHERE late = 1 AND occurred_at < {since} GROUP BY exchange_id",
+        ]
+    return " UNION ALL ".join(parts)
 
 
 LATEST_WITHIN = "INTERVAL 1 DAY"  # the rows `feed_events` reads the latest times from, before all of an exchange's

@@ -234,10 +234,10 @@ ENGINE = ReplacingMergeTree(updated_at)
 PARTITION BY toYear(day)
 ORDER BY (day, exchange_id, sector, category, source, venue, high_quality);
 
--- The Market view's figures (streams/console/market.py) per China day, exchange and sector: market_1d's trade cells
+-- The Market view's figures (streams/console/market.py) per China day, exchange and sector: market_1d's cells
 -- added up over the dimensions the console does not show, so a year of days reads a few hundred thousand rows at
 -- most however many trades. Recomputed whole from market_1d for every day a window flush writes, after it (the
--- last rollup written), so it is exact and idempotent like the others; a store created before is filled on start.
+-- last rollup written), so it is exact and idempotent like the others. A store created before is filled on start.
 CREATE TABLE IF NOT EXISTS datamarket.console_1d
 (
     day                  Date,

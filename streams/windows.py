@@ -46,6 +46,8 @@ from sinks.clickhouse.windows import (
     MARKET_1H,
     MARKET_1M,
     MINUTE_MS,
+    fill_console_days,
+    recompute_console_days,
     recompute_days,
     recompute_hours,
     recompute_minutes,
@@ -151,6 +153,7 @@ class Flush:
     updated_at: datetime
     dirty: dict[str, list[int]]  # per table, windows to recompute
     cells: dict[str, pa.Table]  # per table, the kept cells changed since they were last written
+    console_days: list[int]  # the China days (their start) of `market_1d` written, for `console_1d` after it
 
 
 class WindowFlusher:
@@ -175,6 +178,7 @@ class WindowFlusher:
         return sum(len(grain.pending) for grain in self.grains)
 
     def restore(self, state: StateReader) -> None:
+        fill_console_days(self.store, datetime.now(UTC))  # before reading what was flushed: it is one of the rollups
         unflushed = state.unflushed_windows()
         latest = state.latest_event_ms()
         for grain in self.grains:
@@ -199,10 +203,12 @@ class WindowFlusher:
                 add(self.grains, _on_time(table, pa.concat_tables(batches)))
         self._stored = []
         updated_at = datetime.now(UTC)
+        days = self.grains[-1]
         taken = Flush(
             updated_at,
             {grain.table: sorted(grain.dirty) for grain in self.grains},
             {grain.table: _rows(grain, updated_at) for grain in self.grains if grain.unwritten},
+            sorted(days.dirty | {key[0] for key in days.unwritten}),
         )
         for grain in self.grains:
             grain.dirty, grain.stored = set(), set()
@@ -210,15 +216,17 @@ class WindowFlusher:
         return taken
 
     def write(self, flush: Flush) -> None:
-        """Store the kept cells and recompute the dirty windows, minutes first, then hours, then days, then feed
-        `first_seen` the events stored since it was fed (may be run again after a failure: every statement writes
-        whole totals, and a first sighting fed twice is one)."""
+        """Store the kept cells and recompute the dirty windows, minutes first, then hours, then days, then the
+        console's days from those, then feed `first_seen` the events stored since it was fed (may be run again after
+        a failure: every statement writes whole totals, and a first sighting fed twice is one)."""
         for grain in self.grains:
             cells, dirty = flush.cells.get(grain.table), flush.dirty[grain.table]
             if cells is not None:
                 write_cells(self.store, grain.table, cells)
             for i in range(0, len(dirty), self.max_windows):
                 grain.recompute(self.store, dirty[i : i + self.max_windows], flush.updated_at)
+        for i in range(0, len(flush.console_days), self.max_windows):
+            recompute_console_days(self.store, flush.console_days[i : i + self.max_windows], flush.updated_at)
         record_first_seen(self.store)
 
     def written(self) -> None:

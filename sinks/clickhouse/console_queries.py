@@ -201,26 +201,97 @@ def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: 
     )
 
 
-def feed_events(store: Reader) -> list[dict[str, Any]]:
-    """Per exchange and event type: events stored, late ones, latest event time and latest arrival."""
-    parts = " UNION ALL ".join(
-        f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events, sum(late) AS late, "
-        f"toUnixTimestamp64Micro(max(occurred_at)) AS last_us, toUnixTimestamp64Milli(max(ingested_at)) AS arrived_ms "
-        f"FROM {store.database}.{table} FINAL GROUP BY exchange_id"
-        for table in EVENT_TABLES
+def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
+    """Per exchange and event type: events stored, late ones, latest event time and latest arrival. Trades are
+    counted as the period API counts them (`console_1d`'s whole days before the snapshot's rollups, the rest and
+    the late ones raw), the other events from every row's exchange and lateness; the latest times are read from
+    the last day's rows (by event time, by arrival), and from all the rows of an exchange only if it has none
+    there."""
+    db = store.database
+    counts = store.rows(
+        f"SELECT exchange_id, type, sum(events_n) AS events, sum(late_n) AS late FROM ({_event_counts(db, snap)}) "
+        f"GROUP BY exchange_id, type HAVING events > 0"
     )
-    rows = store.rows(f"SELECT * FROM ({parts}) ORDER BY exchange_id, type")
-    return [
-        {
-            "exchange_id": r["exchange_id"],
-            "type": r["type"],
-            "events": int(r["events"]),
-            "late": int(r["late"]),
-            "last_us": int(r["last_us"]),
-            "arrived_ms": int(r["arrived_ms"]),
-        }
-        for r in rows
-    ]
+    latest = {(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, None))}
+    quiet: dict[str, list[str]] = {table: [] for table in EVENT_TABLES}
+    for r in counts:
+        if _quiet(latest.get((r["exchange_id"], r["type"]))):
+            quiet[r["type"]].append(r["exchange_id"])
+    if any(quiet.values()):
+        named = {f"quiet_{table}": UNIT_SEPARATOR.join(codes) for table, codes in quiet.items() if codes}
+        latest.update({(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, quiet), named)})
+    return sorted(
+        (
+            {
+                "exchange_id": r["exchange_id"],
+                "type": r["type"],
+                "events": int(r["events"]),
+                "late": int(r["late"]),
+                "last_us": int(latest[r["exchange_id"], r["type"]]["last_us"]),
+                "arrived_ms": int(latest[r["exchange_id"], r["type"]]["arrived_ms"]),
+            }
+            for r in counts
+        ),
+        key=lambda row: (row["exchange_id"], row["type"]),
+    )
+
+
+def _event_counts(database: str, snap: Snapshot) -> str:
+    """Events and late ones per exchange and table, to be added up: trades of whole China days before the snapshot's
+    rollups from `console_1d` (on time, all of them counted by a flush), the others raw."""
+    until = snap.rollups_until_us - (snap.rollups_until_us + 8 * HOUR_US) % (24 * HOUR_US)  # its China midnight
+    parts = []
+    for table in EVENT_TABLES:
+        rows = (
+            f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events_n, sum(late) AS late_n"
+        )
+        if table != "trades" or snap.rollups_until_us <= 0:
+            parts.append(f"{rows} FROM {database}.{table} FINAL GROUP BY exchange_id")
+            continue
+        since = f"fromUnixTimestamp64Micro(toInt64({until}), 'UTC')"
+        parts += [
+            f"SELECT toString(exchange_id), 'trades', sum(trades), toUInt64(0) FROM {database}.console_1d FINAL "
+            f"WHERE day < {_date(until)} GROUP BY exchange_id",
+            f"{rows} FROM {database}.trades FINAL WHERE occurred_at >= {since} GROUP BY exchange_id",
+            f"{rows} FROM {database}.trades FINAL WHERE late = 1 AND occurred_at < {since} GROUP BY exchange_id",
+        ]
+    return " UNION ALL ".join(parts)
+
+
+LATEST_WITHIN = "INTERVAL 1 DAY"  # the rows `feed_events` reads the latest times from, before all of an exchange's
+UNIT_SEPARATOR = "\x1f"  # between the exchanges of a query parameter (`char(31)` in SQL)
+
+
+def _latest_events(database: str, quiet: dict[str, list[str]] | None) -> str:
+    """Per exchange and event table, the latest event time and arrival: from the rows that occurred within a day of
+    the table's latest and those stored within a day of now (None), or from all rows of the `quiet` exchanges (per
+    table, those the last day did not answer for: query parameters `quiet_<table>`, joined by `UNIT_SEPARATOR`)."""
+    parts = []
+    for table in EVENT_TABLES:
+        source = f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type"
+        if quiet is None:
+            parts += [
+                f"{source}, toUnixTimestamp64Micro(occurred_at) AS last_us, toInt64(0) AS arrived_ms "
+                f"FROM {database}.{table} FINAL "
+                f"WHERE occurred_at >= (SELECT max(occurred_at) FROM {database}.{table}) - {LATEST_WITHIN}",
+                f"{source}, toInt64(0), toUnixTimestamp64Milli(ingested_at) FROM {database}.{table} FINAL "
+                f"WHERE ingested_at >= now64(3) - {LATEST_WITHIN}",
+            ]
+        elif quiet[table]:
+            parts.append(
+                f"{source}, toUnixTimestamp64Micro(occurred_at) AS last_us, toUnixTimestamp64Milli(ingested_at) "
+                f"AS arrived_ms FROM {database}.{table} FINAL "
+                f"WHERE has(splitByChar(char(31), {{quiet_{table}:String}}), toString(exchange_id))"
+            )
+    return (
+        f"SELECT exchange_id, type, max(last_us) AS last_us, max(arrived_ms) AS arrived_ms "
+        f"FROM ({' UNION ALL '.join(parts)}) GROUP BY exchange_id, type"
+    )
+
+
+def _quiet(latest: dict[str, Any] | None) -> bool:
+    """The last day's rows did not give an exchange's latest event time or arrival."""
+    return latest is None or not int(latest["last_us"]) or not int(latest["arrived_ms"])
 
 
 def rejected_by_exchange(store: Reader) -> list[dict[str, Any]]:
@@ -257,7 +328,7 @@ class Snapshot:
 
     Rows keep arriving while an answer is built from several statements, so each statement is bounded by
     this snapshot rather than by "now": a raw row counts only if it occurred by `as_of_us` (the watermark)
-    and was stored by `ingested_ms`; the rollups (`market_1h`, `market_1d`) serve only hours before
+    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`) serve only hours before
     `rollups_until_us`, hours that no on-time event can reach any more (older than the allowed lateness, by an
     hour more) and whose every stored on-time event a window flush has counted. Rows stored later
     than the snapshot in those hours are late (rollups leave them out), and the late rows are read raw, bounded
@@ -283,11 +354,11 @@ def snapshot(store: Reader, allowed_lateness_s: float, max_clock_skew_s: float =
     """The watermark, the wall clock, how far the rollups are final and `first_seen` fed, read at once."""
     db = store.database
     as_of = watermark_us(store, max_clock_skew_s)
-    # The last complete flush: market_1d is written last, and a flush of on-time events writes their days, the
-    # watermark's among them. Only the days about the watermark are read (a flush found older just leaves more of
-    # the period to the raw rows).
+    # The last complete flush: console_1d is the rollup written last, and a flush of on-time events writes their
+    # days, the watermark's among them. Only the days about the watermark are read (a flush found older just leaves
+    # more of the period to the raw rows).
     recent_days = f"toDate(fromUnixTimestamp64Micro(toInt64({as_of or 0}), 'UTC'), '{CHINA}') - {FLUSHED_DAYS}"
-    flushed = f"(SELECT max(updated_at) FROM {db}.market_1d WHERE day >= {recent_days})"
+    flushed = f"(SELECT max(updated_at) FROM {db}.console_1d WHERE day >= {recent_days})"
     row = store.rows(
         f"SELECT toUnixTimestamp64Milli(now64(3)) AS ingested_ms, "
         f"(SELECT toUnixTimestamp64Micro(min(occurred_at)) FROM {db}.trades WHERE late = 0 "
@@ -321,7 +392,7 @@ def _date(us: int) -> str:
 
 
 def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain: Grain | None) -> list[str]:
-    """The SELECTs whose rows add up to the trades of one period: whole China days from `market_1d` (not for an
+    """The SELECTs whose rows add up to the trades of one period: whole China days from `console_1d` (not for an
     hourly trend), hours from `market_1h`, both only before the snapshot's `rollups_until_us`, the rest raw, and
     the late trades of the rolled-up part raw (the rollups leave them out)."""
     assert snap.as_of_us is not None
@@ -335,15 +406,17 @@ def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain
         "exchange_id, sector, toUInt64(1) AS trades, amount, if(venue = 'on_exchange', amount, 0) AS on_ex, "
         "if(high_quality = 1, amount, 0) AS hq"
     )
+    days_cells = (
+        "exchange_id, sector, trades, traded_amount AS amount, on_exchange_amount AS on_ex, high_quality_amount AS hq"
+    )
     sources = []
     hours_from = span.start_us
     if grain != "hour":
         days = Span(span.start_us, min(span.end_us, day_until))
         if days.start_us < days.end_us:
             sources.append(
-                f"SELECT {index} AS period, {_bucket(grain, 'day', is_date=True)} AS bucket, {cells} "
-                f"FROM {database}.market_1d FINAL WHERE venue != '' "
-                f"AND day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
+                f"SELECT {index} AS period, {_bucket(grain, 'day', is_date=True)} AS bucket, {days_cells} "
+                f"FROM {database}.console_1d FINAL WHERE day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
             )
             hours_from = max(span.start_us, days.end_us)
     hours = Span(hours_from, min(span.end_us, until))
@@ -416,30 +489,38 @@ def period_trades(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grain
 def first_seen_counts(store: Reader, snap: Snapshot, spans: list[Span]) -> list[dict[str, Any]]:
     """Per span: products first listed in it (any exchange, ever; per sector of that first listing), products first
     listed on each exchange in it, and participants first seen in it (as a trade's buyer or seller, or a listing's
-    seller), as of the snapshot: `first_seen` as fed (FINAL: one merged row each), the few with raw rows stored
-    since it was fed taken as the earlier of the two."""
+    seller), as of the snapshot: `first_seen` as fed (FINAL: one merged row each), corrected for the few with rows
+    stored since it was fed: the fed first of each taken out, the earlier of it and theirs put in. Those few are
+    read once and joined to `first_seen` by key (merging all of `first_seen` with them by GROUP BY, or joining it
+    whole, costs several times the read of it)."""
     found: list[dict[str, Any]] = [{"products": 0, "participants": 0, "by": {}} for _ in spans]
     if snap.as_of_us is None or not spans:
         return found
     db = store.database
     key = "kind, id, exchange_id"
-    kept = f"SELECT {key}, first FROM {db}.first_seen FINAL"
-    firsts = kept
+    firsts = f"SELECT kind, exchange_id, first, 1 AS sign FROM {db}.first_seen FINAL"
     if snap.first_seen_fed_ms < snap.ingested_ms:
         recent = (
             f"ingested_at >= fromUnixTimestamp64Milli(toInt64({snap.first_seen_fed_ms - FED_MARGIN_S * 1000}), 'UTC') "
             f"AND {snap.raw()}"
         )
-        tail = f"SELECT {key}, first FROM ({first_seen_rows(db, recent)})"
-        firsts = (
-            f"{kept} WHERE ({key}) NOT IN (SELECT {key} FROM ({tail})) UNION ALL SELECT {key}, min(first) AS first "
-            f"FROM ({kept} WHERE ({key}) IN (SELECT {key} FROM ({tail})) UNION ALL {tail}) GROUP BY {key}"
+        changed = (
+            f"SELECT {key}, fed.seen AS was_fed, fed.first AS fed_first, "
+            f"if(fed.seen, least(fed.first, stored.first), stored.first) AS now_first "
+            f"FROM (SELECT {key}, first, true AS seen FROM {db}.first_seen FINAL) AS fed RIGHT JOIN ("
+            f"SELECT {key}, min(first) AS first FROM ({first_seen_rows(db, recent)}) GROUP BY {key}"
+            f") AS stored USING ({key})"
+        )
+        firsts += (
+            f" UNION ALL SELECT kind, exchange_id, change.2 AS first, change.1 AS sign FROM ({changed}) "
+            f"ARRAY JOIN if(was_fed, [(1, now_first), (-1, fed_first)], [(1, now_first)]) AS change"
         )
     ends = [Span(span.start_us, min(span.end_us, snap.as_of_us + 1)) for span in spans]
-    counts = ", ".join(f"countIf({span.where('first.1')}) AS n{i}" for i, span in enumerate(ends))
+    counts = ", ".join(f"sumIf(sign, {span.where('first.1')}) AS n{i}" for i, span in enumerate(ends))
+    spanned = Span(min(span.start_us for span in ends), max(span.end_us for span in ends))
     rows = store.rows(
         f"SELECT kind, if(kind = 'product', first.2, toString(exchange_id)) AS key, {counts} "
-        f"FROM ({firsts}) GROUP BY kind, key"
+        f"FROM ({firsts}) WHERE {spanned.where('first.1')} GROUP BY kind, key"
     )
     dims = {"product": "sector", "listing": "exchange_id"}
     for row in rows:

@@ -18,13 +18,13 @@ FED_MARGIN_S = 10  # as `state.unflushed_windows`: rows stamped a moment before 
 def first_seen_rows(database: str, where: str) -> str:
     """SELECT of `first_seen`'s columns from the stored events matching `where` (a condition on any event table's
     columns): a product's `list` events with their sector, as the product's (kind `product`) and per exchange
-    (kind `listing`), a party's trades (either side) and `list` events (as seller)."""
+    (kind `listing`), a party's trades (either side: one read of the trades) and `list` events (as seller)."""
     return (
         f"SELECT kind, product_id AS id, if(kind = 'product', '', exchange_id) AS exchange_id, "
         f"(occurred_at, toString(ifNull(sector, 'unknown'))) AS first, ingested_at AS fed_through "
         f"FROM {database}.listings ARRAY JOIN ['product', 'listing'] AS kind WHERE action = 'list' AND {where} "
-        f"UNION ALL SELECT 'party', buyer_id, '', (occurred_at, ''), ingested_at FROM {database}.trades WHERE {where} "
-        f"UNION ALL SELECT 'party', seller_id, '', (occurred_at, ''), ingested_at FROM {database}.trades WHERE {where} "
+        f"UNION ALL SELECT 'party', party, '', (occurred_at, ''), ingested_at "
+        f"FROM {database}.trades ARRAY JOIN [buyer_id, seller_id] AS party WHERE {where} "
         f"UNION ALL SELECT 'party', assumeNotNull(seller_id), '', (occurred_at, ''), ingested_at "
         f"FROM {database}.listings WHERE action = 'list' AND seller_id IS NOT NULL AND {where}"
     )

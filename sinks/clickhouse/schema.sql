@@ -234,6 +234,25 @@ ENGINE = ReplacingMergeTree(updated_at)
 PARTITION BY toYear(day)
 ORDER BY (day, exchange_id, sector, category, source, venue, high_quality);
 
+-- The Market view's figures (streams/console/market.py) per China day, exchange and sector: market_1d's cells
+-- added up over the dimensions the console does not show, so a year of days reads a few hundred thousand rows at
+-- most however many trades. Recomputed whole from market_1d for every day a window flush writes, after it (the
+-- last rollup written), so it is exact and idempotent like the others. A store created before is filled on start.
+CREATE TABLE IF NOT EXISTS datamarket.console_1d
+(
+    day                  Date,
+    exchange_id          LowCardinality(String),
+    sector               LowCardinality(String),
+    trades               UInt64,
+    traded_amount        Decimal(38, 2),
+    on_exchange_amount   Decimal(38, 2) COMMENT 'of trades with venue on_exchange',
+    high_quality_amount  Decimal(38, 2) COMMENT 'of trades of high-quality products',
+    updated_at           DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYear(day)
+ORDER BY (day, exchange_id, sector);
+
 -- First sightings (sinks/clickhouse/first_seen.py), each the earliest event as (occurred_at, sector): a product's
 -- first `list` event anywhere (kind 'product', exchange_id ''), on each exchange (kind 'listing'), a party's first
 -- trade as buyer or seller or `list` event as seller (kind 'party', exchange_id '', sector ''). Fed by every window

@@ -6,7 +6,7 @@ flushes can never count an event twice. `write_cells` stores totals the worker k
 itself (`streams.windows`); `recompute_minutes` rebuilds every cell of the given
 minutes from `trades`, `usage` and `listings` (late rows excluded), `recompute_hours`
 hours (`market_1h`) from their minutes and `recompute_days` China days (`market_1d`)
-from their hours.
+from their hours, then `recompute_console_days` the console's days (`console_1d`) from those.
 """
 
 from __future__ import annotations
@@ -61,6 +61,20 @@ MARKET_1M = pa.schema(
 _MINUTE_ONLY = {measure.column for measure in MEASURES if not measure.adds_up}
 MARKET_1H = pa.schema([field for field in MARKET_1M if field.name not in _MINUTE_ONLY])
 MARKET_1D = pa.schema([pa.field("day", pa.date32()), *list(MARKET_1H)[1:]])
+# The Market view's figures per China day, exchange and sector (`console_1d`): the few dimensions it shows, so a
+# year of them is a few hundred thousand rows at most, whatever the trades.
+CONSOLE_1D = pa.schema(
+    [
+        ("day", pa.date32()),
+        ("exchange_id", pa.string()),
+        ("sector", pa.string()),
+        ("trades", pa.uint64()),
+        ("traded_amount", pa.decimal128(38, 2)),
+        ("on_exchange_amount", pa.decimal128(38, 2)),
+        ("high_quality_amount", pa.decimal128(38, 2)),
+        ("updated_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
 
 _OF_EVENTS = ",\n    ".join(f"{measure.of_events} AS {measure.column}" for measure in MEASURES)  # a minute's
 _SUMMED = ", ".join(f"sum({column}) AS {column}" for column in ADDED_UP)  # an hour from its minutes, a day its hours
@@ -131,6 +145,33 @@ def recompute_days_sql(database: str, days: list[date], updated_at: datetime) ->
     )
 
 
+def recompute_console_days_sql(database: str, days: list[date], updated_at: datetime) -> str:
+    """INSERT ... SELECT rebuilding the given China days of console_1d from market_1d (a cell of usage or listings
+    alone gives a row of zeros: every day market_1d holds is in console_1d, so its latest `updated_at` is the
+    flush's)."""
+    listed = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(days))
+    return _console_days(database, f"day IN ({listed})", updated_at)
+
+
+def missing_console_days_sql(database: str, updated_at: datetime) -> str:
+    """INSERT ... SELECT of the days market_1d holds and console_1d does not (all of them in a store created
+    before it): reads the days' keys, not their rows, once every day is there."""
+    return _console_days(
+        database,
+        f"day IN (SELECT DISTINCT day FROM {database}.market_1d) "
+        f"AND day NOT IN (SELECT DISTINCT day FROM {database}.console_1d)",
+        updated_at,
+    )
+
+
+def _console_days(database: str, days: str, updated_at: datetime) -> str:
+    return (
+        f"INSERT INTO {database}.console_1d SELECT day, exchange_id, sector, sum(trades), sum(traded_amount), "
+        f"sumIf(traded_amount, venue = 'on_exchange'), sumIf(traded_amount, high_quality = 1), {_stamp(updated_at)} "
+        f"FROM {database}.market_1d FINAL WHERE {days} GROUP BY day, exchange_id, sector"
+    )
+
+
 def write_cells(store: Store, table: str, cells: pa.Table) -> None:
     """Whole totals of cells of `market_1m`, `market_1h` or `market_1d` (`MARKET_1M`, `MARKET_1H`, `MARKET_1D`'s
     columns), stamped with their `updated_at`."""
@@ -153,3 +194,14 @@ def recompute_days(store: Store, days: list[int], updated_at: datetime) -> None:
     `market_1h`."""
     dates = [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
     store.command(recompute_days_sql(store.database, dates, updated_at))
+
+
+def recompute_console_days(store: Store, days: list[int], updated_at: datetime) -> None:
+    """Rebuild the given China days (their start, ms since the epoch) of `console_1d` from `market_1d`."""
+    dates = [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
+    store.command(recompute_console_days_sql(store.database, dates, updated_at))
+
+
+def fill_console_days(store: Store, updated_at: datetime) -> None:
+    """Fill `console_1d` with the days of `market_1d` it lacks (a store created before it)."""
+    store.command(missing_console_days_sql(store.database, updated_at))

@@ -27,11 +27,13 @@ TYPES = {"listings": "listing", "trades": "trade", "usage": "usage", "heartbeats
 def feeds_view(store: Store, silent_after_s: int, max_clock_skew_s: float | None = None) -> dict[str, Any]:
     """Per registered exchange: events, freshness, clock lead, rejections by reason (conflicting resends among
     them), duplicates, late events. `max_clock_skew_s`: default DMM_MAX_CLOCK_SKEW_S."""
-    skew_s = get_settings().max_clock_skew_s if max_clock_skew_s is None else max_clock_skew_s
-    watermark = q.watermark_us(store, skew_s)
+    settings = get_settings()
+    skew_s = settings.max_clock_skew_s if max_clock_skew_s is None else max_clock_skew_s
+    snap = q.snapshot(store, settings.allowed_lateness_s, skew_s)
+    watermark = snap.as_of_us
     registry = exchanges()
     events: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in q.feed_events(store):
+    for row in q.feed_events(store, snap):
         events[row["exchange_id"]].append(row)
     latest = {code: max(row["last_us"] for row in rows) for code, rows in events.items()}
     rejected: dict[str, dict[str, int]] = defaultdict(dict)

@@ -234,7 +234,8 @@ def test_metering_per_exchange(store: ChdbStore) -> None:
 
 
 def test_feed_health_rows(store: ChdbStore) -> None:
-    events = {(r["exchange_id"], r["type"]): (r["events"], r["late"]) for r in q.feed_events(store)}
+    snap = q.snapshot(store, allowed_lateness_s=300)
+    events = {(r["exchange_id"], r["type"]): (r["events"], r["late"]) for r in q.feed_events(store, snap)}
     assert events[("SHDEX", "trades")] == (3, 0)
     assert events[("SZDEX", "trades")] == (1, 1)
     assert events[("SHDEX", "heartbeats")] == (1, 0)
@@ -266,7 +267,7 @@ def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
         q.alerts(reader, q.AlertFilter()),
         q.alert_status_counts(reader, q.AlertFilter()),
         q.alert_exists(reader, "k1"),
-        q.feed_events(reader),
+        q.feed_events(reader, q.snapshot(reader, allowed_lateness_s=300)),
         q.rejected_by_exchange(reader),
         q.duplicates_by_exchange(reader),
     ]

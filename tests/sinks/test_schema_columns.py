@@ -11,13 +11,14 @@ import pytest
 
 from sinks.clickhouse.batches import SCHEMAS
 from sinks.clickhouse.records import ALERT_ACTION_SCHEMA, MARKET_PROGRESS_SCHEMA, RULE_CHANGE_SCHEMA
-from sinks.clickhouse.windows import MARKET_1D, MARKET_1H, MARKET_1M
+from sinks.clickhouse.windows import CONSOLE_1D, MARKET_1D, MARKET_1H, MARKET_1M
 
 ARROW: dict[str, pa.Schema] = {
     **SCHEMAS,
     "market_1m": MARKET_1M,
     "market_1h": MARKET_1H,
     "market_1d": MARKET_1D,
+    "console_1d": CONSOLE_1D,
     "alert_actions": ALERT_ACTION_SCHEMA,
     "rule_changes": RULE_CHANGE_SCHEMA,
     "market_progress": MARKET_PROGRESS_SCHEMA,
@@ -109,7 +110,7 @@ WRITTEN_BY_SQL_ONLY = {"first_seen"}  # INSERT ... SELECT from the event tables 
 
 def test_every_table_has_the_same_columns_in_the_ddl_and_in_arrow() -> None:
     ddl = ddl_columns(ddl_text())
-    assert len(ddl) == 15, sorted(ddl)
+    assert len(ddl) == 16, sorted(ddl)
     assert ddl.keys() >= WRITTEN_BY_SQL_ONLY
     assert disagreements({t: c for t, c in ddl.items() if t not in WRITTEN_BY_SQL_ONLY}, ARROW) == []
 

@@ -71,3 +71,25 @@ def test_kept_and_recomputed_minutes_equal_a_recompute_from_the_stored_events(
     assert int(late) > 0 and int(duplicates) > 0
     assert_windows_are_the_events(store.rows)
     store.close()
+
+
+def test_a_store_created_before_console_1d_has_it_filled_on_restore(tmp_path: Path, values: list[bytes]) -> None:
+    """The days market_1d holds and console_1d lacks are added up on start, before the unflushed windows are read
+    (console_1d is one of the rollups whose latest flush they are read from)."""
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    messages = [Message(TOPIC, 0, offset, None, value) for offset, value in enumerate(values)]
+    pipeline = Pipeline(Settings(), store, _publish, topic_id="log-1")
+    pipeline.restore()
+    asyncio.run(pipeline.handle(messages))
+    asyncio.run(pipeline.flush())
+    restored = Pipeline(Settings(), store, _publish, topic_id="log-1")
+    restored.restore()
+    store.command("TRUNCATE TABLE datamarket.console_1d")  # as a store from before it
+    again = Pipeline(Settings(), store, _publish, topic_id="log-1")
+    again.restore()
+    dirty = [grain.dirty for grain in again.windows.grains]
+    assert dirty == [grain.dirty for grain in restored.windows.grains], "console_1d filled late: more windows dirty"
+    assert int(store.rows("SELECT count() AS n FROM datamarket.console_1d")[0]["n"]) > 0
+    assert_windows_are_the_events(store.rows)
+    store.close()

@@ -102,8 +102,8 @@ def assert_exact_totals(reader: StoreReader, expected: Expected) -> dict[str, in
 
 def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -> None:
     """`market_1m`, cell by cell (distinct buyers and sellers too), is what a recompute from the stored events
-    gives, and `market_1h` and `market_1d` what their minutes add up to, whether the worker kept a window's totals
-    itself or recomputed them."""
+    gives, `market_1h` and `market_1d` what their minutes add up to, and `console_1d` what its days' cells add up to,
+    whether the worker kept a window's totals itself or recomputed them."""
     db = "datamarket"
     minute = "toUnixTimestamp(toStartOfMinute(occurred_at))"
     minutes = [
@@ -141,6 +141,19 @@ def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -
             f"SELECT toString({of_minute}) AS w, {cell}, {sums} FROM {db}.market_1m FINAL GROUP BY w, {cell} {order}"
         )
         assert rolled == added, (rollup, [row for row in rolled if row not in added][:5])
+    console = "sum(trades) AS trades, toString(sum(traded_amount)) AS amount"
+    days = rows(
+        f"SELECT toString(day) AS d, exchange_id, sector, {console}, toString(sum(on_exchange_amount)) AS on_ex, "
+        f"toString(sum(high_quality_amount)) AS hq FROM {db}.console_1d FINAL GROUP BY d, exchange_id, sector "
+        f"HAVING trades > 0 ORDER BY d, exchange_id, sector"
+    )
+    cells = rows(
+        f"SELECT toString(day) AS d, exchange_id, sector, {console}, "
+        f"toString(sumIf(traded_amount, venue = 'on_exchange')) AS on_ex, "
+        f"toString(sumIf(traded_amount, high_quality = 1)) AS hq FROM {db}.market_1d FINAL "
+        f"GROUP BY d, exchange_id, sector HAVING trades > 0 ORDER BY d, exchange_id, sector"
+    )
+    assert days == cells, ("console_1d", [row for row in days if row not in cells][:5])
 
 
 def alert_keys(reader: StoreReader) -> set[str]:

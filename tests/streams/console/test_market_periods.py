@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 
 from dmm.stack import EmbeddedStack
-from sinks.clickhouse.console_queries import AlertFilter, snapshot
-from sinks.clickhouse.first_seen import record_first_seen
+from sinks.clickhouse.console_queries import AlertFilter, feed_events, first_seen_counts, snapshot
+from sinks.clickhouse.first_seen import first_seen_rows, record_first_seen
 from sinks.clickhouse.sql_guard import guard_select
 from sinks.clickhouse.store import ChdbStore
-from sinks.clickhouse.windows import recompute_days, recompute_hours, recompute_minutes
+from sinks.clickhouse.windows import recompute_console_days, recompute_days, recompute_hours, recompute_minutes
 from streams.console.encode import plain
 from streams.console.market import period_view
 from streams.console.periods import DateRange, china_midnight_us
@@ -136,7 +136,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     flushed = datetime.now(UTC)
     recompute_minutes(opened, minutes, flushed)
     recompute_hours(opened, sorted({m - m % 3_600_000 for m in minutes}), flushed)
-    recompute_days(opened, sorted({china_midnight_us(_day(m)) // 1000 for m in minutes}), flushed)
+    days = sorted({china_midnight_us(_day(m)) // 1000 for m in minutes})
+    recompute_days(opened, days, flushed)
+    recompute_console_days(opened, days, flushed)
     record_first_seen(opened)
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # stored after the flush
     trades(opened, RECENT, 100, now)
@@ -253,6 +255,51 @@ def test_every_figure_of_a_period_its_previous_and_a_year_ago_equals_sql_over_th
     codes = [row["code"] for row in answer["by_exchange"]]
     assert codes[:3] == ["SHDEX", "SZDEX", "BJIDEX"] and {"CSJDP", "DYDEC"} <= set(codes)  # zeros included
     assert all(row["traded_amount"] == "0.00" for row in answer["by_exchange"][3:])
+
+
+def test_the_feeds_count_the_trades_the_raw_table_holds(store: ChdbStore) -> None:
+    """Trades counted from `console_1d` for the rolled-up days, raw after them and the late ones raw: per exchange,
+    what `trades FINAL` holds, with its latest event time and arrival."""
+    snap = snapshot(store, allowed_lateness_s=300)
+    assert snap.rollups_until_us > int(datetime.fromisoformat("2026-11-20T00:00:00+08:00").timestamp()) * 1_000_000
+    counted = {r["exchange_id"]: r for r in feed_events(store, snap) if r["type"] == "trades"}
+    raw = store.rows(
+        "SELECT toString(exchange_id) AS exchange_id, count() AS events, sum(late) AS late, "
+        "toUnixTimestamp64Micro(max(occurred_at)) AS last_us, toUnixTimestamp64Milli(max(ingested_at)) AS arrived_ms "
+        "FROM datamarket.trades FINAL GROUP BY exchange_id"
+    )
+    figures = ("events", "late", "last_us", "arrived_ms")
+    expected = {r["exchange_id"]: {"exchange_id": r["exchange_id"], "type": "trades"} for r in raw}
+    for r in raw:
+        expected[r["exchange_id"]].update({k: int(r[k]) for k in figures})
+    assert counted == expected
+    assert sum(r["late"] for r in counted.values()) >= 2  # the late trades of the history and the recent ones
+
+
+def test_a_first_sighting_stored_after_the_feed_moves_its_party_to_the_earlier_day(store: ChdbStore) -> None:
+    """Rows stored since `first_seen` was fed: a party already fed seen earlier now leaves its fed day for the
+    earlier one, a party never fed counts on its own day, one seen later again stays where it was. (Late trades of
+    January 2024, far from the other tests' days and rollups; only these are fed.)"""
+    fed = [
+        ("2024-01-10 10:00:00", "SHDEX", "P1", "X1", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
+        ("2024-01-11 09:00:00", "SHDEX", "P1", "X2", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
+    ]
+    trades(store, fed, 500, None)
+    these = first_seen_rows("datamarket", "event_id IN ('T500', 'T501')")
+    store.command(
+        "INSERT INTO datamarket.first_seen SELECT kind, id, exchange_id, min(first), max(fed_through) "
+        f"FROM ({these}) GROUP BY kind, id, exchange_id"
+    )
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    stored = [
+        ("2024-01-09 10:00:00", "SHDEX", "P1", "X2", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
+        ("2024-01-11 09:30:00", "SHDEX", "P1", "X3", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
+        ("2024-01-11 09:40:00", "SHDEX", "P1", "X1", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
+    ]
+    trades(store, stored, 510, now)
+    days = [DateRange(datetime(2024, 1, d).date(), datetime(2024, 1, d).date()).span for d in (9, 10, 11)]
+    counted = first_seen_counts(store, snapshot(store, allowed_lateness_s=300), days)
+    assert [c["participants"] for c in counted] == [2, 1, 1]  # X2, XS (its seller) the 9th; X1 the 10th; X3 the 11th
 
 
 def test_the_trend_has_every_bucket_up_to_as_of_and_adds_up_to_the_period(store: ChdbStore) -> None:

@@ -143,35 +143,36 @@ def _run(
         console.print("[green]stopped[/] before it was up")
         return
     stop = threading.Event()
-    if market is not None:
-        threading.Thread(target=publish_market, args=(settings, market, time_scale, stop), daemon=True).start()
-    store = settings.clickhouse.url or f"embedded chdb at {settings.clickhouse.chdb_path}"
-    # `dmm sql` and `dmm alerts` find the worker's socket and token beside the store
-    elsewhere = settings.clickhouse.chdb_path != ClickHouseSettings.model_fields["chdb_path"].default
-    reach = f"DMM_CLICKHOUSE__CHDB_PATH={settings.clickhouse.chdb_path} " if elsewhere else ""
-    token = settings.console_token.get_secret_value() if settings.console_token else ""
-    console.print(
-        Panel.fit(
-            f"[green]running[/]\n"
-            f"console:   {escape(settings.web_url)}/  (监管控制台 / regulator's console; with its token: below)\n"
-            f"metrics:   {escape(settings.web_url)}/metrics\n"
-            f"status:    {escape(settings.web_url)}/api/status\n"
-            f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"
-            f"store:     {store}\n"
-            f"simulator: {_describe(market, rate, time_scale)}\n\n"
-            f'query:     {escape(reach)}dmm sql "{queries.EXAMPLE}"\n'
-            f"alerts:    {escape(reach)}dmm alerts list\n"
-            f"send:      dmm replay events.jsonl\n"
-            f"worker log: {stack.worker_log}  (restarted with backoff if it dies)\n\n"
-            f"Ctrl-C stops everything.",
-            title="Data Market Monitor",
-        )
-    )
-    console.print(f"console with its token: {escape(settings.web_url)}/#token={escape(token)}", soft_wrap=True)
-    supervisor = WorkerSupervisor(
-        stack, report=lambda line: err_console.print(f"[yellow]supervisor:[/] {escape(line)}")
-    )
+    # From here on the stack is up: Ctrl-C at any moment, even while the banner is printed, stops it in order.
     try:
+        if market is not None:
+            threading.Thread(target=publish_market, args=(settings, market, time_scale, stop), daemon=True).start()
+        store = settings.clickhouse.url or f"embedded chdb at {settings.clickhouse.chdb_path}"
+        # `dmm sql` and `dmm alerts` find the worker's socket and token beside the store
+        elsewhere = settings.clickhouse.chdb_path != ClickHouseSettings.model_fields["chdb_path"].default
+        reach = f"DMM_CLICKHOUSE__CHDB_PATH={settings.clickhouse.chdb_path} " if elsewhere else ""
+        token = settings.console_token.get_secret_value() if settings.console_token else ""
+        console.print(
+            Panel.fit(
+                f"[green]running[/]\n"
+                f"console:   {escape(settings.web_url)}/  (监管控制台 / regulator's console; with its token: below)\n"
+                f"metrics:   {escape(settings.web_url)}/metrics\n"
+                f"status:    {escape(settings.web_url)}/api/status\n"
+                f"kafka:     {settings.kafka.bootstrap}  (topic {settings.kafka.events_topic})\n"
+                f"store:     {store}\n"
+                f"simulator: {_describe(market, rate, time_scale)}\n\n"
+                f'query:     {escape(reach)}dmm sql "{queries.EXAMPLE}"\n'
+                f"alerts:    {escape(reach)}dmm alerts list\n"
+                f"send:      dmm replay events.jsonl\n"
+                f"worker log: {stack.worker_log}  (restarted with backoff if it dies)\n\n"
+                f"Ctrl-C stops everything.",
+                title="Data Market Monitor",
+            )
+        )
+        console.print(f"console with its token: {escape(settings.web_url)}/#token={escape(token)}", soft_wrap=True)
+        supervisor = WorkerSupervisor(
+            stack, report=lambda line: err_console.print(f"[yellow]supervisor:[/] {escape(line)}")
+        )
         supervisor.run(stop)
     except KeyboardInterrupt:
         console.print("stopping…")

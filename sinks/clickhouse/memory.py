@@ -124,6 +124,11 @@ class MemoryState(StateReader):
         rows.sort(key=lambda r: (r["occurred_at"], r["exchange_id"], r["event_id"]))
         return [StoredTrade(_model(Trade, "trade", row), bool(row["late"])) for row in rows]
 
+    def trade_legs(self, since_ms: int, until_ms: int | None = None) -> pa.Table:
+        trades = [stored.trade for stored in self.recent_trades(since_ms, until_ms)]
+        legs = [{c: getattr(t, c) for c in _LEG_SCHEMA.names} for t in trades if t.buyer_id != t.seller_id]
+        return pa.Table.from_pylist(legs, _LEG_SCHEMA)
+
     def trade_counts(self, since_ms: int, every_ms: int) -> dict[int, int]:
         times = (_ms(row["occurred_at"]) for row in self.memory.pylist("trades"))
         return dict(Counter(ms // every_ms for ms in times if ms >= since_ms))
@@ -184,6 +189,15 @@ class MemoryState(StateReader):
         """Rows stamped within the clock's bound (`StateReader`'s `not_after_ms`)."""
         bound = self.not_after_ms
         return rows if bound is None else [row for row in rows if _ms(row["occurred_at"]) <= bound]
+
+
+_LEG_SCHEMA = pa.schema(  # `StateReader.trade_legs`
+    [
+        *((c, pa.string()) for c in ("exchange_id", "product_id", "seller_id", "buyer_id", "event_id", "trade_id")),
+        ("at_ms", pa.int64()),
+        ("amount", pa.decimal128(38, 2)),
+    ]
+)
 
 
 def _ms(moment: Any) -> int:

@@ -286,6 +286,18 @@ class StateReader:
             found.append(StoredTrade(_rebuilt_trade(row), late))
         return found
 
+    def trade_legs(self, since_ms: int, until_ms: int | None = None) -> pa.Table:
+        """Trades between two parties (self-trades left out) that happened at or after `since_ms` (and before
+        `until_ms`), as the columns `wash_trading` keeps of each (`exchange_id`, `product_id`, `seller_id`,
+        `buyer_id`, `event_id`, `trade_id`, `at_ms` an int, `amount` a decimal), in no order. Arrow end to end:
+        a day of them is restored at every start, far too many rows to pass through Python one by one."""
+        until = "" if until_ms is None else f" AND occurred_at < {instant(until_ms)}"
+        return self.store.arrow(
+            "SELECT toString(exchange_id) AS exchange_id, product_id, seller_id, buyer_id, event_id, trade_id, "
+            f"toUnixTimestamp64Milli(occurred_at) AS at_ms, amount FROM {self.db}.trades FINAL "
+            f"WHERE occurred_at >= {instant(since_ms)}{until} AND buyer_id != seller_id AND {self._counted}"
+        )
+
     def trade_counts(self, since_ms: int, every_ms: int) -> dict[int, int]:
         """Trades stored with an event time at or after `since_ms`, counted per period of `every_ms` (numbered
         from the epoch): how a restore splits a day of trades into parts it can hold."""

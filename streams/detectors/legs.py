@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from rocksdict import ColumnFamily, Rdict, WriteBatch
 
 from models import Trade
@@ -79,6 +81,30 @@ class SpilledLegs:
             sold = self._sellers.setdefault((exchange_id, product_id), {})
             sold[leg.seller_id] = max(sold.get(leg.seller_id, leg.at_ms), leg.at_ms)
         local.write(writes)
+
+    def write_table(self, legs: pa.Table) -> None:
+        """`write` for legs as Arrow columns (`StateReader.trade_legs`): a restore's day of them, keys and values
+        made by Arrow, no object per leg."""
+        if not legs.num_rows:
+            return
+        local = self._local or self._open()
+        ids = (legs[column] for column in ("exchange_id", "product_id", "seller_id", "buyer_id", "event_id"))
+        keys = pc.cast(pc.binary_join_element_wise(*ids, _SEP), pa.binary())
+        at = legs["at_ms"]
+        text = (pc.cast(at, pa.string()), legs["trade_id"], pc.cast(legs["amount"], pa.string()))
+        values = pc.cast(pc.binary_join_element_wise(*text, _SEP), pa.binary())
+        spans = pc.divide(at, SPAN_MS)  # integer division: event times are after the epoch
+        writes = WriteBatch(raw_mode=True)
+        for number in pc.unique(spans).to_pylist():
+            _, handle = self._span(local, number)
+            here = pc.equal(spans, number)
+            for key, value in zip(keys.filter(here).to_pylist(), values.filter(here).to_pylist(), strict=True):
+                writes.put(key, value, handle)
+        local.write(writes)
+        latest = legs.group_by(["exchange_id", "product_id", "seller_id"]).aggregate([("at_ms", "max")])
+        for exchange_id, product_id, seller_id, at_ms in zip(*(c.to_pylist() for c in latest.columns), strict=True):
+            sold = self._sellers.setdefault((exchange_id, product_id), {})
+            sold[seller_id] = max(sold.get(seller_id, at_ms), at_ms)
 
     def sold_by(self, exchange_id: str, product_id: str, seller_id: str, horizon_ms: int) -> Iterator[Leg]:
         """The party's legs of the product on that exchange at or after `horizon_ms`."""

@@ -96,7 +96,14 @@ def test_state_is_pruned_after_24_hours_of_event_time() -> None:
 
 @pytest.mark.integration
 def test_restore_rebuilds_legs_but_not_the_ones_already_alerted(store: ChdbStore) -> None:
-    old = [trade(0, seller="A", buyer="B"), trade(10, seller="B", buyer="A"), trade(20, seller="C", buyer="D")]
+    """Legs come back from the store as Arrow columns straight to disk: each as it was (the cycle it closes after
+    the restore names the same trades and amounts as one closed live), a self-trade never a leg."""
+    old = [
+        trade(0, seller="A", buyer="B"),
+        trade(10, seller="B", buyer="A"),
+        trade(20, seller="C", buyer="D", price="12.50", quantity=3),
+        trade(25, seller="D", buyer="D"),
+    ]
     live = Market(WashTrading())
     [finding] = live.each(old)
     alert = AlertLedger().admit(finding)
@@ -106,5 +113,7 @@ def test_restore_rebuilds_legs_but_not_the_ones_already_alerted(store: ChdbStore
     market = restored(WashTrading(), store, old)
     assert market.detector.legs == 1  # type: ignore[attr-defined]  (C→D; A→B and B→A are used up)
     assert market.feed(trade(30, seller="A", buyer="B")) == []
-    [again] = market.feed(trade(40, seller="D", buyer="C"))
+    back = trade(40, seller="D", buyer="C")
+    [again] = market.feed(back)
     assert again.parties == ["C", "D"]
+    assert again == Market(WashTrading()).each([old[2], back])[0]  # event ids, window, 37.50 + 100.00 CNY

@@ -182,7 +182,14 @@ class MonitorWorker:
         return self.pipeline
 
     def close(self) -> None:
-        """On stop: close the store (an embedded one must not be torn down with the interpreter)."""
+        """On stop, batches flushed: leave the local state for the next start (`streams.kept_state`), then close
+        the store (an embedded one must not be torn down with the interpreter)."""
+        if self.pipeline is not None:
+            try:
+                self.pipeline.keep_state()
+            except Exception:  # the next start rebuilds from the store: it only costs time
+                log.warning("local state not kept", exc_info=True)
+            self.pipeline = None
         if self._store is not None:
             self._store.close()
             self._store = None

@@ -12,6 +12,7 @@ counted, so it is skipped silently. Both indexes are rebuilt from ClickHouse on 
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import pyarrow as pa
 from rocksdict import ColumnFamily, Rdict, WriteBatch
 
 from sinks.clickhouse.state import LogProgress, StateReader, identity_digest
+from streams.kept_state import DATABASE
 from streams.local_state import HOUR_MS, SPAN_HOURS, LocalDB
 
 _PARTITION_BITS = 20  # where an identity was first stored, packed in one int: offset << 20 | partition
@@ -180,6 +182,53 @@ class EventIndex:
                 until = min(start // HOUR_MS * HOUR_MS + HOUR_MS, end)
                 self._fold_table(state.identity_digests(start, until))
                 start = until
+
+    def keep(self, directory: Path) -> None:
+        """Leave the index in `directory` for a later start (`streams.kept_state`): its RocksDB directory, each
+        filter as a `.npy` file and the spans' figures. The index is closed."""
+        spans = []
+        for number, span in self._spans.items():
+            for i, kept in enumerate(span.filters):
+                np.save(directory / f"{span.name}-{i}.npy", kept.words, allow_pickle=False)
+            spans.append(
+                {
+                    "number": number,
+                    "capacities": [kept.capacity for kept in span.filters],
+                    **{name: getattr(span, name) for name in ("count", "filled", "earliest_ms", "latest_ms")},
+                }
+            )
+        layout = {"bits_per_key": self._bits_per_key, "spans": spans}
+        (directory / "spans.json").write_text(json.dumps(layout), encoding="utf-8")
+        self._local.keep(directory / DATABASE, [span.column for span in self._spans.values()])
+
+    def take(self, directory: Path, watermark_ms: int) -> None:
+        """Instead of `restore`: the index a graceful stop kept in `directory` (checked by `streams.kept_state`
+        as built from what the store holds now). Raises if it cannot be read whole; the caller then restores."""
+        layout = json.loads((directory / "spans.json").read_text(encoding="utf-8"))
+        if layout["bits_per_key"] != self._bits_per_key:
+            raise ValueError("kept with another filter size")
+        taken = LocalDB(self._local.path.parent, "dedup", taken=directory / DATABASE)
+        spans: dict[int, _Span] = {}
+        for figures in layout["spans"]:
+            name = f"span-{figures['number']}"
+            filters = []
+            for i, capacity in enumerate(figures["capacities"]):
+                kept = _Filter(capacity, self._bits_per_key)
+                words = np.load(directory / f"{name}-{i}.npy", allow_pickle=False)
+                if words.dtype != kept.words.dtype or words.shape != kept.words.shape:
+                    raise ValueError(f"filter {name}-{i} is not of its span's size")
+                kept.words = words
+                filters.append(kept)
+            column, handle = taken.existing(name)
+            spans[figures["number"]] = _Span(
+                name, column, handle, filters,
+                **{key: int(figures[key]) for key in ("count", "filled", "earliest_ms", "latest_ms")},
+            )
+        self._local.close()
+        self._local, self.path, self._spans = taken, taken.path, spans
+        self._size = sum(span.count for span in spans.values())
+        self._cutoff_ms = -(2**62)
+        self.prune(watermark_ms)
 
     def _fold_table(self, table: pa.Table) -> None:
         if table.num_rows:

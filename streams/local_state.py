@@ -41,15 +41,24 @@ class LocalDB:
     """One RocksDB directory of this process's own, in raw-bytes mode, its column families made and dropped by
     name. No write-ahead log: a crash loses the directory anyway (the store restores what it held)."""
 
-    def __init__(self, state_dir: Path | None, kind: str, cache_bytes: int = 4 << 20) -> None:
-        """`state_dir`: where (None: the system's temporary directory); `kind`: the directory's name prefix."""
+    def __init__(
+        self, state_dir: Path | None, kind: str, cache_bytes: int = 4 << 20, taken: Path | None = None
+    ) -> None:
+        """`state_dir`: where (None: the system's temporary directory); `kind`: the directory's name prefix;
+        `taken`: a kept directory (`keep`) to open as this process's own, with its column families."""
         if state_dir is not None:
             state_dir.mkdir(parents=True, exist_ok=True)
             _sweep(state_dir, kind)
         self.path = Path(tempfile.mkdtemp(prefix=f"{kind}-{os.getpid()}-", dir=state_dir))
         self.cache = Cache(cache_bytes)
         self.options = _options(self.cache)
-        self.db = Rdict(str(self.path), self.options)
+        families = None
+        if taken is not None:
+            self.path.rmdir()
+            taken.rename(self.path)  # this process's now: swept with it if it is killed
+            names = [name for name in Rdict.list_cf(str(self.path), self.options) if name != "default"]
+            families = dict.fromkeys(names, self.options)
+        self.db = Rdict(str(self.path), self.options, column_families=families)
         self.unlogged = WriteOptions()
         # A property, stubbed as a method.
         self.unlogged.disable_wal = True  # type: ignore[method-assign, assignment]
@@ -60,11 +69,24 @@ class LocalDB:
         column = self.db.create_column_family(name, self.options)
         return column, self.db.get_column_family_handle(name)
 
+    def existing(self, name: str) -> tuple[Rdict, ColumnFamily]:
+        """A column family of a taken directory, as `column` gives a new one."""
+        return self.db.get_column_family(name), self.db.get_column_family_handle(name)
+
     def drop(self, name: str) -> None:
         self.db.drop_column_family(name)
 
     def write(self, writes: WriteBatch) -> None:
         self.db.write(writes, self.unlogged)
+
+    def keep(self, into: Path, columns: list[Rdict]) -> None:
+        """Flush `columns` (every column family written: there is no log to replay), close, and move the
+        directory to `into` for a later process to take; it is no longer removed with this one."""
+        for column in columns:
+            column.flush()
+        self._closing.detach()
+        self.db.close()
+        self.path.rename(into)
 
     def close(self) -> None:
         """Close the database and remove its directory (also done when it is collected)."""

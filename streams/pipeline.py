@@ -17,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from models import SEVERITY, Alert
 from settings import RuleSettings, Settings
@@ -29,6 +31,7 @@ from sinks.clickhouse.records import record_rule_change
 from sinks.clickhouse.state import StateReader
 from sinks.clickhouse.store import Staged, Write
 from sinks.prometheus import PipelineSensor, start_at_zero
+from streams import kept_state
 from streams.batch import BatchProcessor, Processed, StageTimes
 from streams.batch_records import PROCESSING_ERROR
 from streams.decode import REASONS, WallClock
@@ -99,6 +102,7 @@ class Pipeline:
         self.lock = asyncio.Lock()  # batches, flushes, rule changes and emitted alerts: one at a time
         self._searching = asyncio.Lock()  # one off-batch search (the market stage's poll or tick) at a time
         self._rule_changes = 0  # rule changes applied here (`tick` must not undo one with rules read before it)
+        self._unstored = 0  # batches processed and not yet stored (`keep_state` needs none)
         start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
@@ -118,12 +122,21 @@ class Pipeline:
         state = self.reader(self.store, not_after_ms=WallClock.read(self.settings.max_clock_skew_s).latest_ms)
         progress = self.progress.restore(state)
         self.core.restored()
+        kept, why = None, "stray rows in the store"
+        if not progress.stray:
+            origin = self._origin(restore_rules(state, self.settings.rules))
+            kept, why = kept_state.take(self.settings.state_path, origin)
         mark = part("progress", started)
-        self.surveillance.restore(state, state.partition_watermarks(progress))
-        watermark_ms = self.surveillance.watermark_ms
-        mark = part("surveillance", mark)
-        self.index.restore(state, watermark_ms)
-        mark = part("dedup_index", mark)
+        try:
+            rules = kept / "rules" if kept is not None else None
+            self.surveillance.restore(state, state.partition_watermarks(progress), rules)
+            watermark_ms = self.surveillance.watermark_ms
+            mark = part("surveillance", mark)
+            self._restore_index(state, watermark_ms, kept)
+            mark = part("dedup_index", mark)
+        finally:
+            if kept is not None:
+                shutil.rmtree(kept, ignore_errors=True)  # what was taken has moved out of it
         self.windows.restore(state)
         part("windows", mark)
         self.sensor.on_restored(len(self.index), watermark_ms)
@@ -138,11 +151,46 @@ class Pipeline:
                 "partition_marks": self.progress.marks,
                 "stray_offsets": len(self.progress.stray),
                 "dirty_windows": self.windows.pending,
+                "kept_state": why,
                 "seconds": round(time.monotonic() - started, 3),
                 "seconds_by_part": took,
             },
         )
         return took
+
+    def _restore_index(self, state: StateReader, watermark_ms: int, kept: Path | None) -> None:
+        if kept is not None and (kept / "dedup").is_dir():
+            try:
+                self.index.take(kept / "dedup", watermark_ms)
+                return
+            except Exception:  # unreadable as kept: the store still has it all
+                log.warning("kept state unusable; restoring from the store", extra={"part": "dedup"}, exc_info=True)
+        self.index.restore(state, watermark_ms)
+
+    def _origin(self, rules: RuleSettings) -> dict[str, object]:
+        """What the kept state is built from, as `streams.kept_state` compares it: the log, every partition's
+        mark, and the settings that shape it (the rules in force, the duplicate horizon)."""
+        return {
+            "log_id": self.progress.topic_id,
+            "marks": {str(partition): mark for partition, mark in sorted(self.progress.marks.items())},
+            "rules": rules.model_dump(mode="json"),
+            "dedup_horizon_s": self.settings.dedup_horizon_s,
+        }
+
+    def keep_state(self) -> bool:
+        """On a graceful stop: leave the duplicate index and the rules' disk state for the next start
+        (`streams.kept_state`), if every batch processed was stored (the state then is what the store holds).
+        The pipeline is unusable afterwards. Whether it was kept."""
+        if self._unstored or self.progress.stray:
+            log.info("state not kept: batches in flight", extra={"unstored": self._unstored})
+            return False
+        began = time.monotonic()
+        origin = self._origin(self.surveillance.ctx.rules)
+        parts = {"dedup": self.index.keep, "rules": self.surveillance.keep}
+        kept = kept_state.keep(self.settings.state_path, origin, parts)
+        took = round(time.monotonic() - began, 3)
+        log.info("state kept for the next start", extra={"path": str(kept), "seconds": took})
+        return True
 
     # -- per batch --------------------------------------------------------------------------
 
@@ -156,6 +204,7 @@ class Pipeline:
         """The CPU half of a batch, in the event loop without awaiting (so nothing interleaves with it):
         processed by the core, then staged. It may run while the previous batch is being stored."""
         processed = self.core.process(messages, ends or {})
+        self._unstored += 1  # the state now holds a batch the store does not yet
         prepared = self._staged(processed)
         processed.times.switch("arrow")  # staging counts as building the tables
         for name, seconds in processed.times.seconds.items():
@@ -181,7 +230,9 @@ class Pipeline:
         """The I/O half, batches strictly in order: alerts and rejections to Kafka, rows to the store; only
         then its minutes count as dirty, its offsets as processed and its metrics as counted."""
         async with self.lock:
-            return await self._emit(prepared)
+            stored = await self._emit(prepared)
+        self._unstored -= 1
+        return stored
 
     async def _emit(self, prepared: Prepared) -> dict[int, int]:
         """Publish, store, mark windows dirty, forward and count one prepared batch (the lock is held)."""

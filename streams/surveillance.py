@@ -15,9 +15,11 @@ is observed in order meanwhile, with event time passing the usage before each ev
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -33,6 +35,7 @@ from streams.detectors import build_detectors
 from streams.detectors.base import (
     Detector,
     Finding,
+    KeepsState,
     MarketContext,
     SightsAhead,
     TakesBatches,
@@ -42,6 +45,7 @@ from streams.rules import restore_rules
 from streams.watermark import MarketClock
 
 EVENT_TYPES = (Listing, Trade, Usage, Heartbeat)
+log = logging.getLogger("dmm.surveillance")
 
 
 Rule = tuple[str, Callable[..., list[Finding]]]  # a detector's kind, and its `observe` or `sighted`
@@ -123,8 +127,10 @@ class Surveillance:
     def watermark_ms(self) -> int:
         return self.ctx.watermark_ms
 
-    def restore(self, state: StateReader, partition_watermarks: dict[int, int]) -> None:
-        """Event time, book, rules in force, detector state and alerted incidents, as stored."""
+    def restore(self, state: StateReader, partition_watermarks: dict[int, int], kept: Path | None = None) -> None:
+        """Event time, book, rules in force, detector state and alerted incidents, as stored. `kept`: state a
+        graceful stop left, checked as built from what the store holds now (`streams.kept_state`): a rule that
+        keeps state takes its part (`<kind>` in it) instead of restoring, and restores if it cannot."""
         self.clock.restore(partition_watermarks)
         self.ctx.watermark_ms = self.clock.value
         if self.enrich:
@@ -132,8 +138,23 @@ class Surveillance:
                 self.book.apply(listing)
         self.ctx.rules = restore_rules(state, self.configured_rules)
         for detector in self.detectors:
+            part = kept / detector.kind if kept is not None else None
+            if part is not None and part.is_dir() and isinstance(detector, KeepsState):
+                try:
+                    detector.take(part, self.ctx)
+                    continue
+                except Exception:  # unreadable as kept: the store still has it all
+                    log.warning("kept state unusable; restoring from the store", extra={"part": detector.kind},
+                                exc_info=True)
             detector.restore(state, self.ctx)
         self.ledger.restore(state)
+
+    def keep(self, into: Path) -> None:
+        """Leave the state of the rules that keep theirs in `into`, a directory each, by kind."""
+        for detector in self.detectors:
+            if isinstance(detector, KeepsState):
+                (into / detector.kind).mkdir()
+                detector.keep(into / detector.kind)
 
     def redelivered(self, partition: int, stored_ms: int) -> None:
         """A message stored before a crash comes again: event time passes it, as it did the first time."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -111,6 +112,20 @@ class SightsAhead(Protocol):
 
     def sight_ahead(self, earliest: Mapping[str, int]) -> None:
         """Sight these exchanges' events, the earliest of each at `earliest[exchange_id]` (ms)."""
+        ...
+
+
+@runtime_checkable
+class KeepsState(Protocol):
+    """A rule whose state is too large to rebuild at every start: a graceful stop leaves it on local disk and
+    the next start takes it if it is still what the store holds (`streams.kept_state`)."""
+
+    def keep(self, directory: Path) -> None:
+        """Write the state into `directory` (its RocksDB directory at `kept_state.DATABASE`); it is closed."""
+        ...
+
+    def take(self, directory: Path, ctx: MarketContext) -> None:
+        """Instead of `restore`: the state kept in `directory`. Raises if it cannot be read whole."""
         ...
 
 

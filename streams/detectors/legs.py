@@ -13,6 +13,7 @@ the disk is not read at all.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -23,12 +24,16 @@ import pyarrow.compute as pc
 from rocksdict import ColumnFamily, Rdict, WriteBatch
 
 from models import Trade
+from streams.kept_state import DATABASE
 from streams.local_state import SPAN_MS, LocalDB
 
 RAM_LEGS = 50_000  # legs held in RAM before they go to disk (~0.6 KiB each: ~30 MiB)
 _SEP = "\x00"  # identifiers hold no control character (the contract's pattern)
 
 Legs = dict[str, dict[str, dict[str, "Leg"]]]  # seller -> buyer -> event_id -> leg
+_SELLERS = pa.schema(  # `SpilledLegs.keep`: per exchange, product and seller, the latest leg on disk
+    [("exchange_id", pa.string()), ("product_id", pa.string()), ("seller_id", pa.string()), ("at_ms", pa.int64())]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,43 @@ class SpilledLegs:
             for value in column.values():
                 total += int(value.split(_SEP.encode(), 1)[0]) >= horizon_ms
         return total
+
+    def keep(self, directory: Path) -> None:
+        """Leave the legs on disk in `directory` for a later start (`streams.kept_state`): the RocksDB directory,
+        and which sellers have legs there (`sellers.arrow`). Closed afterwards."""
+        columns: tuple[list[str], list[str], list[str], list[int]] = ([], [], [], [])
+        for (exchange_id, product_id), sold in self._sellers.items():
+            columns[0].extend([exchange_id] * len(sold))
+            columns[1].extend([product_id] * len(sold))
+            columns[2].extend(sold)
+            columns[3].extend(sold.values())
+        table = pa.table(list(columns), schema=_SELLERS)
+        with pa.OSFile(str(directory / "sellers.arrow"), "wb") as sink, pa.ipc.new_file(sink, _SELLERS) as file:
+            file.write_table(table)
+        spans = sorted(self._spans)
+        (directory / "spans.json").write_text(json.dumps(spans), encoding="utf-8")
+        if self._local is not None:
+            self._local.keep(directory / DATABASE, [column for column, _ in self._spans.values()])
+        self._local, self._spans, self._sellers = None, {}, {}
+
+    def take(self, directory: Path) -> None:
+        """The legs a graceful stop kept in `directory` (checked by `streams.kept_state`), in place of these.
+        Raises if they cannot be read whole; the caller then restores them from the store."""
+        spans = json.loads((directory / "spans.json").read_text(encoding="utf-8"))
+        with pa.memory_map(str(directory / "sellers.arrow")) as source:
+            table = pa.ipc.open_file(source).read_all()
+        if table.schema != _SELLERS:
+            raise ValueError("kept sellers are not as this version writes them")
+        sellers: dict[tuple[str, str], dict[str, int]] = {}
+        for exchange_id, product_id, seller_id, at_ms in zip(*(c.to_pylist() for c in table.columns), strict=True):
+            sellers.setdefault((exchange_id, product_id), {})[seller_id] = at_ms
+        local = None
+        if spans:
+            local = LocalDB(self._state_dir, "legs", taken=directory / DATABASE)
+        self.clear()
+        self._local, self._sellers = local, sellers
+        if local is not None:
+            self._spans = {number: local.existing(f"legs-{number}") for number in spans}
 
     def clear(self) -> None:
         if self._local is not None:

@@ -133,6 +133,20 @@ class WashTrading(EventTimeDetector):
                 legs = legs.filter(pc.invert(pc.is_in(ids, pa.array(sorted(used)))))
             self._spilled.write_table(legs)
 
+    def keep(self, directory: Path) -> None:
+        """Leave every leg (those in RAM written to disk first) in `directory` for a later start."""
+        self._spill()
+        self._spilled.keep(directory)
+
+    def take(self, directory: Path, ctx: MarketContext) -> None:
+        """Instead of `restore`: the legs a graceful stop kept (see `streams.kept_state`)."""
+        self._legs.clear()
+        self._expiry.clear()
+        self._in_ram = 0
+        self._spilled.take(directory)
+        self._horizon_ms = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        self._spilled.forget(self._horizon_ms)
+
     def _add(self, exchange_id: str, product_id: str, graph: Legs, leg: Leg) -> None:
         graph.setdefault(leg.seller_id, {}).setdefault(leg.buyer_id, {})[leg.event_id] = leg
         heapq.heappush(self._expiry, (leg.at_ms, exchange_id, product_id, leg.seller_id, leg.buyer_id, leg.event_id))

@@ -1,0 +1,106 @@
+"""Local state left by a graceful stop, and the checks before the next start takes it instead of rebuilding.
+
+Rebuilding a day of the duplicate index and the wash-trading legs from the store
+takes tens of minutes at national rates (`dmm bench --restore-trades`). After a
+graceful stop with nothing in flight, that state is exactly what a rebuild from
+the store would give, so the worker leaves it in `DMM_STATE_DIR/kept/` with a
+manifest naming what it was built from (`origin`: the log's id, every partition's
+progress mark, the settings that shape it), a SHA-256 of each file of its own and
+the size of each of RocksDB's (RocksDB checksums its blocks and its manifest itself).
+
+The next start takes it only if the store's origin is the same (nothing stored
+since, no stray rows) and every file is as written. Any doubt (no manifest, an
+unreadable or older one, a missing or changed file, another log, the store moved
+on) discards it and the state is rebuilt from the store: lost or damaged local
+state costs time, never an outcome. A start takes the directory by renaming it
+(one process wins) and removes the manifest before anything else, so a crash
+afterwards never takes the same state twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("dmm.kept_state")
+
+VERSION = 1  # of the manifest and of what the parts write: a change makes older kept state unusable
+KEPT = "kept"
+MANIFEST = "manifest.json"
+DATABASE = "db"  # within a part: RocksDB's directory, checksummed by RocksDB itself
+
+
+def keep(state_dir: Path, origin: Mapping[str, Any], parts: Mapping[str, Callable[[Path], None]]) -> Path:
+    """Have each part write itself into a directory of its own (`parts`: name -> writer, given that directory;
+    RocksDB's directories go by the name `DATABASE`), then seal them with a manifest, in place of any state
+    kept before."""
+    staging = state_dir / f"keeping-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name, write in parts.items():
+        (staging / name).mkdir()
+        write(staging / name)
+    manifest = {"version": VERSION, "origin": dict(origin), "files": _digests(staging)}
+    (staging / MANIFEST).write_text(json.dumps(manifest, sort_keys=True), encoding="utf-8")
+    kept = state_dir / KEPT
+    shutil.rmtree(kept, ignore_errors=True)
+    staging.rename(kept)
+    return kept
+
+
+def take(state_dir: Path, origin: Mapping[str, Any]) -> tuple[Path | None, str]:
+    """The kept state as this process's own directory (its parts inside, by name) if it was built from
+    `origin` and every file is as written, else None; with why, for the log."""
+    kept = state_dir / KEPT
+    if not kept.exists():
+        return None, "no state kept"
+    mine = state_dir / f"taking-{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)
+    try:
+        kept.rename(mine)  # one process takes it
+    except OSError as exc:
+        return None, f"taken by another process ({exc.strerror})"
+    why = _check(mine, origin)
+    if why:
+        shutil.rmtree(mine, ignore_errors=True)
+        return None, why
+    return mine, "taken"
+
+
+def _check(directory: Path, origin: Mapping[str, Any]) -> str:
+    """Why the state in `directory` must not be used ('' if it may); its manifest is gone either way."""
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"no readable manifest ({type(exc).__name__})"
+    path.unlink()
+    if not isinstance(manifest, dict) or manifest.get("version") != VERSION:
+        return "kept by another version"
+    if manifest.get("origin") != json.loads(json.dumps(dict(origin))):
+        return "the store has moved on since it was kept (or it was built with other settings)"
+    if manifest.get("files") != _digests(directory):
+        return "its files are not as they were written"
+    return ""
+
+
+def _digests(directory: Path) -> dict[str, str]:
+    """Per file under `directory` (by relative path) but the manifest: its SHA-256, or for RocksDB's own files
+    (checksummed by RocksDB, and tens of GiB at national rates) its size."""
+    found = {}
+    for path in sorted(directory.rglob("*")):
+        relative = path.relative_to(directory)
+        if not path.is_file() or relative.as_posix() == MANIFEST:
+            continue
+        if DATABASE in relative.parts[:-1]:
+            found[relative.as_posix()] = f"size {path.stat().st_size}"
+        else:
+            with path.open("rb") as file:
+                found[relative.as_posix()] = hashlib.file_digest(file, "sha256").hexdigest()
+    return found

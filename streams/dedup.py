@@ -200,6 +200,7 @@ class EventIndex:
         layout = {"bits_per_key": self._bits_per_key, "spans": spans}
         (directory / "spans.json").write_text(json.dumps(layout), encoding="utf-8")
         self._local.keep(directory / DATABASE, [span.column for span in self._spans.values()])
+        self._spans, self._size = {}, 0
 
     def take(self, directory: Path, watermark_ms: int) -> None:
         """Instead of `restore`: the index a graceful stop kept in `directory` (checked by `streams.kept_state`

@@ -92,12 +92,14 @@ def _check(directory: Path, origin: Mapping[str, Any]) -> str:
 
 def _digests(directory: Path) -> dict[str, str]:
     """Per file under `directory` (by relative path) but the manifest: its SHA-256, or for RocksDB's own files
-    (checksummed by RocksDB, and tens of GiB at national rates) its size."""
+    (checksummed by RocksDB, and tens of GiB at national rates) its size; RocksDB's diagnostic log aside."""
     found = {}
     for path in sorted(directory.rglob("*")):
         relative = path.relative_to(directory)
         if not path.is_file() or relative.as_posix() == MANIFEST:
             continue
+        if DATABASE in relative.parts[:-1] and relative.name.startswith("LOG"):
+            continue  # RocksDB's diagnostic log: written to until the last handle on the database is gone
         if DATABASE in relative.parts[:-1]:
             found[relative.as_posix()] = f"size {path.stat().st_size}"
         else:

@@ -67,6 +67,8 @@ def test_sigterm_mid_stream_flushes_commits_and_resumes_exactly(tmp_path: Path) 
         # One pipeline per incarnation: a second one racing the first batch would forget that batch's windows.
         restores = [e for e in log_entries(stack.worker_log) if e.get("msg") == "state restored from ClickHouse"]
         assert len(restores) == 2, restores
+        # What the stop kept on local disk was what the store held: the restart took it instead of rebuilding.
+        assert [e.get("kept_state") for e in restores] == ["no state kept", "taken"], restores
         redelivered = metrics.get("dmm_redelivered_total", 0)
         # Offsets were committed at the stop: at most what was in flight while stopping comes again (the
         # batch being stored and the one prepared behind it), and the restart seeks past the store's marks.

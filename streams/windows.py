@@ -178,7 +178,13 @@ class WindowFlusher:
         return sum(len(grain.pending) for grain in self.grains)
 
     def restore(self, state: StateReader) -> None:
-        fill_console_days(self.store, datetime.now(UTC))  # before reading what was flushed: it is one of the rollups
+        """Mark dirty every window the last flush may have missed, and keep windows only after the latest event.
+
+        First, `console_1d` gets the days `market_1d` holds and it lacks: a store created before it has none, and
+        the schema (`Store.apply_schema`) only runs DDL, so filling it falls to the worker's start. Once every day
+        is there it reads the two tables' day keys and writes nothing. It runs before the unflushed windows are
+        read, which are found from the latest flush of the rollups, `console_1d` among them."""
+        fill_console_days(self.store, datetime.now(UTC))
         unflushed = state.unflushed_windows()
         latest = state.latest_event_ms()
         for grain in self.grains:

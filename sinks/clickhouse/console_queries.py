@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
+from models.clock import china_day_start_ms
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
@@ -239,7 +240,7 @@ def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
 def _event_counts(database: str, snap: Snapshot) -> str:
     """Events and late ones per exchange and table, to be added up: trades of whole China days before the snapshot's
     rollups from `console_1d` (on time, all of them counted by a flush), the others raw."""
-    until = snap.rollups_until_us - (snap.rollups_until_us + 8 * HOUR_US) % (24 * HOUR_US)  # its China midnight
+    until = _china_midnight_us(snap.rollups_until_us)
     parts = []
     for table in EVENT_TABLES:
         rows = (
@@ -386,6 +387,11 @@ def _bucket(grain: Grain | None, column: str, is_date: bool = False) -> str:
     return f"toString({day})" if grain == "day" else f"toString(toStartOfMonth({day}))"
 
 
+def _china_midnight_us(us: int) -> int:
+    """The China midnight at or before `us`."""
+    return china_day_start_ms(us // 1000) * 1000
+
+
 def _date(us: int) -> str:
     """The China day starting at `us` (a China midnight), as a Date literal."""
     return f"toDate(fromUnixTimestamp64Micro(toInt64({int(us)}), 'UTC'), '{CHINA}')"
@@ -397,7 +403,7 @@ def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain
     the late trades of the rolled-up part raw (the rollups leave them out)."""
     assert snap.as_of_us is not None
     until = snap.rollups_until_us
-    day_until = until - (until + 8 * HOUR_US) % (24 * HOUR_US)  # the China midnight at or before it
+    day_until = _china_midnight_us(until)
     cells = (
         "exchange_id, sector, trades, traded_amount AS amount, if(venue = 'on_exchange', traded_amount, 0) AS on_ex, "
         "if(high_quality = 1, traded_amount, 0) AS hq"

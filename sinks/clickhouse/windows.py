@@ -61,21 +61,6 @@ MARKET_1M = pa.schema(
 _MINUTE_ONLY = {measure.column for measure in MEASURES if not measure.adds_up}
 MARKET_1H = pa.schema([field for field in MARKET_1M if field.name not in _MINUTE_ONLY])
 MARKET_1D = pa.schema([pa.field("day", pa.date32()), *list(MARKET_1H)[1:]])
-# The Market view's figures per China day, exchange and sector (`console_1d`): the few dimensions it shows, so a
-# year of them is a few hundred thousand rows at most, whatever the trades.
-CONSOLE_1D = pa.schema(
-    [
-        ("day", pa.date32()),
-        ("exchange_id", pa.string()),
-        ("sector", pa.string()),
-        ("trades", pa.uint64()),
-        ("traded_amount", pa.decimal128(38, 2)),
-        ("on_exchange_amount", pa.decimal128(38, 2)),
-        ("high_quality_amount", pa.decimal128(38, 2)),
-        ("updated_at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
-
 _OF_EVENTS = ",\n    ".join(f"{measure.of_events} AS {measure.column}" for measure in MEASURES)  # a minute's
 _SUMMED = ", ".join(f"sum({column}) AS {column}" for column in ADDED_UP)  # an hour from its minutes, a day its hours
 
@@ -192,14 +177,18 @@ def recompute_hours(store: Store, hours: list[int], updated_at: datetime) -> Non
 def recompute_days(store: Store, days: list[int], updated_at: datetime) -> None:
     """Rebuild every cell of the given China days (their start, ms since the epoch) of `market_1d` from
     `market_1h`."""
-    dates = [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
-    store.command(recompute_days_sql(store.database, dates, updated_at))
+    store.command(recompute_days_sql(store.database, _china_dates(days), updated_at))
 
 
 def recompute_console_days(store: Store, days: list[int], updated_at: datetime) -> None:
     """Rebuild the given China days (their start, ms since the epoch) of `console_1d` from `market_1d`."""
-    dates = [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
-    store.command(recompute_console_days_sql(store.database, dates, updated_at))
+    store.command(recompute_console_days_sql(store.database, _china_dates(days), updated_at))
+
+
+def _china_dates(days: list[int]) -> list[date]:
+    """China days given by their start (ms since the epoch, as the worker's windows are) as the dates the day
+    tables are keyed by."""
+    return [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
 
 
 def fill_console_days(store: Store, updated_at: datetime) -> None:

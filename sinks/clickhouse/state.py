@@ -27,7 +27,7 @@ from sinks.clickhouse.store import Store
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 WINDOWED_TABLES = ("trades", "usage", "listings")  # the events the market windows count
 ACCOUNTED_TABLES = (*EVENT_TABLES, "rejected_events", "duplicate_events")
-WINDOW_TABLES = ("market_1m", "market_1h", "market_1d", "console_1d")
+WINDOW_TABLES = ("market_1m", "market_1h", "market_1d", "console_1d")  # every flush writes them (not public_1d)
 
 
 IDENTITY_DIGEST_SQL = "MD5(concat(exchange_id, '\\x1f', event_id))"  # the same bytes as `identity_digest`

@@ -19,6 +19,10 @@ totals come one of two ways:
 
 A crash loses kept totals, never rows: on restore, every window the last flush may
 have missed is recomputed, and windows are kept only after the latest event stored.
+
+`public_1d` (public data delivered per China day and product) is rebuilt from the stored
+events, not kept: a day written to is rebuilt once it closes (`WindowFlusher._closed`),
+so no flush re-reads a day while it fills.
 """
 
 from __future__ import annotations
@@ -52,7 +56,6 @@ from sinks.clickhouse.windows import (
     recompute_hours,
     recompute_minutes,
     recompute_public_days,
-    stale_public_days,
     write_cells,
 )
 
@@ -195,7 +198,7 @@ class WindowFlusher:
         latest = state.latest_event_ms()
         # `public_1d`'s days left behind `console_1d` (a store from before it: all of them): those closed are rebuilt
         # now, the others once they close, as if this worker had written them.
-        stale = stale_public_days(self.store)
+        stale = state.stale_public_days()
         closed = [day for day in stale if latest is not None and self._closed(day, latest)]
         for i in range(0, len(closed), PUBLIC_DAYS_PER_STATEMENT):
             recompute_public_days(self.store, closed[i : i + PUBLIC_DAYS_PER_STATEMENT], datetime.now(UTC))

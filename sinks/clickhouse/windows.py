@@ -12,12 +12,12 @@ from their hours, then `recompute_console_days` the console's days (`console_1d`
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import NamedTuple
 
 import pyarrow as pa
 
-from models.clock import CHINA_STANDARD_TIME, from_ms, to_ms
+from models.clock import CHINA_STANDARD_TIME, from_ms
 from sinks.clickhouse.store import Store
 
 MINUTE_MS = 60_000
@@ -237,11 +237,3 @@ def recompute_public_days(store: Store, days: list[int], updated_at: datetime) -
     """Rebuild the given China days (their start, ms since the epoch) of `public_1d` from the stored events."""
     store.command(recompute_public_days_sql(store.database, _china_dates(days), updated_at))
 
-
-def stale_public_days(store: Store) -> list[int]:
-    """The China days (their start, ms since the epoch) whose `public_1d` a flush or a store from before it left
-    behind `console_1d` (`stale_public_days_sql`)."""
-    return [
-        to_ms(datetime.combine(date.fromisoformat(row["day"]), time(), CHINA_STANDARD_TIME))
-        for row in store.rows(stale_public_days_sql(store.database))
-    ]

@@ -376,7 +376,7 @@ class Snapshot:
 
     Rows keep arriving while an answer is built from several statements, so each statement is bounded by
     this snapshot rather than by "now": a raw row counts only if it occurred by `as_of_us` (the watermark)
-    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`) serve only hours before
+    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`, `public_1d`) serve only hours before
     `rollups_until_us`, hours that no on-time event can reach any more (older than the allowed lateness, by an
     hour more) and whose every stored on-time event a window flush has counted. Rows stored later
     than the snapshot in those hours are late (rollups leave them out), and the late rows are read raw, bounded

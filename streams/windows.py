@@ -19,6 +19,10 @@ totals come one of two ways:
 
 A crash loses kept totals, never rows: on restore, every window the last flush may
 have missed is recomputed, and windows are kept only after the latest event stored.
+
+`public_1d` (public data delivered per China day and product) is rebuilt from the stored
+events, not kept: a day written to is rebuilt once it closes (`WindowFlusher._closed`),
+so no flush re-reads a day while it fills.
 """
 
 from __future__ import annotations
@@ -51,9 +55,11 @@ from sinks.clickhouse.windows import (
     recompute_days,
     recompute_hours,
     recompute_minutes,
+    recompute_public_days,
     write_cells,
 )
 
+PUBLIC_DAYS_PER_STATEMENT = 31  # a rebuild of `public_1d` reads its days' events: a month at most at once
 CellKey = tuple[int, str, str, str, str, str, int]  # the window's start (ms since the epoch), then `CELL`
 _ZERO = Decimal("0.00")
 _KEYS = ["window", *CELL]
@@ -154,6 +160,7 @@ class Flush:
     dirty: dict[str, list[int]]  # per table, windows to recompute
     cells: dict[str, pa.Table]  # per table, the kept cells changed since they were last written
     console_days: list[int]  # the China days (their start) of `market_1d` written, for `console_1d` after it
+    public_days: list[int]  # the China days (their start) of `public_1d` to rebuild: written to, and closed
 
 
 class WindowFlusher:
@@ -171,6 +178,8 @@ class WindowFlusher:
             Grain("market_1d", MARKET_1D, china_day_start_ms, DAY_MS, recompute_days),
         )
         self._stored: list[Mapping[str, pa.Table]] = []  # tables of the batches stored since the last take
+        # China days written to since their `public_1d` was rebuilt, rebuilt once they close (`_closed`)
+        self.public_pending: set[int] = set()
 
     @property
     def pending(self) -> int:
@@ -178,9 +187,22 @@ class WindowFlusher:
         return sum(len(grain.pending) for grain in self.grains)
 
     def restore(self, state: StateReader) -> None:
-        fill_console_days(self.store, datetime.now(UTC))  # before reading what was flushed: it is one of the rollups
+        """Mark dirty every window the last flush may have missed, and keep windows only after the latest event.
+
+        First, `console_1d` gets the days `market_1d` holds and it lacks: a store created before it has none, and
+        the schema (`Store.apply_schema`) only runs DDL, so filling it falls to the worker's start. Once every day
+        is there it reads the two tables' day keys and writes nothing. It runs before the unflushed windows are
+        read, which are found from the latest flush of the rollups, `console_1d` among them."""
+        fill_console_days(self.store, datetime.now(UTC))
         unflushed = state.unflushed_windows()
         latest = state.latest_event_ms()
+        # `public_1d`'s days left behind `console_1d` (a store from before it: all of them): those closed are rebuilt
+        # now, the others once they close, as if this worker had written them.
+        stale = state.stale_public_days()
+        closed = [day for day in stale if latest is not None and self._closed(day, latest)]
+        for i in range(0, len(closed), PUBLIC_DAYS_PER_STATEMENT):
+            recompute_public_days(self.store, closed[i : i + PUBLIC_DAYS_PER_STATEMENT], datetime.now(UTC))
+        self.public_pending.update(set(stale) - set(closed))
         for grain in self.grains:
             grain.dirty.update(grain.of_minute(minute) for minute in unflushed)
             grain.floor = None if latest is None else grain.of_minute(window_start_ms(latest))
@@ -204,11 +226,16 @@ class WindowFlusher:
         self._stored = []
         updated_at = datetime.now(UTC)
         days = self.grains[-1]
+        console_days = sorted(days.dirty | {key[0] for key in days.unwritten})
+        self.public_pending.update(console_days)
+        public_days = sorted(day for day in self.public_pending if self._closed(day, watermark_ms))
+        self.public_pending.difference_update(public_days)
         taken = Flush(
             updated_at,
             {grain.table: sorted(grain.dirty) for grain in self.grains},
             {grain.table: _rows(grain, updated_at) for grain in self.grains if grain.unwritten},
-            sorted(days.dirty | {key[0] for key in days.unwritten}),
+            console_days,
+            public_days,
         )
         for grain in self.grains:
             grain.dirty, grain.stored = set(), set()
@@ -217,14 +244,17 @@ class WindowFlusher:
 
     def write(self, flush: Flush) -> None:
         """Store the kept cells and recompute the dirty windows, minutes first, then hours, then days, then the
-        console's days from those, then feed `first_seen` the events stored since it was fed (may be run again after
-        a failure: every statement writes whole totals, and a first sighting fed twice is one)."""
+        closed public days from the events, then the console's days from `market_1d` (last: the console reads how far
+        the rollups are flushed from them), then feed `first_seen` the events stored since it was fed (may be run
+        again after a failure: every statement writes whole totals, and a first sighting fed twice is one)."""
         for grain in self.grains:
             cells, dirty = flush.cells.get(grain.table), flush.dirty[grain.table]
             if cells is not None:
                 write_cells(self.store, grain.table, cells)
             for i in range(0, len(dirty), self.max_windows):
                 grain.recompute(self.store, dirty[i : i + self.max_windows], flush.updated_at)
+        for i in range(0, len(flush.public_days), PUBLIC_DAYS_PER_STATEMENT):
+            recompute_public_days(self.store, flush.public_days[i : i + PUBLIC_DAYS_PER_STATEMENT], flush.updated_at)
         for i in range(0, len(flush.console_days), self.max_windows):
             recompute_console_days(self.store, flush.console_days[i : i + self.max_windows], flush.updated_at)
         record_first_seen(self.store)
@@ -238,6 +268,12 @@ class WindowFlusher:
         """The flush taken last was not stored (the worker stops): its dirty windows are dirty again."""
         for grain in self.grains:
             grain.dirty.update(flush.dirty[grain.table])
+        self.public_pending.update(flush.public_days)
+
+    def _closed(self, day: int, watermark_ms: int) -> bool:
+        """No on-time event of the China day starting at `day` can arrive any more (a minute's margin, as kept
+        windows are let go): its `public_1d` rows may be rebuilt for good."""
+        return day + DAY_MS + MINUTE_MS <= watermark_ms - self.lateness_ms
 
 
 def _on_time(table: str, rows: pa.Table) -> pa.Table:

@@ -10,9 +10,11 @@ microseconds of event time (`occurred_at`), the unit the event tables store.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
+from models.clock import CHINA_STANDARD_TIME, DAY_MS, china_day_start_ms, to_ms
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
@@ -142,26 +144,72 @@ def public_catalogue(store: Reader) -> dict[str, int]:
     return {r["pricing"]: int(r["products"]) for r in rows}
 
 
-def public_supply(store: Reader, span: Span) -> dict[str, dict[str, Any]]:
-    """Public data delivered in the span (trades and usage of `source = public` products), per the
-    pricing of the product's latest listing."""
+def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[str, Any]]:
+    """Public data delivered in the span (trades and usage of `source = public` products), per the pricing of the
+    product's latest listing, as of the snapshot: whole China days from `public_1d` where it holds them for good
+    (before the snapshot's `rollups_until_us`, rebuilt since the day's last flush), the rest, the late rows and the
+    days `public_1d` has not caught up with raw. The pricing is joined as the statement runs, per product."""
+    if snap.as_of_us is None:
+        return {}
     db = store.database
+    rolled = Span(span.start_us, max(span.start_us, min(span.end_us, _china_midnight_us(snap.rollups_until_us))))
+    days = _public_days(store, rolled)
+    raw = [f"late = 0 AND {stale.where()}" for stale in _gaps(rolled, days)]
+    if rolled.start_us < rolled.end_us:
+        raw.append(f"late = 1 AND {rolled.where()}")
+    if span.end_us > rolled.end_us:
+        raw.append(Span(rolled.end_us, span.end_us).where())
+    listed = ", ".join(f"toDate('{day.isoformat()}')" for day in days)
+    delivered = [
+        f"SELECT product_id, sum(trades) AS trades, sum(amount) AS amount, sum(calls) AS calls "
+        f"FROM {db}.public_1d FINAL WHERE day IN ({listed}) AND product_id != '' GROUP BY product_id"
+    ] if days else []
+    for where in raw:
+        delivered += [
+            f"SELECT product_id, toUInt64(1) AS trades, amount, toUInt64(0) AS calls FROM {db}.trades FINAL "
+            f"WHERE source = 'public' AND {where} AND {snap.raw()}",
+            f"SELECT product_id, toUInt64(0) AS trades, toDecimal128(0, 2) AS amount, calls FROM {db}.usage FINAL "
+            f"WHERE source = 'public' AND {where} AND {snap.raw()}",
+        ]
     pricing = (
         f"SELECT product_id, toString(ifNull(argMax(pricing, occurred_at), 'unknown')) AS pricing "
         f"FROM {db}.listings FINAL WHERE action = 'list' GROUP BY product_id"
     )
     rows = store.rows(
         f"SELECT if(p.pricing = '', 'unknown', p.pricing) AS pricing, sum(d.trades) AS trades, "
-        f"toString(sum(d.amount)) AS amount, sum(d.calls) AS calls FROM ("
-        f"SELECT product_id, 1 AS trades, amount, toUInt64(0) AS calls FROM {db}.trades FINAL "
-        f"WHERE source = 'public' AND {span.where()} "
-        f"UNION ALL SELECT product_id, 0, toDecimal128(0, 2), calls FROM {db}.usage FINAL "
-        f"WHERE source = 'public' AND {span.where()}) AS d LEFT JOIN ({pricing}) AS p ON d.product_id = p.product_id "
-        f"GROUP BY pricing"
+        f"toString(sum(d.amount)) AS amount, sum(d.calls) AS calls FROM ({' UNION ALL '.join(delivered)}) AS d "
+        f"LEFT JOIN ({pricing}) AS p ON d.product_id = p.product_id GROUP BY pricing"
     )
     return {
         r["pricing"]: {"trades": int(r["trades"]), "amount": money(r["amount"]), "calls": int(r["calls"])} for r in rows
     }
+
+
+def _public_days(store: Reader, days: Span) -> list[date]:
+    """The China days of `days` (whole ones) that `public_1d` holds all the on-time rows of: rebuilt (their mark)
+    no earlier than their last flush (`console_1d`)."""
+    if days.start_us >= days.end_us:
+        return []
+    db, within = store.database, f"day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
+    rows = store.rows(
+        f"SELECT toString(day) AS day FROM (SELECT day, max(updated_at) AS built FROM {db}.public_1d "
+        f"WHERE product_id = '' AND {within} GROUP BY day) AS p LEFT JOIN (SELECT day, max(updated_at) AS flushed "
+        f"FROM {db}.console_1d WHERE {within} GROUP BY day) AS c USING (day) WHERE p.built >= c.flushed ORDER BY day"
+    )
+    return [date.fromisoformat(row["day"]) for row in rows]
+
+
+def _gaps(days: Span, held: list[date]) -> list[Span]:
+    """The stretches of `days` (from China midnight to China midnight) not among the `held` days (in order)."""
+    gaps, start = [], days.start_us
+    for day in held:
+        held_us = to_ms(datetime.combine(day, time(), CHINA_STANDARD_TIME)) * 1000
+        if held_us > start:
+            gaps.append(Span(start, held_us))
+        start = held_us + DAY_MS * 1000
+    if start < days.end_us:
+        gaps.append(Span(start, days.end_us))
+    return gaps
 
 
 def alerts(store: Reader, where: AlertFilter, limit: int = 200) -> list[dict[str, Any]]:
@@ -239,7 +287,7 @@ def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
 def _event_counts(database: str, snap: Snapshot) -> str:
     """Events and late ones per exchange and table, to be added up: trades of whole China days before the snapshot's
     rollups from `console_1d` (on time, all of them counted by a flush), the others raw."""
-    until = snap.rollups_until_us - (snap.rollups_until_us + 8 * HOUR_US) % (24 * HOUR_US)  # its China midnight
+    until = _china_midnight_us(snap.rollups_until_us)
     parts = []
     for table in EVENT_TABLES:
         rows = (
@@ -328,7 +376,7 @@ class Snapshot:
 
     Rows keep arriving while an answer is built from several statements, so each statement is bounded by
     this snapshot rather than by "now": a raw row counts only if it occurred by `as_of_us` (the watermark)
-    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`) serve only hours before
+    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`, `public_1d`) serve only hours before
     `rollups_until_us`, hours that no on-time event can reach any more (older than the allowed lateness, by an
     hour more) and whose every stored on-time event a window flush has counted. Rows stored later
     than the snapshot in those hours are late (rollups leave them out), and the late rows are read raw, bounded
@@ -359,12 +407,15 @@ def snapshot(store: Reader, allowed_lateness_s: float, max_clock_skew_s: float =
     # more of the period to the raw rows).
     recent_days = f"toDate(fromUnixTimestamp64Micro(toInt64({as_of or 0}), 'UTC'), '{CHINA}') - {FLUSHED_DAYS}"
     flushed = f"(SELECT max(updated_at) FROM {db}.console_1d WHERE day >= {recent_days})"
+    unflushed = " UNION ALL ".join(  # the on-time rows the rollups (public_1d: usage too) may not hold yet
+        f"SELECT occurred_at FROM {db}.{table} WHERE late = 0 "
+        f"AND ingested_at >= {flushed} - INTERVAL {UNFLUSHED_MARGIN_S} SECOND"
+        for table in ("trades", "usage")
+    )
     row = store.rows(
         f"SELECT toUnixTimestamp64Milli(now64(3)) AS ingested_ms, "
-        f"(SELECT toUnixTimestamp64Micro(min(occurred_at)) FROM {db}.trades WHERE late = 0 "
-        f"AND ingested_at >= {flushed} - INTERVAL {UNFLUSHED_MARGIN_S} SECOND) AS unflushed_us, "
-        f"(SELECT count() FROM {db}.trades WHERE late = 0 "
-        f"AND ingested_at >= {flushed} - INTERVAL {UNFLUSHED_MARGIN_S} SECOND) AS unflushed, "
+        f"(SELECT toUnixTimestamp64Micro(min(occurred_at)) FROM ({unflushed})) AS unflushed_us, "
+        f"(SELECT count() FROM ({unflushed})) AS unflushed, "
         f"(SELECT toUnixTimestamp64Milli(max(fed_through)) FROM {db}.first_seen) AS fed_ms"
     )[0]
     until = 0
@@ -386,6 +437,11 @@ def _bucket(grain: Grain | None, column: str, is_date: bool = False) -> str:
     return f"toString({day})" if grain == "day" else f"toString(toStartOfMonth({day}))"
 
 
+def _china_midnight_us(us: int) -> int:
+    """The China midnight at or before `us`."""
+    return china_day_start_ms(us // 1000) * 1000
+
+
 def _date(us: int) -> str:
     """The China day starting at `us` (a China midnight), as a Date literal."""
     return f"toDate(fromUnixTimestamp64Micro(toInt64({int(us)}), 'UTC'), '{CHINA}')"
@@ -397,7 +453,7 @@ def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain
     the late trades of the rolled-up part raw (the rollups leave them out)."""
     assert snap.as_of_us is not None
     until = snap.rollups_until_us
-    day_until = until - (until + 8 * HOUR_US) % (24 * HOUR_US)  # the China midnight at or before it
+    day_until = _china_midnight_us(until)
     cells = (
         "exchange_id, sector, trades, traded_amount AS amount, if(venue = 'on_exchange', traded_amount, 0) AS on_ex, "
         "if(high_quality = 1, traded_amount, 0) AS hq"

@@ -95,7 +95,8 @@ CREATE TABLE IF NOT EXISTS datamarket.usage
     src_offset     Int64,
     ingested_at    DateTime64(3, 'UTC'),
     content_digest UInt64 COMMENT 'what the event said once parsed (models.content_digest): a resend saying else is a conflicting_duplicate (0: stored before it was kept)',
-    INDEX ingested ingested_at TYPE minmax GRANULARITY 1  -- the market stage reads what was stored lately
+    INDEX ingested ingested_at TYPE minmax GRANULARITY 1,  -- the market stage reads what was stored lately
+    INDEX late_rows late TYPE minmax GRANULARITY 1  -- the console reads the late usage public_1d leaves out
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(occurred_at)
@@ -253,6 +254,26 @@ ENGINE = ReplacingMergeTree(updated_at)
 PARTITION BY toYear(day)
 ORDER BY (day, exchange_id, sector);
 
+-- Public data delivered (the Market view's public supply) per China day and product: the on-time trades and usage
+-- of `source = 'public'`, kept per product so that the console groups them by the pricing of each product's latest
+-- listing when it reads them (a rollup per pricing would fix the pricing of the day). Each day is rebuilt whole from
+-- trades and usage (totals, never deltas), with its mark (product_id '', zeros): once its on-time events can no
+-- longer arrive (the watermark past its end by the allowed lateness), and again whenever a flush counts more of
+-- them; never while it fills, so a flush does not re-read a growing day. A day whose mark is older than its
+-- console_1d rows is read raw by the console. A store created before is filled on start.
+CREATE TABLE IF NOT EXISTS datamarket.public_1d
+(
+    day            Date,
+    product_id     String COMMENT 'empty: the mark of a rebuilt day (zeros)',
+    trades         UInt64,
+    amount         Decimal(38, 2) COMMENT 'traded amount',
+    calls          UInt64 COMMENT 'usage calls',
+    updated_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYear(day)
+ORDER BY (day, product_id);
+
 -- First sightings (sinks/clickhouse/first_seen.py), each the earliest event as (occurred_at, sector): a product's
 -- first `list` event anywhere (kind 'product', exchange_id ''), on each exchange (kind 'listing'), a party's first
 -- trade as buyer or seller or `list` event as seller (kind 'party', exchange_id '', sector ''). Fed by every window
@@ -345,6 +366,7 @@ ALTER TABLE datamarket.usage ADD INDEX IF NOT EXISTS ingested ingested_at TYPE m
 ALTER TABLE datamarket.heartbeats ADD INDEX IF NOT EXISTS ingested ingested_at TYPE minmax GRANULARITY 1;
 -- ... and the console's index of late trades (parts written before are read whole until they merge away).
 ALTER TABLE datamarket.trades ADD INDEX IF NOT EXISTS late_rows late TYPE minmax GRANULARITY 1;
+ALTER TABLE datamarket.usage ADD INDEX IF NOT EXISTS late_rows late TYPE minmax GRANULARITY 1;
 
 -- Stores created before conflicting resends were told from duplicates (contract, Amendment 1) gain the content
 -- digest the dedup index restores. Rows stored before keep 0 ("not known": any resend of them is a duplicate).

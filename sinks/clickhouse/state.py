@@ -13,21 +13,22 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, time, timedelta
 from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
 
 from models import Heartbeat, Listing, Sighting, Trade, Usage
-from models.clock import EPOCH
+from models.clock import CHINA_STANDARD_TIME, EPOCH, to_ms
 from models.digest import md5
 from sinks.clickhouse.store import Store
+from sinks.clickhouse.windows import stale_public_days_sql
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 WINDOWED_TABLES = ("trades", "usage", "listings")  # the events the market windows count
 ACCOUNTED_TABLES = (*EVENT_TABLES, "rejected_events", "duplicate_events")
-WINDOW_TABLES = ("market_1m", "market_1h", "market_1d", "console_1d")
+WINDOW_TABLES = ("market_1m", "market_1h", "market_1d", "console_1d")  # every flush writes them (not public_1d)
 
 
 IDENTITY_DIGEST_SQL = "MD5(concat(exchange_id, '\\x1f', event_id))"  # the same bytes as `identity_digest`
@@ -394,6 +395,14 @@ class StateReader:
             for table in WINDOWED_TABLES
         )
         return [int(row["window_ms"]) for row in self.store.rows(sql)]
+
+    def stale_public_days(self) -> list[int]:
+        """China days (their start, ms) whose `public_1d` a flush, or a store from before the table, left behind
+        `console_1d` (`windows.stale_public_days_sql`)."""
+        return [
+            to_ms(datetime.combine(date.fromisoformat(row["day"]), time(), CHINA_STANDARD_TIME))
+            for row in self.store.rows(stale_public_days_sql(self.db))
+        ]
 
     def _events_since(self, since_ms: int, tables: Iterable[str] = EVENT_TABLES) -> str:
         return " UNION ALL ".join(

@@ -3,8 +3,9 @@
 `dmm bench --query-rows N` needs N stored trades (100M: a year of a large market) in
 minutes, which no Python producer can give. ClickHouse makes them itself from
 `numbers()`, in chunks, with the exchanges, sectors and dimensions of the real tables;
-the minute, hour and day rollups (and the console's days) are then built day by day with the worker's own
-recompute statements. The rows are plausible, not a simulation: this is for timing.
+the minute, hour and day rollups (and the console's and the public data's days) are then
+built day by day with the worker's own recompute statements. The rows are plausible, not a
+simulation: this is for timing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sinks.clickhouse.windows import (
     recompute_console_days_sql,
     recompute_days_sql,
     recompute_hours_sql,
+    recompute_public_days_sql,
     recompute_sql,
 )
 
@@ -74,8 +76,8 @@ def insert_trades(
 def build_rollups(
     store: Store, start: datetime, days: int, progress: Callable[[int], None] = lambda done: None
 ) -> None:
-    """market_1m, market_1h, market_1d and console_1d for every day of the history, a day per statement (bounded
-    memory)."""
+    """market_1m, market_1h, market_1d, public_1d and console_1d for every day of the history, a day (a month for
+    the day tables) per statement (bounded memory)."""
     updated_at = datetime.now(UTC)
     for day in range(days):
         day_start = start + timedelta(days=day)
@@ -87,4 +89,5 @@ def build_rollups(
     china_days = [first + timedelta(days=d) for d in range(days + 1)]
     for i in range(0, len(china_days), 31):
         store.command(recompute_days_sql(store.database, china_days[i : i + 31], updated_at))
+        store.command(recompute_public_days_sql(store.database, china_days[i : i + 31], updated_at))
         store.command(recompute_console_days_sql(store.database, china_days[i : i + 31], updated_at))

@@ -7,6 +7,7 @@ itself (`streams.windows`); `recompute_minutes` rebuilds every cell of the given
 minutes from `trades`, `usage` and `listings` (late rows excluded), `recompute_hours`
 hours (`market_1h`) from their minutes and `recompute_days` China days (`market_1d`)
 from their hours, then `recompute_console_days` the console's days (`console_1d`) from those.
+`recompute_public_days` rebuilds China days of `public_1d` (public data delivered, per product) from the events.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from sinks.clickhouse.store import Store
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
+CHINA = "Asia/Shanghai"  # the day tables' calendar (`models.clock.CHINA_STANDARD_TIME`)
 CELL = ("exchange_id", "sector", "category", "source", "venue", "high_quality")
 _CELL = ", ".join(CELL)
 
@@ -61,21 +63,6 @@ MARKET_1M = pa.schema(
 _MINUTE_ONLY = {measure.column for measure in MEASURES if not measure.adds_up}
 MARKET_1H = pa.schema([field for field in MARKET_1M if field.name not in _MINUTE_ONLY])
 MARKET_1D = pa.schema([pa.field("day", pa.date32()), *list(MARKET_1H)[1:]])
-# The Market view's figures per China day, exchange and sector (`console_1d`): the few dimensions it shows, so a
-# year of them is a few hundred thousand rows at most, whatever the trades.
-CONSOLE_1D = pa.schema(
-    [
-        ("day", pa.date32()),
-        ("exchange_id", pa.string()),
-        ("sector", pa.string()),
-        ("trades", pa.uint64()),
-        ("traded_amount", pa.decimal128(38, 2)),
-        ("on_exchange_amount", pa.decimal128(38, 2)),
-        ("high_quality_amount", pa.decimal128(38, 2)),
-        ("updated_at", pa.timestamp("ms", tz="UTC")),
-    ]
-)
-
 _OF_EVENTS = ",\n    ".join(f"{measure.of_events} AS {measure.column}" for measure in MEASURES)  # a minute's
 _SUMMED = ", ".join(f"sum({column}) AS {column}" for column in ADDED_UP)  # an hour from its minutes, a day its hours
 
@@ -139,9 +126,9 @@ def recompute_days_sql(database: str, days: list[date], updated_at: datetime) ->
     """INSERT ... SELECT rebuilding the given China Standard Time days of market_1d from market_1h."""
     listed = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(days))
     return (
-        f"INSERT INTO {database}.market_1d SELECT toDate(window_start, 'Asia/Shanghai') AS day, {_CELL}, "
+        f"INSERT INTO {database}.market_1d SELECT toDate(window_start, '{CHINA}') AS day, {_CELL}, "
         f"{_SUMMED}, {_stamp(updated_at)} AS updated_at FROM {database}.market_1h FINAL "
-        f"WHERE toDate(window_start, 'Asia/Shanghai') IN ({listed}) GROUP BY day, {_CELL}"
+        f"WHERE toDate(window_start, '{CHINA}') IN ({listed}) GROUP BY day, {_CELL}"
     )
 
 
@@ -172,6 +159,41 @@ def _console_days(database: str, days: str, updated_at: datetime) -> str:
     )
 
 
+def recompute_public_days_sql(database: str, days: list[date], updated_at: datetime) -> str:
+    """INSERT ... SELECT rebuilding the given China days of public_1d from the on-time trades and usage of `source =
+    public` (the console reads the late ones raw), each day with its mark: a row of product '' and zeros, so a day
+    rebuilt with nothing delivered is told from a day never rebuilt."""
+    ordered = sorted(days)
+    listed = ", ".join(f"toDate('{d.isoformat()}')" for d in ordered)
+    lo = f"toDateTime64('{ordered[0].isoformat()} 00:00:00', 6, '{CHINA}')"
+    hi = f"toDateTime64('{ordered[-1].isoformat()} 00:00:00', 6, '{CHINA}') + INTERVAL 1 DAY"
+    rows = (
+        f"occurred_at >= {lo} AND occurred_at < {hi} AND toDate(occurred_at, '{CHINA}') IN ({listed}) "
+        f"AND late = 0 AND source = 'public'"
+    )
+    return (
+        f"INSERT INTO {database}.public_1d SELECT day, product_id, sum(trades), sum(amount), sum(calls), "
+        f"{_stamp(updated_at)} FROM ("
+        f"SELECT toDate(occurred_at, '{CHINA}') AS day, product_id, toUInt64(1) AS trades, amount, "
+        f"toUInt64(0) AS calls FROM {database}.trades FINAL WHERE {rows} "
+        f"UNION ALL SELECT toDate(occurred_at, '{CHINA}'), product_id, 0, toDecimal128(0, 2), calls "
+        f"FROM {database}.usage FINAL WHERE {rows} "
+        f"UNION ALL SELECT arrayJoin([{listed}]), '', 0, toDecimal128(0, 2), 0"
+        f") GROUP BY day, product_id"
+    )
+
+
+def stale_public_days_sql(database: str) -> str:
+    """The China days whose `public_1d` is older than their `console_1d` (a flush wrote them since) or missing (a
+    store created before the table), as `day` (YYYY-MM-DD): `public_1d` holds all of a day's on-time rows once it
+    is rebuilt after the day's last flush. Reads the days' stamps only (their marks' and `console_1d`'s)."""
+    return (
+        f"SELECT toString(day) AS day FROM (SELECT day, max(updated_at) AS flushed FROM {database}.console_1d "
+        f"GROUP BY day) AS c LEFT JOIN (SELECT day, max(updated_at) AS built FROM {database}.public_1d "
+        f"WHERE product_id = '' GROUP BY day) AS p USING (day) WHERE p.built < c.flushed ORDER BY day"
+    )
+
+
 def write_cells(store: Store, table: str, cells: pa.Table) -> None:
     """Whole totals of cells of `market_1m`, `market_1h` or `market_1d` (`MARKET_1M`, `MARKET_1H`, `MARKET_1D`'s
     columns), stamped with their `updated_at`."""
@@ -192,16 +214,26 @@ def recompute_hours(store: Store, hours: list[int], updated_at: datetime) -> Non
 def recompute_days(store: Store, days: list[int], updated_at: datetime) -> None:
     """Rebuild every cell of the given China days (their start, ms since the epoch) of `market_1d` from
     `market_1h`."""
-    dates = [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
-    store.command(recompute_days_sql(store.database, dates, updated_at))
+    store.command(recompute_days_sql(store.database, _china_dates(days), updated_at))
 
 
 def recompute_console_days(store: Store, days: list[int], updated_at: datetime) -> None:
     """Rebuild the given China days (their start, ms since the epoch) of `console_1d` from `market_1d`."""
-    dates = [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
-    store.command(recompute_console_days_sql(store.database, dates, updated_at))
+    store.command(recompute_console_days_sql(store.database, _china_dates(days), updated_at))
+
+
+def _china_dates(days: list[int]) -> list[date]:
+    """China days given by their start (ms since the epoch, as the worker's windows are) as the dates the day
+    tables are keyed by."""
+    return [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
 
 
 def fill_console_days(store: Store, updated_at: datetime) -> None:
     """Fill `console_1d` with the days of `market_1d` it lacks (a store created before it)."""
     store.command(missing_console_days_sql(store.database, updated_at))
+
+
+def recompute_public_days(store: Store, days: list[int], updated_at: datetime) -> None:
+    """Rebuild the given China days (their start, ms since the epoch) of `public_1d` from the stored events."""
+    store.command(recompute_public_days_sql(store.database, _china_dates(days), updated_at))
+

@@ -21,10 +21,11 @@ FREE_PRICING = ("free", "conditional_free")
 ZERO = Decimal("0.00")
 
 
-def _public(store: Store, span: q.Span) -> dict[str, Any]:
-    """Public data supplied free or conditionally free: in the catalogue now, and delivered in the span."""
+def _public(store: Store, snap: q.Snapshot, span: q.Span) -> dict[str, Any]:
+    """Public data supplied free or conditionally free: in the catalogue now, and delivered in the span (as of the
+    snapshot)."""
     catalogue = q.public_catalogue(store)
-    supply = q.public_supply(store, span)
+    supply = q.public_supply(store, snap, span)
     free_products = sum(catalogue.get(p, 0) for p in FREE_PRICING)
     free_trades = sum(supply[p]["trades"] for p in FREE_PRICING if p in supply)
     return {
@@ -62,10 +63,11 @@ def period_view(
         "trend": {"grain": grain, "points": points},
         "previous": previous,
         "year_ago": year_ago,
-        # The catalogue's state (recognition, public data) and the period's metering: beside the snapshot, not
-        # compared with other periods (usage is metered, not traded: no rollup keeps it per period).
+        # The catalogue's state (recognition, public data listed now) and the period's metering: beside the snapshot,
+        # not compared with other periods (usage is metered, not traded: no rollup keeps it per period). Public data
+        # delivered is read as of the snapshot.
         "recognition": {"products": q.recognized_products(store), "pairs": q.recognition_pairs(store)},
-        "public": _public(store, period.span),
+        "public": _public(store, snap, period.span),
         "metering": {
             "records": sum(row["records"] for row in usage),
             "calls": sum(row["calls"] for row in usage),

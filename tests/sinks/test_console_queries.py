@@ -222,7 +222,7 @@ def test_recognition_counts_active_listings_by_exchange_pair(store: ChdbStore) -
 
 def test_public_data_by_pricing(store: ChdbStore) -> None:
     assert q.public_catalogue(store) == {"free": 1, "paid": 1}
-    supply = q.public_supply(store, DAY)
+    supply = q.public_supply(store, q.snapshot(store, allowed_lateness_s=300), DAY)
     assert supply["free"] == {"trades": 2, "amount": Decimal("0.50"), "calls": 10}
     assert supply["conditional_free"] == {"trades": 1, "amount": Decimal("1000000.01"), "calls": 0}
     assert supply["paid"] == {"trades": 0, "amount": Decimal("0.00"), "calls": 5}
@@ -263,7 +263,7 @@ def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
         q.recognition_pairs(reader),
         q.recognized_products(reader),
         q.public_catalogue(reader),
-        q.public_supply(reader, DAY),
+        q.public_supply(reader, q.snapshot(reader, allowed_lateness_s=300), DAY),
         q.alerts(reader, q.AlertFilter()),
         q.alert_status_counts(reader, q.AlertFilter()),
         q.alert_exists(reader, "k1"),
@@ -272,3 +272,4 @@ def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
         q.duplicates_by_exchange(reader),
     ]
     assert answers[1] == period(store, "hour") and answers[-1] == {"SZDEX": 1}
+

@@ -102,7 +102,8 @@ def assert_exact_totals(reader: StoreReader, expected: Expected) -> dict[str, in
 
 def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -> None:
     """`market_1m`, cell by cell (distinct buyers and sellers too), is what a recompute from the stored events
-    gives, `market_1h` and `market_1d` what their minutes add up to, and `console_1d` what its days' cells add up to,
+    gives, `market_1h` and `market_1d` what their minutes add up to, `console_1d` what its days' cells add up to, and
+    `public_1d` what its days' public events add up to (`assert_public_days_are_the_events`),
     whether the worker kept a window's totals itself or recomputed them."""
     db = "datamarket"
     minute = "toUnixTimestamp(toStartOfMinute(occurred_at))"
@@ -154,6 +155,38 @@ def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -
         f"GROUP BY d, exchange_id, sector HAVING trades > 0 ORDER BY d, exchange_id, sector"
     )
     assert days == cells, ("console_1d", [row for row in days if row not in cells][:5])
+    assert_public_days_are_the_events(rows)
+
+
+def assert_public_days_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -> int:
+    """Every day `public_1d` holds for good (its mark no older than the day's `console_1d`) is, product by product,
+    what the on-time public trades and usage of that day add up to. Returns how many such days there are."""
+    db = "datamarket"
+    held = (
+        f"SELECT day FROM (SELECT day, max(updated_at) AS built FROM {db}.public_1d WHERE product_id = '' GROUP BY day)"
+        f" AS p LEFT JOIN (SELECT day, max(updated_at) AS flushed FROM {db}.console_1d GROUP BY day) AS c USING (day) "
+        f"WHERE p.built >= c.flushed"
+    )
+    rolled = rows(
+        f"SELECT toString(day) AS d, product_id, sum(trades) AS trades, toString(sum(amount)) AS amount, "
+        f"sum(calls) AS calls FROM {db}.public_1d FINAL WHERE product_id != '' AND day IN ({held}) "
+        f"GROUP BY d, product_id ORDER BY d, product_id"
+    )
+    day = "toDate(occurred_at, 'Asia/Shanghai')"
+    of_events = " UNION ALL ".join(
+        f"SELECT {day} AS day, product_id, {trade} AS trade, {amount} AS amount, {calls} AS calls "
+        f"FROM {db}.{table} FINAL WHERE late = 0 AND source = 'public' AND {day} IN ({held})"
+        for table, trade, amount, calls in (
+            ("trades", "toUInt64(1)", "amount", "toUInt64(0)"),
+            ("usage", "toUInt64(0)", "toDecimal128(0, 2)", "calls"),
+        )
+    )
+    added = rows(
+        f"SELECT toString(day) AS d, product_id, sum(trade) AS trades, toString(sum(amount)) AS amount, "
+        f"sum(calls) AS calls FROM ({of_events}) GROUP BY d, product_id ORDER BY d, product_id"
+    )
+    assert rolled == added, ("public_1d", [row for row in rolled if row not in added][:5])
+    return len(rows(held))
 
 
 def alert_keys(reader: StoreReader) -> set[str]:

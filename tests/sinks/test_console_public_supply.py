@@ -1,0 +1,148 @@
+"""The console's public data delivered (`console_queries.public_supply`): from `public_1d` where it holds whole days for
+good, the rest raw, it equals its definition on the raw rows to the fen, on a seeded market in a real embedded store
+(a store per test: chdb opens one path at a time, so not beside `test_console_queries`'s)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.clock import CHINA_STANDARD_TIME
+from sinks.clickhouse import console_queries as q
+from sinks.clickhouse.store import ChdbStore
+from sinks.clickhouse.synthetic import build_rollups
+from sinks.clickhouse.windows import recompute_console_days_sql
+from tests.sinks.test_console_queries import LISTING, TRADE, US, insert
+
+pytestmark = pytest.mark.integration
+
+
+MARKET_START = datetime(2026, 11, 9, 16, tzinfo=UTC)  # 2026-11-10 00:00 CST
+MARKET_DAYS = 4  # the fourth China day partial: the snapshot's rollups end in it
+PRICING = {"P0": "free", "P1": "free", "P2": "conditional_free", "P3": "paid", "P4": "conditional_free"}  # P5: none
+
+
+def raw_public_supply(store: ChdbStore, snap: q.Snapshot, span: q.Span) -> dict[str, dict[str, Any]]:
+    """The published definition, as `public_supply` read it before `public_1d`: every trade and usage record of a
+    public product in the span from `trades FINAL` and `usage FINAL`, per the pricing of its latest listing, bounded
+    by the snapshot."""
+    db = store.database
+    pricing = (
+        f"SELECT product_id, toString(ifNull(argMax(pricing, occurred_at), 'unknown')) AS pricing "
+        f"FROM {db}.listings FINAL WHERE action = 'list' GROUP BY product_id"
+    )
+    rows = store.rows(
+        f"SELECT if(p.pricing = '', 'unknown', p.pricing) AS pricing, sum(d.trades) AS trades, "
+        f"toString(sum(d.amount)) AS amount, sum(d.calls) AS calls FROM ("
+        f"SELECT product_id, 1 AS trades, amount, toUInt64(0) AS calls FROM {db}.trades FINAL "
+        f"WHERE source = 'public' AND {span.where()} AND {snap.raw()} "
+        f"UNION ALL SELECT product_id, 0, toDecimal128(0, 2), calls FROM {db}.usage FINAL "
+        f"WHERE source = 'public' AND {span.where()} AND {snap.raw()}) AS d "
+        f"LEFT JOIN ({pricing}) AS p ON d.product_id = p.product_id GROUP BY pricing"
+    )
+    return {
+        r["pricing"]: {"trades": int(r["trades"]), "amount": q.money(r["amount"]), "calls": int(r["calls"])}
+        for r in rows
+    }
+
+
+def china_day(n: int) -> q.Span:
+    """The n-th China day of the seeded market (from 0)."""
+    start = int(MARKET_START.timestamp()) * US + n * 86_400 * US
+    return q.Span(start, start + 86_400 * US)
+
+
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[ChdbStore]:
+    """Three and most of a fourth China day of trades and usage (a third public), some late, stored when they
+    occurred, every rollup built as the worker builds them; products listed with their pricing."""
+    opened = ChdbStore(tmp_path / "chdb")
+    opened.apply_schema()
+    start_s, span_s = int(MARKET_START.timestamp()), (MARKET_DAYS - 1) * 86_400 + 20 * 3_600
+    occurred = f"toDateTime64({start_s} + intDiv(number * {span_s}, 6000), 6, 'UTC')"
+    common = (
+        f"'SHDEX', concat('E', toString(number)), {occurred}, concat('P', toString(cityHash64(number, 1) % 6))"
+    )
+    stored = f"toDateTime64({start_s} + intDiv(number * {span_s}, 6000), 3, 'UTC')"
+    opened.command(
+        "INSERT INTO datamarket.trades (exchange_id, event_id, occurred_at, product_id, trade_id, buyer_id, "
+        "seller_id, price, quantity, amount, currency, venue, purpose, sector, category, source, high_quality, late, "
+        f"ingested_at) SELECT {common}, concat('T', toString(number)), 'B1', 'S1', "
+        "toDecimal128(1 + cityHash64(number, 2) % 100000, 2) / 100 AS p, 1, p, 'CNY', 'on_exchange', 'research', "
+        "'transportation', 'dataset', ['public', 'enterprise', 'personal'][1 + cityHash64(number, 3) % 3], 0, "
+        f"toUInt8(cityHash64(number, 4) % 10 = 0), {stored} FROM numbers(6000)"
+    )
+    opened.command(
+        "INSERT INTO datamarket.usage (exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, sector, "
+        f"category, source, high_quality, late, ingested_at) SELECT {common}, 'B1', 1 + cityHash64(number, 5) % 50, "
+        "100, 'transportation', 'api', ['public', 'enterprise'][1 + cityHash64(number, 6) % 2], 0, "
+        f"toUInt8(cityHash64(number, 7) % 10 = 0), {stored} FROM numbers(3000)"
+    )
+    insert(
+        opened,
+        "listings",
+        LISTING,
+        *(
+            ("SHDEX", f"L{product}", "2026-11-01 00:00:00", "list", product, "S1", "public", "transportation", pricing,
+             0, [])
+            for product, pricing in PRICING.items()
+        ),
+    )
+    build_rollups(opened, MARKET_START, MARKET_DAYS)
+    yield opened
+    opened.close()
+
+
+def test_public_supply_from_public_1d_is_the_raw_definition_to_the_fen(market: ChdbStore) -> None:
+    snap = q.snapshot(market, allowed_lateness_s=300)
+    whole, partial = q.Span(china_day(0).start_us, china_day(3).start_us), china_day(3)
+    assert q._china_midnight_us(snap.rollups_until_us) == partial.start_us  # the fourth day is read raw
+    assert len(q._public_days(market, whole)) == 3, "public_1d does not hold the whole days"
+    late = market.rows("SELECT count() AS n FROM datamarket.trades WHERE late = 1 AND source = 'public'")[0]["n"]
+    assert int(late) > 0
+    for span in (q.Span(whole.start_us, partial.end_us), whole, partial, china_day(1)):
+        supply = q.public_supply(market, snap, span)
+        assert supply == raw_public_supply(market, snap, span), span
+        assert supply.keys() == {"free", "conditional_free", "paid", "unknown"}
+
+
+def test_public_supply_follows_a_pricing_changed_after_the_trades(market: ChdbStore) -> None:
+    span = q.Span(china_day(0).start_us, china_day(3).end_us)
+    before = q.public_supply(market, q.snapshot(market, allowed_lateness_s=300), span)
+    insert(market, "listings", LISTING, ("SHDEX", "L-P0-again", at_us(china_day(3).start_us), "list", "P0", "S1",
+                                         "public", "transportation", "paid", 0, []))
+    snap = q.snapshot(market, allowed_lateness_s=300)
+    after = q.public_supply(market, snap, span)
+    assert after == raw_public_supply(market, snap, span)
+    assert after["paid"]["trades"] > before["paid"]["trades"] and after["free"]["trades"] < before["free"]["trades"]
+
+
+def test_a_day_flushed_again_since_public_1d_was_rebuilt_is_read_raw(market: ChdbStore) -> None:
+    """A public trade stored (long ago, on time) after its day's public_1d rows were rebuilt, then counted by a flush
+    of its day's console_1d: the day is read raw until public_1d is rebuilt."""
+    day = china_day(1)
+    insert(market, "trades", TRADE + ", ingested_at", ("SHDEX", "T-more", at_us(day.start_us + 3_600 * US), "T-more",
+                                                       "P1", "B1", "S1", "7.77", 1, "7.77", "on_exchange",
+                                                       "transportation", "public", 0, 0, at_us(day.end_us)))
+    dates = [(MARKET_START + timedelta(days=1)).astimezone(CHINA_STANDARD_TIME).date()]
+    market.command(recompute_console_days_sql("datamarket", dates, datetime.now(UTC)))
+    snap = q.snapshot(market, allowed_lateness_s=300)
+    span = q.Span(china_day(0).start_us, china_day(3).end_us)
+    assert len(q._public_days(market, q.Span(span.start_us, china_day(3).start_us))) == 2
+    assert q.public_supply(market, snap, span) == raw_public_supply(market, snap, span)
+
+
+def test_public_supply_in_a_store_created_before_public_1d(market: ChdbStore) -> None:
+    market.command("TRUNCATE TABLE datamarket.public_1d")
+    snap = q.snapshot(market, allowed_lateness_s=300)
+    span = q.Span(china_day(0).start_us, china_day(3).end_us)
+    assert q.public_supply(market, snap, span) == raw_public_supply(market, snap, span)
+
+
+def at_us(us: int) -> str:
+    """An occurred_at literal at `us` (UTC text)."""
+    return datetime.fromtimestamp(us / US, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -561,6 +561,10 @@ class RestoreBenchResult:
     wash_trading_legs_in_ram: int
     state_disk_mib: float  # the local state directory after it
     day_at_5k_per_s_minutes: float  # a day at 5,000 events/s (432M events, as trades) at this pace
+    keep_seconds: float  # a graceful stop leaving that state on disk (`Pipeline.keep_state`)
+    restart_seconds: float  # the next start taking it (`streams.kept_state`) instead of rebuilding
+    restart_by_part: dict[str, float]
+    restart_kept_state: str  # what that start said of the kept state ("taken")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -600,17 +604,30 @@ def run_restore(
         seconds = time.perf_counter() - began
         wash = next(d for d in pipeline.surveillance.detectors if d.kind == "wash_trading")
         disk = sum(path.stat().st_size for path in settings.state_path.rglob("*") if path.is_file())
+        after, peak, legs_in_ram = _rss_mb("self"), _peak_rss_mb(), getattr(wash, "legs_in_ram", 0)
+        say("stopping gracefully, then starting again from the state kept …")
+        began = time.perf_counter()
+        pipeline.keep_state()
+        keep_seconds = time.perf_counter() - began
+        restarted = Pipeline(settings, store, nowhere)
+        began = time.perf_counter()
+        restart_parts = restarted.restore()
+        restart_seconds = time.perf_counter() - began
         return RestoreBenchResult(
             trades,
             seconds,
             parts,
             trades / seconds,
             before,
-            _rss_mb("self"),
-            _peak_rss_mb(),
-            getattr(wash, "legs_in_ram", 0),
+            after,
+            peak,
+            legs_in_ram,
             disk / 2**20,
             432_000_000 / (trades / seconds) / 60,
+            keep_seconds,
+            restart_seconds,
+            restart_parts,
+            restarted.kept_state_outcome,
         )
     finally:
         store.close()

@@ -103,6 +103,7 @@ class Pipeline:
         self._searching = asyncio.Lock()  # one off-batch search (the market stage's poll or tick) at a time
         self._rule_changes = 0  # rule changes applied here (`tick` must not undo one with rules read before it)
         self._unstored = 0  # batches processed and not yet stored (`keep_state` needs none)
+        self.kept_state_outcome = ""  # what `restore` said of the state the last stop kept: "taken", or why not
         start_at_zero([*REASONS, PROCESSING_ERROR], SEVERITY, [*SCHEMAS, "market_1m", "rule_changes"])
 
     # -- start-up -------------------------------------------------------------------------
@@ -126,6 +127,7 @@ class Pipeline:
         if not progress.stray:
             origin = self._origin(restore_rules(state, self.settings.rules))
             kept, why = kept_state.take(self.settings.state_path, origin)
+        self.kept_state_outcome = why
         mark = part("progress", started)
         try:
             rules = kept / "rules" if kept is not None else None

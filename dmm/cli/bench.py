@@ -186,6 +186,8 @@ def _restore_bench(trades: int, as_json: bool, say: Callable[[str], None]) -> No
     )
     table.add_row("wash-trading legs left in RAM", f"{result.wash_trading_legs_in_ram:,}")
     table.add_row("local state on disk (MiB)", f"{result.state_disk_mib:,.0f}")
+    table.add_row("graceful stop keeping that state (s)", f"{result.keep_seconds:,.1f}")
+    table.add_row(f"next start from the state kept ({result.restart_kept_state}) (s)", f"{result.restart_seconds:,.1f}")
     console.print(table)
 
 

@@ -98,7 +98,7 @@ def test_k8s_secret_template_has_no_real_secret():
 
 
 def test_k8s_deployment_hardening_and_probes():
-    text = (K8S / "deployment.yaml").read_text(encoding="utf-8")
+    text = (K8S / "statefulset.yaml").read_text(encoding="utf-8")
     for needle in (
         "runAsNonRoot: true", "readOnlyRootFilesystem: true", "allowPrivilegeEscalation: false",
         'drop: ["ALL"]', "mountPath: /tmp", "emptyDir:", "livenessProbe:", "readinessProbe:",
@@ -115,7 +115,7 @@ def test_kustomization_lists_every_manifest():
     present = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == present
     kinds = " ".join(p.read_text(encoding="utf-8") for p in K8S.glob("*.yaml"))
-    for kind in ("Namespace", "ConfigMap", "Secret", "Deployment", "Service", "PodDisruptionBudget"):
+    for kind in ("Namespace", "ConfigMap", "Secret", "StatefulSet", "Service", "PodDisruptionBudget"):
         assert f"kind: {kind}\n" in kinds, kind
 
 
@@ -148,7 +148,7 @@ def test_the_producer_keys_file_is_a_secret_mounted_read_only_in_k8s():
     configmap = env_keys((K8S / "configmap.yaml").read_text(encoding="utf-8"))
     keys_file = configmap["DMM_INGEST__KEYS_FILE"]
     directory, name = keys_file.rsplit("/", 1)
-    deployment = (K8S / "deployment.yaml").read_text(encoding="utf-8")
+    deployment = (K8S / "statefulset.yaml").read_text(encoding="utf-8")
     near = deployment[deployment.index(directory) - 80 :]
     mount = re.search(r"- name: (\S+)\n\s+mountPath: (\S+)\n\s+readOnly: true", near)
     assert mount and mount.group(2) == directory, "the keys file's directory is a read-only mount"

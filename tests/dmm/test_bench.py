@@ -81,3 +81,5 @@ def test_restore_bench_restores_every_trade_and_spills_wash_trading_legs_past_th
     assert set(result.seconds_by_part) == {"progress", "surveillance", "dedup_index", "windows"}
     assert result.wash_trading_legs_in_ram <= 1_000  # the rest went to disk
     assert result.state_disk_mib > 0
+    assert result.restart_kept_state == "taken" and result.keep_seconds > 0 and result.restart_seconds > 0
+    assert set(result.restart_by_part) == set(result.seconds_by_part)

@@ -183,7 +183,8 @@ class Settings(BaseSettings):
     state_dir: Path | None = Field(
         None,
         description="local disk the worker keeps its duplicate index and older wash-trading legs on (rebuilt "
-        "from the store on start, so it needs no backup); unset = `state` beside the embedded store's directory",
+        "from the store on start, so it needs no backup; a graceful stop leaves them in `kept/` for the next start "
+        "to take); unset = `state` beside the embedded store's directory",
     )
     wash_trading_ram_legs: int = Field(
         50_000,

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("dmm.kept_state")
+from sinks.clickhouse.store import process_running
 
 VERSION = 1  # of the manifest and of what the parts write: a change makes older kept state unusable
 KEPT = "kept"
@@ -57,6 +56,7 @@ def keep(state_dir: Path, origin: Mapping[str, Any], parts: Mapping[str, Callabl
 def take(state_dir: Path, origin: Mapping[str, Any]) -> tuple[Path | None, str]:
     """The kept state as this process's own directory (its parts inside, by name) if it was built from
     `origin` and every file is as written, else None; with why, for the log."""
+    _sweep(state_dir)
     kept = state_dir / KEPT
     if not kept.exists():
         return None, "no state kept"
@@ -71,6 +71,14 @@ def take(state_dir: Path, origin: Mapping[str, Any]) -> tuple[Path | None, str]:
         shutil.rmtree(mine, ignore_errors=True)
         return None, why
     return mine, "taken"
+
+
+def _sweep(state_dir: Path) -> None:
+    """Remove what a process that died while keeping or taking state left (`keeping-<pid>`, `taking-<pid>`)."""
+    for path in [*state_dir.glob("keeping-*"), *state_dir.glob("taking-*")]:
+        pid = path.name.split("-", 1)[1]
+        if pid.isdigit() and not process_running(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _check(directory: Path, origin: Mapping[str, Any]) -> str:

@@ -203,3 +203,11 @@ def test_a_batch_processed_but_not_stored_keeps_nothing(values: list[bytes], tmp
     worker.pipeline.prepare([Message("dm.events", 0, i, None, value) for i, value in enumerate(values[:BATCH])])
     assert not worker.pipeline.keep_state()
     assert not (tmp_path / kept_state.KEPT).exists()
+
+
+def test_what_a_process_that_died_while_keeping_or_taking_left_is_swept(tmp_path: Path) -> None:
+    dead = 2**22 + 1  # above the kernel's largest pid: never running
+    for name in (f"keeping-{dead}", f"taking-{dead}", "keeping-1"):
+        (tmp_path / name / "dedup").mkdir(parents=True)
+    assert kept_state.take(tmp_path, {}) == (None, "no state kept")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["keeping-1"]  # pid 1 runs: not ours to remove

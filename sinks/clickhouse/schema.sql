@@ -259,7 +259,7 @@ ORDER BY (day, exchange_id, sector);
 -- listing when it reads them (a rollup per pricing would fix the pricing of the day). Each day is rebuilt whole from
 -- trades and usage (totals, never deltas), with its mark (product_id '', zeros): once its on-time events can no
 -- longer arrive (the watermark past its end by the allowed lateness), and again whenever a flush counts more of
--- them; never while it fills, so a flush does not re-read a growing day. A day whose mark is older than its
+-- them, never while it fills, so a flush does not re-read a growing day. A day whose mark is older than its
 -- console_1d rows is read raw by the console. A store created before is filled on start.
 CREATE TABLE IF NOT EXISTS datamarket.public_1d
 (

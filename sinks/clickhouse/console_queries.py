@@ -414,15 +414,15 @@ def snapshot(store: Reader, allowed_lateness_s: float, max_clock_skew_s: float =
     )
     row = store.rows(
         f"SELECT toUnixTimestamp64Milli(now64(3)) AS ingested_ms, "
-        f"(SELECT toUnixTimestamp64Micro(min(occurred_at)) FROM ({unflushed})) AS unflushed_us, "
-        f"(SELECT count() FROM ({unflushed})) AS unflushed, "
+        f"(SELECT (toUnixTimestamp64Micro(min(occurred_at)), count()) FROM ({unflushed})) AS unflushed, "
         f"(SELECT toUnixTimestamp64Milli(max(fed_through)) FROM {db}.first_seen) AS fed_ms"
     )[0]
     until = 0
     if as_of is not None:
         until = as_of - round(allowed_lateness_s * 1_000_000) - ROLLUP_MARGIN_US
-        if int(row["unflushed"]):
-            until = min(until, int(row["unflushed_us"]))
+        unflushed_us, unflushed_rows = row["unflushed"]
+        if int(unflushed_rows):
+            until = min(until, int(unflushed_us))
         until = max(0, until - until % HOUR_US)
     return Snapshot(as_of, int(row["ingested_ms"]), until, int(row["fed_ms"]))
 

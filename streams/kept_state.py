@@ -91,8 +91,10 @@ def _check(directory: Path, origin: Mapping[str, Any]) -> str:
     path.unlink()
     if not isinstance(manifest, dict) or manifest.get("version") != VERSION:
         return "kept by another version"
-    if manifest.get("origin") != json.loads(json.dumps(dict(origin))):
-        return "the store has moved on since it was kept (or it was built with other settings)"
+    kept, now = manifest.get("origin"), json.loads(json.dumps(dict(origin)))
+    if kept != now:
+        differs = sorted(key for key in {*dict(kept or {}), *now} if dict(kept or {}).get(key) != now.get(key))
+        return f"built from other {', '.join(differs)} than the store holds now"
     if manifest.get("files") != _digests(directory):
         return "its files are not as they were written"
     return ""

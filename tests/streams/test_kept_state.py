@@ -193,7 +193,7 @@ def test_kept_state_the_store_has_moved_past_is_not_taken(
     assert outcome(store, alerts) == reference
     said = taken_as(caplog)
     assert said == ["no state kept", "no state kept", said[2]]
-    assert said[2].startswith("the store has moved on")
+    assert said[2] == "built from other marks than the store holds now"
 
 
 def test_a_batch_processed_but_not_stored_keeps_nothing(values: list[bytes], tmp_path: Path) -> None:
@@ -211,3 +211,21 @@ def test_what_a_process_that_died_while_keeping_or_taking_left_is_swept(tmp_path
         (tmp_path / name / "dedup").mkdir(parents=True)
     assert kept_state.take(tmp_path, {}) == (None, "no state kept")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["keeping-1"]  # pid 1 runs: not ours to remove
+
+
+def test_state_kept_from_another_log_marks_or_rules_is_not_taken_and_says_which(tmp_path: Path) -> None:
+    origin = {"log_id": "a", "marks": {"0": 5}, "rules": {"window_s": 86400}}
+
+    def written(directory: Path) -> None:
+        (directory / "filter.npy").write_bytes(b"bits")
+
+    for changed, said in [
+        ({"log_id": "b"}, "built from other log_id than the store holds now"),
+        ({"marks": {"0": 6}, "rules": {"window_s": 3600}}, "built from other marks, rules than the store holds now"),
+    ]:
+        kept_state.keep(tmp_path, origin, {"part": written})
+        assert kept_state.take(tmp_path, {**origin, **changed}) == (None, said)
+        assert list(tmp_path.iterdir()) == []  # discarded: the start rebuilds
+    kept_state.keep(tmp_path, origin, {"part": written})
+    taken, said = kept_state.take(tmp_path, origin)
+    assert said == "taken" and taken is not None and (taken / "part" / "filter.npy").read_bytes() == b"bits"

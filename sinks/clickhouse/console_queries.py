@@ -216,7 +216,8 @@ def _public_months(store: Reader, days: dict[date, int]) -> set[date]:
     the month was has rows the month lacks, a month rebuilt since its days holds nothing they do not)."""
     newest: dict[date, int] = {}
     for day, built_ms in days.items():
-        newest[day.replace(day=1)] = max(newest.get(day.replace(day=1), 0), built_ms)
+        month = day.replace(day=1)
+        newest[month] = max(newest.get(month, 0), built_ms)
     whole = [
         month
         for month in sorted(newest)

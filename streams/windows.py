@@ -22,7 +22,8 @@ have missed is recomputed, and windows are kept only after the latest event stor
 
 `public_1d` (public data delivered per China day and product) is rebuilt from the stored
 events, not kept: a day written to is rebuilt once it closes (`WindowFlusher._closed`),
-so no flush re-reads a day while it fills.
+so no flush re-reads a day while it fills; its China month (`public_1mo`) is rebuilt from
+its days right after.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from sinks.clickhouse.windows import (
     recompute_hours,
     recompute_minutes,
     recompute_public_days,
+    recompute_public_months,
     write_cells,
 )
 
@@ -203,6 +205,9 @@ class WindowFlusher:
         for i in range(0, len(closed), PUBLIC_DAYS_PER_STATEMENT):
             recompute_public_days(self.store, closed[i : i + PUBLIC_DAYS_PER_STATEMENT], datetime.now(UTC))
         self.public_pending.update(set(stale) - set(closed))
+        # `public_1mo`'s months older than one of their days (those just rebuilt, those a flush stopped before
+        # rebuilding, all of them in a store from before the table)
+        recompute_public_months(self.store, state.stale_public_months(), datetime.now(UTC))
         for grain in self.grains:
             grain.dirty.update(grain.of_minute(minute) for minute in unflushed)
             grain.floor = None if latest is None else grain.of_minute(window_start_ms(latest))
@@ -244,9 +249,10 @@ class WindowFlusher:
 
     def write(self, flush: Flush) -> None:
         """Store the kept cells and recompute the dirty windows, minutes first, then hours, then days, then the
-        closed public days from the events, then the console's days from `market_1d` (last: the console reads how far
-        the rollups are flushed from them), then feed `first_seen` the events stored since it was fed (may be run
-        again after a failure: every statement writes whole totals, and a first sighting fed twice is one)."""
+        closed public days from the events and their months from them, then the console's days from `market_1d`
+        (last: the console reads how far the rollups are flushed from them), then feed `first_seen` the events stored
+        since it was fed (may be run again after a failure: every statement writes whole totals, and a first sighting
+        fed twice is one)."""
         for grain in self.grains:
             cells, dirty = flush.cells.get(grain.table), flush.dirty[grain.table]
             if cells is not None:
@@ -255,6 +261,7 @@ class WindowFlusher:
                 grain.recompute(self.store, dirty[i : i + self.max_windows], flush.updated_at)
         for i in range(0, len(flush.public_days), PUBLIC_DAYS_PER_STATEMENT):
             recompute_public_days(self.store, flush.public_days[i : i + PUBLIC_DAYS_PER_STATEMENT], flush.updated_at)
+        recompute_public_months(self.store, flush.public_days, flush.updated_at)
         for i in range(0, len(flush.console_days), self.max_windows):
             recompute_console_days(self.store, flush.console_days[i : i + self.max_windows], flush.updated_at)
         record_first_seen(self.store)

@@ -9,6 +9,7 @@ microseconds of event time (`occurred_at`), the unit the event tables store.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -147,23 +148,32 @@ def public_catalogue(store: Reader) -> dict[str, int]:
 def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[str, Any]]:
     """Public data delivered in the span (trades and usage of `source = public` products), per the pricing of the
     product's latest listing, as of the snapshot: whole China days from `public_1d` where it holds them for good
-    (before the snapshot's `rollups_until_us`, rebuilt since the day's last flush), the rest, the late rows and the
-    days `public_1d` has not caught up with raw. The pricing is joined as the statement runs, per product."""
+    (before the snapshot's `rollups_until_us`, rebuilt since the day's last flush), and of those the whole months
+    `public_1mo` holds as they are (`_public_months`) from it instead (a row per month and product, not per day),
+    the rest, the late rows and the days `public_1d` has not caught up with raw. The pricing is joined as the
+    statement runs, per product."""
     if snap.as_of_us is None:
         return {}
     db = store.database
     rolled = Span(span.start_us, max(span.start_us, min(span.end_us, _china_midnight_us(snap.rollups_until_us))))
     days = _public_days(store, rolled)
-    raw = [f"late = 0 AND {stale.where()}" for stale in _gaps(rolled, days)]
+    months = _public_months(store, days)
+    raw = [f"late = 0 AND {stale.where()}" for stale in _gaps(rolled, sorted(days))]
     if rolled.start_us < rolled.end_us:
         raw.append(f"late = 1 AND {rolled.where()}")
     if span.end_us > rolled.end_us:
         raw.append(Span(rolled.end_us, span.end_us).where())
-    listed = ", ".join(f"toDate('{day.isoformat()}')" for day in days)
-    delivered = [
-        f"SELECT product_id, sum(trades) AS trades, sum(amount) AS amount, sum(calls) AS calls "
-        f"FROM {db}.public_1d FINAL WHERE day IN ({listed}) AND product_id != '' GROUP BY product_id"
-    ] if days else []
+    delivered = []
+    for table, key, keys in (
+        ("public_1mo", "month", sorted(months)),
+        ("public_1d", "day", sorted(day for day in days if day.replace(day=1) not in months)),
+    ):
+        if keys:
+            listed = ", ".join(f"toDate('{at.isoformat()}')" for at in keys)
+            delivered.append(
+                f"SELECT product_id, sum(trades) AS trades, sum(amount) AS amount, sum(calls) AS calls "
+                f"FROM {db}.{table} FINAL WHERE {key} IN ({listed}) AND product_id != '' GROUP BY product_id"
+            )
     for where in raw:
         delivered += [
             f"SELECT product_id, toUInt64(1) AS trades, amount, toUInt64(0) AS calls FROM {db}.trades FINAL "
@@ -185,18 +195,46 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
     }
 
 
-def _public_days(store: Reader, days: Span) -> list[date]:
+def _public_days(store: Reader, days: Span) -> dict[date, int]:
     """The China days of `days` (whole ones) that `public_1d` holds all the on-time rows of: rebuilt (their mark)
-    no earlier than their last flush (`console_1d`)."""
+    no earlier than their last flush (`console_1d`), each with its mark's stamp (ms, for `_public_months`)."""
     if days.start_us >= days.end_us:
-        return []
+        return {}
     db, within = store.database, f"day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
     rows = store.rows(
-        f"SELECT toString(day) AS day FROM (SELECT day, max(updated_at) AS built FROM {db}.public_1d "
-        f"WHERE product_id = '' AND {within} GROUP BY day) AS p LEFT JOIN (SELECT day, max(updated_at) AS flushed "
-        f"FROM {db}.console_1d WHERE {within} GROUP BY day) AS c USING (day) WHERE p.built >= c.flushed ORDER BY day"
+        f"SELECT toString(day) AS day, toUnixTimestamp64Milli(p.built) AS built_ms FROM (SELECT day, "
+        f"max(updated_at) AS built FROM {db}.public_1d WHERE product_id = '' AND {within} GROUP BY day) AS p "
+        f"LEFT JOIN (SELECT day, max(updated_at) AS flushed FROM {db}.console_1d WHERE {within} GROUP BY day) AS c "
+        f"USING (day) WHERE p.built >= c.flushed"
     )
-    return [date.fromisoformat(row["day"]) for row in rows]
+    return {date.fromisoformat(row["day"]): int(row["built_ms"]) for row in rows}
+
+
+def _public_months(store: Reader, days: dict[date, int]) -> set[date]:
+    """The China months (their first day) every day of which `public_1d` holds (`_public_days`, with their marks)
+    and `public_1mo` holds as those days are now: its mark no older than the newest of theirs (a day rebuilt since
+    the month was has rows the month lacks, a month rebuilt since its days holds nothing they do not)."""
+    newest: dict[date, int] = {}
+    for day, built_ms in days.items():
+        month = day.replace(day=1)
+        newest[month] = max(newest.get(month, 0), built_ms)
+    whole = [
+        month
+        for month in sorted(newest)
+        if all(month.replace(day=d) in days for d in range(1, monthrange(month.year, month.month)[1] + 1))
+    ]
+    if not whole:
+        return set()
+    listed = ", ".join(f"toDate('{month.isoformat()}')" for month in whole)
+    rows = store.rows(
+        f"SELECT toString(month) AS first_day, toUnixTimestamp64Milli(max(updated_at)) AS built_ms "
+        f"FROM {store.database}.public_1mo WHERE product_id = '' AND month IN ({listed}) GROUP BY month"
+    )
+    return {
+        month
+        for month, built_ms in ((date.fromisoformat(row["first_day"]), int(row["built_ms"])) for row in rows)
+        if built_ms >= newest[month]
+    }
 
 
 def _gaps(days: Span, held: list[date]) -> list[Span]:
@@ -376,9 +414,9 @@ class Snapshot:
 
     Rows keep arriving while an answer is built from several statements, so each statement is bounded by
     this snapshot rather than by "now": a raw row counts only if it occurred by `as_of_us` (the watermark)
-    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`, `public_1d`) serve only hours before
-    `rollups_until_us`, hours that no on-time event can reach any more (older than the allowed lateness, by an
-    hour more) and whose every stored on-time event a window flush has counted. Rows stored later
+    and was stored by `ingested_ms`; the rollups (`market_1h`, `console_1d`, `public_1d`, `public_1mo`) serve only
+    hours before `rollups_until_us`, hours that no on-time event can reach any more (older than the allowed
+    lateness, by an hour more) and whose every stored on-time event a window flush has counted. Rows stored later
     than the snapshot in those hours are late (rollups leave them out), and the late rows are read raw, bounded
     like any raw row. So statements run a moment apart agree: the cards, the tables, the trend and
     `previous` / `year_ago` describe one set of rows, the one `dmm sql` sees with the same bounds.

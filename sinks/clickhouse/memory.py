@@ -181,6 +181,9 @@ class MemoryState(StateReader):
     def stale_public_days(self) -> list[int]:
         return []
 
+    def stale_public_months(self) -> list[int]:
+        return []
+
     def latest_event_ms(self) -> int | None:
         times = [_ms(r["occurred_at"]) for t in WINDOWED_TABLES for r in self._within_bound(self.memory.pylist(t))]
         return max(times, default=None)

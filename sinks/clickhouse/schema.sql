@@ -274,6 +274,24 @@ ENGINE = ReplacingMergeTree(updated_at)
 PARTITION BY toYear(day)
 ORDER BY (day, product_id);
 
+-- public_1d added up per China month (`month`: its first day) and product, so that a period of months reads a row
+-- per month and product instead of one per day. Rebuilt whole from public_1d, with its mark (product_id '', zeros),
+-- right after a flush rebuilds any of its days (and on start for every month older than its newest day). The
+-- console reads a month from it only if every day of the month is held by public_1d and the month's mark is no older
+-- than the newest mark of its days, else it reads the days. A store created before is filled on start.
+CREATE TABLE IF NOT EXISTS datamarket.public_1mo
+(
+    month          Date COMMENT 'the first day of the China month',
+    product_id     String COMMENT 'empty: the mark of a rebuilt month (zeros)',
+    trades         UInt64,
+    amount         Decimal(38, 2) COMMENT 'traded amount',
+    calls          UInt64 COMMENT 'usage calls',
+    updated_at     DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree(updated_at)
+PARTITION BY toYear(month)
+ORDER BY (month, product_id);
+
 -- First sightings (sinks/clickhouse/first_seen.py), each the earliest event as (occurred_at, sector): a product's
 -- first `list` event anywhere (kind 'product', exchange_id ''), on each exchange (kind 'listing'), a party's first
 -- trade as buyer or seller or `list` event as seller (kind 'party', exchange_id '', sector ''). Fed by every window

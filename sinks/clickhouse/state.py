@@ -23,12 +23,12 @@ from models import Heartbeat, Listing, Sighting, Trade, Usage
 from models.clock import CHINA_STANDARD_TIME, EPOCH, to_ms
 from models.digest import md5
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.windows import stale_public_days_sql
+from sinks.clickhouse.windows import stale_public_days_sql, stale_public_months_sql
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 WINDOWED_TABLES = ("trades", "usage", "listings")  # the events the market windows count
 ACCOUNTED_TABLES = (*EVENT_TABLES, "rejected_events", "duplicate_events")
-WINDOW_TABLES = ("market_1m", "market_1h", "market_1d", "console_1d")  # every flush writes them (not public_1d)
+WINDOW_TABLES = ("market_1m", "market_1h", "market_1d", "console_1d")  # every flush writes them (not public_1d/_1mo)
 
 
 IDENTITY_DIGEST_SQL = "MD5(concat(exchange_id, '\\x1f', event_id))"  # the same bytes as `identity_digest`
@@ -402,6 +402,14 @@ class StateReader:
         return [
             to_ms(datetime.combine(date.fromisoformat(row["day"]), time(), CHINA_STANDARD_TIME))
             for row in self.store.rows(stale_public_days_sql(self.db))
+        ]
+
+    def stale_public_months(self) -> list[int]:
+        """China months (their first day's start, ms) whose `public_1mo` is older than one of their days' `public_1d`
+        or missing (`windows.stale_public_months_sql`)."""
+        return [
+            to_ms(datetime.combine(date.fromisoformat(row["month"]), time(), CHINA_STANDARD_TIME))
+            for row in self.store.rows(stale_public_months_sql(self.db))
         ]
 
     def _events_since(self, since_ms: int, tables: Iterable[str] = EVENT_TABLES) -> str:

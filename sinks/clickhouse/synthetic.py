@@ -22,6 +22,7 @@ from sinks.clickhouse.windows import (
     recompute_days_sql,
     recompute_hours_sql,
     recompute_public_days_sql,
+    recompute_public_months_sql,
     recompute_sql,
 )
 
@@ -77,7 +78,7 @@ def build_rollups(
     store: Store, start: datetime, days: int, progress: Callable[[int], None] = lambda done: None
 ) -> None:
     """market_1m, market_1h, market_1d, public_1d and console_1d for every day of the history, a day (a month for
-    the day tables) per statement (bounded memory)."""
+    the day tables) per statement (bounded memory), then public_1mo for every month of it, a month per statement."""
     updated_at = datetime.now(UTC)
     for day in range(days):
         day_start = start + timedelta(days=day)
@@ -91,3 +92,5 @@ def build_rollups(
         store.command(recompute_days_sql(store.database, china_days[i : i + 31], updated_at))
         store.command(recompute_public_days_sql(store.database, china_days[i : i + 31], updated_at))
         store.command(recompute_console_days_sql(store.database, china_days[i : i + 31], updated_at))
+    for month in sorted({day.replace(day=1) for day in china_days}):
+        store.command(recompute_public_months_sql(store.database, month, updated_at))

@@ -7,7 +7,8 @@ itself (`streams.windows`); `recompute_minutes` rebuilds every cell of the given
 minutes from `trades`, `usage` and `listings` (late rows excluded), `recompute_hours`
 hours (`market_1h`) from their minutes and `recompute_days` China days (`market_1d`)
 from their hours, then `recompute_console_days` the console's days (`console_1d`) from those.
-`recompute_public_days` rebuilds China days of `public_1d` (public data delivered, per product) from the events.
+`recompute_public_days` rebuilds China days of `public_1d` (public data delivered, per product) from the events,
+`recompute_public_months` their China months (`public_1mo`) from them.
 """
 
 from __future__ import annotations
@@ -194,6 +195,30 @@ def stale_public_days_sql(database: str) -> str:
     )
 
 
+def recompute_public_months_sql(database: str, month: date, updated_at: datetime) -> str:
+    """INSERT ... SELECT rebuilding the China month starting on `month` of public_1mo from its days in public_1d (as
+    they are now: the console reads the month only while none of them is rebuilt after it), with its mark."""
+    first = f"toDate('{month.isoformat()}')"
+    return (
+        f"INSERT INTO {database}.public_1mo SELECT {first} AS month, product_id, sum(trades), sum(amount), "
+        f"sum(calls), {_stamp(updated_at)} FROM (SELECT product_id, trades, amount, calls FROM {database}.public_1d "
+        f"FINAL WHERE day >= {first} AND day < {first} + INTERVAL 1 MONTH AND product_id != '' "
+        f"UNION ALL SELECT '', 0, toDecimal128(0, 2), 0) GROUP BY product_id"
+    )
+
+
+def stale_public_months_sql(database: str) -> str:
+    """The China months (their first day, YYYY-MM-DD) whose `public_1mo` mark is older than the newest `public_1d`
+    mark of their days, or missing (a flush stopped between the two, a store created before the table). Reads the
+    marks only."""
+    return (
+        f"SELECT toString(month) AS month FROM (SELECT toStartOfMonth(day) AS month, max(updated_at) AS days_built "
+        f"FROM {database}.public_1d WHERE product_id = '' GROUP BY month) AS d LEFT JOIN (SELECT month, "
+        f"max(updated_at) AS built FROM {database}.public_1mo WHERE product_id = '' GROUP BY month) AS m "
+        f"USING (month) WHERE m.built < d.days_built ORDER BY month"
+    )
+
+
 def write_cells(store: Store, table: str, cells: pa.Table) -> None:
     """Whole totals of cells of `market_1m`, `market_1h` or `market_1d` (`MARKET_1M`, `MARKET_1H`, `MARKET_1D`'s
     columns), stamped with their `updated_at`."""
@@ -237,3 +262,10 @@ def recompute_public_days(store: Store, days: list[int], updated_at: datetime) -
     """Rebuild the given China days (their start, ms since the epoch) of `public_1d` from the stored events."""
     store.command(recompute_public_days_sql(store.database, _china_dates(days), updated_at))
 
+
+
+def recompute_public_months(store: Store, days: list[int], updated_at: datetime) -> None:
+    """Rebuild the China months holding the given China days (their start, ms since the epoch) of `public_1mo` from
+    `public_1d`, a month per statement (each reads its days' rows)."""
+    for month in sorted({day.replace(day=1) for day in _china_dates(days)}):
+        store.command(recompute_public_months_sql(store.database, month, updated_at))

@@ -1,11 +1,12 @@
-"""The console's public data delivered (`console_queries.public_supply`): from `public_1d` where it holds whole days for
-good, the rest raw, it equals its definition on the raw rows to the fen, on a seeded market in a real embedded store
-(a store per test: chdb opens one path at a time, so not beside `test_console_queries`'s)."""
+"""The console's public data delivered (`console_queries.public_supply`): from `public_1mo` where it holds whole months
+as their days are, `public_1d` where it holds whole days for good, the rest raw, it equals its definition on the raw
+rows to the fen, on a seeded market in a real embedded store (a store per test: chdb opens one path at a time, so not
+beside `test_console_queries`'s)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from models.clock import CHINA_STANDARD_TIME
 from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.store import ChdbStore
 from sinks.clickhouse.synthetic import build_rollups
-from sinks.clickhouse.windows import recompute_console_days_sql
+from sinks.clickhouse.windows import recompute_console_days_sql, recompute_public_days_sql
 from tests.sinks.test_console_queries import LISTING, TRADE, US, insert
 
 pytestmark = pytest.mark.integration
@@ -23,6 +24,9 @@ pytestmark = pytest.mark.integration
 
 MARKET_START = datetime(2026, 11, 9, 16, tzinfo=UTC)  # 2026-11-10 00:00 CST
 MARKET_DAYS = 4  # the fourth China day partial: the snapshot's rollups end in it
+MONTHS_START = datetime(2026, 8, 28, 16, tzinfo=UTC)  # 2026-08-29 00:00 CST: three days of August, all September,
+MONTHS_DAYS = 36  # and October up to its third day (partial)
+SEPTEMBER = date(2026, 9, 1)
 PRICING = {"P0": "free", "P1": "free", "P2": "conditional_free", "P3": "paid", "P4": "conditional_free"}  # P5: none
 
 
@@ -50,19 +54,34 @@ def raw_public_supply(store: ChdbStore, snap: q.Snapshot, span: q.Span) -> dict[
     }
 
 
-def china_day(n: int) -> q.Span:
+def china_day(n: int, start: datetime = MARKET_START) -> q.Span:
     """The n-th China day of the seeded market (from 0)."""
-    start = int(MARKET_START.timestamp()) * US + n * 86_400 * US
-    return q.Span(start, start + 86_400 * US)
+    first = int(start.timestamp()) * US + n * 86_400 * US
+    return q.Span(first, first + 86_400 * US)
 
 
 @pytest.fixture
 def market(tmp_path: Path) -> Iterator[ChdbStore]:
     """Three and most of a fourth China day of trades and usage (a third public), some late, stored when they
     occurred, every rollup built as the worker builds them; products listed with their pricing."""
+    opened = seeded(tmp_path, MARKET_START, MARKET_DAYS)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def months(tmp_path: Path) -> Iterator[ChdbStore]:
+    """The same market over 35 China days and most of a 36th: the end of August, all September, October begun."""
+    opened = seeded(tmp_path, MONTHS_START, MONTHS_DAYS)
+    yield opened
+    opened.close()
+
+
+def seeded(tmp_path: Path, start: datetime, days: int) -> ChdbStore:
+    """`days` China days from `start` (the last one to 20:00) of 6000 trades and 3000 usage records."""
     opened = ChdbStore(tmp_path / "chdb")
     opened.apply_schema()
-    start_s, span_s = int(MARKET_START.timestamp()), (MARKET_DAYS - 1) * 86_400 + 20 * 3_600
+    start_s, span_s = int(start.timestamp()), (days - 1) * 86_400 + 20 * 3_600
     occurred = f"toDateTime64({start_s} + intDiv(number * {span_s}, 6000), 6, 'UTC')"
     common = (
         f"'SHDEX', concat('E', toString(number)), {occurred}, concat('P', toString(cityHash64(number, 1) % 6))"
@@ -87,14 +106,13 @@ def market(tmp_path: Path) -> Iterator[ChdbStore]:
         "listings",
         LISTING,
         *(
-            ("SHDEX", f"L{product}", "2026-11-01 00:00:00", "list", product, "S1", "public", "transportation", pricing,
+            ("SHDEX", f"L{product}", "2026-08-01 00:00:00", "list", product, "S1", "public", "transportation", pricing,
              0, [])
             for product, pricing in PRICING.items()
         ),
     )
-    build_rollups(opened, MARKET_START, MARKET_DAYS)
-    yield opened
-    opened.close()
+    build_rollups(opened, start, days)
+    return opened
 
 
 def test_public_supply_from_public_1d_is_the_raw_definition_to_the_fen(market: ChdbStore) -> None:
@@ -141,6 +159,49 @@ def test_public_supply_in_a_store_created_before_public_1d(market: ChdbStore) ->
     snap = q.snapshot(market, allowed_lateness_s=300)
     span = q.Span(china_day(0).start_us, china_day(3).end_us)
     assert q.public_supply(market, snap, span) == raw_public_supply(market, snap, span)
+
+
+def held_months(store: ChdbStore, span: q.Span) -> set[date]:
+    """The months `public_supply` reads from `public_1mo` for the span's rolled part."""
+    return q._public_months(store, q._public_days(store, span))
+
+
+def test_public_supply_reads_whole_months_from_public_1mo_to_the_fen(months: ChdbStore) -> None:
+    snap = q.snapshot(months, allowed_lateness_s=300)
+    last = china_day(MONTHS_DAYS - 1, MONTHS_START)
+    assert q._china_midnight_us(snap.rollups_until_us) == last.start_us  # October's third day is read raw
+    september = q.Span(china_day(3, MONTHS_START).start_us, china_day(33, MONTHS_START).start_us)
+    everything = q.Span(china_day(0, MONTHS_START).start_us, last.end_us)
+    assert held_months(months, september) == held_months(months, everything) == {SEPTEMBER}
+    part = q.Span(china_day(5, MONTHS_START).start_us, last.end_us)  # from September's third day
+    assert held_months(months, part) == set()
+    for span in (everything, september, part, q.Span(september.start_us, last.start_us)):
+        supply = q.public_supply(months, snap, span)
+        assert supply == raw_public_supply(months, snap, span), span
+        assert supply.keys() == {"free", "conditional_free", "paid", "unknown"}
+
+
+def test_a_month_with_a_day_rebuilt_after_it_is_read_from_its_days(months: ChdbStore) -> None:
+    """A public trade stored (long ago, on time) after September's public_1mo was built, counted by a flush of its
+    day: the day is read raw while public_1d is behind, then from public_1d once it is rebuilt, and the month from
+    its days (not public_1mo, which lacks the trade) until it is rebuilt too."""
+    september = q.Span(china_day(3, MONTHS_START).start_us, china_day(33, MONTHS_START).start_us)
+    before = q.public_supply(months, q.snapshot(months, allowed_lateness_s=300), september)
+    day = china_day(12, MONTHS_START)  # 2026-09-10
+    insert(months, "trades", TRADE + ", ingested_at", ("SHDEX", "T-more", at_us(day.start_us + 3_600 * US), "T-more",
+                                                       "P1", "B1", "S1", "7.77", 1, "7.77", "on_exchange",
+                                                       "transportation", "public", 0, 0, at_us(day.end_us)))
+    dates = [date(2026, 9, 10)]
+    months.command(recompute_console_days_sql("datamarket", dates, datetime.now(UTC)))
+    for rebuilt in (False, True):  # public_1d behind the day's flush, then rebuilt after public_1mo
+        if rebuilt:
+            months.command(recompute_public_days_sql("datamarket", dates, datetime.now(UTC)))
+        snap = q.snapshot(months, allowed_lateness_s=300)
+        supply = q.public_supply(months, snap, september)
+        assert supply == raw_public_supply(months, snap, september), rebuilt
+        assert supply["free"]["trades"] == before["free"]["trades"] + 1  # P1's pricing
+        assert len(q._public_days(months, september)) == (30 if rebuilt else 29)
+        assert held_months(months, september) == set()
 
 
 def at_us(us: int) -> str:

@@ -16,7 +16,11 @@ from settings import Settings
 from sinks.clickhouse.store import ChdbStore
 from streams.pipeline import Pipeline
 from streams.records import Message
-from tests.support.totals import assert_public_days_are_the_events, assert_windows_are_the_events
+from tests.support.totals import (
+    assert_public_days_are_the_events,
+    assert_public_months_are_the_days,
+    assert_windows_are_the_events,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -72,16 +76,17 @@ def test_kept_and_recomputed_minutes_equal_a_recompute_from_the_stored_events(
     assert int(late) > 0 and int(duplicates) > 0
     assert_windows_are_the_events(store.rows)
     assert assert_public_days_are_the_events(store.rows) == 1, "the China day the run left was not rebuilt"
+    assert assert_public_months_are_the_days(store.rows) == 1, "the closed day's month was not rebuilt after it"
     assert again.windows.public_pending == {china_day_start_ms(to_ms(START)) + DAY_MS}, "the open day is not pending"
     store.close()
 
 
-def test_a_store_created_before_console_1d_and_public_1d_has_them_filled_on_restore(
+def test_a_store_created_before_console_1d_public_1d_and_public_1mo_has_them_filled_on_restore(
     tmp_path: Path, values: list[bytes]
 ) -> None:
     """The days market_1d holds and console_1d lacks are added up on start, before the unflushed windows are read
     (console_1d is one of the rollups whose latest flush they are read from); public_1d's closed days are rebuilt
-    from the events then, the open one once it closes."""
+    from the events then, the open one once it closes, and public_1mo's months from those days."""
     store = ChdbStore(tmp_path / "chdb")
     store.apply_schema()
     messages = [Message(TOPIC, 0, offset, None, value) for offset, value in enumerate(values)]
@@ -93,6 +98,7 @@ def test_a_store_created_before_console_1d_and_public_1d_has_them_filled_on_rest
     restored.restore()
     store.command("TRUNCATE TABLE datamarket.console_1d")  # as a store from before them
     store.command("TRUNCATE TABLE datamarket.public_1d")
+    store.command("TRUNCATE TABLE datamarket.public_1mo")
     again = Pipeline(Settings(), store, _publish, topic_id="log-1")
     again.restore()
     dirty = [grain.dirty for grain in again.windows.grains]
@@ -100,6 +106,7 @@ def test_a_store_created_before_console_1d_and_public_1d_has_them_filled_on_rest
     assert int(store.rows("SELECT count() AS n FROM datamarket.console_1d")[0]["n"]) > 0
     assert_windows_are_the_events(store.rows)
     assert assert_public_days_are_the_events(store.rows) == 1, "public_1d's closed day was not filled"
+    assert assert_public_months_are_the_days(store.rows) == 1, "public_1mo's month was not filled"
     open_day = china_day_start_ms(to_ms(START)) + DAY_MS
     assert again.windows.public_pending == {open_day}, "public_1d's open day is not left to its closing"
     asyncio.run(again.flush())  # nothing new: the open day is still open, and still pending

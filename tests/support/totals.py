@@ -103,8 +103,9 @@ def assert_exact_totals(reader: StoreReader, expected: Expected) -> dict[str, in
 def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -> None:
     """`market_1m`, cell by cell (distinct buyers and sellers too), is what a recompute from the stored events
     gives, `market_1h` and `market_1d` what their minutes add up to, `console_1d` what its days' cells add up to, and
-    `public_1d` what its days' public events add up to (`assert_public_days_are_the_events`),
-    whether the worker kept a window's totals itself or recomputed them."""
+    `public_1d` what its days' public events add up to (`assert_public_days_are_the_events`) and `public_1mo` what
+    its days add up to (`assert_public_months_are_the_days`), whether the worker kept a window's totals itself or
+    recomputed them."""
     db = "datamarket"
     minute = "toUnixTimestamp(toStartOfMinute(occurred_at))"
     minutes = [
@@ -156,6 +157,7 @@ def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -
     )
     assert days == cells, ("console_1d", [row for row in days if row not in cells][:5])
     assert_public_days_are_the_events(rows)
+    assert_public_months_are_the_days(rows)
 
 
 def assert_public_days_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -> int:
@@ -186,6 +188,28 @@ def assert_public_days_are_the_events(rows: Callable[[str], list[dict[str, Any]]
         f"sum(calls) AS calls FROM ({of_events}) GROUP BY d, product_id ORDER BY d, product_id"
     )
     assert rolled == added, ("public_1d", [row for row in rolled if row not in added][:5])
+    return len(rows(held))
+
+
+def assert_public_months_are_the_days(rows: Callable[[str], list[dict[str, Any]]]) -> int:
+    """Every month `public_1mo` holds as its days are (its mark no older than theirs) is, product by product, what
+    its days in `public_1d` add up to. Returns how many such months there are."""
+    db = "datamarket"
+    held = (
+        f"SELECT month FROM (SELECT month, max(updated_at) AS built FROM {db}.public_1mo WHERE product_id = '' "
+        f"GROUP BY month) AS m LEFT JOIN (SELECT toStartOfMonth(day) AS month, max(updated_at) AS days_built "
+        f"FROM {db}.public_1d WHERE product_id = '' GROUP BY month) AS d USING (month) WHERE m.built >= d.days_built"
+    )
+    measures = "sum(trades) AS trades, toString(sum(amount)) AS amount, sum(calls) AS calls"
+    rolled = rows(
+        f"SELECT toString(month) AS m, product_id, {measures} FROM {db}.public_1mo FINAL "
+        f"WHERE product_id != '' AND month IN ({held}) GROUP BY m, product_id ORDER BY m, product_id"
+    )
+    added = rows(
+        f"SELECT toString(toStartOfMonth(day)) AS m, product_id, {measures} FROM {db}.public_1d FINAL "
+        f"WHERE product_id != '' AND toStartOfMonth(day) IN ({held}) GROUP BY m, product_id ORDER BY m, product_id"
+    )
+    assert rolled == added, ("public_1mo", [row for row in rolled if row not in added][:5])
     return len(rows(held))
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHINA_OFFSET = timedelta(hours=8)
@@ -19,6 +19,11 @@ def to_ms(moment: datetime) -> int:
 def china_day_start_ms(ms: int) -> int:
     """The start (ms since the epoch) of the China Standard Time day holding `ms`: the market's "today"."""
     return ms - (ms + CHINA_OFFSET_MS) % DAY_MS
+
+
+def china_midnight_ms(day: date) -> int:
+    """The start (ms since the epoch) of China Standard Time day `day`: how the day tables' dates map to event time."""
+    return (day - EPOCH.date()).days * DAY_MS - CHINA_OFFSET_MS
 
 
 def from_ms(ms: int) -> datetime:

@@ -61,7 +61,6 @@ from sinks.clickhouse.windows import (
     write_cells,
 )
 
-PUBLIC_DAYS_PER_STATEMENT = 31  # a rebuild of `public_1d` reads its days' events: a month at most at once
 CellKey = tuple[int, str, str, str, str, str, int]  # the window's start (ms since the epoch), then `CELL`
 _ZERO = Decimal("0.00")
 _KEYS = ["window", *CELL]
@@ -202,8 +201,7 @@ class WindowFlusher:
         # now, the others once they close, as if this worker had written them.
         stale = state.stale_public_days()
         closed = [day for day in stale if latest is not None and self._closed(day, latest)]
-        for i in range(0, len(closed), PUBLIC_DAYS_PER_STATEMENT):
-            recompute_public_days(self.store, closed[i : i + PUBLIC_DAYS_PER_STATEMENT], datetime.now(UTC))
+        recompute_public_days(self.store, closed, datetime.now(UTC))
         self.public_pending.update(set(stale) - set(closed))
         # `public_1mo`'s months older than one of their days (those just rebuilt, those a flush stopped before
         # rebuilding, all of them in a store from before the table)
@@ -259,8 +257,7 @@ class WindowFlusher:
                 write_cells(self.store, grain.table, cells)
             for i in range(0, len(dirty), self.max_windows):
                 grain.recompute(self.store, dirty[i : i + self.max_windows], flush.updated_at)
-        for i in range(0, len(flush.public_days), PUBLIC_DAYS_PER_STATEMENT):
-            recompute_public_days(self.store, flush.public_days[i : i + PUBLIC_DAYS_PER_STATEMENT], flush.updated_at)
+        recompute_public_days(self.store, flush.public_days, flush.updated_at)
         recompute_public_months(self.store, flush.public_days, flush.updated_at)
         for i in range(0, len(flush.console_days), self.max_windows):
             recompute_console_days(self.store, flush.console_days[i : i + self.max_windows], flush.updated_at)

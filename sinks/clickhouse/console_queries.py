@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import date, datetime, time
+from datetime import date
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from models.clock import CHINA_STANDARD_TIME, DAY_MS, china_day_start_ms, to_ms
+from models.clock import DAY_MS, china_day_start_ms, china_midnight_ms
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
 from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import Parameters
+from sinks.clickhouse.windows import CHINA
 
 CENT = Decimal("0.01")
 MAX_CLOCK_SKEW_S: float = Settings.model_fields["max_clock_skew_s"].default
@@ -241,7 +242,7 @@ def _gaps(days: Span, held: list[date]) -> list[Span]:
     """The stretches of `days` (from China midnight to China midnight) not among the `held` days (in order)."""
     gaps, start = [], days.start_us
     for day in held:
-        held_us = to_ms(datetime.combine(day, time(), CHINA_STANDARD_TIME)) * 1000
+        held_us = china_midnight_ms(day) * 1000
         if held_us > start:
             gaps.append(Span(start, held_us))
         start = held_us + DAY_MS * 1000
@@ -405,7 +406,6 @@ UNFLUSHED_MARGIN_S = 10  # as `state.unflushed_windows`: a flush's stamp may pre
 FLUSHED_DAYS = 2
 ROLLUP_MARGIN_US = 3600 * 1_000_000  # rollups serve hours older than the allowed lateness by one more hour
 HOUR_US = 3600 * 1_000_000
-CHINA = "Asia/Shanghai"
 
 
 @dataclass(frozen=True, slots=True)

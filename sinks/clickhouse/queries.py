@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from models.clock import to_ms
 from sinks.clickhouse.state import EVENT_TABLES
+from sinks.clickhouse.windows import CHINA
 
 EXAMPLE = "SELECT exchange_id, sum(amount) FROM datamarket.trades GROUP BY 1 ORDER BY 2 DESC"  # dmm up's hint
 
@@ -134,7 +135,7 @@ def _stored_since(database: str, since: datetime) -> str:
 def regulator_questions(database: str, now: datetime) -> dict[str, str]:
     """The console's and dashboards' questions over a long history, answered from the rollups (and one from the
     raw trades, for comparison). `now`: the market's current time; days are China Standard Time days."""
-    today = f"toDate({to_ms(now) // 1000}, 'Asia/Shanghai')"
+    today = f"toDate({to_ms(now) // 1000}, '{CHINA}')"
     hour = f"toStartOfHour(toDateTime({to_ms(now) // 1000}, 'UTC'))"
     d = f"{database}.market_1d FINAL"
     h = f"{database}.market_1h FINAL"
@@ -156,6 +157,6 @@ def regulator_questions(database: str, now: datetime) -> dict[str, str]:
         "exchange x sector, last year (1d)": f"SELECT exchange_id, sector, sum(traded_amount) FROM {d} "
         f"WHERE day > {today} - 365 GROUP BY exchange_id, sector",
         "traded today by exchange (raw trades)": "SELECT exchange_id, sum(amount) AS a "
-        f"FROM {database}.trades FINAL WHERE toDate(occurred_at, 'Asia/Shanghai') = {today} "
+        f"FROM {database}.trades FINAL WHERE toDate(occurred_at, '{CHINA}') = {today} "
         "GROUP BY exchange_id ORDER BY a DESC",
     }

@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
 
 from models import Heartbeat, Listing, Sighting, Trade, Usage
-from models.clock import CHINA_STANDARD_TIME, EPOCH, to_ms
+from models.clock import EPOCH, china_midnight_ms
 from models.digest import md5
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.windows import stale_public_days_sql, stale_public_months_sql
@@ -400,7 +400,7 @@ class StateReader:
         """China days (their start, ms) whose `public_1d` a flush, or a store from before the table, left behind
         `console_1d` (`windows.stale_public_days_sql`)."""
         return [
-            to_ms(datetime.combine(date.fromisoformat(row["day"]), time(), CHINA_STANDARD_TIME))
+            china_midnight_ms(date.fromisoformat(row["day"]))
             for row in self.store.rows(stale_public_days_sql(self.db))
         ]
 
@@ -408,7 +408,7 @@ class StateReader:
         """China months (their first day's start, ms) whose `public_1mo` is older than one of their days' `public_1d`
         or missing (`windows.stale_public_months_sql`)."""
         return [
-            to_ms(datetime.combine(date.fromisoformat(row["month"]), time(), CHINA_STANDARD_TIME))
+            china_midnight_ms(date.fromisoformat(row["month"]))
             for row in self.store.rows(stale_public_months_sql(self.db))
         ]
 

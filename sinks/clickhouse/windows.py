@@ -25,6 +25,7 @@ MINUTE_MS = 60_000
 HOUR_MS = 3_600_000
 
 CHINA = "Asia/Shanghai"  # the day tables' calendar (`models.clock.CHINA_STANDARD_TIME`)
+PUBLIC_DAYS_PER_STATEMENT = 31  # a rebuild of `public_1d` reads its days' events: a month at most at once
 CELL = ("exchange_id", "sector", "category", "source", "venue", "high_quality")
 _CELL = ", ".join(CELL)
 
@@ -259,9 +260,11 @@ def fill_console_days(store: Store, updated_at: datetime) -> None:
 
 
 def recompute_public_days(store: Store, days: list[int], updated_at: datetime) -> None:
-    """Rebuild the given China days (their start, ms since the epoch) of `public_1d` from the stored events."""
-    store.command(recompute_public_days_sql(store.database, _china_dates(days), updated_at))
-
+    """Rebuild the given China days (their start, ms since the epoch) of `public_1d` from the stored events, a
+    month of them at most per statement (each reads its days' events)."""
+    dates = _china_dates(sorted(days))
+    for i in range(0, len(dates), PUBLIC_DAYS_PER_STATEMENT):
+        store.command(recompute_public_days_sql(store.database, dates[i : i + PUBLIC_DAYS_PER_STATEMENT], updated_at))
 
 
 def recompute_public_months(store: Store, days: list[int], updated_at: datetime) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from models.clock import CHINA_OFFSET_MS
+from models.clock import CHINA_OFFSET_MS, china_midnight_ms
 from sinks.clickhouse.console_queries import Grain, Span
 
 MINUTE_US = 60 * 1_000_000
@@ -79,7 +79,7 @@ def china_day(at_us: int) -> date:
 
 def china_midnight_us(day: date) -> int:
     """The start of China day `day`, in µs since the epoch."""
-    return (day - EPOCH_DAY.date()).days * DAY_US - CST_OFFSET_US
+    return china_midnight_ms(day) * 1000
 
 
 def date_range(first: str | None, last: str | None, watermark_us: int | None, now_us: int) -> DateRange:

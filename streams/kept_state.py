@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Mapping
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from sinks.clickhouse.store import process_running
+
+log = logging.getLogger("dmm.kept_state")
 
 VERSION = 1  # of the manifest and of what the parts write: a change makes older kept state unusable
 KEPT = "kept"
@@ -73,6 +76,18 @@ def take(state_dir: Path, origin: Mapping[str, Any]) -> tuple[Path | None, str]:
     return mine, "taken"
 
 
+def take_or_rebuild(part: Path | None, take: Callable[[Path], None], rebuild: Callable[[], None]) -> None:
+    """One piece of state: from its kept `part` if there is one and it reads back whole, else (`take` raised:
+    the store still has it all) rebuilt from the store."""
+    if part is not None and part.is_dir():
+        try:
+            take(part)
+            return
+        except Exception:
+            log.warning("kept state unusable; rebuilding it from the store", extra={"part": part.name}, exc_info=True)
+    rebuild()
+
+
 def _sweep(state_dir: Path) -> None:
     """Remove what a process that died while keeping or taking state left (`keeping-<pid>`, `taking-<pid>`)."""
     for path in [*state_dir.glob("keeping-*"), *state_dir.glob("taking-*")]:
@@ -108,11 +123,9 @@ def _digests(directory: Path) -> dict[str, str]:
         relative = path.relative_to(directory)
         if not path.is_file() or relative.as_posix() == MANIFEST:
             continue
-        if DATABASE in relative.parts[:-1] and relative.name.startswith("LOG"):
-            continue  # RocksDB's diagnostic log: written to until the last handle on the database is gone
-        if DATABASE in relative.parts[:-1]:
-            found[relative.as_posix()] = f"size {path.stat().st_size}"
-        else:
+        if DATABASE not in relative.parts[:-1]:
             with path.open("rb") as file:
                 found[relative.as_posix()] = hashlib.file_digest(file, "sha256").hexdigest()
+        elif not relative.name.startswith("LOG"):  # RocksDB's diagnostic log: written until its last handle goes
+            found[relative.as_posix()] = f"size {path.stat().st_size}"
     return found

@@ -21,7 +21,7 @@ import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from functools import partial
 
 from models import SEVERITY, Alert
 from settings import RuleSettings, Settings
@@ -134,7 +134,11 @@ class Pipeline:
             self.surveillance.restore(state, state.partition_watermarks(progress), rules)
             watermark_ms = self.surveillance.watermark_ms
             mark = part("surveillance", mark)
-            self._restore_index(state, watermark_ms, kept)
+            kept_state.take_or_rebuild(
+                kept / "dedup" if kept is not None else None,
+                partial(self.index.take, watermark_ms=watermark_ms),
+                partial(self.index.restore, state, watermark_ms),
+            )
             mark = part("dedup_index", mark)
         finally:
             if kept is not None:
@@ -159,15 +163,6 @@ class Pipeline:
             },
         )
         return took
-
-    def _restore_index(self, state: StateReader, watermark_ms: int, kept: Path | None) -> None:
-        if kept is not None and (kept / "dedup").is_dir():
-            try:
-                self.index.take(kept / "dedup", watermark_ms)
-                return
-            except Exception:  # unreadable as kept: the store still has it all
-                log.warning("kept state unusable; restoring from the store", extra={"part": "dedup"}, exc_info=True)
-        self.index.restore(state, watermark_ms)
 
     def _origin(self, rules: RuleSettings) -> dict[str, object]:
         """What the kept state is built from, as `streams.kept_state` compares it: the log, every partition's

@@ -15,10 +15,10 @@ is observed in order meanwhile, with event time passing the usage before each ev
 
 from __future__ import annotations
 
-import logging
 from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple, cast
 
@@ -41,11 +41,11 @@ from streams.detectors.base import (
     TakesBatches,
     TakesSightings,
 )
+from streams.kept_state import take_or_rebuild
 from streams.rules import restore_rules
 from streams.watermark import MarketClock
 
 EVENT_TYPES = (Listing, Trade, Usage, Heartbeat)
-log = logging.getLogger("dmm.surveillance")
 
 
 Rule = tuple[str, Callable[..., list[Finding]]]  # a detector's kind, and its `observe` or `sighted`
@@ -138,15 +138,11 @@ class Surveillance:
                 self.book.apply(listing)
         self.ctx.rules = restore_rules(state, self.configured_rules)
         for detector in self.detectors:
-            part = kept / detector.kind if kept is not None else None
-            if part is not None and part.is_dir() and isinstance(detector, KeepsState):
-                try:
-                    detector.take(part, self.ctx)
-                    continue
-                except Exception:  # unreadable as kept: the store still has it all
-                    log.warning("kept state unusable; restoring from the store", extra={"part": detector.kind},
-                                exc_info=True)
-            detector.restore(state, self.ctx)
+            rebuild = partial(detector.restore, state, self.ctx)
+            if kept is not None and isinstance(detector, KeepsState):
+                take_or_rebuild(kept / detector.kind, partial(detector.take, ctx=self.ctx), rebuild)
+            else:
+                rebuild()
         self.ledger.restore(state)
 
     def keep(self, into: Path) -> None:

@@ -99,7 +99,7 @@ class WashTrading(EventTimeDetector):
         return [self._finding(event.exchange_id, event.product_id, cycle)]
 
     def advance(self, ctx: MarketContext) -> list[Finding]:
-        horizon = self._horizon_ms = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        horizon = self._horizon_ms = _horizon(ctx)
         while self._expiry and self._expiry[0][0] < horizon:
             _, exchange_id, product_id, seller, buyer, event_id = heapq.heappop(self._expiry)
             graph = self._legs.get((exchange_id, product_id))
@@ -116,11 +116,9 @@ class WashTrading(EventTimeDetector):
         return []
 
     def restore(self, state: StateReader, ctx: MarketContext) -> None:
-        self._legs.clear()
-        self._expiry.clear()
-        self._in_ram = 0
+        self._forget_ram()
         self._spilled.clear()
-        since = self._horizon_ms = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        since = self._horizon_ms = _horizon(ctx)
         used = {
             f"{alert.exchange_id}\x00{event_id}"
             for alert in state.stored_alerts(self.kind, since)
@@ -140,11 +138,9 @@ class WashTrading(EventTimeDetector):
 
     def take(self, directory: Path, ctx: MarketContext) -> None:
         """Instead of `restore`: the legs a graceful stop kept (see `streams.kept_state`)."""
-        self._legs.clear()
-        self._expiry.clear()
-        self._in_ram = 0
+        self._forget_ram()
         self._spilled.take(directory)
-        self._horizon_ms = ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
+        self._horizon_ms = _horizon(ctx)
         self._spilled.forget(self._horizon_ms)
 
     def _add(self, exchange_id: str, product_id: str, graph: Legs, leg: Leg) -> None:
@@ -161,6 +157,10 @@ class WashTrading(EventTimeDetector):
             for by_id in to.values()
             for leg in by_id.values()
         )
+        self._forget_ram()
+
+    def _forget_ram(self) -> None:
+        """Drop the legs held in RAM (written to disk, or to be restored)."""
         self._legs.clear()
         self._expiry.clear()
         self._in_ram = 0
@@ -256,6 +256,11 @@ def _extend(
                 yield [*path, step]
             else:
                 yield from _extend(graph, leg, max_parties, window, [*path, step], [*parties, buyer], low, high)
+
+
+def _horizon(ctx: MarketContext) -> int:
+    """Legs before this event time are forgotten: the rule's window behind the watermark."""
+    return ctx.watermark_ms - ctx.rules.wash_trading_window_s * 1000
 
 
 def _parts(counts: dict[int, int], since_ms: int) -> Iterator[tuple[int, int | None]]:

@@ -50,7 +50,7 @@ from settings import ClickHouseSettings, IngestSettings, Settings, get_settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import record_first_seen
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.synthetic import build_rollups, insert_trades
+from sinks.clickhouse.synthetic import build_rollups, insert_trades, insert_usage
 from sinks.prometheus import STAGES
 
 Say = Callable[[str], None]
@@ -455,6 +455,7 @@ def _rss_mb(pid: int | str) -> float:
 @dataclass
 class QueryBenchResult:
     rows: int
+    usage_rows: int
     days: int
     generate_s: float
     rollup_s: float
@@ -470,12 +471,13 @@ def run_queries(
     rows: int,
     days: int = 365,
     runs: int = 5,
+    usage_rows: int = 0,
     say: Say = print,
     progress: Callable[[str, int, int], None] = lambda what, done, total: None,
 ) -> QueryBenchResult:
-    """`rows` synthetic trades over `days` days straight into a fresh embedded store, rollups and first sightings
-    built as the worker builds them, then each regulator question and each console endpoint (`console_endpoints`)
-    timed `runs` times (p50 and max, milliseconds)."""
+    """`rows` synthetic trades (and `usage_rows` usage events) over `days` days straight into a fresh embedded store,
+    rollups and first sightings built as the worker builds them, then each regulator question and each console
+    endpoint (`console_endpoints`) timed `runs` times (p50 and max, milliseconds)."""
     from sinks.clickhouse.store import ChdbStore
 
     store = ChdbStore(workdir / "chdb")
@@ -494,6 +496,17 @@ def run_queries(
             sorted(sectors()),
             progress=lambda done: progress("trades", done, rows),
         )
+        if usage_rows:
+            say(f"generating {usage_rows:,} usage events …")
+            insert_usage(
+                store,
+                usage_rows,
+                start,
+                days,
+                sorted(exchanges()),
+                sorted(sectors()),
+                progress=lambda done: progress("usage", done, usage_rows),
+            )
         generate_s = time.perf_counter() - began
         say("building market_1m / market_1h / market_1d, a day per statement …")
         began = time.perf_counter()
@@ -508,7 +521,7 @@ def run_queries(
         size = sum(f.stat().st_size for f in (workdir / "chdb").rglob("*") if f.is_file()) / 2**20
     finally:
         store.close()
-    return QueryBenchResult(rows, days, generate_s, rollup_s, timings, size)
+    return QueryBenchResult(rows, usage_rows, days, generate_s, rollup_s, timings, size)
 
 
 def console_endpoints(store: Store) -> dict[str, Callable[[], object]]:

@@ -92,6 +92,7 @@ class Cell:
     sellers: set[str] = field(default_factory=set)
     usage_calls: int = 0
     usage_bytes: int = 0
+    usage_records: int = 0
     new_listings: int = 0
 
 
@@ -195,7 +196,9 @@ class WindowFlusher:
         is there it reads the two tables' day keys and writes nothing. It runs before the unflushed windows are
         read, which are found from the latest flush of the rollups, `console_1d` among them."""
         fill_console_days(self.store, datetime.now(UTC))
-        unflushed = state.unflushed_windows()
+        # The windows the last flush may have missed, and the minutes of the days counted before the rollups counted
+        # usage events (a store from before the column: recomputed once).
+        unflushed = state.unflushed_windows() + state.unmetered_minutes()
         latest = state.latest_event_ms()
         # `public_1d`'s days left behind `console_1d` (a store from before it: all of them): those closed are rebuilt
         # now, the others once they close, as if this worker had written them.
@@ -333,13 +336,14 @@ def _add_trades(grains: tuple[Grain, ...], rows: pa.Table) -> None:
 
 
 def _add_usage(grains: tuple[Grain, ...], rows: pa.Table) -> None:
-    keys, (calls, volume) = _groups(rows, [("calls", "sum"), ("bytes", "sum")])
-    for key, n, size in zip(keys, calls, volume, strict=True):
+    keys, (calls, volume, records) = _groups(rows, [("calls", "sum"), ("bytes", "sum"), ("calls", "count")])
+    for key, n, size, count in zip(keys, calls, volume, records, strict=True):
         for grain in grains:
             cell = grain.cell(key)
             if cell is not None:
                 cell.usage_calls += n
                 cell.usage_bytes += size
+                cell.usage_records += count
 
 
 def _add_listings(grains: tuple[Grain, ...], rows: pa.Table) -> None:

@@ -37,6 +37,11 @@ GRANT ALTER ADD COLUMN ON datamarket.trades TO dmm_writer;
 GRANT ALTER ADD COLUMN ON datamarket.usage TO dmm_writer;
 GRANT ALTER ADD COLUMN ON datamarket.heartbeats TO dmm_writer;
 GRANT ALTER ADD COLUMN ON datamarket.rule_changes TO dmm_writer;
+-- ... and for the console's metering from the rollups, their count of usage events.
+GRANT ALTER ADD COLUMN ON datamarket.market_1m TO dmm_writer;
+GRANT ALTER ADD COLUMN ON datamarket.market_1h TO dmm_writer;
+GRANT ALTER ADD COLUMN ON datamarket.market_1d TO dmm_writer;
+GRANT ALTER ADD COLUMN ON datamarket.console_1d TO dmm_writer;
 
 CREATE ROLE IF NOT EXISTS dmm_read;
 GRANT SELECT ON datamarket.* TO dmm_read;

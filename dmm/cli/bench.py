@@ -28,6 +28,9 @@ def bench(
         0, help="instead: generate this many trades straight into ClickHouse and time the regulator's questions"
     ),
     query_days: int = typer.Option(365, help="days of history the --query-rows trades span"),
+    query_usage_per_trade: float = typer.Option(
+        1.0, min=0.0, help="usage events in that history per trade (a live market has ~4: the console meters them)"
+    ),
     restore_trades: int = typer.Option(
         0, help="instead: this many trades over the last 24 h into a fresh store, and a worker's restore timed"
     ),
@@ -55,7 +58,7 @@ def bench(
         out.print(f"[dim]{text}[/]")
 
     if query_rows:
-        _query_bench(query_rows, query_days, as_json, say)
+        _query_bench(query_rows, query_days, query_usage_per_trade, as_json, say)
         return
     if restore_trades:
         _restore_bench(restore_trades, as_json, say)
@@ -139,7 +142,7 @@ def bench(
         console.print(f"[yellow]note:[/] {note}")
 
 
-def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]) -> None:
+def _query_bench(rows: int, days: int, usage_per_trade: float, as_json: bool, say: Callable[[str], None]) -> None:
     from dmm import bench as benchmark
 
     with tempfile.TemporaryDirectory(prefix="dmm-bench-") as tmp, Progress(console=err_console) as bar:
@@ -150,10 +153,15 @@ def _query_bench(rows: int, days: int, as_json: bool, say: Callable[[str], None]
                 tasks[what] = bar.add_task(what, total=total)
             bar.update(tasks[what], completed=done)
 
-        result = benchmark.run_queries(Path(tmp), rows, days=days, say=say, progress=progress)
+        result = benchmark.run_queries(
+            Path(tmp), rows, days=days, usage_rows=round(rows * usage_per_trade), say=say, progress=progress
+        )
     if _printed_as_json(result, as_json):
         return
-    title = f"regulator questions and console endpoints, {result.rows:,} trades over {result.days} days (embedded)"
+    title = (
+        f"regulator questions and console endpoints, {result.rows:,} trades and {result.usage_rows:,} usage events "
+        f"over {result.days} days (embedded)"
+    )
     table = _table(title, "p50 (ms)", "max (ms)", first="question or endpoint")
     for question, timing in result.queries_ms.items():
         table.add_row(question, f"{timing['p50']:,.1f}", f"{timing['max']:,.1f}")

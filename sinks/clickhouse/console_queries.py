@@ -92,18 +92,6 @@ def watermark_us(store: Reader, max_clock_skew_s: float = MAX_CLOCK_SKEW_S) -> i
     return max(found) if found else None
 
 
-def usage_by_exchange(store: Reader, span: Span) -> list[dict[str, Any]]:
-    """Metering in the span per exchange: usage records, calls and bytes delivered."""
-    rows = store.rows(
-        f"SELECT toString(exchange_id) AS key, count() AS records, sum(calls) AS calls_n, sum(bytes) AS bytes_n "
-        f"FROM {store.database}.usage FINAL WHERE {span.where()} GROUP BY key ORDER BY key"
-    )
-    return [
-        {"key": r["key"], "records": int(r["records"]), "calls": int(r["calls_n"]), "bytes": int(r["bytes_n"])}
-        for r in rows
-    ]
-
-
 def _active_listings(database: str) -> str:
     """Each exchange × product's latest state: still listed, and its last `list` event's attributes."""
     return (
@@ -486,22 +474,33 @@ def _date(us: int) -> str:
 
 
 def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain: Grain | None) -> list[str]:
-    """The SELECTs whose rows add up to the trades of one period: whole China days from `console_1d` (not for an
-    hourly trend), hours from `market_1h`, both only before the snapshot's `rollups_until_us`, the rest raw, and
-    the late trades of the rolled-up part raw (the rollups leave them out)."""
+    """The SELECTs whose rows add up to the trades and the metering (usage events, calls, bytes) of one period:
+    whole China days from `console_1d` (not for an hourly trend), hours from `market_1h`, both only before the
+    snapshot's `rollups_until_us`, the rest raw, and the late trades and usage of the rolled-up part raw (the
+    rollups leave them out)."""
     assert snap.as_of_us is not None
     until = snap.rollups_until_us
     day_until = _china_midnight_us(until)
-    cells = (
-        "exchange_id, sector, trades, traded_amount AS amount, if(venue = 'on_exchange', traded_amount, 0) AS on_ex, "
-        "if(high_quality = 1, traded_amount, 0) AS hq"
-    )
-    trade = (
-        "exchange_id, sector, toUInt64(1) AS trades, amount, if(venue = 'on_exchange', amount, 0) AS on_ex, "
-        "if(high_quality = 1, amount, 0) AS hq"
-    )
     days_cells = (
-        "exchange_id, sector, trades, traded_amount AS amount, on_exchange_amount AS on_ex, high_quality_amount AS hq"
+        "exchange_id, sector, trades, traded_amount AS amount, on_exchange_amount AS on_ex, high_quality_amount AS hq, "
+        "usage_records AS records, usage_calls AS calls, usage_bytes AS bytes"
+    )
+    hours_cells = (
+        "exchange_id, sector, trades, traded_amount AS amount, if(venue = 'on_exchange', traded_amount, 0) AS on_ex, "
+        "if(high_quality = 1, traded_amount, 0) AS hq, usage_records AS records, usage_calls AS calls, "
+        "usage_bytes AS bytes"
+    )
+    raw_tables = (
+        (
+            "trades",
+            "exchange_id, sector, toUInt64(1) AS trades, amount, if(venue = 'on_exchange', amount, 0) AS on_ex, "
+            "if(high_quality = 1, amount, 0) AS hq, toUInt64(0) AS records, toUInt64(0) AS calls, toUInt64(0) AS bytes",
+        ),
+        (
+            "usage",
+            "exchange_id, sector, toUInt64(0) AS trades, toDecimal128(0, 2) AS amount, toDecimal128(0, 2) AS on_ex, "
+            "toDecimal128(0, 2) AS hq, toUInt64(1) AS records, calls, bytes",
+        ),
     )
     sources = []
     hours_from = span.start_us
@@ -516,21 +515,22 @@ def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain
     hours = Span(hours_from, min(span.end_us, until))
     if hours.start_us < hours.end_us:
         sources.append(
-            f"SELECT {index} AS period, {_bucket(grain, 'window_start')} AS bucket, {cells} "
-            f"FROM {database}.market_1h FINAL WHERE venue != '' AND {hours.where('window_start')}"
+            f"SELECT {index} AS period, {_bucket(grain, 'window_start')} AS bucket, {hours_cells} "
+            f"FROM {database}.market_1h FINAL WHERE {hours.where('window_start')}"
         )
     rolled = Span(span.start_us, min(span.end_us, until))
-    if rolled.start_us < rolled.end_us:
-        sources.append(
-            f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {trade} "
-            f"FROM {database}.trades FINAL WHERE late = 1 AND {rolled.where()} AND {snap.raw()}"
-        )
     raw = Span(max(span.start_us, until), span.end_us)
-    if raw.start_us < raw.end_us:
-        sources.append(
-            f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {trade} "
-            f"FROM {database}.trades FINAL WHERE {raw.where()} AND {snap.raw()}"
-        )
+    for table, columns in raw_tables:
+        if rolled.start_us < rolled.end_us:
+            sources.append(
+                f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {columns} "
+                f"FROM {database}.{table} FINAL WHERE late = 1 AND {rolled.where()} AND {snap.raw()}"
+            )
+        if raw.start_us < raw.end_us:
+            sources.append(
+                f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {columns} "
+                f"FROM {database}.{table} FINAL WHERE {raw.where()} AND {snap.raw()}"
+            )
     return sources
 
 
@@ -540,17 +540,18 @@ def _figures(row: dict[str, Any]) -> dict[str, Any]:
         "amount": money(row["amount_s"]),
         "on_exchange": money(row["on_ex_s"]),
         "high_quality": money(row["hq_s"]),
+        "usage_records": int(row["records"]),
+        "usage_calls": int(row["calls"]),
+        "usage_bytes": int(row["bytes"]),
     }
 
 
-def period_trades(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grain | None]]) -> list[dict[str, Any]]:
+def period_figures(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grain | None]]) -> list[dict[str, Any]]:
     """Per period (a span, and the grain of its trend or None): trades, amount, on-exchange and high-quality
-    amount in total (`totals`), per exchange and per sector (`by`), and per trend bucket (`trend`, keyed as
-    `_bucket` writes them), as of the snapshot. One statement for all of them."""
-    found: list[dict[str, Any]] = [
-        {"totals": _figures({"trades": 0, "amount_s": "0", "on_ex_s": "0", "hq_s": "0"}), "by": {}, "trend": {}}
-        for _ in periods
-    ]
+    amount, usage events, calls and bytes in total (`totals`), per exchange and per sector (`by`), and per trend
+    bucket (`trend`, keyed as `_bucket` writes them), as of the snapshot. One statement for all of them."""
+    nothing = {"trades": 0, "amount_s": "0", "on_ex_s": "0", "hq_s": "0", "records": 0, "calls": 0, "bytes": 0}
+    found: list[dict[str, Any]] = [{"totals": _figures(nothing), "by": {}, "trend": {}} for _ in periods]
     if snap.as_of_us is None:
         return found
     sources = [
@@ -563,7 +564,8 @@ def period_trades(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grain
     rows = store.rows(
         f"SELECT period, grouping(bucket, exchange_id, sector) AS grouped, bucket, toString(exchange_id) AS exchange, "
         f"toString(sector) AS sector_key, sum(trades) AS trades, toString(sum(amount)) AS amount_s, "
-        f"toString(sum(on_ex)) AS on_ex_s, toString(sum(hq)) AS hq_s FROM ({' UNION ALL '.join(sources)}) "
+        f"toString(sum(on_ex)) AS on_ex_s, toString(sum(hq)) AS hq_s, sum(records) AS records, sum(calls) AS calls, "
+        f"sum(bytes) AS bytes FROM ({' UNION ALL '.join(sources)}) "
         f"GROUP BY GROUPING SETS ((period), (period, bucket), (period, exchange_id), (period, sector))"
     )
     for row in rows:

@@ -178,6 +178,9 @@ class MemoryState(StateReader):
     def unflushed_windows(self) -> list[int]:
         return []
 
+    def unmetered_minutes(self) -> list[int]:
+        return []
+
     def stale_public_days(self) -> list[int]:
         return []
 

@@ -180,6 +180,7 @@ CREATE TABLE IF NOT EXISTS datamarket.market_1m
     sellers        UInt64,
     usage_calls    UInt64,
     usage_bytes    UInt64,
+    usage_records  UInt64 COMMENT 'usage events',
     new_listings   UInt64,
     updated_at     DateTime64(3, 'UTC')
 )
@@ -205,6 +206,7 @@ CREATE TABLE IF NOT EXISTS datamarket.market_1h
     data_bytes     UInt64,
     usage_calls    UInt64,
     usage_bytes    UInt64,
+    usage_records  UInt64 COMMENT 'usage events',
     new_listings   UInt64,
     updated_at     DateTime64(3, 'UTC')
 )
@@ -228,6 +230,7 @@ CREATE TABLE IF NOT EXISTS datamarket.market_1d
     data_bytes     UInt64,
     usage_calls    UInt64,
     usage_bytes    UInt64,
+    usage_records  UInt64 COMMENT 'usage events',
     new_listings   UInt64,
     updated_at     DateTime64(3, 'UTC')
 )
@@ -248,6 +251,9 @@ CREATE TABLE IF NOT EXISTS datamarket.console_1d
     traded_amount        Decimal(38, 2),
     on_exchange_amount   Decimal(38, 2) COMMENT 'of trades with venue on_exchange',
     high_quality_amount  Decimal(38, 2) COMMENT 'of trades of high-quality products',
+    usage_records        UInt64 COMMENT 'usage events (metering)',
+    usage_calls          UInt64,
+    usage_bytes          UInt64,
     updated_at           DateTime64(3, 'UTC')
 )
 ENGINE = ReplacingMergeTree(updated_at)
@@ -392,6 +398,16 @@ ALTER TABLE datamarket.listings ADD COLUMN IF NOT EXISTS content_digest UInt64 A
 ALTER TABLE datamarket.trades ADD COLUMN IF NOT EXISTS content_digest UInt64 AFTER ingested_at;
 ALTER TABLE datamarket.usage ADD COLUMN IF NOT EXISTS content_digest UInt64 AFTER ingested_at;
 ALTER TABLE datamarket.heartbeats ADD COLUMN IF NOT EXISTS content_digest UInt64 AFTER ingested_at;
+
+-- Stores created before the rollups counted usage events (the console's metering reads them, not the usage table)
+-- gain the columns. Rows written before hold 0 records beside their calls and bytes: the worker's start recomputes
+-- those days' minutes from the stored usage (state.StateReader.unmetered_minutes), then their hours and days.
+ALTER TABLE datamarket.market_1m ADD COLUMN IF NOT EXISTS usage_records UInt64 AFTER usage_bytes;
+ALTER TABLE datamarket.market_1h ADD COLUMN IF NOT EXISTS usage_records UInt64 AFTER usage_bytes;
+ALTER TABLE datamarket.market_1d ADD COLUMN IF NOT EXISTS usage_records UInt64 AFTER usage_bytes;
+ALTER TABLE datamarket.console_1d ADD COLUMN IF NOT EXISTS usage_records UInt64 AFTER high_quality_amount;
+ALTER TABLE datamarket.console_1d ADD COLUMN IF NOT EXISTS usage_calls UInt64 AFTER usage_records;
+ALTER TABLE datamarket.console_1d ADD COLUMN IF NOT EXISTS usage_bytes UInt64 AFTER usage_calls;
 
 -- Stores created before rejections and duplicates named their log: a new log's offsets no longer replace an
 -- old log's rows at the same offsets (rows written before keep an empty topic_id).

@@ -74,6 +74,35 @@ def insert_trades(
         progress(first + count)
 
 
+def insert_usage(
+    store: Store, rows: int, start: datetime, days: int, exchanges: list[str], sectors: list[str],
+    progress: Callable[[int], None] = lambda done: None,
+) -> None:
+    """`rows` usage events spread evenly over `days` days from `start`, on the synthetic trades' products, inserted
+    in chunks, each stored when it occurred (the console's metering and public supply read them)."""
+    db = store.database
+    span_s = days * 86_400
+    start_s = int(start.timestamp())
+    for first in range(0, rows, CHUNK_ROWS):
+        count = min(CHUNK_ROWS, rows - first)
+        n = f"(number + {first})"
+        chosen: dict[str, str] = {}
+        at = f"{start_s} + intDiv({n} * {span_s}, {rows})"
+        store.command(
+            f"INSERT INTO {db}.usage (exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, sector, "
+            "category, source, high_quality, late, src_partition, src_offset, ingested_at) "
+            f"SELECT {_pick('exchange', exchanges, f'cityHash64({n}, 21)', chosen)}, concat('SYN-U-', toString({n})), "
+            f"toDateTime64({at}, 6, 'UTC'), concat('SYN-P-', toString(cityHash64({n}, 22) % 50000)), "
+            f"concat('B', toString(cityHash64({n}, 23) % 200000)), 1 + cityHash64({n}, 24) % 1000, "
+            f"cityHash64({n}, 25) % 10000000, {_pick('sector', sectors, f'cityHash64({n}, 26)', chosen)}, "
+            f"{_pick('category', list(get_args(Category)), f'cityHash64({n}, 27)', chosen)}, "
+            f"{_pick('source', list(get_args(Source)), f'cityHash64({n}, 28)', chosen)}, "
+            f"toUInt8(cityHash64({n}, 29) % 10 < 4), 0, 1, {n}, toDateTime64({at}, 3, 'UTC') FROM numbers({count})",
+            chosen,
+        )
+        progress(first + count)
+
+
 def build_rollups(
     store: Store, start: datetime, days: int, progress: Callable[[int], None] = lambda done: None
 ) -> None:

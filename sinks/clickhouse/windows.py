@@ -50,6 +50,7 @@ MEASURES = (  # in the tables' column order
     Measure("sellers", pa.uint64(), "uniqExactIf(seller_id, kind = 'trade')", adds_up=False),
     Measure("usage_calls", pa.uint64(), "sumIf(calls, kind = 'usage')"),
     Measure("usage_bytes", pa.uint64(), "sumIf(bytes, kind = 'usage')"),
+    Measure("usage_records", pa.uint64(), "countIf(kind = 'usage')"),
     Measure("new_listings", pa.uint64(), "countIf(kind = 'listing')"),
 )
 ADDED_UP = tuple(measure.column for measure in MEASURES if measure.adds_up)  # the measures of every grain
@@ -156,7 +157,8 @@ def missing_console_days_sql(database: str, updated_at: datetime) -> str:
 def _console_days(database: str, days: str, updated_at: datetime) -> str:
     return (
         f"INSERT INTO {database}.console_1d SELECT day, exchange_id, sector, sum(trades), sum(traded_amount), "
-        f"sumIf(traded_amount, venue = 'on_exchange'), sumIf(traded_amount, high_quality = 1), {_stamp(updated_at)} "
+        f"sumIf(traded_amount, venue = 'on_exchange'), sumIf(traded_amount, high_quality = 1), sum(usage_records), "
+        f"sum(usage_calls), sum(usage_bytes), {_stamp(updated_at)} "
         f"FROM {database}.market_1d FINAL WHERE {days} GROUP BY day, exchange_id, sector"
     )
 

@@ -50,12 +50,11 @@ def period_view(
     period = date_range(first, last, snap.as_of_us, time.time_ns() // 1000 if now_us is None else now_us)
     compared = (period, period.previous(), period.year_ago())
     grain = period.grain()
-    trades = q.period_trades(store, snap, [(p.span, grain if p is period else None) for p in compared])
+    figures = q.period_figures(store, snap, [(p.span, grain if p is period else None) for p in compared])
     firsts = q.first_seen_counts(store, snap, [p.span for p in compared])
-    current, previous, year_ago = (_period_figures(p, t, f) for p, t, f in zip(compared, trades, firsts, strict=True))
+    current, previous, year_ago = (_period_figures(p, t, f) for p, t, f in zip(compared, figures, firsts, strict=True))
     as_of = snap.as_of_us
-    points = [] if as_of is None else _trend_points(period, grain, trades[0]["trend"], as_of)
-    usage = q.usage_by_exchange(store, period.span)
+    points = [] if as_of is None else _trend_points(period, grain, figures[0]["trend"], as_of)
     return {
         "as_of": None if as_of is None else cst_text(as_of, "milliseconds"),
         "as_of_us": as_of,
@@ -63,16 +62,25 @@ def period_view(
         "trend": {"grain": grain, "points": points},
         "previous": previous,
         "year_ago": year_ago,
-        # The catalogue's state (recognition, public data listed now) and the period's metering: beside the snapshot,
-        # not compared with other periods (usage is metered, not traded: no rollup keeps it per period). Public data
-        # delivered is read as of the snapshot.
+        # The catalogue's state (recognition, public data listed now) beside the snapshot, not compared with other
+        # periods; public data delivered and the period's metering are read as of the snapshot.
         "recognition": {"products": q.recognized_products(store), "pairs": q.recognition_pairs(store)},
         "public": _public(store, snap, period.span),
-        "metering": {
-            "records": sum(row["records"] for row in usage),
-            "calls": sum(row["calls"] for row in usage),
-            "bytes": sum(row["bytes"] for row in usage),
-            "by_exchange": {row["key"]: {"calls": row["calls"], "bytes": row["bytes"]} for row in usage},
+        "metering": _metering(figures[0]),
+    }
+
+
+def _metering(figures: dict[str, Any]) -> dict[str, Any]:
+    """Usage metered in the period (events, calls, bytes), in total and per exchange that metered any."""
+    totals = figures["totals"]
+    return {
+        "records": totals["usage_records"],
+        "calls": totals["usage_calls"],
+        "bytes": totals["usage_bytes"],
+        "by_exchange": {
+            code: {"calls": row["usage_calls"], "bytes": row["usage_bytes"]}
+            for code, row in sorted(figures["by"].get("exchange_id", {}).items())
+            if row["usage_records"]
         },
     }
 

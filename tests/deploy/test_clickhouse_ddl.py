@@ -117,7 +117,10 @@ def test_worker_gets_exactly_what_it_needs():
         ),
         *(
             f"ALTER ADD COLUMN ON datamarket.{table}"
-            for table in ("listings", "trades", "usage", "heartbeats", "rule_changes")
+            for table in (
+                "listings", "trades", "usage", "heartbeats", "rule_changes",
+                "market_1m", "market_1h", "market_1d", "console_1d",
+            )
         ),
     }
     assert "GRANT dmm_writer TO dmm_worker" in statements()

@@ -184,8 +184,8 @@ def test_watermark_is_the_latest_event_of_any_table(store: ChdbStore) -> None:
 
 
 def period(store: q.Reader, grain: q.Grain | None = None) -> dict[str, Any]:
-    """The day's trade figures as the period API reads them, at one snapshot."""
-    return q.period_trades(store, q.snapshot(store, allowed_lateness_s=300), [(DAY, grain)])[0]
+    """The day's trade and metering figures as the period API reads them, at one snapshot."""
+    return q.period_figures(store, q.snapshot(store, allowed_lateness_s=300), [(DAY, grain)])[0]
 
 
 def test_trade_totals_are_exact_to_the_fen_and_count_a_retried_insert_once(store: ChdbStore) -> None:
@@ -229,8 +229,15 @@ def test_public_data_by_pricing(store: ChdbStore) -> None:
 
 
 def test_metering_per_exchange(store: ChdbStore) -> None:
-    rows = {r["key"]: (r["records"], r["calls"], r["bytes"]) for r in q.usage_by_exchange(store, DAY)}
-    assert rows == {"SHDEX": (1, 10, 1000), "SZDEX": (1, 5, 50)}
+    figures = period(store)
+    metered = {
+        code: (row["usage_records"], row["usage_calls"], row["usage_bytes"])
+        for code, row in figures["by"]["exchange_id"].items()
+        if row["usage_records"]
+    }
+    assert metered == {"SHDEX": (1, 10, 1000), "SZDEX": (1, 5, 50)}
+    totals = figures["totals"]
+    assert (totals["usage_records"], totals["usage_calls"], totals["usage_bytes"]) == (2, 15, 1050)
 
 
 def test_feed_health_rows(store: ChdbStore) -> None:
@@ -258,7 +265,6 @@ def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
     answers = [
         q.watermark_us(reader),
         period(reader, "hour"),
-        q.usage_by_exchange(reader, DAY),
         q.first_seen_counts(reader, q.snapshot(reader, allowed_lateness_s=300), [DAY]),
         q.recognition_pairs(reader),
         q.recognized_products(reader),

@@ -125,7 +125,7 @@ def test_columns_added_to_old_stores_are_the_tables_own() -> None:
     text = ddl_text()
     ddl = ddl_columns(text)
     added = re.findall(r"ALTER TABLE datamarket\.(\w+) ADD COLUMN IF NOT EXISTS (\w+) (.+?)(?: AFTER (\w+))?[,;]", text)
-    assert len(added) == 7
+    assert len(added) == 13
     for table, name, kind, after in added:
         names = [column for column, _ in ddl[table]]
         assert (name, kind.strip()) in ddl[table], f"{table}.{name}"

@@ -112,3 +112,36 @@ def test_a_store_created_before_console_1d_public_1d_and_public_1mo_has_them_fil
     asyncio.run(again.flush())  # nothing new: the open day is still open, and still pending
     assert again.windows.public_pending == {open_day}
     store.close()
+
+
+def test_a_store_whose_rollups_counted_no_usage_events_has_those_days_recomputed_on_restore(
+    tmp_path: Path, values: list[bytes]
+) -> None:
+    """A store from before the rollups counted usage events gains the column at 0 beside the days' calls and bytes;
+    the next start recomputes the minutes of those days, then their hours, days and console days, so the console's
+    metering (read from the rollups) counts every on-time usage event."""
+    store = ChdbStore(tmp_path / "chdb")
+    store.apply_schema()
+    messages = [Message(TOPIC, 0, offset, None, value) for offset, value in enumerate(values)]
+    pipeline = Pipeline(Settings(), store, _publish, topic_id="log-1")
+    pipeline.restore()
+    asyncio.run(pipeline.handle(messages))
+    asyncio.run(pipeline.flush())
+    for table in ("market_1m", "market_1h", "market_1d", "console_1d"):  # as a store from before the column
+        store.command(f"ALTER TABLE datamarket.{table} UPDATE usage_records = 0 WHERE 1 SETTINGS mutations_sync = 2")
+    for table in ("trades", "usage", "listings"):  # stored long before that flush: no window is left unflushed
+        store.command(
+            f"ALTER TABLE datamarket.{table} UPDATE ingested_at = ingested_at - INTERVAL 1 DAY WHERE 1 "
+            "SETTINGS mutations_sync = 2"
+        )
+    records = "SELECT sum(usage_records) AS n FROM datamarket.{} FINAL"
+    assert int(store.rows(records.format("console_1d"))[0]["n"]) == 0
+    again = Pipeline(Settings(), store, _publish, topic_id="log-1")
+    again.restore()
+    asyncio.run(again.flush())
+    on_time = int(store.rows("SELECT count() AS n FROM datamarket.usage FINAL WHERE late = 0")[0]["n"])
+    assert on_time > 0
+    for table in ("market_1m", "market_1h", "market_1d", "console_1d"):
+        assert int(store.rows(records.format(table))[0]["n"]) == on_time, table
+    assert_windows_are_the_events(store.rows)
+    store.close()

@@ -116,7 +116,7 @@ def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -
     sums = (
         "sum(trades) AS trades, toString(sum(traded_amount)) AS amount, sum(quantity) AS quantity, "
         "sum(data_bytes) AS data_bytes, sum(usage_calls) AS usage_calls, sum(usage_bytes) AS usage_bytes, "
-        "sum(new_listings) AS new_listings"
+        "sum(usage_records) AS usage_records, sum(new_listings) AS new_listings"
     )
     measures = f"{sums}, sum(buyers) AS buyers, sum(sellers) AS sellers"  # one row per cell: the row's own
     order = f"ORDER BY w, {cell}"
@@ -143,17 +143,21 @@ def assert_windows_are_the_events(rows: Callable[[str], list[dict[str, Any]]]) -
             f"SELECT toString({of_minute}) AS w, {cell}, {sums} FROM {db}.market_1m FINAL GROUP BY w, {cell} {order}"
         )
         assert rolled == added, (rollup, [row for row in rolled if row not in added][:5])
-    console = "sum(trades) AS trades, toString(sum(traded_amount)) AS amount"
+    console = (
+        "sum(trades) AS trades, toString(sum(traded_amount)) AS amount, sum(usage_records) AS records, "
+        "sum(usage_calls) AS calls, sum(usage_bytes) AS bytes"
+    )
+    something = "HAVING trades > 0 OR records > 0 ORDER BY d, exchange_id, sector"
     days = rows(
         f"SELECT toString(day) AS d, exchange_id, sector, {console}, toString(sum(on_exchange_amount)) AS on_ex, "
         f"toString(sum(high_quality_amount)) AS hq FROM {db}.console_1d FINAL GROUP BY d, exchange_id, sector "
-        f"HAVING trades > 0 ORDER BY d, exchange_id, sector"
+        f"{something}"
     )
     cells = rows(
         f"SELECT toString(day) AS d, exchange_id, sector, {console}, "
         f"toString(sumIf(traded_amount, venue = 'on_exchange')) AS on_ex, "
         f"toString(sumIf(traded_amount, high_quality = 1)) AS hq FROM {db}.market_1d FINAL "
-        f"GROUP BY d, exchange_id, sector HAVING trades > 0 ORDER BY d, exchange_id, sector"
+        f"GROUP BY d, exchange_id, sector {something}"
     )
     assert days == cells, ("console_1d", [row for row in days if row not in cells][:5])
     assert_public_days_are_the_events(rows)

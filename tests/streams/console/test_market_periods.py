@@ -1,6 +1,6 @@
 """The period API on a real embedded store: every figure of a period of several China days, of the days before it
-and of the same days a year earlier equals SQL written here over the raw tables (`trades FINAL`, `listings FINAL`)
-to the fen, whichever part of it the rollups, `first_seen` or the raw rows answer."""
+and of the same days a year earlier equals SQL written here over the raw tables (`trades FINAL`, `listings FINAL`,
+`usage FINAL`) to the fen, whichever part of it the rollups, `first_seen` or the raw rows answer."""
 
 from __future__ import annotations
 
@@ -67,6 +67,17 @@ LISTINGS = [
     ("2026-11-20 10:00:00", "SHDEX", "delist", "P2", "S3", None),
 ]
 RECENT_LISTINGS = [("2026-11-21 09:20:00", "SHDEX", "list", "P3", "S5", "sci_tech_innovation")]
+USAGE_COLUMNS = "exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, sector, late, ingested_at"
+# (China time, exchange, product, calls, bytes, late)
+USAGE = [
+    ("2026-11-18 23:59:59.999999", "SHDEX", "P1", 7, 700, 0),  # the day before the period
+    ("2026-11-19 08:00:00", "SHDEX", "P1", 10, 1_000, 0),
+    ("2026-11-20 13:00:00", "SZDEX", "P1", 5, 50, 0),
+    ("2026-11-20 14:00:00", "GZDEX", "P2", 0, 0, 0),  # a record with nothing metered still counts as one
+    ("2026-11-21 07:59:00", "SHDEX", "P1", 3, 30, 0),
+    ("2026-11-20 15:00:00", "SZDEX", "P1", 2, 20, 1),  # late: the rollups leave it out
+]
+RECENT_USAGE = [("2026-11-21 09:45:00", "SZDEX", "P1", 4, 40, 0), ("2026-11-19 09:00:00", "BJIDEX", "P1", 1, 10, 1)]
 
 
 def utc(china: str) -> str:
@@ -82,6 +93,18 @@ def literal(value: object) -> str:
 def insert(store: ChdbStore, table: str, columns: str, rows: list[tuple[object, ...]]) -> None:
     body = ", ".join("(" + ", ".join(literal(v) for v in row) + ")" for row in rows)
     store.command(f"INSERT INTO datamarket.{table} ({columns}) VALUES {body}")
+
+
+def usage(store: ChdbStore, rows: list[tuple[Any, ...]], first: int, ingested: str | None) -> None:
+    insert(
+        store,
+        "usage",
+        USAGE_COLUMNS,
+        [
+            (ex, f"U{first + i}", utc(at), p, "B1", calls, size, "healthcare", late, ingested or utc(at))
+            for i, (at, ex, p, calls, size, late) in enumerate(rows)
+        ],
+    )
 
 
 def trades(store: ChdbStore, rows: list[tuple[Any, ...]], first: int, ingested: str | None) -> None:
@@ -132,7 +155,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     opened.apply_schema()
     trades(opened, HISTORY, 0, None)
     listings(opened, LISTINGS, 0, None)
-    minutes = sorted({int(datetime.fromisoformat(r[0] + CST).timestamp()) // 60 * 60_000 for r in HISTORY + LISTINGS})
+    usage(opened, USAGE, 0, None)
+    minutes = sorted(
+        {int(datetime.fromisoformat(r[0] + CST).timestamp()) // 60 * 60_000 for r in [*HISTORY, *LISTINGS, *USAGE]}
+    )
     flushed = datetime.now(UTC)
     recompute_minutes(opened, minutes, flushed)
     recompute_hours(opened, sorted({m - m % 3_600_000 for m in minutes}), flushed)
@@ -143,6 +169,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")  # stored after the flush
     trades(opened, RECENT, 100, now)
     listings(opened, RECENT_LISTINGS, 100, now)
+    usage(opened, RECENT_USAGE, 100, now)
     yield opened
     opened.close()
 
@@ -221,6 +248,24 @@ def sql_figures(store: ChdbStore, period: dict[str, Any], as_of_us: int) -> dict
     }
 
 
+def sql_metering(store: ChdbStore, period: dict[str, Any], as_of_us: int) -> dict[str, Any]:
+    """The API's metering for a period, from `usage FINAL`."""
+    days = DateRange(datetime.fromisoformat(period["from"]).date(), datetime.fromisoformat(period["to"]).date())
+    rows = store.rows(
+        "SELECT toString(exchange_id) AS code, count() AS records, sum(calls) AS calls, sum(bytes) AS bytes "
+        "FROM datamarket.usage FINAL "
+        f"WHERE occurred_at >= fromUnixTimestamp64Micro(toInt64({days.span.start_us}), 'UTC') "
+        f"AND occurred_at < fromUnixTimestamp64Micro(toInt64({days.span.end_us}), 'UTC') "
+        f"AND occurred_at <= fromUnixTimestamp64Micro(toInt64({as_of_us}), 'UTC') GROUP BY code ORDER BY code"
+    )
+    return {
+        "records": sum(int(r["records"]) for r in rows),
+        "calls": sum(int(r["calls"]) for r in rows),
+        "bytes": sum(int(r["bytes"]) for r in rows),
+        "by_exchange": {r["code"]: {"calls": int(r["calls"]), "bytes": int(r["bytes"])} for r in rows},
+    }
+
+
 def api_figures(answer: dict[str, Any]) -> dict[str, Any]:
     """The same figures from the API's answer (the lines of codes with nothing in them left out)."""
     keys = ("trades", "traded_amount", "on_exchange_amount", "high_quality_amount", "new_products")
@@ -248,8 +293,10 @@ def test_every_figure_of_a_period_its_previous_and_a_year_ago_equals_sql_over_th
     assert answer["year_ago"]["period"] == {"from": "2025-11-19", "to": "2025-11-21", "days": 3}
     for section in (answer, answer["previous"], answer["year_ago"]):
         assert api_figures(section) == sql_figures(store, section["period"], as_of), section["period"]
+    assert answer["metering"] == sql_metering(store, answer["period"], as_of)
     # The data is there in each of them, so the comparison compares something.
     assert (answer["trades"], answer["previous"]["trades"], answer["year_ago"]["trades"]) == (10, 2, 2)
+    assert (answer["metering"]["records"], answer["metering"]["calls"]) == (7, 25)  # rolled up, late and recent
     assert answer["traded_amount"] == "862.10"  # the late trades among them
     assert (answer["new_products"], answer["new_participants"]) == (2, 9)
     codes = [row["code"] for row in answer["by_exchange"]]

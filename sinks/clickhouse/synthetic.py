@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import get_args
 
 from models.clock import CHINA_STANDARD_TIME
-from models.events import Category, Source
+from models.events import Category, Pricing, Source
 from sinks.clickhouse.store import Store
 from sinks.clickhouse.windows import (
     recompute_console_days_sql,
@@ -27,6 +27,7 @@ from sinks.clickhouse.windows import (
 )
 
 CHUNK_ROWS = 5_000_000
+PRODUCTS = 50_000  # the synthetic trades' and usage's products, each listed once (`insert_listings`)
 
 
 def _pick(name: str, values: list[str], expression: str, parameters: dict[str, str]) -> str:
@@ -57,7 +58,7 @@ def insert_trades(
             f"SELECT {_pick('exchange', exchanges, f'cityHash64({n}, 1)', chosen)} AS exchange_id, "
             f"concat('SYN-T-', toString({n})), "
             f"toDateTime64({start_s} + intDiv({n} * {span_s}, {rows}), 6, 'UTC'), concat('SYN-', toString({n})), "
-            f"concat('SYN-P-', toString(cityHash64({n}, 2) % 50000)), "
+            f"concat('SYN-P-', toString(cityHash64({n}, 2) % {PRODUCTS})), "
             f"concat('B', toString(cityHash64({n}, 3) % 200000)), concat('S', toString(cityHash64({n}, 4) % 20000)), "
             f"toDecimal128(100 + cityHash64({n}, 5) % 100000, 2) AS p, "
             f"1 + cityHash64({n}, 6) % 5 AS q, p * q, 'CNY', "
@@ -92,7 +93,7 @@ def insert_usage(
             f"INSERT INTO {db}.usage (exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, sector, "
             "category, source, high_quality, late, src_partition, src_offset, ingested_at) "
             f"SELECT {_pick('exchange', exchanges, f'cityHash64({n}, 21)', chosen)}, concat('SYN-U-', toString({n})), "
-            f"toDateTime64({at}, 6, 'UTC'), concat('SYN-P-', toString(cityHash64({n}, 22) % 50000)), "
+            f"toDateTime64({at}, 6, 'UTC'), concat('SYN-P-', toString(cityHash64({n}, 22) % {PRODUCTS})), "
             f"concat('B', toString(cityHash64({n}, 23) % 200000)), 1 + cityHash64({n}, 24) % 1000, "
             f"cityHash64({n}, 25) % 10000000, {_pick('sector', sectors, f'cityHash64({n}, 26)', chosen)}, "
             f"{_pick('category', list(get_args(Category)), f'cityHash64({n}, 27)', chosen)}, "
@@ -101,6 +102,28 @@ def insert_usage(
             chosen,
         )
         progress(first + count)
+
+
+def insert_listings(store: Store, start: datetime, days: int, exchanges: list[str], sectors: list[str]) -> None:
+    """A `list` event for each of the `PRODUCTS` products, spread over `days` days from `start`, on one exchange and
+    recognised by another (the console's catalogue, recognition and public data's pricing read them)."""
+    chosen: dict[str, str] = {}
+    n = "number"
+    at = f"{int(start.timestamp())} + intDiv({n} * {days * 86_400}, {PRODUCTS})"
+    store.command(
+        f"INSERT INTO {store.database}.listings (exchange_id, event_id, occurred_at, action, product_id, seller_id, "
+        "category, source, sector, pricing, high_quality, recognized_by, late, src_partition, src_offset, ingested_at) "
+        f"SELECT {_pick('exchange', exchanges, f'cityHash64({n}, 31)', chosen)}, concat('SYN-L-', toString({n})), "
+        f"toDateTime64({at}, 6, 'UTC'), 'list', concat('SYN-P-', toString({n})), "
+        f"concat('S', toString(cityHash64({n}, 32) % 20000)), "
+        f"{_pick('category', list(get_args(Category)), f'cityHash64({n}, 33)', chosen)}, "
+        f"{_pick('source', list(get_args(Source)), f'cityHash64({n}, 34)', chosen)}, "
+        f"{_pick('sector', sectors, f'cityHash64({n}, 35)', chosen)}, "
+        f"{_pick('pricing', list(get_args(Pricing)), f'cityHash64({n}, 36)', chosen)}, "
+        f"toUInt8(cityHash64({n}, 37) % 10 < 4), [{_pick('recognizer', exchanges, f'cityHash64({n}, 38)', chosen)}], "
+        f"0, 2, {n}, toDateTime64({at}, 3, 'UTC') FROM numbers({PRODUCTS})",
+        chosen,
+    )
 
 
 def build_rollups(

@@ -28,6 +28,7 @@ its days right after.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -331,8 +332,10 @@ def _add_trades(grains: tuple[Grain, ...], rows: pa.Table) -> None:
             cell.quantity += units
             cell.data_bytes += volume
             if grain is minutes:
-                cell.buyers.update(bought)
-                cell.sellers.update(sold)
+                # Interned: each batch's ids are new strings, so every cell would keep its own copy of an id;
+                # interned, all cells share one per id, freed once no cell holds it.
+                cell.buyers.update(map(sys.intern, bought))
+                cell.sellers.update(map(sys.intern, sold))
 
 
 def _add_usage(grains: tuple[Grain, ...], rows: pa.Table) -> None:

@@ -277,8 +277,8 @@ def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: 
 
 
 def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
-    """Per exchange and event type: events stored, late ones, latest event time and latest arrival. Trades are
-    counted as the period API counts them (`console_1d`'s whole days before the snapshot's rollups, the rest and
+    """Per exchange and event type: events stored, late ones, latest event time and latest arrival. Trades and usage
+    are counted as the period API counts them (`console_1d`'s whole days before the snapshot's rollups, the rest and
     the late ones raw), the other events from every row's exchange and lateness; the latest times are read from
     the last day's rows (by event time, by arrival), and from all the rows of an exchange only if it has none
     there."""
@@ -311,24 +311,29 @@ def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
     )
 
 
+ROLLED_UP_EVENTS = {"trades": "trades", "usage": "usage_records"}  # event table -> its count in `console_1d`
+
+
 def _event_counts(database: str, snap: Snapshot) -> str:
-    """Events and late ones per exchange and table, to be added up: trades of whole China days before the snapshot's
-    rollups from `console_1d` (on time, all of them counted by a flush), the others raw."""
+    """Events and late ones per exchange and table, to be added up: trades and usage of whole China days before the
+    snapshot's rollups from `console_1d` (on time, all of them counted by a flush), the rest and the late ones raw;
+    listings and heartbeats raw."""
     until = _china_midnight_us(snap.rollups_until_us)
     parts = []
     for table in EVENT_TABLES:
         rows = (
             f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events_n, sum(late) AS late_n"
         )
-        if table != "trades" or snap.rollups_until_us <= 0:
+        counted = ROLLED_UP_EVENTS.get(table)
+        if counted is None or snap.rollups_until_us <= 0:
             parts.append(f"{rows} FROM {database}.{table} FINAL GROUP BY exchange_id")
             continue
         since = f"fromUnixTimestamp64Micro(toInt64({until}), 'UTC')"
         parts += [
-            f"SELECT toString(exchange_id), 'trades', sum(trades), toUInt64(0) FROM {database}.console_1d FINAL "
+            f"SELECT toString(exchange_id), '{table}', sum({counted}), toUInt64(0) FROM {database}.console_1d FINAL "
             f"WHERE day < {_date(until)} GROUP BY exchange_id",
-            f"{rows} FROM {database}.trades FINAL WHERE occurred_at >= {since} GROUP BY exchange_id",
-            f"{rows} FROM {database}.trades FINAL WHERE late = 1 AND occurred_at < {since} GROUP BY exchange_id",
+            f"{rows} FROM {database}.{table} FINAL WHERE occurred_at >= {since} GROUP BY exchange_id",
+            f"{rows} FROM {database}.{table} FINAL WHERE late = 1 AND occurred_at < {since} GROUP BY exchange_id",
         ]
     return " UNION ALL ".join(parts)
 

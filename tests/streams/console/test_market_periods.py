@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dmm.stack import EmbeddedStack
-from sinks.clickhouse.console_queries import AlertFilter, feed_events, first_seen_counts, snapshot
+from sinks.clickhouse.console_queries import ROLLED_UP_EVENTS, AlertFilter, feed_events, first_seen_counts, snapshot
 from sinks.clickhouse.first_seen import first_seen_rows, record_first_seen
 from sinks.clickhouse.sql_guard import guard_select
 from sinks.clickhouse.store import ChdbStore
@@ -304,23 +304,26 @@ def test_every_figure_of_a_period_its_previous_and_a_year_ago_equals_sql_over_th
     assert all(row["traded_amount"] == "0.00" for row in answer["by_exchange"][3:])
 
 
-def test_the_feeds_count_the_trades_the_raw_table_holds(store: ChdbStore) -> None:
-    """Trades counted from `console_1d` for the rolled-up days, raw after them and the late ones raw: per exchange,
-    what `trades FINAL` holds, with its latest event time and arrival."""
+@pytest.mark.parametrize("table", ["trades", "usage"])
+def test_the_feeds_count_the_events_the_raw_table_holds(store: ChdbStore, table: str) -> None:
+    """Trades and usage counted from `console_1d` for the rolled-up days, raw after them and the late ones raw: per
+    exchange, what the table's FINAL holds, with its latest event time and arrival."""
     snap = snapshot(store, allowed_lateness_s=300)
     assert snap.rollups_until_us > int(datetime.fromisoformat("2026-11-20T00:00:00+08:00").timestamp()) * 1_000_000
-    counted = {r["exchange_id"]: r for r in feed_events(store, snap) if r["type"] == "trades"}
+    counted = {r["exchange_id"]: r for r in feed_events(store, snap) if r["type"] == table}
     raw = store.rows(
         "SELECT toString(exchange_id) AS exchange_id, count() AS events, sum(late) AS late, "
         "toUnixTimestamp64Micro(max(occurred_at)) AS last_us, toUnixTimestamp64Milli(max(ingested_at)) AS arrived_ms "
-        "FROM datamarket.trades FINAL GROUP BY exchange_id"
+        f"FROM datamarket.{table} FINAL GROUP BY exchange_id"
     )
     figures = ("events", "late", "last_us", "arrived_ms")
-    expected = {r["exchange_id"]: {"exchange_id": r["exchange_id"], "type": "trades"} for r in raw}
+    expected = {r["exchange_id"]: {"exchange_id": r["exchange_id"], "type": table} for r in raw}
     for r in raw:
         expected[r["exchange_id"]].update({k: int(r[k]) for k in figures})
     assert counted == expected
-    assert sum(r["late"] for r in counted.values()) >= 2  # the late trades of the history and the recent ones
+    assert sum(r["late"] for r in counted.values()) >= 2  # the late events of the history and the recent ones
+    rolled = store.rows(f"SELECT sum({ROLLED_UP_EVENTS[table]}) AS n FROM datamarket.console_1d FINAL")[0]
+    assert int(rolled["n"]) > 0  # so the rolled-up days are read from it
 
 
 def test_a_first_sighting_stored_after_the_feed_moves_its_party_to_the_earlier_day(store: ChdbStore) -> None:

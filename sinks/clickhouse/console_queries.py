@@ -103,35 +103,42 @@ def _active_listings(database: str) -> str:
     )
 
 
-def recognition_pairs(store: Reader) -> list[dict[str, Any]]:
-    """Mutual recognition now: products listed on one exchange and recognised by another, per pair."""
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    """The catalogue now (the listings' latest state, not a period's): mutual recognition and public data listed."""
+
+    recognized_products: int  # distinct products recognised by at least one exchange other than the listing one
+    pairs: list[dict[str, Any]]  # per (listed_on, recognized_by): products, most first
+    public: dict[str, int]  # public-data products listed, per pricing (free, conditional_free, paid, unknown)
+
+
+def catalogue(store: Reader) -> Catalogue:
+    """The catalogue's figures in one read of the listings: each active listing (exchange x product) gives a fact
+    per exchange recognising it, one if any does, one for its pricing if it is public data; distinct products are
+    counted per fact."""
+    empty = "CAST([], 'Array(Tuple(String, String, String))')"
     rows = store.rows(
-        f"SELECT toString(exchange_id) AS listed_on, toString(recognizer) AS recognized_by, "
-        f"uniqExact(product_id) AS products FROM ({_active_listings(store.database)}) "
-        f"ARRAY JOIN recognized AS recognizer WHERE last_action = 'list' AND recognizer != exchange_id "
-        f"GROUP BY listed_on, recognized_by ORDER BY products DESC, listed_on, recognized_by"
+        f"SELECT fact.1 AS what, fact.2 AS a, fact.3 AS b, uniqExact(product_id) AS products "
+        f"FROM ({_active_listings(store.database)}) "
+        f"ARRAY JOIN arrayConcat("
+        f"arrayMap(r -> ('pair', toString(exchange_id), toString(r)), arrayFilter(r -> r != exchange_id, recognized)), "
+        f"if(arrayExists(r -> r != exchange_id, recognized), [('recognized', '', '')], {empty}), "
+        f"if(source = 'public', [('public', toString(ifNull(pricing, 'unknown')), '')], {empty})) AS fact "
+        f"WHERE last_action = 'list' GROUP BY what, a, b"
     )
-    return [
-        {"listed_on": r["listed_on"], "recognized_by": r["recognized_by"], "products": int(r["products"])} for r in rows
-    ]
-
-
-def recognized_products(store: Reader) -> int:
-    """Distinct products currently recognised by at least one exchange other than the listing one."""
-    rows = store.rows(
-        f"SELECT uniqExact(product_id) AS n FROM ({_active_listings(store.database)}) "
-        f"WHERE last_action = 'list' AND arrayExists(x -> x != exchange_id, recognized)"
+    pairs = sorted(
+        (
+            {"listed_on": r["a"], "recognized_by": r["b"], "products": int(r["products"])}
+            for r in rows
+            if r["what"] == "pair"
+        ),
+        key=lambda pair: (-pair["products"], pair["listed_on"], pair["recognized_by"]),
     )
-    return int(rows[0]["n"])
-
-
-def public_catalogue(store: Reader) -> dict[str, int]:
-    """Public-data products listed now, per pricing (free, conditional_free, paid)."""
-    rows = store.rows(
-        f"SELECT toString(ifNull(pricing, 'unknown')) AS pricing, uniqExact(product_id) AS products "
-        f"FROM ({_active_listings(store.database)}) WHERE last_action = 'list' AND source = 'public' GROUP BY pricing"
+    return Catalogue(
+        recognized_products=sum(int(r["products"]) for r in rows if r["what"] == "recognized"),
+        pairs=pairs,
+        public={r["a"]: int(r["products"]) for r in rows if r["what"] == "public"},
     )
-    return {r["pricing"]: int(r["products"]) for r in rows}
 
 
 def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[str, Any]]:

@@ -21,10 +21,9 @@ FREE_PRICING = ("free", "conditional_free")
 ZERO = Decimal("0.00")
 
 
-def _public(store: Store, snap: q.Snapshot, span: q.Span) -> dict[str, Any]:
-    """Public data supplied free or conditionally free: in the catalogue now, and delivered in the span (as of the
-    snapshot)."""
-    catalogue = q.public_catalogue(store)
+def _public(store: Store, snap: q.Snapshot, span: q.Span, catalogue: dict[str, int]) -> dict[str, Any]:
+    """Public data supplied free or conditionally free: in the catalogue now (public-data products listed, per
+    pricing), and delivered in the span (as of the snapshot)."""
     supply = q.public_supply(store, snap, span)
     free_products = sum(catalogue.get(p, 0) for p in FREE_PRICING)
     free_trades = sum(supply[p]["trades"] for p in FREE_PRICING if p in supply)
@@ -53,6 +52,7 @@ def period_view(
     figures = q.period_figures(store, snap, [(p.span, grain if p is period else None) for p in compared])
     firsts = q.first_seen_counts(store, snap, [p.span for p in compared])
     current, previous, year_ago = (_period_figures(p, t, f) for p, t, f in zip(compared, figures, firsts, strict=True))
+    catalogue = q.catalogue(store)
     as_of = snap.as_of_us
     points = [] if as_of is None else _trend_points(period, grain, figures[0]["trend"], as_of)
     return {
@@ -64,8 +64,8 @@ def period_view(
         "year_ago": year_ago,
         # The catalogue's state (recognition, public data listed now) beside the snapshot, not compared with other
         # periods; public data delivered and the period's metering are read as of the snapshot.
-        "recognition": {"products": q.recognized_products(store), "pairs": q.recognition_pairs(store)},
-        "public": _public(store, snap, period.span),
+        "recognition": {"products": catalogue.recognized_products, "pairs": catalogue.pairs},
+        "public": _public(store, snap, period.span, catalogue.public),
         "metering": _metering(figures[0]),
     }
 

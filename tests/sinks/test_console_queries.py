@@ -214,14 +214,15 @@ def test_new_products_are_distinct_products_and_participants_first_seen(store: C
 
 
 def test_recognition_counts_active_listings_by_exchange_pair(store: ChdbStore) -> None:
-    pairs = {(p["listed_on"], p["recognized_by"]): p["products"] for p in q.recognition_pairs(store)}
+    catalogue = q.catalogue(store)
+    pairs = {(p["listed_on"], p["recognized_by"]): p["products"] for p in catalogue.pairs}
     # P2's recognition by GZDEX ended with its delisting.
     assert pairs == {("SHDEX", "SZDEX"): 2, ("SHDEX", "BJIDEX"): 1, ("SZDEX", "SHDEX"): 1}
-    assert q.recognized_products(store) == 2
+    assert catalogue.recognized_products == 2
 
 
 def test_public_data_by_pricing(store: ChdbStore) -> None:
-    assert q.public_catalogue(store) == {"free": 1, "paid": 1}
+    assert q.catalogue(store).public == {"free": 1, "paid": 1}
     supply = q.public_supply(store, q.snapshot(store, allowed_lateness_s=300), DAY)
     assert supply["free"] == {"trades": 2, "amount": Decimal("0.50"), "calls": 10}
     assert supply["conditional_free"] == {"trades": 1, "amount": Decimal("1000000.01"), "calls": 0}
@@ -266,9 +267,7 @@ def test_every_console_query_runs_as_a_read_only_user(store: ChdbStore) -> None:
         q.watermark_us(reader),
         period(reader, "hour"),
         q.first_seen_counts(reader, q.snapshot(reader, allowed_lateness_s=300), [DAY]),
-        q.recognition_pairs(reader),
-        q.recognized_products(reader),
-        q.public_catalogue(reader),
+        q.catalogue(reader),
         q.public_supply(reader, q.snapshot(reader, allowed_lateness_s=300), DAY),
         q.alerts(reader, q.AlertFilter()),
         q.alert_status_counts(reader, q.AlertFilter()),

@@ -11,6 +11,7 @@ import pytest
 
 from models.clock import CHINA_STANDARD_TIME
 from models.registry import exchanges, sectors
+from sinks.clickhouse.console_queries import catalogue
 from sinks.clickhouse.first_seen import record_first_seen
 from sinks.clickhouse.store import ChdbStore
 from sinks.clickhouse.synthetic import PRODUCTS, build_rollups, insert_listings, insert_trades, insert_usage
@@ -59,3 +60,21 @@ def test_the_console_over_the_synthetic_history_is_its_raw_rows(history: ChdbSto
     )
     assert sum(answer["public"]["catalogue"].values()) == answer["public"]["catalogue_products"] > PRODUCTS // 4
     assert answer["new_products"] > 0 and answer["recognition"]["products"] > PRODUCTS // 2
+
+
+def test_the_catalogue_over_the_synthetic_listings_is_their_rows(history: ChdbStore) -> None:
+    """One `list` event a product, none delisted: the catalogue read in one pass is what each question asks."""
+    found = catalogue(history)
+    public = history.rows(
+        "SELECT toString(pricing) AS pricing, count() AS n FROM datamarket.listings WHERE source = 'public' "
+        "GROUP BY pricing"
+    )
+    assert found.public == {r["pricing"]: int(r["n"]) for r in public}
+    pairs = history.rows(
+        "SELECT toString(exchange_id) AS listed_on, toString(recognized_by[1]) AS recognizer, count() AS n "
+        "FROM datamarket.listings WHERE recognized_by[1] != exchange_id GROUP BY listed_on, recognizer"
+    )
+    assert {(p["listed_on"], p["recognized_by"]): p["products"] for p in found.pairs} == {
+        (r["listed_on"], r["recognizer"]): int(r["n"]) for r in pairs
+    }
+    assert found.recognized_products == sum(int(r["n"]) for r in pairs) > PRODUCTS // 2

@@ -10,7 +10,7 @@ simulation: this is for timing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import get_args
 
@@ -38,18 +38,22 @@ def _pick(name: str, values: list[str], expression: str, parameters: dict[str, s
     return f"[{listed}][1 + ({expression}) % {len(values)}]"
 
 
+def _spread(rows: int, start: datetime, days: int) -> Iterator[tuple[str, str, int]]:
+    """`rows` events spread evenly over `days` days from `start`, in chunks: per chunk, its row number as SQL (over
+    `numbers(count)`), its event time in seconds since the epoch as SQL, and its row count."""
+    for first in range(0, rows, CHUNK_ROWS):
+        n = f"(number + {first})"
+        yield n, f"{int(start.timestamp())} + intDiv({n} * {days * 86_400}, {rows})", min(CHUNK_ROWS, rows - first)
+
+
 def insert_trades(
     store: Store, rows: int, start: datetime, days: int, exchanges: list[str], sectors: list[str],
     progress: Callable[[int], None] = lambda done: None,
 ) -> None:
     """`rows` trades spread evenly over `days` days from `start`, inserted in chunks, each stored (`ingested_at`)
     when it occurred, as a live market's would be."""
-    db = store.database
-    span_s = days * 86_400
-    start_s = int(start.timestamp())
-    for first in range(0, rows, CHUNK_ROWS):
-        count = min(CHUNK_ROWS, rows - first)
-        n = f"(number + {first})"
+    db, done = store.database, 0
+    for n, at, count in _spread(rows, start, days):
         chosen: dict[str, str] = {}
         store.command(
             f"INSERT INTO {db}.trades (exchange_id, event_id, occurred_at, trade_id, product_id, buyer_id, seller_id, "
@@ -57,7 +61,7 @@ def insert_trades(
             "late, src_partition, src_offset, ingested_at) "
             f"SELECT {_pick('exchange', exchanges, f'cityHash64({n}, 1)', chosen)} AS exchange_id, "
             f"concat('SYN-T-', toString({n})), "
-            f"toDateTime64({start_s} + intDiv({n} * {span_s}, {rows}), 6, 'UTC'), concat('SYN-', toString({n})), "
+            f"toDateTime64({at}, 6, 'UTC'), concat('SYN-', toString({n})), "
             f"concat('SYN-P-', toString(cityHash64({n}, 2) % {PRODUCTS})), "
             f"concat('B', toString(cityHash64({n}, 3) % 200000)), concat('S', toString(cityHash64({n}, 4) % 20000)), "
             f"toDecimal128(100 + cityHash64({n}, 5) % 100000, 2) AS p, "
@@ -68,11 +72,12 @@ def insert_trades(
             f"{_pick('category', list(get_args(Category)), f'cityHash64({n}, 11)', chosen)}, "
             f"{_pick('source', list(get_args(Source)), f'cityHash64({n}, 12)', chosen)}, "
             f"toUInt8(cityHash64({n}, 13) % 10 < 4), 0, 0, {n}, "
-            f"toDateTime64({start_s} + intDiv({n} * {span_s}, {rows}), 3, 'UTC') "
+            f"toDateTime64({at}, 3, 'UTC') "
             f"FROM numbers({count})",
             chosen,
         )
-        progress(first + count)
+        done += count
+        progress(done)
 
 
 def insert_usage(
@@ -81,14 +86,9 @@ def insert_usage(
 ) -> None:
     """`rows` usage events spread evenly over `days` days from `start`, on the synthetic trades' products, inserted
     in chunks, each stored when it occurred (the console's metering and public supply read them)."""
-    db = store.database
-    span_s = days * 86_400
-    start_s = int(start.timestamp())
-    for first in range(0, rows, CHUNK_ROWS):
-        count = min(CHUNK_ROWS, rows - first)
-        n = f"(number + {first})"
+    db, done = store.database, 0
+    for n, at, count in _spread(rows, start, days):
         chosen: dict[str, str] = {}
-        at = f"{start_s} + intDiv({n} * {span_s}, {rows})"
         store.command(
             f"INSERT INTO {db}.usage (exchange_id, event_id, occurred_at, product_id, buyer_id, calls, bytes, sector, "
             "category, source, high_quality, late, src_partition, src_offset, ingested_at) "
@@ -101,7 +101,8 @@ def insert_usage(
             f"toUInt8(cityHash64({n}, 29) % 10 < 4), 0, 1, {n}, toDateTime64({at}, 3, 'UTC') FROM numbers({count})",
             chosen,
         )
-        progress(first + count)
+        done += count
+        progress(done)
 
 
 def insert_listings(store: Store, start: datetime, days: int, exchanges: list[str], sectors: list[str]) -> None:

@@ -81,12 +81,8 @@ def test_kept_and_recomputed_minutes_equal_a_recompute_from_the_stored_events(
     store.close()
 
 
-def test_a_store_created_before_console_1d_public_1d_and_public_1mo_has_them_filled_on_restore(
-    tmp_path: Path, values: list[bytes]
-) -> None:
-    """The days market_1d holds and console_1d lacks are added up on start, before the unflushed windows are read
-    (console_1d is one of the rollups whose latest flush they are read from); public_1d's closed days are rebuilt
-    from the events then, the open one once it closes, and public_1mo's months from those days."""
+def flushed_store(tmp_path: Path, values: list[bytes]) -> ChdbStore:
+    """A store holding `values` as one pipeline stored them, its windows flushed."""
     store = ChdbStore(tmp_path / "chdb")
     store.apply_schema()
     messages = [Message(TOPIC, 0, offset, None, value) for offset, value in enumerate(values)]
@@ -94,6 +90,16 @@ def test_a_store_created_before_console_1d_public_1d_and_public_1mo_has_them_fil
     pipeline.restore()
     asyncio.run(pipeline.handle(messages))
     asyncio.run(pipeline.flush())
+    return store
+
+
+def test_a_store_created_before_console_1d_public_1d_and_public_1mo_has_them_filled_on_restore(
+    tmp_path: Path, values: list[bytes]
+) -> None:
+    """The days market_1d holds and console_1d lacks are added up on start, before the unflushed windows are read
+    (console_1d is one of the rollups whose latest flush they are read from); public_1d's closed days are rebuilt
+    from the events then, the open one once it closes, and public_1mo's months from those days."""
+    store = flushed_store(tmp_path, values)
     restored = Pipeline(Settings(), store, _publish, topic_id="log-1")
     restored.restore()
     store.command("TRUNCATE TABLE datamarket.console_1d")  # as a store from before them
@@ -120,13 +126,7 @@ def test_a_store_whose_rollups_counted_no_usage_events_has_those_days_recomputed
     """A store from before the rollups counted usage events gains the column at 0 beside the days' calls and bytes;
     the next start recomputes the minutes of those days, then their hours, days and console days, so the console's
     metering (read from the rollups) counts every on-time usage event."""
-    store = ChdbStore(tmp_path / "chdb")
-    store.apply_schema()
-    messages = [Message(TOPIC, 0, offset, None, value) for offset, value in enumerate(values)]
-    pipeline = Pipeline(Settings(), store, _publish, topic_id="log-1")
-    pipeline.restore()
-    asyncio.run(pipeline.handle(messages))
-    asyncio.run(pipeline.flush())
+    store = flushed_store(tmp_path, values)
     for table in ("market_1m", "market_1h", "market_1d", "console_1d"):  # as a store from before the column
         store.command(f"ALTER TABLE datamarket.{table} UPDATE usage_records = 0 WHERE 1 SETTINGS mutations_sync = 2")
     for table in ("trades", "usage", "listings"):  # stored long before that flush: no window is left unflushed

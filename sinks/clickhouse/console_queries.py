@@ -21,7 +21,7 @@ from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
 from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import Parameters
-from sinks.clickhouse.windows import CHINA
+from sinks.clickhouse.windows import CHINA, dates_sql
 
 CENT = Decimal("0.01")
 MAX_CLOCK_SKEW_S: float = Settings.model_fields["max_clock_skew_s"].default
@@ -165,7 +165,7 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
         ("public_1d", "day", sorted(day for day in days if day.replace(day=1) not in months)),
     ):
         if keys:
-            listed = ", ".join(f"toDate('{at.isoformat()}')" for at in keys)
+            listed = dates_sql(keys)
             delivered.append(
                 f"SELECT product_id, sum(trades) AS trades, sum(amount) AS amount, sum(calls) AS calls "
                 f"FROM {db}.{table} FINAL WHERE {key} IN ({listed}) AND product_id != '' GROUP BY product_id"
@@ -221,7 +221,7 @@ def _public_months(store: Reader, days: dict[date, int]) -> set[date]:
     ]
     if not whole:
         return set()
-    listed = ", ".join(f"toDate('{month.isoformat()}')" for month in whole)
+    listed = dates_sql(whole)
     rows = store.rows(
         f"SELECT toString(month) AS first_day, toUnixTimestamp64Milli(max(updated_at)) AS built_ms "
         f"FROM {store.database}.public_1mo WHERE product_id = '' AND month IN ({listed}) GROUP BY month"

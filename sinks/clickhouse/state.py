@@ -23,7 +23,7 @@ from models import Heartbeat, Listing, Sighting, Trade, Usage
 from models.clock import EPOCH, china_midnight_ms
 from models.digest import md5
 from sinks.clickhouse.store import Store
-from sinks.clickhouse.windows import CHINA, stale_public_days_sql, stale_public_months_sql
+from sinks.clickhouse.windows import CHINA, dates_sql, stale_public_days_sql, stale_public_months_sql
 
 EVENT_TABLES = ("listings", "trades", "usage", "heartbeats")
 WINDOWED_TABLES = ("trades", "usage", "listings")  # the events the market windows count
@@ -401,7 +401,7 @@ class StateReader:
         usage event: written before the rollups counted them (a store from before the column; see schema.sql).
         Reads `market_1d`'s usage measures, and the usage of such days only if there are any."""
         days = [
-            row["day"]
+            date.fromisoformat(row["day"])
             for row in self.store.rows(
                 f"SELECT DISTINCT toString(day) AS day FROM {self.db}.market_1d FINAL "
                 f"WHERE usage_records = 0 AND (usage_calls > 0 OR usage_bytes > 0)"
@@ -409,10 +409,9 @@ class StateReader:
         ]
         if not days:
             return []
-        listed = ", ".join(f"toDate('{day}')" for day in days)
         rows = self.store.rows(
             f"SELECT DISTINCT toUnixTimestamp(toStartOfMinute(occurred_at)) * 1000 AS window_ms FROM {self.db}.usage "
-            f"WHERE late = 0 AND toDate(occurred_at, '{CHINA}') IN ({listed})"
+            f"WHERE late = 0 AND toDate(occurred_at, '{CHINA}') IN ({dates_sql(days)})"
         )
         return [int(row["window_ms"]) for row in rows]
 

@@ -13,6 +13,7 @@ from their hours, then `recompute_console_days` the console's days (`console_1d`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime
 from typing import NamedTuple
 
@@ -68,6 +69,11 @@ MARKET_1H = pa.schema([field for field in MARKET_1M if field.name not in _MINUTE
 MARKET_1D = pa.schema([pa.field("day", pa.date32()), *list(MARKET_1H)[1:]])
 _OF_EVENTS = ",\n    ".join(f"{measure.of_events} AS {measure.column}" for measure in MEASURES)  # a minute's
 _SUMMED = ", ".join(f"sum({column}) AS {column}" for column in ADDED_UP)  # an hour from its minutes, a day its hours
+
+
+def dates_sql(days: Iterable[date]) -> str:
+    """Days as ClickHouse Date literals, comma-separated (for `IN (...)`), in the order given."""
+    return ", ".join(f"toDate('{day.isoformat()}')" for day in days)
 
 
 def _stamp(updated_at: datetime) -> str:
@@ -127,7 +133,7 @@ def recompute_hours_sql(database: str, hours: list[int], updated_at: datetime) -
 
 def recompute_days_sql(database: str, days: list[date], updated_at: datetime) -> str:
     """INSERT ... SELECT rebuilding the given China Standard Time days of market_1d from market_1h."""
-    listed = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(days))
+    listed = dates_sql(sorted(days))
     return (
         f"INSERT INTO {database}.market_1d SELECT toDate(window_start, '{CHINA}') AS day, {_CELL}, "
         f"{_SUMMED}, {_stamp(updated_at)} AS updated_at FROM {database}.market_1h FINAL "
@@ -139,7 +145,7 @@ def recompute_console_days_sql(database: str, days: list[date], updated_at: date
     """INSERT ... SELECT rebuilding the given China days of console_1d from market_1d (a cell of usage or listings
     alone gives a row of zeros: every day market_1d holds is in console_1d, so its latest `updated_at` is the
     flush's)."""
-    listed = ", ".join(f"toDate('{d.isoformat()}')" for d in sorted(days))
+    listed = dates_sql(sorted(days))
     return _console_days(database, f"day IN ({listed})", updated_at)
 
 
@@ -168,7 +174,7 @@ def recompute_public_days_sql(database: str, days: list[date], updated_at: datet
     public` (the console reads the late ones raw), each day with its mark: a row of product '' and zeros, so a day
     rebuilt with nothing delivered is told from a day never rebuilt."""
     ordered = sorted(days)
-    listed = ", ".join(f"toDate('{d.isoformat()}')" for d in ordered)
+    listed = dates_sql(ordered)
     lo = f"toDateTime64('{ordered[0].isoformat()} 00:00:00', 6, '{CHINA}')"
     hi = f"toDateTime64('{ordered[-1].isoformat()} 00:00:00', 6, '{CHINA}') + INTERVAL 1 DAY"
     rows = (

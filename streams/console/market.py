@@ -90,8 +90,8 @@ def cst_text(at_us: int, timespec: str = "seconds") -> str:
     return (EPOCH + timedelta(microseconds=at_us)).astimezone(CHINA_STANDARD_TIME).isoformat(timespec=timespec)
 
 
-def _period_figures(period: DateRange, trades: dict[str, Any], firsts: dict[str, Any]) -> dict[str, Any]:
-    totals = trades["totals"]
+def _period_figures(period: DateRange, figures: dict[str, Any], firsts: dict[str, Any]) -> dict[str, Any]:
+    totals = figures["totals"]
     return {
         "period": period.as_dict(),
         "traded_amount": totals["amount"],
@@ -101,9 +101,9 @@ def _period_figures(period: DateRange, trades: dict[str, Any], firsts: dict[str,
         "on_exchange_amount": totals["on_exchange"],
         "high_quality_amount": totals["high_quality"],
         "by_exchange": _breakdown(
-            exchanges(), trades["by"].get("exchange_id", {}), firsts["by"].get("exchange_id", {})
+            exchanges(), figures["by"].get("exchange_id", {}), firsts["by"].get("exchange_id", {})
         ),
-        "by_sector": _breakdown(sectors(), trades["by"].get("sector", {}), firsts["by"].get("sector", {})),
+        "by_sector": _breakdown(sectors(), figures["by"].get("sector", {}), firsts["by"].get("sector", {})),
     }
 
 

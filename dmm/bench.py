@@ -48,8 +48,8 @@ from models.clock import to_ms
 from models.keys import KeyRing, load_keys
 from settings import ClickHouseSettings, IngestSettings, Settings, get_settings
 from sinks.clickhouse import queries
+from sinks.clickhouse.console_queries import Reader
 from sinks.clickhouse.first_seen import record_first_seen
-from sinks.clickhouse.store import Store
 from sinks.clickhouse.synthetic import build_rollups, insert_listings, insert_trades, insert_usage
 from sinks.prometheus import STAGES
 
@@ -517,7 +517,7 @@ def run_queries(
         timings: dict[str, dict[str, float]] = {}
         for question, sql in queries.regulator_questions(store.database, end - timedelta(minutes=1)).items():
             timings[question] = _timed(partial(store.rows, sql), runs)
-        for endpoint, build in console_endpoints(store).items():
+        for endpoint, build in console_endpoints(store.reads(get_settings().sql)).items():
             timings[endpoint] = _timed(build, runs)
         size = sum(f.stat().st_size for f in (workdir / "chdb").rglob("*") if f.is_file()) / 2**20
     finally:
@@ -525,9 +525,10 @@ def run_queries(
     return QueryBenchResult(rows, usage_rows, days, generate_s, rollup_s, timings, size)
 
 
-def console_endpoints(store: Store) -> dict[str, Callable[[], object]]:
-    """The console's own endpoint functions, each building the JSON its page reads (SQL and Python): the period
-    API for the watermark's day, the last full month and the last 365 days, feeds and alerts."""
+def console_endpoints(store: Reader) -> dict[str, Callable[[], object]]:
+    """The console's own endpoint functions, each building the JSON its page reads (SQL and Python) through
+    `store` as the web port gives them one (a store's `reads`: a connection per statement, the limits set): the
+    period API for the watermark's day, the last full month and the last 365 days, feeds and alerts."""
     from models.clock import CHINA_STANDARD_TIME
     from sinks.clickhouse.console_queries import AlertFilter
     from streams.console.encode import plain

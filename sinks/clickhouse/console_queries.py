@@ -597,34 +597,31 @@ def period_figures(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grai
 def first_seen_counts(store: Reader, snap: Snapshot, spans: list[Span]) -> list[dict[str, Any]]:
     """Per span: products first listed in it (any exchange, ever; per sector of that first listing), products first
     listed on each exchange in it, and participants first seen in it (as a trade's buyer or seller, or a listing's
-    seller), as of the snapshot: `first_seen` as fed (FINAL: one merged row each), corrected for the few with rows
-    stored since it was fed: the fed first of each taken out, the earlier of it and theirs put in. Those few are
-    read once and joined to `first_seen` by key (merging all of `first_seen` with them by GROUP BY, or joining it
-    whole, costs several times the read of it)."""
+    seller), as of the snapshot: `first_seen` as fed (FINAL: one merged row each), each first moved earlier where a
+    row stored since it was fed says so, and the keys only such rows name added. Those few rows, grouped by key, are
+    the hash table of a FULL JOIN with `first_seen`: one read of it (merging all of it with them by GROUP BY costs
+    several times as much)."""
     found: list[dict[str, Any]] = [{"products": 0, "participants": 0, "by": {}} for _ in spans]
     if snap.as_of_us is None or not spans:
         return found
     db = store.database
     key = "kind, id, exchange_id"
-    firsts = f"SELECT kind, exchange_id, first, 1 AS sign FROM {db}.first_seen FINAL"
+    firsts = f"SELECT kind, exchange_id, first FROM {db}.first_seen FINAL"
     if snap.first_seen_fed_ms < snap.ingested_ms:
         recent = (
             f"ingested_at >= fromUnixTimestamp64Milli(toInt64({snap.first_seen_fed_ms - FED_MARGIN_S * 1000}), 'UTC') "
             f"AND {snap.raw()}"
         )
-        changed = (
-            f"SELECT {key}, fed.seen AS was_fed, fed.first AS fed_first, "
-            f"if(fed.seen, least(fed.first, stored.first), stored.first) AS now_first "
-            f"FROM (SELECT {key}, first, true AS seen FROM {db}.first_seen FINAL) AS fed RIGHT JOIN ("
-            f"SELECT {key}, min(first) AS first FROM ({first_seen_rows(db, recent)}) GROUP BY {key}"
-            f") AS stored USING ({key})"
-        )
-        firsts += (
-            f" UNION ALL SELECT kind, exchange_id, change.2 AS first, change.1 AS sign FROM ({changed}) "
-            f"ARRAY JOIN if(was_fed, [(1, now_first), (-1, fed_first)], [(1, now_first)]) AS change"
+        firsts = (
+            f"SELECT if(fed.seen, fed.kind, stored.kind) AS kind, "
+            f"if(fed.seen, fed.exchange_id, stored.exchange_id) AS exchange_id, "
+            f"multiIf(fed.seen AND stored.seen, least(fed.first, stored.first), fed.seen, fed.first, stored.first) "
+            f"AS first FROM (SELECT {key}, first, true AS seen FROM {db}.first_seen FINAL) AS fed FULL JOIN ("
+            f"SELECT {key}, min(first) AS first, true AS seen FROM ({first_seen_rows(db, recent)}) GROUP BY {key}"
+            f") AS stored ON fed.kind = stored.kind AND fed.id = stored.id AND fed.exchange_id = stored.exchange_id"
         )
     ends = [Span(span.start_us, min(span.end_us, snap.as_of_us + 1)) for span in spans]
-    counts = ", ".join(f"sumIf(sign, {span.where('first.1')}) AS n{i}" for i, span in enumerate(ends))
+    counts = ", ".join(f"countIf({span.where('first.1')}) AS n{i}" for i, span in enumerate(ends))
     spanned = Span(min(span.start_us for span in ends), max(span.end_us for span in ends))
     rows = store.rows(
         f"SELECT kind, if(kind = 'product', first.2, toString(exchange_id)) AS key, {counts} "

@@ -15,7 +15,7 @@ from typing import Any
 from models.registry import exchanges
 from settings import get_settings
 from sinks.clickhouse import console_queries as q
-from sinks.clickhouse.store import Store
+from sinks.clickhouse.console_queries import Reader
 from streams import decode
 from streams.batch_records import PROCESSING_ERROR
 from streams.console.encode import share
@@ -24,7 +24,7 @@ REASONS = (*decode.REASONS, PROCESSING_ERROR)  # the contract's, in its order, t
 TYPES = {"listings": "listing", "trades": "trade", "usage": "usage", "heartbeats": "heartbeat"}
 
 
-def feeds_view(store: Store, silent_after_s: int, max_clock_skew_s: float | None = None) -> dict[str, Any]:
+def feeds_view(store: Reader, silent_after_s: int, max_clock_skew_s: float | None = None) -> dict[str, Any]:
     """Per registered exchange: events, freshness, clock lead, rejections by reason (conflicting resends among
     them), duplicates, late events. `max_clock_skew_s`: default DMM_MAX_CLOCK_SKEW_S."""
     settings = get_settings()

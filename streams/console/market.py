@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -12,19 +13,18 @@ from typing import Any
 from models.clock import CHINA_STANDARD_TIME, EPOCH
 from models.registry import Exchange, Sector, exchanges, sectors
 from sinks.clickhouse import console_queries as q
-from sinks.clickhouse.console_queries import Grain
-from sinks.clickhouse.store import Store
+from sinks.clickhouse.console_queries import Grain, Reader
 from streams.console.encode import share
 from streams.console.periods import DateRange, china_midnight_us, date_range, trend_buckets
 
 FREE_PRICING = ("free", "conditional_free")
+SIDE_BY_SIDE = 4  # the period's statements after the snapshot: figures, first sightings, catalogue, public supply
 ZERO = Decimal("0.00")
 
 
-def _public(store: Store, snap: q.Snapshot, span: q.Span, catalogue: dict[str, int]) -> dict[str, Any]:
+def _public(supply: dict[str, dict[str, Any]], catalogue: dict[str, int]) -> dict[str, Any]:
     """Public data supplied free or conditionally free: in the catalogue now (public-data products listed, per
-    pricing), and delivered in the span (as of the snapshot)."""
-    supply = q.public_supply(store, snap, span)
+    pricing), and delivered in the span (`supply`, per pricing, as of the snapshot)."""
     free_products = sum(catalogue.get(p, 0) for p in FREE_PRICING)
     free_trades = sum(supply[p]["trades"] for p in FREE_PRICING if p in supply)
     return {
@@ -40,7 +40,7 @@ def _public(store: Store, snap: q.Snapshot, span: q.Span, catalogue: dict[str, i
 
 
 def period_view(
-    store: Store, first: str | None, last: str | None, allowed_lateness_s: float, now_us: int | None = None
+    store: Reader, first: str | None, last: str | None, allowed_lateness_s: float, now_us: int | None = None
 ) -> dict[str, Any]:
     """The period API's answer (docs: `GET /api/console/market?from=&to=`): the China days `first` to `last` beside
     the days just before and the same days a year earlier, every figure read as of one snapshot (see
@@ -49,10 +49,18 @@ def period_view(
     period = date_range(first, last, snap.as_of_us, time.time_ns() // 1000 if now_us is None else now_us)
     compared = (period, period.previous(), period.year_ago())
     grain = period.grain()
-    figures = q.period_figures(store, snap, [(p.span, grain if p is period else None) for p in compared])
-    firsts = q.first_seen_counts(store, snap, [p.span for p in compared])
+    # The statements below depend on the snapshot only, not on one another: run side by side (a store's `reads`
+    # open a connection each), they overlap where the store has cores to spare.
+    with ThreadPoolExecutor(SIDE_BY_SIDE, thread_name_prefix="period-read") as pool:
+        figures_read = pool.submit(
+            q.period_figures, store, snap, [(p.span, grain if p is period else None) for p in compared]
+        )
+        firsts_read = pool.submit(q.first_seen_counts, store, snap, [p.span for p in compared])
+        catalogue_read = pool.submit(q.catalogue, store)
+        supply_read = pool.submit(q.public_supply, store, snap, period.span)
+        figures, firsts, catalogue = figures_read.result(), firsts_read.result(), catalogue_read.result()
+        supply = supply_read.result()
     current, previous, year_ago = (_period_figures(p, t, f) for p, t, f in zip(compared, figures, firsts, strict=True))
-    catalogue = q.catalogue(store)
     as_of = snap.as_of_us
     points = [] if as_of is None else _trend_points(period, grain, figures[0]["trend"], as_of)
     return {
@@ -65,7 +73,7 @@ def period_view(
         # The catalogue's state (recognition, public data listed now) beside the snapshot, not compared with other
         # periods; public data delivered and the period's metering are read as of the snapshot.
         "recognition": {"products": catalogue.recognized_products, "pairs": catalogue.pairs},
-        "public": _public(store, snap, period.span, catalogue.public),
+        "public": _public(supply, catalogue.public),
         "metering": _metering(figures[0]),
     }
 

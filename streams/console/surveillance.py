@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from models import AlertKind, Severity
 from sinks.clickhouse import console_queries as q
-from sinks.clickhouse.store import Store
+from sinks.clickhouse.console_queries import Reader
 
 STATUSES = ("open", "acked", "resolved")
 ACTIONS = ("ack", "resolve")
@@ -40,7 +40,7 @@ def alert_filter(query: dict[str, str], exchange_codes: set[str]) -> q.AlertFilt
     return q.AlertFilter(chosen["kind"], chosen["severity"], chosen["exchange"], chosen["status"])
 
 
-def alerts_view(store: Store, where: q.AlertFilter, limit: int) -> dict[str, Any]:
+def alerts_view(store: Reader, where: q.AlertFilter, limit: int) -> dict[str, Any]:
     """Status counts for the filter and the newest matching alerts (blocking: run it in a thread). Each alert says
     when it happened in event time, `event_time_ms` (the end of its window, else its start), apart from when the
     monitor detected it by the wall clock, `detected_wall_ms`: a replayed or late market is detected long after."""

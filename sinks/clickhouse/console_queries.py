@@ -112,7 +112,33 @@ class Catalogue:
     public: dict[str, int]  # public-data products listed, per pricing (free, conditional_free, paid, unknown)
 
 
+KEPT_CATALOGUES = 8  # catalogues kept by the listings' version they were read from (stores, versions)
+_catalogues: dict[tuple[str, str], Catalogue] = {}
+
+
 def catalogue(store: Reader) -> Catalogue:
+    """The catalogue's figures, read again only when the listings changed: kept by the version of the listings they
+    were read from, the table's identity and its active parts (parts never change: an insert, a merge or a mutation
+    makes new ones), a read of metadata. Listings change a few times an hour in a national market, the console
+    refreshes every 5 s."""
+    found = store.rows(
+        "SELECT (SELECT toString(uuid) FROM system.tables WHERE database = {database:String} AND name = 'listings') "
+        "AS table_uuid, (SELECT arrayStringConcat(arraySort(groupArray(name)), ',') FROM system.parts "
+        "WHERE database = {database:String} AND table = 'listings' AND active) AS parts",
+        {"database": store.database},
+    )
+    version = (found[0]["table_uuid"], found[0]["parts"]) if found else ("", "")
+    if not version[0].strip("0-"):  # no identity to tell one store's listings from another's: read them
+        return _read_catalogue(store)
+    kept = _catalogues.get(version)
+    if kept is None:
+        kept = _catalogues[version] = _read_catalogue(store)
+        while len(_catalogues) > KEPT_CATALOGUES:
+            del _catalogues[next(iter(_catalogues))]
+    return kept
+
+
+def _read_catalogue(store: Reader) -> Catalogue:
     """The catalogue's figures in one read of the listings: each active listing (exchange x product) gives a fact
     per exchange recognising it, one if any does, one for its pricing if it is public data; distinct products are
     counted per fact."""

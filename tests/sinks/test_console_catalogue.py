@@ -25,8 +25,8 @@ def _listed(path: Path, *products: str) -> list[q.Catalogue]:
             opened.command(
                 "INSERT INTO datamarket.listings (exchange_id, event_id, occurred_at, action, product_id, seller_id, "
                 "source, sector, pricing, high_quality, recognized_by) VALUES "
-                f"('SHDEX', 'L{n}', '2026-11-21 00:0{n}:00', 'list', '{product}', 'S1', 'public', 'finance', 'free', 0, "
-                "['SZDEX'])"
+                f"('SHDEX', 'L{n}', '2026-11-21 00:0{n}:00', 'list', '{product}', 'S1', 'public', 'finance', 'free', "
+                "0, ['SZDEX'])"
             )
             answers += [q.catalogue(opened), q.catalogue(opened.reads(SqlSettings()))]
         return answers

@@ -339,6 +339,7 @@ class SoakResult:
     events: int
     event_hours: float  # event time the traffic spans (0: as it is sent)
     rss_mib: list[tuple[float, float]]  # (seconds since start, worker RSS MiB), every sample
+    warm_up_s: float  # the samples before are left out of the slope (see `soak_warm_up_s`)
     slope_mib_per_hour: float  # after warm-up, least squares
     rss_end_mib: float  # once the worker has taken every event
     dedup_index_events: float
@@ -405,7 +406,8 @@ def run_soak(
     index_events = metrics.get("dmm_dedup_index_events", 0.0)
     per_event = metrics.get('dmm_dedup_index_bytes{medium="ram"}', 0.0) / max(index_events, 1.0)
     probed = metrics.get('dmm_dedup_probes_total{tier="filter"}', 0.0)
-    warm = [(t, m) for t, m in samples if t >= min(120.0, seconds * 0.2)]
+    warm_up_s = soak_warm_up_s(settings, seconds)
+    warm = [(t, m) for t, m in samples if t >= warm_up_s]
     at_horizon = None
     if event_hours > 24 and samples:
         horizon_s = seconds * 24 / event_hours
@@ -416,6 +418,7 @@ def run_soak(
         sent,
         event_hours,
         samples,
+        warm_up_s,
         _slope_per_hour(warm),
         rss_end,
         index_events,
@@ -426,6 +429,13 @@ def run_soak(
         at_horizon,
         rss_end / at_horizon if at_horizon else None,
     )
+
+
+def soak_warm_up_s(settings: Settings, seconds: float) -> float:
+    """When a soak's worker has filled what it keeps for a bounded time, not for the horizon: the minute windows
+    are held for the allowed lateness and let go two minutes after it (5 + 2 min by default), the store's parts and
+    caches settle in the first two minutes; at most half the run, so a short one still has a slope."""
+    return min(seconds / 2, max(120.0, settings.allowed_lateness_s + 120.0))
 
 
 def _renamed(template: SimulatedMessage, n: int, at_ms: int) -> tuple[bytes, bytes]:

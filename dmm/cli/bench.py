@@ -214,7 +214,8 @@ def _soak(
     table = _table(title, "value")
     first = result.rss_mib[0][1] if result.rss_mib else 0
     table.add_row("worker RSS first sample / at the end (MiB)", f"{first:,.0f} / {result.rss_end_mib:,.0f}")
-    table.add_row("RSS slope after warm-up (MiB/hour)", f"{result.slope_mib_per_hour:,.1f}")
+    slope = f"{result.slope_mib_per_hour:,.1f}"
+    table.add_row(f"RSS slope after {result.warm_up_s:,.0f} s of warm-up (MiB/hour)", slope)
     table.add_row("dedup index at the end (events)", f"{result.dedup_index_events:,.0f}")
     ram, disk = result.dedup_ram_bytes_per_event, result.dedup_disk_bytes_per_event
     table.add_row("dedup RAM per remembered event (bytes: filters, memtables)", f"{ram:,.1f}")

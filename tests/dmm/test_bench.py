@@ -83,3 +83,12 @@ def test_restore_bench_restores_every_trade_and_spills_wash_trading_legs_past_th
     assert result.state_disk_mib > 0
     assert result.restart_kept_state == "taken" and result.keep_seconds > 0 and result.restart_seconds > 0
     assert set(result.restart_by_part) == set(result.seconds_by_part)
+
+
+def test_a_soak_fits_its_slope_after_the_windows_fill_and_within_half_the_run() -> None:
+    """The minute windows are held for the allowed lateness and two minutes more: RSS grows while they fill, by
+    design and bounded, so the slope is fitted after (at most half the run in, so a short soak still has one)."""
+    settings = Settings(allowed_lateness_s=300)
+    assert bench.soak_warm_up_s(settings, 1800) == 420
+    assert bench.soak_warm_up_s(settings, 600) == 300
+    assert bench.soak_warm_up_s(Settings(allowed_lateness_s=0), 1800) == 120

@@ -171,15 +171,14 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
     """Public data delivered in the span (trades and usage of `source = public` products), per the pricing of the
     product's latest listing, as of the snapshot: whole China days from `public_1d` where it holds them for good
     (before the snapshot's `rollups_until_us`, rebuilt since the day's last flush), and of those the whole months
-    `public_1mo` holds as they are (`_public_months`) from it instead (a row per month and product, not per day),
+    `public_1mo` holds as they are (`_public_held`) from it instead (a row per month and product, not per day),
     the rest, the late rows and the days `public_1d` has not caught up with raw. The pricing is joined as the
     statement runs, per product."""
     if snap.as_of_us is None:
         return {}
     db = store.database
     rolled = Span(span.start_us, max(span.start_us, min(span.end_us, _china_midnight_us(snap.rollups_until_us))))
-    days = _public_days(store, rolled)
-    months = _public_months(store, days)
+    days, months = _public_held(store, rolled)
     raw = [f"late = 0 AND {stale.where()}" for stale in _gaps(rolled, sorted(days))]
     if rolled.start_us < rolled.end_us:
         raw.append(f"late = 1 AND {rolled.where()}")
@@ -217,46 +216,38 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
     }
 
 
-def _public_days(store: Reader, days: Span) -> dict[date, int]:
-    """The China days of `days` (whole ones) that `public_1d` holds all the on-time rows of: rebuilt (their mark)
-    no earlier than their last flush (`console_1d`), each with its mark's stamp (ms, for `_public_months`)."""
+def _public_held(store: Reader, days: Span) -> tuple[dict[date, int], set[date]]:
+    """From one read of the rollups' marks: the China days of `days` (whole ones) that `public_1d` holds all the
+    on-time rows of, rebuilt (their mark) no earlier than their last flush (`console_1d`), each with its mark's
+    stamp (ms); and the China months (their first day) every day of which it so holds and `public_1mo` holds as
+    those days are now: its mark no older than the newest of theirs (a day rebuilt since the month was has rows the
+    month lacks, a month rebuilt since its days holds nothing they do not)."""
     if days.start_us >= days.end_us:
-        return {}
-    db, within = store.database, f"day >= {_date(days.start_us)} AND day < {_date(days.end_us)}"
+        return {}, set()
+    db, first, end = store.database, _date(days.start_us), _date(days.end_us)
+    within = f"day >= {first} AND day < {end}"
     rows = store.rows(
-        f"SELECT toString(day) AS day, toUnixTimestamp64Milli(p.built) AS built_ms FROM (SELECT day, "
-        f"max(updated_at) AS built FROM {db}.public_1d WHERE product_id = '' AND {within} GROUP BY day) AS p "
-        f"LEFT JOIN (SELECT day, max(updated_at) AS flushed FROM {db}.console_1d WHERE {within} GROUP BY day) AS c "
-        f"USING (day) WHERE p.built >= c.flushed"
+        f"SELECT 'day' AS grain, toString(day) AS first_day, toUnixTimestamp64Milli(p.built) AS built_ms "
+        f"FROM (SELECT day, max(updated_at) AS built FROM {db}.public_1d WHERE product_id = '' AND {within} "
+        f"GROUP BY day) AS p LEFT JOIN (SELECT day, max(updated_at) AS flushed FROM {db}.console_1d WHERE {within} "
+        f"GROUP BY day) AS c USING (day) WHERE p.built >= c.flushed "
+        f"UNION ALL SELECT 'month', toString(month), toUnixTimestamp64Milli(max(updated_at)) FROM {db}.public_1mo "
+        f"WHERE product_id = '' AND month >= toStartOfMonth({first}) AND month < {end} GROUP BY month"
     )
-    return {date.fromisoformat(row["day"]): int(row["built_ms"]) for row in rows}
-
-
-def _public_months(store: Reader, days: dict[date, int]) -> set[date]:
-    """The China months (their first day) every day of which `public_1d` holds (`_public_days`, with their marks)
-    and `public_1mo` holds as those days are now: its mark no older than the newest of theirs (a day rebuilt since
-    the month was has rows the month lacks, a month rebuilt since its days holds nothing they do not)."""
+    marks = [(row["grain"], date.fromisoformat(row["first_day"]), int(row["built_ms"])) for row in rows]
+    held = {day: built_ms for grain, day, built_ms in marks if grain == "day"}
     newest: dict[date, int] = {}
-    for day, built_ms in days.items():
-        month = day.replace(day=1)
-        newest[month] = max(newest.get(month, 0), built_ms)
-    whole = [
+    for day, built_ms in held.items():
+        newest[day.replace(day=1)] = max(newest.get(day.replace(day=1), 0), built_ms)
+    months = {
         month
-        for month in sorted(newest)
-        if all(month.replace(day=d) in days for d in range(1, monthrange(month.year, month.month)[1] + 1))
-    ]
-    if not whole:
-        return set()
-    listed = dates_sql(whole)
-    rows = store.rows(
-        f"SELECT toString(month) AS first_day, toUnixTimestamp64Milli(max(updated_at)) AS built_ms "
-        f"FROM {store.database}.public_1mo WHERE product_id = '' AND month IN ({listed}) GROUP BY month"
-    )
-    return {
-        month
-        for month, built_ms in ((date.fromisoformat(row["first_day"]), int(row["built_ms"])) for row in rows)
-        if built_ms >= newest[month]
+        for grain, month, built_ms in marks
+        if grain == "month"
+        and month in newest
+        and built_ms >= newest[month]
+        and all(month.replace(day=d) in held for d in range(1, monthrange(month.year, month.month)[1] + 1))
     }
+    return held, months
 
 
 def _gaps(days: Span, held: list[date]) -> list[Span]:

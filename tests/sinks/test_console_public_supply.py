@@ -119,7 +119,7 @@ def test_public_supply_from_public_1d_is_the_raw_definition_to_the_fen(market: C
     snap = q.snapshot(market, allowed_lateness_s=300)
     whole, partial = q.Span(china_day(0).start_us, china_day(3).start_us), china_day(3)
     assert q._china_midnight_us(snap.rollups_until_us) == partial.start_us  # the fourth day is read raw
-    assert len(q._public_days(market, whole)) == 3, "public_1d does not hold the whole days"
+    assert len(q._public_held(market, whole)[0]) == 3, "public_1d does not hold the whole days"
     late = market.rows("SELECT count() AS n FROM datamarket.trades WHERE late = 1 AND source = 'public'")[0]["n"]
     assert int(late) > 0
     for span in (q.Span(whole.start_us, partial.end_us), whole, partial, china_day(1)):
@@ -150,7 +150,7 @@ def test_a_day_flushed_again_since_public_1d_was_rebuilt_is_read_raw(market: Chd
     market.command(recompute_console_days_sql("datamarket", dates, datetime.now(UTC)))
     snap = q.snapshot(market, allowed_lateness_s=300)
     span = q.Span(china_day(0).start_us, china_day(3).end_us)
-    assert len(q._public_days(market, q.Span(span.start_us, china_day(3).start_us))) == 2
+    assert len(q._public_held(market, q.Span(span.start_us, china_day(3).start_us))[0]) == 2
     assert q.public_supply(market, snap, span) == raw_public_supply(market, snap, span)
 
 
@@ -163,7 +163,7 @@ def test_public_supply_in_a_store_created_before_public_1d(market: ChdbStore) ->
 
 def held_months(store: ChdbStore, span: q.Span) -> set[date]:
     """The months `public_supply` reads from `public_1mo` for the span's rolled part."""
-    return q._public_months(store, q._public_days(store, span))
+    return q._public_held(store, span)[1]
 
 
 def test_public_supply_reads_whole_months_from_public_1mo_to_the_fen(months: ChdbStore) -> None:
@@ -200,7 +200,7 @@ def test_a_month_with_a_day_rebuilt_after_it_is_read_from_its_days(months: ChdbS
         supply = q.public_supply(months, snap, september)
         assert supply == raw_public_supply(months, snap, september), rebuilt
         assert supply["free"]["trades"] == before["free"]["trades"] + 1  # P1's pricing
-        assert len(q._public_days(months, september)) == (30 if rebuilt else 29)
+        assert len(q._public_held(months, september)[0]) == (30 if rebuilt else 29)
         assert held_months(months, september) == set()
 
 

@@ -502,11 +502,27 @@ def _date(us: int) -> str:
     return f"toDate(fromUnixTimestamp64Micro(toInt64({int(us)}), 'UTC'), '{CHINA}')"
 
 
-def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain: Grain | None) -> list[str]:
-    """The SELECTs whose rows add up to the trades and the metering (usage events, calls, bytes) of one period:
-    whole China days from `console_1d` (not for an hourly trend), hours from `market_1h`, both only before the
-    snapshot's `rollups_until_us`, the rest raw, and the late trades and usage of the rolled-up part raw (the
-    rollups leave them out)."""
+RAW_PERIOD_TABLES = (  # the event tables a period reads raw, and their columns as the rollups' cells
+    (
+        "trades",
+        "exchange_id, sector, toUInt64(1) AS trades, amount, if(venue = 'on_exchange', amount, 0) AS on_ex, "
+        "if(high_quality = 1, amount, 0) AS hq, toUInt64(0) AS records, toUInt64(0) AS calls, toUInt64(0) AS bytes",
+    ),
+    (
+        "usage",
+        "exchange_id, sector, toUInt64(0) AS trades, toDecimal128(0, 2) AS amount, toDecimal128(0, 2) AS on_ex, "
+        "toDecimal128(0, 2) AS hq, toUInt64(1) AS records, calls, bytes",
+    ),
+)
+
+
+def _period_sources(
+    database: str, snap: Snapshot, index: int, span: Span, grain: Grain | None
+) -> tuple[list[str], str | None, str | None]:
+    """What adds up to the trades and the metering (usage events, calls, bytes) of one period: the SELECTs of whole
+    China days from `console_1d` (not for an hourly trend) and hours from `market_1h`, both only before the
+    snapshot's `rollups_until_us`; the condition on the rolled-up part, whose late rows are read raw (the rollups
+    leave them out), and on the rest, read raw whole (None: no such part)."""
     assert snap.as_of_us is not None
     until = snap.rollups_until_us
     day_until = _china_midnight_us(until)
@@ -518,18 +534,6 @@ def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain
         "exchange_id, sector, trades, traded_amount AS amount, if(venue = 'on_exchange', traded_amount, 0) AS on_ex, "
         "if(high_quality = 1, traded_amount, 0) AS hq, usage_records AS records, usage_calls AS calls, "
         "usage_bytes AS bytes"
-    )
-    raw_tables = (
-        (
-            "trades",
-            "exchange_id, sector, toUInt64(1) AS trades, amount, if(venue = 'on_exchange', amount, 0) AS on_ex, "
-            "if(high_quality = 1, amount, 0) AS hq, toUInt64(0) AS records, toUInt64(0) AS calls, toUInt64(0) AS bytes",
-        ),
-        (
-            "usage",
-            "exchange_id, sector, toUInt64(0) AS trades, toDecimal128(0, 2) AS amount, toDecimal128(0, 2) AS on_ex, "
-            "toDecimal128(0, 2) AS hq, toUInt64(1) AS records, calls, bytes",
-        ),
     )
     sources = []
     hours_from = span.start_us
@@ -549,17 +553,45 @@ def _period_sources(database: str, snap: Snapshot, index: int, span: Span, grain
         )
     rolled = Span(span.start_us, min(span.end_us, until))
     raw = Span(max(span.start_us, until), span.end_us)
-    for table, columns in raw_tables:
-        if rolled.start_us < rolled.end_us:
-            sources.append(
-                f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {columns} "
-                f"FROM {database}.{table} FINAL WHERE late = 1 AND {rolled.where()} AND {snap.raw()}"
-            )
-        if raw.start_us < raw.end_us:
-            sources.append(
-                f"SELECT {index} AS period, {_bucket(grain, 'occurred_at')} AS bucket, {columns} "
-                f"FROM {database}.{table} FINAL WHERE {raw.where()} AND {snap.raw()}"
-            )
+    return (
+        sources,
+        rolled.where() if rolled.start_us < rolled.end_us else None,
+        raw.where() if raw.start_us < raw.end_us else None,
+    )
+
+
+def _raw_period_sources(
+    database: str, snap: Snapshot, raw: list[tuple[int, str | None, str | None, str]]
+) -> list[str]:
+    """The SELECTs of the raw rows of every period (`raw`: index, condition on its rolled-up part, on its rest,
+    trend bucket): per event table, one of the late rows of the rolled-up parts and one of the rests, each row once
+    per period it is in (periods may overlap: a year-ago one and a previous one), not one per table and period
+    (each costs ~5 ms on a large table whatever it reads); late rows and the rests apart, so each condition is one
+    the indexes on `late` and on the event time can use."""
+
+    def per_period(pairs: list[tuple[int, str]], on: str) -> str:
+        *first, (_, last) = pairs
+        return f"multiIf({', '.join(f'{on} = {i}, {expr}' for i, expr in first)}, {last})" if first else last
+
+    sources = []
+    for late in (True, False):
+        parts = [
+            (index, bucket, where)
+            for index, rolled, rest, bucket in raw
+            if (where := rolled if late else rest) is not None
+        ]
+        if not parts:
+            continue
+        periods = ", ".join(str(index) for index, _, _ in parts)
+        within = per_period([(index, where) for index, _, where in parts], "p")
+        bucket = per_period([(index, bucket) for index, bucket, _ in parts], "period")
+        anywhere = " OR ".join(f"({where})" for _, _, where in parts)
+        sources += [
+            f"SELECT period, {bucket} AS bucket, {columns} FROM {database}.{table} FINAL "
+            f"ARRAY JOIN arrayFilter(p -> {within}, [{periods}]) AS period "
+            f"WHERE {'late = 1 AND ' if late else ''}({anywhere}) AND {snap.raw()}"
+            for table, columns in RAW_PERIOD_TABLES
+        ]
     return sources
 
 
@@ -583,11 +615,12 @@ def period_figures(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grai
     found: list[dict[str, Any]] = [{"totals": _figures(nothing), "by": {}, "trend": {}} for _ in periods]
     if snap.as_of_us is None:
         return found
-    sources = [
-        source
-        for index, (span, grain) in enumerate(periods)
-        for source in _period_sources(store.database, snap, index, span, grain)
-    ]
+    sources, raw = [], []
+    for index, (span, grain) in enumerate(periods):
+        rolled_up, rolled, rest = _period_sources(store.database, snap, index, span, grain)
+        sources += rolled_up
+        raw.append((index, rolled, rest, _bucket(grain, "occurred_at")))
+    sources += _raw_period_sources(store.database, snap, raw)
     if not sources:
         return found
     rows = store.rows(

@@ -196,6 +196,17 @@ def test_trade_totals_are_exact_to_the_fen_and_count_a_retried_insert_once(store
     assert totals["high_quality"] == Decimal("0.50")
 
 
+def test_periods_that_overlap_each_count_the_rows_they_share(store: ChdbStore) -> None:
+    """A year-ago period overlaps the previous one when a period is longer than a year: the raw rows of both are
+    read in one pass per table, and each row must count in every period it is in."""
+    snap = q.snapshot(store, allowed_lateness_s=300)
+    later = q.Span(DAY.start_us + 12 * 3600 * US, DAY.end_us)  # the day's second half, inside it
+    whole, again, half = q.period_figures(store, snap, [(DAY, "hour"), (DAY, None), (later, None)])
+    assert whole["totals"] == again["totals"] and whole["totals"]["trades"] == 3
+    assert sum(t["trades"] for t in whole["trend"].values()) == 3
+    assert half["totals"] == q.period_figures(store, snap, [(later, None)])[0]["totals"]
+
+
 def test_trend_buckets_by_hour(store: ChdbStore) -> None:
     hours = period(store, "hour")["trend"]
     assert sorted((int(k), v["trades"], v["amount"]) for k, v in hours.items()) == [

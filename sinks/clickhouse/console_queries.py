@@ -9,6 +9,7 @@ microseconds of event time (`occurred_at`), the unit the event tables store.
 
 from __future__ import annotations
 
+import threading
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date
@@ -114,6 +115,7 @@ class Catalogue:
 
 KEPT_CATALOGUES = 8  # catalogues kept by the listings' version they were read from (stores, versions)
 _catalogues: dict[tuple[str, str], Catalogue] = {}
+_catalogues_kept = threading.Lock()  # the console's reads run side by side
 
 
 def catalogue(store: Reader) -> Catalogue:
@@ -132,9 +134,11 @@ def catalogue(store: Reader) -> Catalogue:
         return _read_catalogue(store)
     kept = _catalogues.get(version)
     if kept is None:
-        kept = _catalogues[version] = _read_catalogue(store)
-        while len(_catalogues) > KEPT_CATALOGUES:
-            del _catalogues[next(iter(_catalogues))]
+        kept = _read_catalogue(store)
+        with _catalogues_kept:
+            _catalogues[version] = kept
+            while len(_catalogues) > KEPT_CATALOGUES:
+                del _catalogues[next(iter(_catalogues))]
     return kept
 
 

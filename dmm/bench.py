@@ -50,7 +50,14 @@ from settings import ClickHouseSettings, IngestSettings, Settings, get_settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.console_queries import Reader
 from sinks.clickhouse.first_seen import record_first_seen
-from sinks.clickhouse.synthetic import build_rollups, insert_listings, insert_trades, insert_usage
+from sinks.clickhouse.synthetic import (
+    HEARTBEAT_DAYS,
+    build_rollups,
+    insert_heartbeats,
+    insert_listings,
+    insert_trades,
+    insert_usage,
+)
 from sinks.prometheus import STAGES
 
 Say = Callable[[str], None]
@@ -485,9 +492,10 @@ def run_queries(
     say: Say = print,
     progress: Callable[[str, int, int], None] = lambda what, done, total: None,
 ) -> QueryBenchResult:
-    """`rows` synthetic trades (and `usage_rows` usage events, a listing of each product) over `days` days straight
-    into a fresh embedded store, rollups and first sightings built as the worker builds them, then each regulator
-    question and each console endpoint (`console_endpoints`) timed `runs` times (p50 and max, milliseconds)."""
+    """`rows` synthetic trades (and `usage_rows` usage events, a listing of each product, the exchanges' heartbeats)
+    over `days` days straight into a fresh embedded store, rollups and first sightings built as the worker builds
+    them, then each regulator question and each console endpoint (`console_endpoints`) timed `runs` times (p50 and
+    max, milliseconds)."""
     from sinks.clickhouse.store import ChdbStore
 
     store = ChdbStore(workdir / "chdb")
@@ -507,6 +515,8 @@ def run_queries(
             progress=lambda done: progress("trades", done, rows),
         )
         insert_listings(store, start, days, sorted(exchanges()), sorted(sectors()))
+        heartbeats = insert_heartbeats(store, end, days, sorted(exchanges()))
+        say(f"… and {heartbeats:,} heartbeats (every exchange's, the last {min(days, HEARTBEAT_DAYS)} days)")
         if usage_rows:
             say(f"generating {usage_rows:,} usage events …")
             insert_usage(

@@ -2,7 +2,8 @@
 
 `dmm bench --query-rows N` needs N stored trades (100M: a year of a large market) in
 minutes, which no Python producer can give. ClickHouse makes them itself from
-`numbers()`, in chunks, with the exchanges, sectors and dimensions of the real tables;
+`numbers()`, in chunks, with the exchanges, sectors and dimensions of the real tables (and
+the heartbeats the exchanges send meanwhile);
 the minute, hour and day rollups (and the console's and the public data's days) are then
 built day by day with the worker's own recompute statements. The rows are plausible, not a
 simulation: this is for timing.
@@ -28,6 +29,8 @@ from sinks.clickhouse.windows import (
 
 CHUNK_ROWS = 5_000_000
 PRODUCTS = 50_000  # the synthetic trades' and usage's products, each listed once (`insert_listings`)
+HEARTBEAT_EVERY_S = 10  # as the simulator's exchanges send them
+HEARTBEAT_DAYS = 90  # the heartbeats table's TTL keeps this long of them
 
 
 def _pick(name: str, values: list[str], expression: str, parameters: dict[str, str]) -> str:
@@ -125,6 +128,26 @@ def insert_listings(store: Store, start: datetime, days: int, exchanges: list[st
         f"0, 2, {n}, toDateTime64({at}, 3, 'UTC') FROM numbers({PRODUCTS})",
         chosen,
     )
+
+
+def insert_heartbeats(store: Store, end: datetime, days: int, exchanges: list[str]) -> int:
+    """A heartbeat every `HEARTBEAT_EVERY_S` seconds from each exchange over the last `days` days before `end` (at
+    most the `HEARTBEAT_DAYS` the table keeps), each stored when it occurred (the console's feeds read them); the
+    number inserted."""
+    span_s = min(days, HEARTBEAT_DAYS) * 86_400
+    rows = span_s // HEARTBEAT_EVERY_S * len(exchanges)
+    chosen: dict[str, str] = {}
+    n = "number"
+    at = f"{int(end.timestamp()) - span_s} + intDiv({n}, {len(exchanges)}) * {HEARTBEAT_EVERY_S}"
+    store.command(
+        f"INSERT INTO {store.database}.heartbeats (exchange_id, event_id, occurred_at, seq, late, src_partition, "
+        "src_offset, ingested_at) "
+        f"SELECT {_pick('exchange', exchanges, f'{n} % {len(exchanges)}', chosen)}, concat('SYN-H-', toString({n})), "
+        f"toDateTime64({at}, 6, 'UTC'), intDiv({n}, {len(exchanges)}), 0, 3, {n}, toDateTime64({at}, 3, 'UTC') "
+        f"FROM numbers({rows})",
+        chosen,
+    )
+    return rows
 
 
 def build_rollups(

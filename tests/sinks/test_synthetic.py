@@ -1,5 +1,6 @@
 """The query bench's synthetic history (`dmm bench --query-rows`): what the console answers over it is what its raw
-rows hold, so the bench times correct answers (trades, metering, catalogue) and not an empty or half-built store."""
+rows hold, so the bench times correct answers (trades, metering, catalogue, feeds) and not an empty or half-built
+store."""
 
 from __future__ import annotations
 
@@ -14,8 +15,17 @@ from models.registry import exchanges, sectors
 from sinks.clickhouse.console_queries import catalogue
 from sinks.clickhouse.first_seen import record_first_seen
 from sinks.clickhouse.store import ChdbStore
-from sinks.clickhouse.synthetic import PRODUCTS, build_rollups, insert_listings, insert_trades, insert_usage
+from sinks.clickhouse.synthetic import (
+    HEARTBEAT_EVERY_S,
+    PRODUCTS,
+    build_rollups,
+    insert_heartbeats,
+    insert_listings,
+    insert_trades,
+    insert_usage,
+)
 from streams.console.encode import plain
+from streams.console.feeds import feeds_view
 from streams.console.market import period_view
 
 pytestmark = pytest.mark.integration
@@ -32,6 +42,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbStore]:
     insert_trades(store, 30_000, start, DAYS, sorted(exchanges()), sorted(sectors()))
     insert_usage(store, 40_000, start, DAYS, sorted(exchanges()), sorted(sectors()))
     insert_listings(store, start, DAYS, sorted(exchanges()), sorted(sectors()))
+    insert_heartbeats(store, end, 2, sorted(exchanges()))
     build_rollups(store, start, DAYS)
     record_first_seen(store)
     yield store
@@ -78,3 +89,18 @@ def test_the_catalogue_over_the_synthetic_listings_is_their_rows(history: ChdbSt
         (r["listed_on"], r["recognizer"]): int(r["n"]) for r in pairs
     }
     assert found.recognized_products == sum(int(r["n"]) for r in pairs) > PRODUCTS // 2
+
+
+def test_the_feeds_over_the_synthetic_heartbeats_are_their_rows(history: ChdbStore) -> None:
+    """Every exchange sent a heartbeat every `HEARTBEAT_EVERY_S` for the last two days: the feeds count each one and
+    show the latest."""
+    feeds = {row["code"]: row for row in feeds_view(history, 120)["exchanges"]}
+    sent = history.rows(
+        "SELECT toString(exchange_id) AS code, count() AS n, toUnixTimestamp64Micro(max(occurred_at)) AS last_us "
+        "FROM datamarket.heartbeats FINAL GROUP BY code"
+    )
+    assert {r["code"] for r in sent} == set(exchanges()) == set(feeds)
+    for r in sent:
+        assert int(r["n"]) == 2 * 86_400 // HEARTBEAT_EVERY_S
+        assert feeds[r["code"]]["by_type"]["heartbeat"] == int(r["n"])
+        assert feeds[r["code"]]["last_heartbeat_us"] == int(r["last_us"])

@@ -328,14 +328,16 @@ def test_the_feeds_count_the_events_the_raw_table_holds(store: ChdbStore, table:
 
 def test_a_first_sighting_stored_after_the_feed_moves_its_party_to_the_earlier_day(store: ChdbStore) -> None:
     """Rows stored since `first_seen` was fed: a party already fed seen earlier now leaves its fed day for the
-    earlier one, a party never fed counts on its own day, one seen later again stays where it was. (Late trades of
-    January 2024, far from the other tests' days and rollups; only these are fed.)"""
+    earlier one, a party never fed counts on its own day, one seen later again stays where it was, one fed before
+    the days and seen in them again counts in none. (Late trades of January 2024, far from the other tests' days and
+    rollups; only these are fed.)"""
     fed = [
         ("2024-01-10 10:00:00", "SHDEX", "P1", "X1", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
         ("2024-01-11 09:00:00", "SHDEX", "P1", "X2", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
+        ("2024-01-05 09:00:00", "SHDEX", "P1", "X4", "Y4", "1.00", "on_exchange", "healthcare", 1, 1),
     ]
     trades(store, fed, 500, None)
-    these = first_seen_rows("datamarket", "event_id IN ('T500', 'T501')")
+    these = first_seen_rows("datamarket", "event_id IN ('T500', 'T501', 'T502')")
     store.command(
         "INSERT INTO datamarket.first_seen SELECT kind, id, exchange_id, min(first), max(fed_through) "
         f"FROM ({these}) GROUP BY kind, id, exchange_id"
@@ -345,6 +347,7 @@ def test_a_first_sighting_stored_after_the_feed_moves_its_party_to_the_earlier_d
         ("2024-01-09 10:00:00", "SHDEX", "P1", "X2", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
         ("2024-01-11 09:30:00", "SHDEX", "P1", "X3", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
         ("2024-01-11 09:40:00", "SHDEX", "P1", "X1", "XS", "1.00", "on_exchange", "healthcare", 1, 1),
+        ("2024-01-10 12:00:00", "SHDEX", "P1", "X4", "XS", "1.00", "on_exchange", "healthcare", 1, 1),  # seen the 5th
     ]
     trades(store, stored, 510, now)
     days = [DateRange(datetime(2024, 1, d).date(), datetime(2024, 1, d).date()).span for d in (9, 10, 11)]

@@ -307,59 +307,129 @@ def _alert_list(database: str, where: AlertFilter, *, with_status: bool, limit: 
 def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
     """Per exchange and event type: events stored, late ones, latest event time and latest arrival. Trades and usage
     are counted as the period API counts them (`console_1d`'s whole days before the snapshot's rollups, the rest and
-    the late ones raw), the other events from every row's exchange and lateness; the latest times are read from
-    the last day's rows (by event time, by arrival), and from all the rows of an exchange only if it has none
-    there."""
+    the late ones raw), the other events from every row's exchange and lateness, a month (a partition) at a time,
+    each month's counts kept by the version of its rows (`_partition_versions`) and read again only when it changed;
+    the latest times are read from the last day's rows (by event time, by arrival), and from all the rows of an
+    exchange only if it has none there."""
     db = store.database
-    counts = store.rows(
-        f"SELECT exchange_id, type, sum(events_n) AS events, sum(late_n) AS late FROM ({_event_counts(db, snap)}) "
-        f"GROUP BY exchange_id, type HAVING events > 0"
-    )
+    totals = _event_totals(store, snap)
     latest = {(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, None))}
+    counted = [(code, table, n) for (code, table), n in totals.items() if n[0] > 0]
     quiet: dict[str, list[str]] = {table: [] for table in EVENT_TABLES}
-    for r in counts:
-        if _quiet(latest.get((r["exchange_id"], r["type"]))):
-            quiet[r["type"]].append(r["exchange_id"])
+    for code, table, _ in counted:
+        if _quiet(latest.get((code, table))):
+            quiet[table].append(code)
     if any(quiet.values()):
         named = {f"quiet_{table}": UNIT_SEPARATOR.join(codes) for table, codes in quiet.items() if codes}
         latest.update({(r["exchange_id"], r["type"]): r for r in store.rows(_latest_events(db, quiet), named)})
     return sorted(
         (
             {
-                "exchange_id": r["exchange_id"],
-                "type": r["type"],
-                "events": int(r["events"]),
-                "late": int(r["late"]),
-                "last_us": int(latest[r["exchange_id"], r["type"]]["last_us"]),
-                "arrived_ms": int(latest[r["exchange_id"], r["type"]]["arrived_ms"]),
+                "exchange_id": code,
+                "type": table,
+                "events": events,
+                "late": late,
+                "last_us": int(latest[code, table]["last_us"]),
+                "arrived_ms": int(latest[code, table]["arrived_ms"]),
             }
-            for r in counts
+            for code, table, (events, late) in counted
         ),
         key=lambda row: (row["exchange_id"], row["type"]),
     )
 
 
 ROLLED_UP_EVENTS = {"trades": "trades", "usage": "usage_records"}  # event table -> its count in `console_1d`
+COUNTED_BY_MONTH = ("listings", "heartbeats")  # the event tables the feeds count from their rows, a month at a time
+KEPT_MONTHS = 64  # months' counts kept by the version of their rows (heartbeats keep 90 days: 3-4 months a store)
+_month_counts: dict[tuple[str, str, str, str], dict[tuple[str, str], tuple[int, int]]] = {}
+_month_counts_kept = threading.Lock()
 
 
-def _event_counts(database: str, snap: Snapshot) -> str:
-    """Events and late ones per exchange and table, to be added up: trades and usage of whole China days before the
-    snapshot's rollups from `console_1d` (on time, all of them counted by a flush), the rest and the late ones raw;
-    listings and heartbeats raw."""
-    until = _china_midnight_us(snap.rollups_until_us)
-    parts = []
-    for table in EVENT_TABLES:
-        rows = (
-            f"SELECT toString(exchange_id) AS exchange_id, '{table}' AS type, count() AS events_n, sum(late) AS late_n"
+def _event_totals(store: Reader, snap: Snapshot) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (exchange, table): events and late ones (`_event_counts`), the months of listings and heartbeats whose rows
+    did not change since they were last counted taken as they were."""
+    versions = _partition_versions(store)
+    kept: list[dict[tuple[str, str], tuple[int, int]]] = []
+    unread: dict[str, list[str] | None] = {table: None for table in COUNTED_BY_MONTH}  # None: no parts seen
+    for (table, partition), version in versions.items():
+        counts = _month_counts.get(version) if version else None
+        if counts is None:
+            unread[table] = [*(unread[table] or []), partition]
+        else:
+            unread[table] = unread[table] or []
+            kept.append(counts)
+    found: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
+    for r in store.rows(
+        f"SELECT exchange_id, type, partition, sum(events_n) AS events, sum(late_n) AS late "
+        f"FROM ({_event_counts(store.database, snap, unread)}) GROUP BY exchange_id, type, partition"
+    ):
+        found.setdefault(r["partition"], {})[r["exchange_id"], r["type"]] = (int(r["events"]), int(r["late"]))
+    with _month_counts_kept:  # a month changed since its version was read is kept under one that never comes back
+        for (table, partition), version in versions.items():
+            if version and partition in (unread[table] or []):
+                _month_counts[version] = {key: n for key, n in found.get(partition, {}).items() if key[1] == table}
+        while len(_month_counts) > KEPT_MONTHS:
+            del _month_counts[next(iter(_month_counts))]
+    totals: dict[tuple[str, str], tuple[int, int]] = {}
+    for counts in [*found.values(), *kept]:
+        for key, (events, late) in counts.items():
+            before = totals.get(key, (0, 0))
+            totals[key] = (before[0] + events, before[1] + late)
+    return totals
+
+
+def _partition_versions(store: Reader) -> dict[tuple[str, str], tuple[str, str, str, str] | None]:
+    """Per table of `COUNTED_BY_MONTH` and partition (a month of event time): the version of its rows, its table's
+    identity and its active parts (parts never change: an insert, a merge, a mutation or a TTL's removal makes new
+    ones), a read of metadata; None for a table without an identity (its months are always read)."""
+    rows = store.rows(
+        "SELECT p.table AS table, p.partition_id AS partition, toString(t.uuid) AS table_uuid, "
+        "arrayStringConcat(arraySort(groupArray(p.name)), ',') AS parts FROM system.parts AS p "
+        "INNER JOIN system.tables AS t ON t.database = p.database AND t.name = p.table "
+        f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(_literal, COUNTED_BY_MONTH))}) "
+        "AND p.active GROUP BY p.table, p.partition_id, t.uuid",
+        {"database": store.database},
+    )
+    return {
+        (r["table"], r["partition"]): (
+            (r["table_uuid"], r["table"], r["partition"], r["parts"]) if r["table_uuid"].strip("0-") else None
         )
-        counted = ROLLED_UP_EVENTS.get(table)
-        if counted is None or snap.rollups_until_us <= 0:
+        for r in rows
+    }
+
+
+def _literal(text: str) -> str:
+    """A string literal of text the store itself named (a table, a partition id)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _event_counts(database: str, snap: Snapshot, unread: dict[str, list[str] | None]) -> str:
+    """Events and late ones per exchange and table (and partition, for `COUNTED_BY_MONTH`), to be added up: trades
+    and usage of whole China days before the snapshot's rollups from `console_1d` (on time, all of them counted by a
+    flush), the rest and the late ones raw; of listings and heartbeats, the `unread` partitions (months), each row,
+    or every row where no partition was seen (an empty table, or a user not shown `system.parts`)."""
+    until = _china_midnight_us(snap.rollups_until_us)
+    parts = ["SELECT '' AS exchange_id, '' AS type, '' AS partition, toUInt64(0) AS events_n, toUInt64(0) AS late_n"]
+    for table in EVENT_TABLES:
+        rows = f"SELECT toString(exchange_id), '{table}', '', count(), sum(late)"
+        if table in COUNTED_BY_MONTH and unread[table] is None:
+            parts.append(f"{rows} FROM {database}.{table} FINAL GROUP BY exchange_id")
+            continue
+        if table in COUNTED_BY_MONTH:  # a SELECT a partition: `_partition_id` as a column costs 2.5x the count
+            parts += [
+                f"SELECT toString(exchange_id), '{table}', {_literal(partition)}, count(), sum(late) "
+                f"FROM {database}.{table} FINAL WHERE _partition_id = {_literal(partition)} GROUP BY exchange_id"
+                for partition in unread[table] or []
+            ]
+            continue
+        counted = ROLLED_UP_EVENTS[table]
+        if snap.rollups_until_us <= 0:
             parts.append(f"{rows} FROM {database}.{table} FINAL GROUP BY exchange_id")
             continue
         since = f"fromUnixTimestamp64Micro(toInt64({until}), 'UTC')"
         parts += [
-            f"SELECT toString(exchange_id), '{table}', sum({counted}), toUInt64(0) FROM {database}.console_1d FINAL "
-            f"WHERE day < {_date(until)} GROUP BY exchange_id",
+            f"SELECT toString(exchange_id), '{table}', '', sum({counted}), toUInt64(0) "
+            f"FROM {database}.console_1d FINAL WHERE day < {_date(until)} GROUP BY exchange_id",
             f"{rows} FROM {database}.{table} FINAL WHERE occurred_at >= {since} GROUP BY exchange_id",
             f"{rows} FROM {database}.{table} FINAL WHERE late = 1 AND occurred_at < {since} GROUP BY exchange_id",
         ]

@@ -14,7 +14,7 @@ from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from typing import Any, Literal, Protocol
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from models.clock import DAY_MS, china_day_start_ms, china_midnight_ms
 from settings import Settings
@@ -113,32 +113,69 @@ class Catalogue:
     public: dict[str, int]  # public-data products listed, per pricing (free, conditional_free, paid, unknown)
 
 
-KEPT_CATALOGUES = 8  # catalogues kept by the listings' version they were read from (stores, versions)
-_catalogues: dict[tuple[str, str], Catalogue] = {}
-_catalogues_kept = threading.Lock()  # the console's reads run side by side
+Version = tuple[str, ...]  # a table's identity and the active parts its rows were read from
+V = TypeVar("V")
+
+
+class KeptByVersion(Generic[V]):
+    """Answers kept by the version of the rows they were read from (`part_versions`), the oldest dropped past
+    `limit`; behind a lock, as the console's reads run side by side. A version never comes back once its rows
+    change (parts never change: an insert, a merge, a mutation or a TTL's removal makes new ones)."""
+
+    def __init__(self, limit: int) -> None:
+        self._kept: dict[Version, V] = {}
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, version: Version) -> V | None:
+        return self._kept.get(version)
+
+    def keep(self, version: Version, answer: V) -> None:
+        with self._lock:
+            self._kept[version] = answer
+            while len(self._kept) > self._limit:
+                del self._kept[next(iter(self._kept))]
+
+
+def part_versions(store: Reader, tables: tuple[str, ...]) -> dict[tuple[str, str], Version | None]:
+    """Per table and partition: the version of its rows, the table's identity and its active parts, a read of
+    metadata; None for a table without an identity (to be read every time: nothing tells one store's from another's)."""
+    rows = store.rows(
+        "SELECT p.table AS table, p.partition_id AS partition, toString(t.uuid) AS table_uuid, "
+        "arrayStringConcat(arraySort(groupArray(p.name)), ',') AS parts FROM system.parts AS p "
+        "INNER JOIN system.tables AS t ON t.database = p.database AND t.name = p.table "
+        f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(_literal, tables))}) "
+        "AND p.active GROUP BY p.table, p.partition_id, t.uuid",
+        {"database": store.database},
+    )
+    return {
+        (r["table"], r["partition"]): (
+            (r["table_uuid"], r["table"], r["partition"], r["parts"]) if r["table_uuid"].strip("0-") else None
+        )
+        for r in rows
+    }
+
+
+def _literal(text: str) -> str:
+    """A string literal of text the store itself named (a table, a partition id)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+_catalogues: KeptByVersion[Catalogue] = KeptByVersion(limit=8)  # a few stores, a few versions each
 
 
 def catalogue(store: Reader) -> Catalogue:
     """The catalogue's figures, read again only when the listings changed: kept by the version of the listings they
-    were read from, the table's identity and its active parts (parts never change: an insert, a merge or a mutation
-    makes new ones), a read of metadata. Listings change a few times an hour in a national market, the console
+    were read from (`part_versions`). Listings change a few times an hour in a national market, the console
     refreshes every 5 s."""
-    found = store.rows(
-        "SELECT (SELECT toString(uuid) FROM system.tables WHERE database = {database:String} AND name = 'listings') "
-        "AS table_uuid, (SELECT arrayStringConcat(arraySort(groupArray(name)), ',') FROM system.parts "
-        "WHERE database = {database:String} AND table = 'listings' AND active) AS parts",
-        {"database": store.database},
-    )
-    version = (found[0]["table_uuid"], found[0]["parts"]) if found else ("", "")
-    if not version[0].strip("0-"):  # no identity to tell one store's listings from another's: read them
+    versions = part_versions(store, ("listings",))
+    if not versions or None in versions.values():  # no parts seen, or no identity: read them
         return _read_catalogue(store)
+    version = tuple(part for key in sorted(versions) for part in versions[key] or ())
     kept = _catalogues.get(version)
     if kept is None:
         kept = _read_catalogue(store)
-        with _catalogues_kept:
-            _catalogues[version] = kept
-            while len(_catalogues) > KEPT_CATALOGUES:
-                del _catalogues[next(iter(_catalogues))]
+        _catalogues.keep(version, kept)
     return kept
 
 
@@ -308,7 +345,7 @@ def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
     """Per exchange and event type: events stored, late ones, latest event time and latest arrival. Trades and usage
     are counted as the period API counts them (`console_1d`'s whole days before the snapshot's rollups, the rest and
     the late ones raw), the other events from every row's exchange and lateness, a month (a partition) at a time,
-    each month's counts kept by the version of its rows (`_partition_versions`) and read again only when it changed;
+    each month's counts kept by the version of its rows (`part_versions`) and read again only when it changed;
     the latest times are read from the last day's rows (by event time, by arrival), and from all the rows of an
     exchange only if it has none there."""
     db = store.database
@@ -340,67 +377,42 @@ def feed_events(store: Reader, snap: Snapshot) -> list[dict[str, Any]]:
 
 ROLLED_UP_EVENTS = {"trades": "trades", "usage": "usage_records"}  # event table -> its count in `console_1d`
 COUNTED_BY_MONTH = ("listings", "heartbeats")  # the event tables the feeds count from their rows, a month at a time
-KEPT_MONTHS = 64  # months' counts kept by the version of their rows (heartbeats keep 90 days: 3-4 months a store)
-_month_counts: dict[tuple[str, str, str, str], dict[tuple[str, str], tuple[int, int]]] = {}
-_month_counts_kept = threading.Lock()
+# (exchange, table) -> (events, late) of a month, by its version (heartbeats keep 90 days: 3-4 months a store)
+_month_counts: KeptByVersion[dict[tuple[str, str], tuple[int, int]]] = KeptByVersion(limit=64)
 
 
 def _event_totals(store: Reader, snap: Snapshot) -> dict[tuple[str, str], tuple[int, int]]:
     """Per (exchange, table): events and late ones (`_event_counts`), the months of listings and heartbeats whose rows
     did not change since they were last counted taken as they were."""
-    versions = _partition_versions(store)
-    kept: list[dict[tuple[str, str], tuple[int, int]]] = []
-    unread: dict[str, list[str] | None] = {table: None for table in COUNTED_BY_MONTH}  # None: no parts seen
-    for (table, partition), version in versions.items():
+    versions = part_versions(store, COUNTED_BY_MONTH)
+    kept = {}
+    for month, version in versions.items():
         counts = _month_counts.get(version) if version else None
-        if counts is None:
-            unread[table] = [*(unread[table] or []), partition]
-        else:
-            unread[table] = unread[table] or []
-            kept.append(counts)
-    found: dict[str, dict[tuple[str, str], tuple[int, int]]] = {}
+        if counts is not None:
+            kept[month] = counts
+    seen = {table for table, _ in versions}
+    unread: dict[str, list[str] | None] = {  # None: no parts seen, every row read
+        table: [p for (t, p) in versions if t == table and (t, p) not in kept] if table in seen else None
+        for table in COUNTED_BY_MONTH
+    }
+    found: dict[tuple[str, str], dict[tuple[str, str], tuple[int, int]]] = {}  # (table, partition) -> counts
     for r in store.rows(
         f"SELECT exchange_id, type, partition, sum(events_n) AS events, sum(late_n) AS late "
         f"FROM ({_event_counts(store.database, snap, unread)}) GROUP BY exchange_id, type, partition"
     ):
-        found.setdefault(r["partition"], {})[r["exchange_id"], r["type"]] = (int(r["events"]), int(r["late"]))
-    with _month_counts_kept:  # a month changed since its version was read is kept under one that never comes back
-        for (table, partition), version in versions.items():
-            if version and partition in (unread[table] or []):
-                _month_counts[version] = {key: n for key, n in found.get(partition, {}).items() if key[1] == table}
-        while len(_month_counts) > KEPT_MONTHS:
-            del _month_counts[next(iter(_month_counts))]
+        found.setdefault((r["type"], r["partition"]), {})[r["exchange_id"], r["type"]] = (
+            int(r["events"]),
+            int(r["late"]),
+        )
+    for month, version in versions.items():  # a month changed since its version was read: kept under one that
+        if version and month not in kept:  # never comes back
+            _month_counts.keep(version, found.get(month, {}))
     totals: dict[tuple[str, str], tuple[int, int]] = {}
-    for counts in [*found.values(), *kept]:
+    for counts in [*found.values(), *kept.values()]:
         for key, (events, late) in counts.items():
             before = totals.get(key, (0, 0))
             totals[key] = (before[0] + events, before[1] + late)
     return totals
-
-
-def _partition_versions(store: Reader) -> dict[tuple[str, str], tuple[str, str, str, str] | None]:
-    """Per table of `COUNTED_BY_MONTH` and partition (a month of event time): the version of its rows, its table's
-    identity and its active parts (parts never change: an insert, a merge, a mutation or a TTL's removal makes new
-    ones), a read of metadata; None for a table without an identity (its months are always read)."""
-    rows = store.rows(
-        "SELECT p.table AS table, p.partition_id AS partition, toString(t.uuid) AS table_uuid, "
-        "arrayStringConcat(arraySort(groupArray(p.name)), ',') AS parts FROM system.parts AS p "
-        "INNER JOIN system.tables AS t ON t.database = p.database AND t.name = p.table "
-        f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(_literal, COUNTED_BY_MONTH))}) "
-        "AND p.active GROUP BY p.table, p.partition_id, t.uuid",
-        {"database": store.database},
-    )
-    return {
-        (r["table"], r["partition"]): (
-            (r["table_uuid"], r["table"], r["partition"], r["parts"]) if r["table_uuid"].strip("0-") else None
-        )
-        for r in rows
-    }
-
-
-def _literal(text: str) -> str:
-    """A string literal of text the store itself named (a table, a partition id)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _event_counts(database: str, snap: Snapshot, unread: dict[str, list[str] | None]) -> str:
@@ -412,20 +424,18 @@ def _event_counts(database: str, snap: Snapshot, unread: dict[str, list[str] | N
     parts = ["SELECT '' AS exchange_id, '' AS type, '' AS partition, toUInt64(0) AS events_n, toUInt64(0) AS late_n"]
     for table in EVENT_TABLES:
         rows = f"SELECT toString(exchange_id), '{table}', '', count(), sum(late)"
-        if table in COUNTED_BY_MONTH and unread[table] is None:
-            parts.append(f"{rows} FROM {database}.{table} FINAL GROUP BY exchange_id")
-            continue
-        if table in COUNTED_BY_MONTH:  # a SELECT a partition: `_partition_id` as a column costs 2.5x the count
-            parts += [
-                f"SELECT toString(exchange_id), '{table}', {_literal(partition)}, count(), sum(late) "
-                f"FROM {database}.{table} FINAL WHERE _partition_id = {_literal(partition)} GROUP BY exchange_id"
-                for partition in unread[table] or []
+        months = unread.get(table)
+        if table in COUNTED_BY_MONTH and months is not None:  # a SELECT a month: `_partition_id` as a column costs
+            parts += [  # 2.5x the count
+                f"SELECT toString(exchange_id), '{table}', {_literal(month)}, count(), sum(late) "
+                f"FROM {database}.{table} FINAL WHERE _partition_id = {_literal(month)} GROUP BY exchange_id"
+                for month in months
             ]
             continue
-        counted = ROLLED_UP_EVENTS[table]
-        if snap.rollups_until_us <= 0:
+        if table in COUNTED_BY_MONTH or snap.rollups_until_us <= 0:
             parts.append(f"{rows} FROM {database}.{table} FINAL GROUP BY exchange_id")
             continue
+        counted = ROLLED_UP_EVENTS[table]
         since = f"fromUnixTimestamp64Micro(toInt64({until}), 'UTC')"
         parts += [
             f"SELECT toString(exchange_id), '{table}', '', sum({counted}), toUInt64(0) "

@@ -214,7 +214,8 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
     (before the snapshot's `rollups_until_us`, rebuilt since the day's last flush), and of those the whole months
     `public_1mo` holds as they are (`_public_held`) from it instead (a row per month and product, not per day),
     the rest, the late rows and the days `public_1d` has not caught up with raw. The pricing is joined as the
-    statement runs, per product."""
+    statement runs, per product. What the rollups hold is kept by its version (`_held_supply`): a period's
+    refreshes read only the rest."""
     if snap.as_of_us is None:
         return {}
     db = store.database
@@ -226,16 +227,6 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
     if span.end_us > rolled.end_us:
         raw.append(Span(rolled.end_us, span.end_us).where())
     delivered = []
-    for table, key, keys in (
-        ("public_1mo", "month", sorted(months)),
-        ("public_1d", "day", sorted(day for day in days if day.replace(day=1) not in months)),
-    ):
-        if keys:
-            listed = dates_sql(keys)
-            delivered.append(
-                f"SELECT product_id, sum(trades) AS trades, sum(amount) AS amount, sum(calls) AS calls "
-                f"FROM {db}.{table} FINAL WHERE {key} IN ({listed}) AND product_id != '' GROUP BY product_id"
-            )
     for where in raw:
         delivered += [
             f"SELECT product_id, toUInt64(1) AS trades, amount, toUInt64(0) AS calls FROM {db}.trades FINAL "
@@ -243,6 +234,50 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
             f"SELECT product_id, toUInt64(0) AS trades, toDecimal128(0, 2) AS amount, calls FROM {db}.usage FINAL "
             f"WHERE source = 'public' AND {where} AND {snap.raw()}",
         ]
+    held = {day: built_ms for day, built_ms in days.items() if day.replace(day=1) not in months}
+    supply = _by_pricing(store, delivered) if delivered else {}
+    for pricing, figures in _held_supply(store, held, months).items():
+        before = supply.get(pricing, {"trades": 0, "amount": money(0), "calls": 0})
+        supply[pricing] = {name: before[name] + figures[name] for name in ("trades", "amount", "calls")}
+    return supply
+
+
+# pricing -> figures of the days and months the rollups hold, by the version of what they were read from
+_held_supplies: KeptByVersion[dict[str, dict[str, Any]]] = KeptByVersion(limit=16)
+
+
+def _held_supply(store: Reader, days: dict[date, int], months: dict[date, int]) -> dict[str, dict[str, Any]]:
+    """Public data delivered on the held `days` (from `public_1d`) and in the held `months` (from `public_1mo`),
+    each with its mark (ms), per pricing. Kept by its version: the days and months with their marks (a rollup's
+    rows change only with a rebuild, which moves its mark) and the listings' version (`part_versions`: the pricing,
+    and the store's identity); read again when any of them changes, and every time where the listings show none."""
+    if not days and not months:
+        return {}
+    listings = part_versions(store, ("listings",))
+    version: Version | None = None
+    if listings and None not in listings.values():
+        marks = [f"{grain} {at} {ms}" for grain, held in (("day", days), ("month", months)) for at, ms in held.items()]
+        version = (*(part for key in sorted(listings) for part in listings[key] or ()), *marks)
+        kept = _held_supplies.get(version)
+        if kept is not None:
+            return kept
+    db, delivered = store.database, []
+    for table, key, keys in (("public_1mo", "month", sorted(months)), ("public_1d", "day", sorted(days))):
+        if keys:
+            delivered.append(
+                f"SELECT product_id, sum(trades) AS trades, sum(amount) AS amount, sum(calls) AS calls "
+                f"FROM {db}.{table} FINAL WHERE {key} IN ({dates_sql(keys)}) AND product_id != '' GROUP BY product_id"
+            )
+    found = _by_pricing(store, delivered)
+    if version is not None:
+        _held_supplies.keep(version, found)
+    return found
+
+
+def _by_pricing(store: Reader, delivered: list[str]) -> dict[str, dict[str, Any]]:
+    """The `delivered` SELECTs' rows (product_id, trades, amount, calls) added up per the pricing of each product's
+    latest listing, joined as the statement runs."""
+    db = store.database
     pricing = (
         f"SELECT product_id, toString(ifNull(argMax(pricing, occurred_at), 'unknown')) AS pricing "
         f"FROM {db}.listings FINAL WHERE action = 'list' GROUP BY product_id"
@@ -257,14 +292,14 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
     }
 
 
-def _public_held(store: Reader, days: Span) -> tuple[dict[date, int], set[date]]:
+def _public_held(store: Reader, days: Span) -> tuple[dict[date, int], dict[date, int]]:
     """From one read of the rollups' marks: the China days of `days` (whole ones) that `public_1d` holds all the
     on-time rows of, rebuilt (their mark) no earlier than their last flush (`console_1d`), each with its mark's
     stamp (ms); and the China months (their first day) every day of which it so holds and `public_1mo` holds as
     those days are now: its mark no older than the newest of theirs (a day rebuilt since the month was has rows the
-    month lacks, a month rebuilt since its days holds nothing they do not)."""
+    month lacks, a month rebuilt since its days holds nothing they do not), each with its mark."""
     if days.start_us >= days.end_us:
-        return {}, set()
+        return {}, {}
     db, first, end = store.database, _date(days.start_us), _date(days.end_us)
     within = f"day >= {first} AND day < {end}"
     rows = store.rows(
@@ -281,7 +316,7 @@ def _public_held(store: Reader, days: Span) -> tuple[dict[date, int], set[date]]
     for day, built_ms in held.items():
         newest[day.replace(day=1)] = max(newest.get(day.replace(day=1), 0), built_ms)
     months = {
-        month
+        month: built_ms
         for grain, month, built_ms in marks
         if grain == "month"
         and month in newest

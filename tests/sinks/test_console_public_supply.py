@@ -17,6 +17,7 @@ from sinks.clickhouse import console_queries as q
 from sinks.clickhouse.store import ChdbStore
 from sinks.clickhouse.synthetic import build_rollups
 from sinks.clickhouse.windows import recompute_console_days_sql, recompute_public_days_sql
+from tests.sinks.test_console_feed_counts import Recorded
 from tests.sinks.test_console_queries import LISTING, TRADE, US, insert
 
 pytestmark = pytest.mark.integration
@@ -154,6 +155,37 @@ def test_a_day_flushed_again_since_public_1d_was_rebuilt_is_read_raw(market: Chd
     assert q.public_supply(market, snap, span) == raw_public_supply(market, snap, span)
 
 
+def held_read(reader: Recorded, span: q.Span) -> tuple[dict[str, dict[str, Any]], bool]:
+    """Public data delivered in the span, and whether `public_1d`'s rows were read for it (not only its marks)."""
+    reader.statements.clear()
+    supply = q.public_supply(reader, q.snapshot(reader, allowed_lateness_s=300), span)
+    return supply, any("public_1d FINAL" in sql for sql in reader.statements)
+
+
+def test_the_held_days_are_read_again_only_when_their_marks_or_the_listings_change(market: ChdbStore) -> None:
+    """A day's rollup rebuilt with a trade it lacked: the same days held as before, each but one with the same mark."""
+    reader = Recorded(market)
+    span = q.Span(china_day(0).start_us, china_day(3).end_us)
+    supply, read = held_read(reader, span)
+    assert read and supply == raw_public_supply(market, q.snapshot(market, allowed_lateness_s=300), span)
+    assert held_read(reader, span) == (supply, False)  # nothing changed: the held days' figures kept
+    day = china_day(1)
+    insert(market, "trades", TRADE + ", ingested_at", ("SHDEX", "T-more", at_us(day.start_us + 3_600 * US), "T-more",
+                                                       "P1", "B1", "S1", "7.77", 1, "7.77", "on_exchange",
+                                                       "transportation", "public", 0, 0, at_us(day.end_us)))
+    dates = [(MARKET_START + timedelta(days=1)).astimezone(CHINA_STANDARD_TIME).date()]
+    market.command(recompute_console_days_sql("datamarket", dates, datetime.now(UTC)))
+    market.command(recompute_public_days_sql("datamarket", dates, datetime.now(UTC)))  # held again, a new mark
+    rebuilt, read = held_read(reader, span)
+    assert read and rebuilt == raw_public_supply(market, q.snapshot(market, allowed_lateness_s=300), span)
+    assert rebuilt["free"]["trades"] == supply["free"]["trades"] + 1  # P1's pricing
+    insert(market, "listings", LISTING, ("SHDEX", "L-P1-again", at_us(china_day(3).start_us), "list", "P1", "S1",
+                                         "public", "transportation", "paid", 0, []))
+    repriced, read = held_read(reader, span)
+    assert read and repriced == raw_public_supply(market, q.snapshot(market, allowed_lateness_s=300), span)
+    assert repriced["paid"]["trades"] > rebuilt["paid"]["trades"]
+
+
 def test_public_supply_in_a_store_created_before_public_1d(market: ChdbStore) -> None:
     market.command("TRUNCATE TABLE datamarket.public_1d")
     snap = q.snapshot(market, allowed_lateness_s=300)
@@ -163,7 +195,7 @@ def test_public_supply_in_a_store_created_before_public_1d(market: ChdbStore) ->
 
 def held_months(store: ChdbStore, span: q.Span) -> set[date]:
     """The months `public_supply` reads from `public_1mo` for the span's rolled part."""
-    return q._public_held(store, span)[1]
+    return set(q._public_held(store, span)[1])
 
 
 def test_public_supply_reads_whole_months_from_public_1mo_to_the_fen(months: ChdbStore) -> None:

@@ -140,15 +140,22 @@ def test_public_supply_follows_a_pricing_changed_after_the_trades(market: ChdbSt
     assert after["paid"]["trades"] > before["paid"]["trades"] and after["free"]["trades"] < before["free"]["trades"]
 
 
-def test_a_day_flushed_again_since_public_1d_was_rebuilt_is_read_raw(market: ChdbStore) -> None:
-    """A public trade stored (long ago, on time) after its day's public_1d rows were rebuilt, then counted by a flush
-    of its day's console_1d: the day is read raw until public_1d is rebuilt."""
+def flushed_again_with_a_trade(market: ChdbStore) -> list[date]:
+    """A public trade of P1 (free) on the market's second China day, stored on time as the day ended, after its
+    rollups were built, and that day's console_1d rebuilt as a flush does: the day's date."""
     day = china_day(1)
     insert(market, "trades", TRADE + ", ingested_at", ("SHDEX", "T-more", at_us(day.start_us + 3_600 * US), "T-more",
                                                        "P1", "B1", "S1", "7.77", 1, "7.77", "on_exchange",
                                                        "transportation", "public", 0, 0, at_us(day.end_us)))
     dates = [(MARKET_START + timedelta(days=1)).astimezone(CHINA_STANDARD_TIME).date()]
     market.command(recompute_console_days_sql("datamarket", dates, datetime.now(UTC)))
+    return dates
+
+
+def test_a_day_flushed_again_since_public_1d_was_rebuilt_is_read_raw(market: ChdbStore) -> None:
+    """A public trade stored (long ago, on time) after its day's public_1d rows were rebuilt, then counted by a flush
+    of its day's console_1d: the day is read raw until public_1d is rebuilt."""
+    flushed_again_with_a_trade(market)
     snap = q.snapshot(market, allowed_lateness_s=300)
     span = q.Span(china_day(0).start_us, china_day(3).end_us)
     assert len(q._public_held(market, q.Span(span.start_us, china_day(3).start_us))[0]) == 2
@@ -169,12 +176,7 @@ def test_the_held_days_are_read_again_only_when_their_marks_or_the_listings_chan
     supply, read = held_read(reader, span)
     assert read and supply == raw_public_supply(market, q.snapshot(market, allowed_lateness_s=300), span)
     assert held_read(reader, span) == (supply, False)  # nothing changed: the held days' figures kept
-    day = china_day(1)
-    insert(market, "trades", TRADE + ", ingested_at", ("SHDEX", "T-more", at_us(day.start_us + 3_600 * US), "T-more",
-                                                       "P1", "B1", "S1", "7.77", 1, "7.77", "on_exchange",
-                                                       "transportation", "public", 0, 0, at_us(day.end_us)))
-    dates = [(MARKET_START + timedelta(days=1)).astimezone(CHINA_STANDARD_TIME).date()]
-    market.command(recompute_console_days_sql("datamarket", dates, datetime.now(UTC)))
+    dates = flushed_again_with_a_trade(market)
     market.command(recompute_public_days_sql("datamarket", dates, datetime.now(UTC)))  # held again, a new mark
     rebuilt, read = held_read(reader, span)
     assert read and rebuilt == raw_public_supply(market, q.snapshot(market, allowed_lateness_s=300), span)

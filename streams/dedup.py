@@ -30,6 +30,7 @@ from streams.local_state import HOUR_MS, SPAN_HOURS, LocalDB
 
 _PARTITION_BITS = 20  # where an identity was first stored, packed in one int: offset << 20 | partition
 BITS_PER_KEY = 15  # of filter per identity a span is sized for: ~0.16 % false positives per span, 1.9 bytes each
+GROWTH = 16  # a span's next filter is at most this many times its last (see `EventIndex._filter`)
 # What the disk holds per identity (key: its 16-byte digest): where it was first stored, its event time (ms
 # since its span began) and what it said.
 _VALUE = np.dtype([("place", "<i8"), ("ms", "<u4"), ("content", "<u8")])
@@ -302,10 +303,15 @@ class EventIndex:
         return span
 
     def _filter(self, span: _Span, arriving: int) -> _Filter:
-        """The span's filter with room for `arriving` more (a new one, twice the last, once it is full)."""
+        """The span's filter with room for `arriving` more: once the last is full, a new one sized for what the span
+        is still expected to hold at the rate seen (`_Span.expected`), at least twice the last and at most `GROWTH`
+        times it (a burst early in a span must not reserve a whole span's filter). Doubling alone left a fresh
+        worker's first span with up to twice the filter it needed, added a step at a time all along the span."""
         last = span.filters[-1]
         if span.filled + arriving > last.capacity:
-            last = _Filter(max(2 * last.capacity, arriving), self._bits_per_key)
+            still = span.expected() - span.count
+            capacity = max(arriving, min(max(still, 2 * last.capacity), GROWTH * last.capacity))
+            last = _Filter(capacity, self._bits_per_key)
             span.filters.append(last)
             span.filled = 0
         span.filled += arriving

@@ -15,7 +15,8 @@ import pyarrow as pa
 import pytest
 
 from sinks.clickhouse.state import StateReader, identity_digest
-from streams.dedup import HOUR_MS, EventIndex, First, Key
+from streams.dedup import GROWTH, HOUR_MS, EventIndex, First, Key
+from streams.local_state import SPAN_MS
 
 START_MS = 1_795_000_000_000
 HORIZON_MS = 6 * HOUR_MS  # short, so spans expire within the stream
@@ -88,6 +89,24 @@ def test_false_positives_cost_reads_never_answers(tmp_path: Path) -> None:
     index = EventIndex(HORIZON_MS, tmp_path, min_keys=1, bits_per_key=1)  # filters full at once: all say maybe
     found = stream(index, seed=4)
     assert index.probes.disk > 2 * found  # most reads found nothing: false positives, answered as new
+
+
+def test_a_span_s_filters_grow_to_what_it_is_expected_to_hold_not_by_doubling(tmp_path: Path) -> None:
+    """400 identities a minute of event time for two hours of a four-hour span (96,000 at that rate): once the first
+    filter (1,000) is full, the next is bounded at `GROWTH` times it, then one holds the rest of the span. Doubling
+    made six filters for these 48,000 and kept adding them to the span's end."""
+    index = EventIndex(HORIZON_MS, tmp_path, min_keys=1000)
+    begun = (START_MS // SPAN_MS + 1) * SPAN_MS
+    for minute in range(120):
+        keys = [("SHDEX", f"S-{minute}-{n}") for n in range(400)]
+        with index.batch(keys) as identities:
+            for n, key in enumerate(keys):
+                identities.add(key, 0, minute * 400 + n, begun + minute * 60_000 + n * 150, 1, n)
+    [span] = index._spans.values()
+    capacities = [kept.capacity for kept in span.filters]
+    assert capacities[:2] == [1000, GROWTH * 1000] and len(capacities) == 3
+    assert 90_000 <= sum(capacities) <= 100_000
+    index.close()
 
 
 def test_each_index_has_its_own_directory_removed_as_it_closes_and_a_dead_process_s_is_swept(tmp_path: Path) -> None:

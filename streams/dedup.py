@@ -74,8 +74,8 @@ class _Filter:
 
 @dataclass(slots=True)
 class _Span:
-    """The identities of one span of event time: filters in RAM (another, twice as large, each time the last
-    one is full), the exact entries in their own column family on disk."""
+    """The identities of one span of event time: filters in RAM (another, sized for the rest of the span, each
+    time the last one is full: `EventIndex._filter`), the exact entries in their own column family on disk."""
 
     name: str
     column: Rdict

@@ -256,7 +256,8 @@ def _held_supply(store: Reader, days: dict[date, int], months: dict[date, int]) 
     listings = part_versions(store, ("listings",))
     version: Version | None = None
     if listings and None not in listings.values():
-        marks = [f"{grain} {at} {ms}" for grain, held in (("day", days), ("month", months)) for at, ms in held.items()]
+        marks = [f"day {at} {ms}" for at, ms in sorted(days.items())]  # sorted: the rows come in any order
+        marks += [f"month {at} {ms}" for at, ms in sorted(months.items())]
         version = (*(part for key in sorted(listings) for part in listings[key] or ()), *marks)
         kept = _held_supplies.get(version)
         if kept is not None:

@@ -156,6 +156,15 @@ def part_versions(store: Reader, tables: tuple[str, ...]) -> dict[tuple[str, str
     }
 
 
+def table_version(store: Reader, table: str) -> Version | None:
+    """The version of all of a table's rows (every partition's, `part_versions`); None where no part is seen or the
+    table has no identity: its rows are to be read every time."""
+    versions = part_versions(store, (table,))
+    if not versions or None in versions.values():
+        return None
+    return tuple(part for key in sorted(versions) for part in versions[key] or ())
+
+
 def _literal(text: str) -> str:
     """A string literal of text the store itself named (a table, a partition id)."""
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -168,10 +177,9 @@ def catalogue(store: Reader) -> Catalogue:
     """The catalogue's figures, read again only when the listings changed: kept by the version of the listings they
     were read from (`part_versions`). Listings change a few times an hour in a national market, the console
     refreshes every 5 s."""
-    versions = part_versions(store, ("listings",))
-    if not versions or None in versions.values():  # no parts seen, or no identity: read them
+    version = table_version(store, "listings")
+    if version is None:
         return _read_catalogue(store)
-    version = tuple(part for key in sorted(versions) for part in versions[key] or ())
     kept = _catalogues.get(version)
     if kept is None:
         kept = _read_catalogue(store)
@@ -249,16 +257,15 @@ _held_supplies: KeptByVersion[dict[str, dict[str, Any]]] = KeptByVersion(limit=1
 def _held_supply(store: Reader, days: dict[date, int], months: dict[date, int]) -> dict[str, dict[str, Any]]:
     """Public data delivered on the held `days` (from `public_1d`) and in the held `months` (from `public_1mo`),
     each with its mark (ms), per pricing. Kept by its version: the days and months with their marks (a rollup's
-    rows change only with a rebuild, which moves its mark) and the listings' version (`part_versions`: the pricing,
+    rows change only with a rebuild, which moves its mark) and the listings' version (`table_version`: the pricing,
     and the store's identity); read again when any of them changes, and every time where the listings show none."""
     if not days and not months:
         return {}
-    listings = part_versions(store, ("listings",))
-    version: Version | None = None
-    if listings and None not in listings.values():
+    version = table_version(store, "listings")
+    if version is not None:
         marks = [f"day {at} {ms}" for at, ms in sorted(days.items())]  # sorted: the rows come in any order
         marks += [f"month {at} {ms}" for at, ms in sorted(months.items())]
-        version = (*(part for key in sorted(listings) for part in listings[key] or ()), *marks)
+        version = (*version, *marks)
         kept = _held_supplies.get(version)
         if kept is not None:
             return kept

@@ -22,6 +22,7 @@ from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
 from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import Parameters
+from sinks.clickhouse.stored_parts import literal, stored_since
 from sinks.clickhouse.windows import CHINA, dates_sql
 
 CENT = Decimal("0.01")
@@ -144,7 +145,7 @@ def part_versions(store: Reader, tables: tuple[str, ...]) -> dict[tuple[str, str
         "SELECT p.table AS table, p.partition_id AS partition, toString(t.uuid) AS table_uuid, "
         "arrayStringConcat(arraySort(groupArray(p.name)), ',') AS parts FROM system.parts AS p "
         "INNER JOIN system.tables AS t ON t.database = p.database AND t.name = p.table "
-        f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(_literal, tables))}) "
+        f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(literal, tables))}) "
         "AND p.active GROUP BY p.table, p.partition_id, t.uuid",
         {"database": store.database},
     )
@@ -163,11 +164,6 @@ def table_version(store: Reader, table: str) -> Version | None:
     if not versions or None in versions.values():
         return None
     return tuple(part for key in sorted(versions) for part in versions[key] or ())
-
-
-def _literal(text: str) -> str:
-    """A string literal of text the store itself named (a table, a partition id)."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 _catalogues: KeptByVersion[Catalogue] = KeptByVersion(limit=8)  # a few stores, a few versions each
@@ -470,8 +466,8 @@ def _event_counts(database: str, snap: Snapshot, unread: dict[str, list[str] | N
         months = unread.get(table)
         if table in COUNTED_BY_MONTH and months is not None:  # a SELECT a month: `_partition_id` as a column costs
             parts += [  # 2.5x the count
-                f"SELECT toString(exchange_id), '{table}', {_literal(month)}, count(), sum(late) "
-                f"FROM {database}.{table} FINAL WHERE _partition_id = {_literal(month)} GROUP BY exchange_id"
+                f"SELECT toString(exchange_id), '{table}', {literal(month)}, count(), sum(late) "
+                f"FROM {database}.{table} FINAL WHERE _partition_id = {literal(month)} GROUP BY exchange_id"
                 for month in months
             ]
             continue
@@ -588,25 +584,24 @@ def snapshot(store: Reader, allowed_lateness_s: float, max_clock_skew_s: float =
     # days, the watermark's among them. Only the days about the watermark are read (a flush found older just leaves
     # more of the period to the raw rows).
     recent_days = f"toDate(fromUnixTimestamp64Micro(toInt64({as_of or 0}), 'UTC'), '{CHINA}') - {FLUSHED_DAYS}"
-    flushed = f"(SELECT max(updated_at) FROM {db}.console_1d WHERE day >= {recent_days})"
-    unflushed = " UNION ALL ".join(  # the on-time rows the rollups (public_1d: usage too) may not hold yet
-        f"SELECT occurred_at FROM {db}.{table} WHERE late = 0 "
-        f"AND ingested_at >= {flushed} - INTERVAL {UNFLUSHED_MARGIN_S} SECOND"
-        for table in ("trades", "usage")
-    )
-    row = store.rows(
-        f"SELECT toUnixTimestamp64Milli(now64(3)) AS ingested_ms, "
-        f"(SELECT (toUnixTimestamp64Micro(min(occurred_at)), count()) FROM ({unflushed})) AS unflushed, "
+    marks = store.rows(
+        f"SELECT toUnixTimestamp64Milli(now64(3)) AS ingested_ms, toUnixTimestamp64Milli((SELECT max(updated_at) "
+        f"FROM {db}.console_1d WHERE day >= {recent_days})) AS flushed_ms, "
         f"(SELECT toUnixTimestamp64Milli(max(fed_through)) FROM {db}.first_seen) AS fed_ms"
     )[0]
+    # the on-time rows the rollups (public_1d: usage too) may not hold yet
+    stored = stored_since(store, ("trades", "usage"), int(marks["flushed_ms"]) - UNFLUSHED_MARGIN_S * 1000)
+    unflushed = " UNION ALL ".join(
+        f"SELECT occurred_at FROM {db}.{table} WHERE late = 0 AND {condition}" for table, condition in stored.items()
+    )
+    row = store.rows(f"SELECT toUnixTimestamp64Micro(min(occurred_at)) AS us, count() AS n FROM ({unflushed})")[0]
     until = 0
     if as_of is not None:
         until = as_of - round(allowed_lateness_s * 1_000_000) - ROLLUP_MARGIN_US
-        unflushed_us, unflushed_rows = row["unflushed"]
-        if int(unflushed_rows):
-            until = min(until, int(unflushed_us))
+        if int(row["n"]):
+            until = min(until, int(row["us"]))
         until = max(0, until - until % HOUR_US)
-    return Snapshot(as_of, int(row["ingested_ms"]), until, int(row["fed_ms"]))
+    return Snapshot(as_of, int(marks["ingested_ms"]), until, int(marks["fed_ms"]))
 
 
 def _bucket(grain: Grain | None, column: str, is_date: bool = False) -> str:
@@ -774,35 +769,21 @@ def period_figures(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grai
 def first_seen_counts(store: Reader, snap: Snapshot, spans: list[Span]) -> list[dict[str, Any]]:
     """Per span: products first listed in it (any exchange, ever; per sector of that first listing), products first
     listed on each exchange in it, and participants first seen in it (as a trade's buyer or seller, or a listing's
-    seller), as of the snapshot: `first_seen` as fed (FINAL: one merged row each), each first moved earlier where a
-    row stored since it was fed says so, and the keys only such rows name added. Those few rows, grouped by key, are
-    the hash table of a FULL JOIN with `first_seen`: one read of it (merging all of it with them by GROUP BY costs
-    several times as much)."""
+    seller), as of the snapshot: `first_seen` as fed (FINAL: one merged row each) counted as it is, and what the
+    rows stored since it was fed change in those counts (`_unfed_changes`), in one statement."""
     found: list[dict[str, Any]] = [{"products": 0, "participants": 0, "by": {}} for _ in spans]
     if snap.as_of_us is None or not spans:
         return found
     db = store.database
-    key = "kind, id, exchange_id"
-    firsts = f"SELECT kind, exchange_id, first FROM {db}.first_seen FINAL"
+    changes = f"SELECT kind, exchange_id, toInt64(1) AS sign, first FROM {db}.first_seen FINAL"
     if snap.first_seen_fed_ms < snap.ingested_ms:
-        recent = (
-            f"ingested_at >= fromUnixTimestamp64Milli(toInt64({snap.first_seen_fed_ms - FED_MARGIN_S * 1000}), 'UTC') "
-            f"AND {snap.raw()}"
-        )
-        firsts = (
-            f"SELECT if(fed.seen, fed.kind, stored.kind) AS kind, "
-            f"if(fed.seen, fed.exchange_id, stored.exchange_id) AS exchange_id, "
-            f"multiIf(fed.seen AND stored.seen, least(fed.first, stored.first), fed.seen, fed.first, stored.first) "
-            f"AS first FROM (SELECT {key}, first, true AS seen FROM {db}.first_seen FINAL) AS fed FULL JOIN ("
-            f"SELECT {key}, min(first) AS first, true AS seen FROM ({first_seen_rows(db, recent)}) GROUP BY {key}"
-            f") AS stored ON fed.kind = stored.kind AND fed.id = stored.id AND fed.exchange_id = stored.exchange_id"
-        )
+        changes += f" UNION ALL {_unfed_changes(store, snap)}"
     ends = [Span(span.start_us, min(span.end_us, snap.as_of_us + 1)) for span in spans]
-    counts = ", ".join(f"countIf({span.where('first.1')}) AS n{i}" for i, span in enumerate(ends))
+    counts = ", ".join(f"sumIf(sign, {span.where('first.1')}) AS n{i}" for i, span in enumerate(ends))
     spanned = Span(min(span.start_us for span in ends), max(span.end_us for span in ends))
     rows = store.rows(
         f"SELECT kind, if(kind = 'product', first.2, toString(exchange_id)) AS key, {counts} "
-        f"FROM ({firsts}) WHERE {spanned.where('first.1')} GROUP BY kind, key"
+        f"FROM ({changes}) WHERE {spanned.where('first.1')} GROUP BY kind, key"
     )
     dims = {"product": "sector", "listing": "exchange_id"}
     for row in rows:
@@ -815,3 +796,26 @@ def first_seen_counts(store: Reader, snap: Snapshot, spans: list[Span]) -> list[
                 if row["kind"] == "product":
                     into["products"] += n
     return found
+
+
+def _unfed_changes(store: Reader, snap: Snapshot) -> str:
+    """What the rows stored since `first_seen` was fed (as of the snapshot) change in its counts, as rows (kind,
+    exchange_id, sign, first): a key only they name +1 at its first; a key whose first they move earlier +1 at the
+    new first and -1 at the fed one (a product's sector, its key, may differ between the two). Those rows are few
+    (read from the parts that hold them: `stored_since`) and are the hash table that `first_seen` is joined to
+    (its rows as they are: the fed first is their minimum), so the count's FINAL read is the only one that
+    merges."""
+    db, key = store.database, "kind, id, exchange_id"
+    since = stored_since(store, ("listings", "trades"), snap.first_seen_fed_ms - FED_MARGIN_S * 1000)
+    stored = f"SELECT {key}, min(first) AS first FROM ({first_seen_rows(db, snap.raw(), since)}) GROUP BY {key}"
+    firsts = (
+        f"SELECT s.kind AS kind, s.id AS id, s.exchange_id AS exchange_id, any(s.first) AS stored_first, "
+        f"min(f.first) AS fed_first, max(f.fed) AS was_fed FROM (SELECT {key}, first, true AS fed "
+        f"FROM {db}.first_seen) AS f RIGHT JOIN ({stored}) AS s "
+        f"ON f.kind = s.kind AND f.id = s.id AND f.exchange_id = s.exchange_id GROUP BY kind, id, exchange_id"
+    )
+    return (
+        f"SELECT kind, exchange_id, change.1, change.2 FROM ({firsts}) ARRAY JOIN if(was_fed, "
+        f"if(stored_first < fed_first, [(toInt64(1), stored_first), (toInt64(-1), fed_first)], []), "
+        f"[(toInt64(1), stored_first)]) AS change"
+    )

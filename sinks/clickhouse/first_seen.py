@@ -10,23 +10,27 @@ table new to an existing store is so filled from every stored event by the first
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sinks.clickhouse.store import Store
 
 FED_MARGIN_S = 10  # as `state.unflushed_windows`: rows stamped a moment before the last feed may be stored after it
 
 
-def first_seen_rows(database: str, where: str) -> str:
+def first_seen_rows(database: str, where: str, stored: Mapping[str, str] | None = None) -> str:
     """SELECT of `first_seen`'s columns from the stored events matching `where` (a condition on any event table's
-    columns): a product's `list` events with their sector, as the product's (kind `product`) and per exchange
-    (kind `listing`), a party's trades (either side: one read of the trades) and `list` events (as seller)."""
+    columns) and `stored`'s condition for their table, if any (`stored_parts.stored_since`): a product's `list`
+    events with their sector, as the product's (kind `product`) and per exchange (kind `listing`), a party's trades
+    (either side: one read of the trades) and `list` events (as seller)."""
+    listings, trades = (f"{where} AND {(stored or {}).get(table, '1')}" for table in ("listings", "trades"))
     return (
         f"SELECT kind, product_id AS id, if(kind = 'product', '', exchange_id) AS exchange_id, "
         f"(occurred_at, toString(ifNull(sector, 'unknown'))) AS first, ingested_at AS fed_through "
-        f"FROM {database}.listings ARRAY JOIN ['product', 'listing'] AS kind WHERE action = 'list' AND {where} "
+        f"FROM {database}.listings ARRAY JOIN ['product', 'listing'] AS kind WHERE action = 'list' AND {listings} "
         f"UNION ALL SELECT 'party', party, '', (occurred_at, ''), ingested_at "
-        f"FROM {database}.trades ARRAY JOIN [buyer_id, seller_id] AS party WHERE {where} "
+        f"FROM {database}.trades ARRAY JOIN [buyer_id, seller_id] AS party WHERE {trades} "
         f"UNION ALL SELECT 'party', assumeNotNull(seller_id), '', (occurred_at, ''), ingested_at "
-        f"FROM {database}.listings WHERE action = 'list' AND seller_id IS NOT NULL AND {where}"
+        f"FROM {database}.listings WHERE action = 'list' AND seller_id IS NOT NULL AND {listings}"
     )
 
 

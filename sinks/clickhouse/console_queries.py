@@ -22,7 +22,7 @@ from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
 from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import Parameters
-from sinks.clickhouse.stored_parts import literal, stored_since
+from sinks.clickhouse.stored_parts import late_rows, literal, stored_since
 from sinks.clickhouse.windows import CHINA, dates_sql
 
 CENT = Decimal("0.01")
@@ -225,18 +225,19 @@ def public_supply(store: Reader, snap: Snapshot, span: Span) -> dict[str, dict[s
     db = store.database
     rolled = Span(span.start_us, max(span.start_us, min(span.end_us, _china_midnight_us(snap.rollups_until_us))))
     days, months = _public_held(store, rolled)
-    raw = [f"late = 0 AND {stale.where()}" for stale in _gaps(rolled, sorted(days))]
+    raw = [{table: f"late = 0 AND {gap.where()}" for table in EVENTS_READ_RAW} for gap in _gaps(rolled, sorted(days))]
     if rolled.start_us < rolled.end_us:
-        raw.append(f"late = 1 AND {rolled.where()}")
+        late = late_rows(store, EVENTS_READ_RAW)
+        raw.append({table: f"{late[table]} AND {rolled.where()}" for table in EVENTS_READ_RAW})
     if span.end_us > rolled.end_us:
-        raw.append(Span(rolled.end_us, span.end_us).where())
+        raw.append({table: Span(rolled.end_us, span.end_us).where() for table in EVENTS_READ_RAW})
     delivered = []
     for where in raw:
         delivered += [
             f"SELECT product_id, toUInt64(1) AS trades, amount, toUInt64(0) AS calls FROM {db}.trades FINAL "
-            f"WHERE source = 'public' AND {where} AND {snap.raw()}",
+            f"WHERE source = 'public' AND {where['trades']} AND {snap.raw()}",
             f"SELECT product_id, toUInt64(0) AS trades, toDecimal128(0, 2) AS amount, calls FROM {db}.usage FINAL "
-            f"WHERE source = 'public' AND {where} AND {snap.raw()}",
+            f"WHERE source = 'public' AND {where['usage']} AND {snap.raw()}",
         ]
     held = {day: built_ms for day, built_ms in days.items() if day.replace(day=1) not in months}
     supply = _by_pricing(store, delivered) if delivered else {}
@@ -437,7 +438,8 @@ def _event_totals(store: Reader, snap: Snapshot) -> dict[tuple[str, str], tuple[
     found: dict[tuple[str, str], dict[tuple[str, str], tuple[int, int]]] = {}  # (table, partition) -> counts
     for r in store.rows(
         f"SELECT exchange_id, type, partition, sum(events_n) AS events, sum(late_n) AS late "
-        f"FROM ({_event_counts(store.database, snap, unread)}) GROUP BY exchange_id, type, partition"
+        f"FROM ({_event_counts(store.database, snap, unread, late_rows(store, EVENTS_READ_RAW))}) "
+        f"GROUP BY exchange_id, type, partition"
     ):
         found.setdefault((r["type"], r["partition"]), {})[r["exchange_id"], r["type"]] = (
             int(r["events"]),
@@ -454,11 +456,14 @@ def _event_totals(store: Reader, snap: Snapshot) -> dict[tuple[str, str], tuple[
     return totals
 
 
-def _event_counts(database: str, snap: Snapshot, unread: dict[str, list[str] | None]) -> str:
+def _event_counts(
+    database: str, snap: Snapshot, unread: dict[str, list[str] | None], late_rows: dict[str, str]
+) -> str:
     """Events and late ones per exchange and table (and partition, for `COUNTED_BY_MONTH`), to be added up: trades
     and usage of whole China days before the snapshot's rollups from `console_1d` (on time, all of them counted by a
-    flush), the rest and the late ones raw; of listings and heartbeats, the `unread` partitions (months), each row,
-    or every row where no partition was seen (an empty table, or a user not shown `system.parts`)."""
+    flush), the rest and the late ones raw (`late_rows`: the condition on each table's); of listings and heartbeats,
+    the `unread` partitions (months), each row, or every row where no partition was seen (an empty table, or a user
+    not shown `system.parts`)."""
     until = _china_midnight_us(snap.rollups_until_us)
     parts = ["SELECT '' AS exchange_id, '' AS type, '' AS partition, toUInt64(0) AS events_n, toUInt64(0) AS late_n"]
     for table in EVENT_TABLES:
@@ -480,7 +485,8 @@ def _event_counts(database: str, snap: Snapshot, unread: dict[str, list[str] | N
             f"SELECT toString(exchange_id), '{table}', '', sum({counted}), toUInt64(0) "
             f"FROM {database}.console_1d FINAL WHERE day < {_date(until)} GROUP BY exchange_id",
             f"{rows} FROM {database}.{table} FINAL WHERE occurred_at >= {since} GROUP BY exchange_id",
-            f"{rows} FROM {database}.{table} FINAL WHERE late = 1 AND occurred_at < {since} GROUP BY exchange_id",
+            f"{rows} FROM {database}.{table} FINAL WHERE {late_rows[table]} AND occurred_at < {since} "
+            f"GROUP BY exchange_id",
         ]
     return " UNION ALL ".join(parts)
 
@@ -624,6 +630,7 @@ def _date(us: int) -> str:
     return f"toDate(fromUnixTimestamp64Micro(toInt64({int(us)}), 'UTC'), '{CHINA}')"
 
 
+EVENTS_READ_RAW = ("trades", "usage")  # the event tables the rollups count, whose late rows are read raw
 RAW_PERIOD_TABLES = (  # the event tables a period reads raw, and their columns as the rollups' cells
     (
         "trades",
@@ -683,7 +690,7 @@ def _period_sources(
 
 
 def _raw_period_sources(
-    database: str, snap: Snapshot, raw: list[tuple[int, str | None, str | None, str]]
+    database: str, snap: Snapshot, raw: list[tuple[int, str | None, str | None, str]], late_rows: dict[str, str]
 ) -> list[str]:
     """The SELECTs of the raw rows of every period (`raw`: index, condition on its rolled-up part, on its rest,
     trend bucket): per event table, one of the late rows of the rolled-up parts and one of the rests, each row once
@@ -711,7 +718,7 @@ def _raw_period_sources(
         sources += [
             f"SELECT period, {bucket} AS bucket, {columns} FROM {database}.{table} FINAL "
             f"ARRAY JOIN arrayFilter(p -> {within}, [{periods}]) AS period "
-            f"WHERE {'late = 1 AND ' if late else ''}({anywhere}) AND {snap.raw()}"
+            f"WHERE {late_rows[table] + ' AND ' if late else ''}({anywhere}) AND {snap.raw()}"
             for table, columns in RAW_PERIOD_TABLES
         ]
     return sources
@@ -742,7 +749,8 @@ def period_figures(store: Reader, snap: Snapshot, periods: list[tuple[Span, Grai
         rolled_up, rolled, rest = _period_sources(store.database, snap, index, span, grain)
         sources += rolled_up
         raw.append((index, rolled, rest, _bucket(grain, "occurred_at")))
-    sources += _raw_period_sources(store.database, snap, raw)
+    late = late_rows(store, EVENTS_READ_RAW) if any(rolled for _, rolled, _, _ in raw) else {}
+    sources += _raw_period_sources(store.database, snap, raw, late)
     if not sources:
         return found
     rows = store.rows(

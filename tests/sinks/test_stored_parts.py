@@ -1,5 +1,5 @@
-"""Rows stored since a moment, read from the parts that hold them: every such row found (in a part listed, one
-written or merged after the listing), no other part read; on a real embedded store."""
+"""Rows stored since a moment and late rows, read from the parts that hold them: every such row found (in a part
+listed, one written or merged after the listing), no other part read; on a real embedded store."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sinks.clickhouse.store import ChdbStore
-from sinks.clickhouse.stored_parts import stored_since
+from sinks.clickhouse.stored_parts import late_rows, stored_since
 from tests.sinks.test_console_queries import insert
 
 pytestmark = pytest.mark.integration
@@ -59,3 +59,13 @@ def test_a_part_written_or_merged_after_the_listing_is_read(store: ChdbStore) ->
     store.command("OPTIMIZE TABLE datamarket.heartbeats FINAL")  # every listed part merged away
     assert found(store, condition)[0] == ["H2", "H3"]
     assert found(store, stored_since(store, ("heartbeats",), MOMENT_MS)["heartbeats"])[0] == ["H2", "H3"]
+
+
+def test_only_the_parts_holding_late_rows_are_read_for_them(store: ChdbStore) -> None:
+    insert(store, "heartbeats", HEARTBEAT, ("SHDEX", "H1", at(60), 1, 0, at(60)))  # on time
+    insert(store, "heartbeats", HEARTBEAT, ("SZDEX", "H2", at(60), 1, 1, at(1)), ("BJDEX", "H3", at(1), 1, 0, at(1)))
+    condition = late_rows(store, ("heartbeats",))["heartbeats"]
+    assert found(store, condition) == (["H2"], 1)
+    assert found(store, "late = 1") == (["H2"], 2)  # the index alone looks at every part
+    insert(store, "heartbeats", HEARTBEAT, ("GZDEX", "H4", at(90), 1, 1, at(1)))  # a late row after the listing
+    assert found(store, condition)[0] == ["H2", "H4"]

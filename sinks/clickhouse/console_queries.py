@@ -12,17 +12,17 @@ from __future__ import annotations
 import threading
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from models.clock import DAY_MS, china_day_start_ms, china_midnight_ms
+from models.clock import CHINA_STANDARD_TIME, DAY_MS, china_day_start_ms, china_midnight_ms
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
+from sinks.clickhouse.part_facts import PartFacts, late_rows, literal, stored_since
 from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import Parameters
-from sinks.clickhouse.stored_parts import late_rows, literal, stored_since
 from sinks.clickhouse.windows import CHINA, dates_sql
 
 CENT = Decimal("0.01")
@@ -297,38 +297,70 @@ def _by_pricing(store: Reader, delivered: list[str]) -> dict[str, dict[str, Any]
     }
 
 
+# per part of the rollups: the latest stamp (ms) of each China day (month, of public_1mo) it holds a mark of
+_marks: PartFacts[dict[date, int]] = PartFacts()
+MARKED = {"public_1d": "day", "public_1mo": "month", "console_1d": "day"}  # a rollup and what it marks
+
+
+def _rollup_marks(store: Reader) -> dict[str, dict[date, int]]:
+    """Per rollup of `MARKED`: each day's (month's) latest stamp: a rebuild's mark (product '') of the public ones,
+    the last flush of `console_1d`. Learnt once per part (`PartFacts`), so a refresh reads only the parts written
+    since (a flush's, a rebuild's, a merge's), not the marks of every day of a long period."""
+
+    def ask(table: str, names: str) -> str:
+        marks_only = "" if table == "console_1d" else " AND product_id = ''"
+        return (
+            f"SELECT _part AS part, toString({MARKED[table]}) AS at, toUnixTimestamp64Milli(max(updated_at)) AS ms "
+            f"FROM {store.database}.{table} WHERE _part IN ({names}){marks_only} GROUP BY _part, at"
+        )
+
+    known = _marks.learnt(
+        store,
+        tuple(MARKED),
+        ask,
+        fold=lambda rows: {date.fromisoformat(row["at"]): int(row["ms"]) for row in rows},
+        absent={},
+    )
+    latest: dict[str, dict[date, int]] = {table: {} for table in MARKED}
+    for table, parts in known.items():
+        for marks in parts.values():
+            for at, ms in marks.items():
+                latest[table][at] = max(latest[table].get(at, 0), ms)
+    return latest
+
+
 def _public_held(store: Reader, days: Span) -> tuple[dict[date, int], dict[date, int]]:
-    """From one read of the rollups' marks: the China days of `days` (whole ones) that `public_1d` holds all the
-    on-time rows of, rebuilt (their mark) no earlier than their last flush (`console_1d`), each with its mark's
+    """From the rollups' marks (`_rollup_marks`): the China days of `days` (whole ones) that `public_1d` holds all
+    the on-time rows of, rebuilt (their mark) no earlier than their last flush (`console_1d`), each with its mark's
     stamp (ms); and the China months (their first day) every day of which it so holds and `public_1mo` holds as
     those days are now: its mark no older than the newest of theirs (a day rebuilt since the month was has rows the
     month lacks, a month rebuilt since its days holds nothing they do not), each with its mark."""
     if days.start_us >= days.end_us:
         return {}, {}
-    db, first, end = store.database, _date(days.start_us), _date(days.end_us)
-    within = f"day >= {first} AND day < {end}"
-    rows = store.rows(
-        f"SELECT 'day' AS grain, toString(day) AS first_day, toUnixTimestamp64Milli(p.built) AS built_ms "
-        f"FROM (SELECT day, max(updated_at) AS built FROM {db}.public_1d WHERE product_id = '' AND {within} "
-        f"GROUP BY day) AS p LEFT JOIN (SELECT day, max(updated_at) AS flushed FROM {db}.console_1d WHERE {within} "
-        f"GROUP BY day) AS c USING (day) WHERE p.built >= c.flushed "
-        f"UNION ALL SELECT 'month', toString(month), toUnixTimestamp64Milli(max(updated_at)) FROM {db}.public_1mo "
-        f"WHERE product_id = '' AND month >= toStartOfMonth({first}) AND month < {end} GROUP BY month"
-    )
-    marks = [(row["grain"], date.fromisoformat(row["first_day"]), int(row["built_ms"])) for row in rows]
-    held = {day: built_ms for grain, day, built_ms in marks if grain == "day"}
+    first, end = _china_day(days.start_us), _china_day(days.end_us)
+    marks = _rollup_marks(store)
+    flushed = marks["console_1d"]
+    held = {
+        day: built_ms
+        for day, built_ms in marks["public_1d"].items()
+        if first <= day < end and built_ms >= flushed.get(day, 0)
+    }
     newest: dict[date, int] = {}
     for day, built_ms in held.items():
         newest[day.replace(day=1)] = max(newest.get(day.replace(day=1), 0), built_ms)
     months = {
         month: built_ms
-        for grain, month, built_ms in marks
-        if grain == "month"
-        and month in newest
+        for month, built_ms in marks["public_1mo"].items()
+        if month in newest
         and built_ms >= newest[month]
         and all(month.replace(day=d) in held for d in range(1, monthrange(month.year, month.month)[1] + 1))
     }
     return held, months
+
+
+def _china_day(us: int) -> date:
+    """The China day of an instant (µs)."""
+    return datetime.fromtimestamp(us / 1_000_000, CHINA_STANDARD_TIME).date()
 
 
 def _gaps(days: Span, held: list[date]) -> list[Span]:

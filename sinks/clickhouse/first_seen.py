@@ -19,7 +19,7 @@ FED_MARGIN_S = 10  # as `state.unflushed_windows`: rows stamped a moment before 
 
 def first_seen_rows(database: str, where: str, stored: Mapping[str, str] | None = None) -> str:
     """SELECT of `first_seen`'s columns from the stored events matching `where` (a condition on any event table's
-    columns) and `stored`'s condition for their table, if any (`stored_parts.stored_since`): a product's `list`
+    columns) and `stored`'s condition for their table, if any (`part_facts.stored_since`): a product's `list`
     events with their sector, as the product's (kind `product`) and per exchange (kind `listing`), a party's trades
     (either side: one read of the trades) and `list` events (as seller)."""
     listings, trades = (f"{where} AND {(stored or {}).get(table, '1')}" for table in ("listings", "trades"))

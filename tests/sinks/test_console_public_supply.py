@@ -241,3 +241,29 @@ def test_a_month_with_a_day_rebuilt_after_it_is_read_from_its_days(months: ChdbS
 def at_us(us: int) -> str:
     """An occurred_at literal at `us` (UTC text)."""
     return datetime.fromtimestamp(us / US, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def public_1d_parts(store: ChdbStore) -> set[str]:
+    rows = store.rows("SELECT name FROM system.parts WHERE database = 'datamarket' AND table = 'public_1d' AND active")
+    return {row["name"] for row in rows}
+
+
+def test_the_rollups_marks_are_read_from_the_parts_written_since_only(market: ChdbStore) -> None:
+    """Each part's marks are learnt once: a refresh of an unchanged store reads nothing of `public_1d`, one after a
+    rebuild reads the marks of the rebuild's part alone."""
+    reader = Recorded(market)
+    span = q.Span(china_day(0).start_us, china_day(3).end_us)
+    q.public_supply(reader, q.snapshot(reader, allowed_lateness_s=300), span)
+    reader.statements.clear()
+    q.public_supply(reader, q.snapshot(reader, allowed_lateness_s=300), span)
+    assert not [sql for sql in reader.statements if "datamarket.public_1d" in sql]
+    before = public_1d_parts(market)
+    dates = flushed_again_with_a_trade(market)
+    market.command(recompute_public_days_sql("datamarket", dates, datetime.now(UTC)))
+    written = public_1d_parts(market) - before
+    reader.statements.clear()
+    supply = q.public_supply(reader, q.snapshot(reader, allowed_lateness_s=300), span)
+    assert supply == raw_public_supply(market, q.snapshot(market, allowed_lateness_s=300), span)
+    [marks] = [sql for sql in reader.statements if "datamarket.public_1d WHERE _part IN" in sql]
+    named = set(marks.split("public_1d WHERE _part IN (")[1].split(")")[0].replace("'", "").split(", "))
+    assert written and named == written

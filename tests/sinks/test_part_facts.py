@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sinks.clickhouse.part_facts import late_rows, stored_since
 from sinks.clickhouse.store import ChdbStore
-from sinks.clickhouse.stored_parts import late_rows, stored_since
 from tests.sinks.test_console_queries import insert
 
 pytestmark = pytest.mark.integration

@@ -21,6 +21,11 @@ def china_day_start_ms(ms: int) -> int:
     return ms - (ms + CHINA_OFFSET_MS) % DAY_MS
 
 
+def china_day(ms: int) -> date:
+    """The China Standard Time day holding `ms` (ms since the epoch): the inverse of `china_midnight_ms`."""
+    return (EPOCH + timedelta(milliseconds=china_day_start_ms(ms) + CHINA_OFFSET_MS)).date()
+
+
 def china_midnight_ms(day: date) -> int:
     """The start (ms since the epoch) of China Standard Time day `day`: how the day tables' dates map to event time."""
     return (day - EPOCH.date()).days * DAY_MS - CHINA_OFFSET_MS

@@ -12,15 +12,15 @@ from __future__ import annotations
 import threading
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from decimal import Decimal
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from models.clock import CHINA_STANDARD_TIME, DAY_MS, china_day_start_ms, china_midnight_ms
+from models.clock import DAY_MS, china_day, china_day_start_ms, china_midnight_ms
 from settings import Settings
 from sinks.clickhouse import queries
 from sinks.clickhouse.first_seen import FED_MARGIN_S, first_seen_rows
-from sinks.clickhouse.part_facts import PartFacts, late_rows, literal, stored_since
+from sinks.clickhouse.part_facts import PartFacts, active_parts, late_rows, literal, stored_since
 from sinks.clickhouse.state import EVENT_TABLES
 from sinks.clickhouse.store import Parameters
 from sinks.clickhouse.windows import CHINA, dates_sql
@@ -141,19 +141,16 @@ class KeptByVersion(Generic[V]):
 def part_versions(store: Reader, tables: tuple[str, ...]) -> dict[tuple[str, str], Version | None]:
     """Per table and partition: the version of its rows, the table's identity and its active parts, a read of
     metadata; None for a table without an identity (to be read every time: nothing tells one store's from another's)."""
-    rows = store.rows(
-        "SELECT p.table AS table, p.partition_id AS partition, toString(t.uuid) AS table_uuid, "
-        "arrayStringConcat(arraySort(groupArray(p.name)), ',') AS parts FROM system.parts AS p "
-        "INNER JOIN system.tables AS t ON t.database = p.database AND t.name = p.table "
-        f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(literal, tables))}) "
-        "AND p.active GROUP BY p.table, p.partition_id, t.uuid",
-        {"database": store.database},
-    )
+    parts: dict[tuple[str, str], list[str]] = {}
+    identity: dict[str, str] = {}
+    for uuid, table, partition, part in active_parts(store, tables):
+        parts.setdefault((table, partition), []).append(part)
+        identity[table] = uuid
     return {
-        (r["table"], r["partition"]): (
-            (r["table_uuid"], r["table"], r["partition"], r["parts"]) if r["table_uuid"].strip("0-") else None
+        (table, partition): (
+            (identity[table], table, partition, ",".join(sorted(names))) if identity[table].strip("0-") else None
         )
-        for r in rows
+        for (table, partition), names in parts.items()
     }
 
 
@@ -337,7 +334,7 @@ def _public_held(store: Reader, days: Span) -> tuple[dict[date, int], dict[date,
     month lacks, a month rebuilt since its days holds nothing they do not), each with its mark."""
     if days.start_us >= days.end_us:
         return {}, {}
-    first, end = _china_day(days.start_us), _china_day(days.end_us)
+    first, end = china_day(days.start_us // 1000), china_day(days.end_us // 1000)
     marks = _rollup_marks(store)
     flushed = marks["console_1d"]
     held = {
@@ -356,11 +353,6 @@ def _public_held(store: Reader, days: Span) -> tuple[dict[date, int], dict[date,
         and all(month.replace(day=d) in held for d in range(1, monthrange(month.year, month.month)[1] + 1))
     }
     return held, months
-
-
-def _china_day(us: int) -> date:
-    """The China day of an instant (µs)."""
-    return datetime.fromtimestamp(us / 1_000_000, CHINA_STANDARD_TIME).date()
 
 
 def _gaps(days: Span, held: list[date]) -> list[Span]:

@@ -44,13 +44,7 @@ class PartFacts(Generic[V]):
         """Per table, per active part: the fact. The parts first seen are asked: `ask(table, their names as
         literals)` is a SELECT whose rows name their `part`; a part's rows are folded into its fact (`fold`), a
         part without any has `absent`."""
-        listed = store.rows(
-            "SELECT p.table AS table, toString(t.uuid) AS table_uuid, p.name AS part FROM system.parts AS p "
-            "INNER JOIN system.tables AS t ON t.database = p.database AND t.name = p.table "
-            f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(literal, tables))}) AND p.active",
-            {"database": store.database},
-        )
-        active = [(row["table_uuid"], row["table"], row["part"]) for row in listed if row["table_uuid"].strip("0-")]
+        active = [(uuid, table, part) for uuid, table, _, part in active_parts(store, tables) if uuid.strip("0-")]
         with self._lock:
             unread = [part for part in active if part not in self._known]
         if unread:
@@ -73,6 +67,18 @@ class PartFacts(Generic[V]):
             for gone in [part for part in self._known if part[1] in tables and part not in still]:
                 del self._known[gone]  # merged away or dropped: never active again (or another store's: asked again)
         return by_table
+
+
+def active_parts(store: Reader, tables: tuple[str, ...]) -> list[tuple[str, str, str, str]]:
+    """The tables' active parts, as (the table's identity, table, partition, part), a read of metadata; the identity
+    is zeros where the table has none (nothing tells one store's from another's)."""
+    rows = store.rows(
+        "SELECT toString(t.uuid) AS table_uuid, p.table AS table, p.partition_id AS partition, p.name AS part "
+        "FROM system.parts AS p INNER JOIN system.tables AS t ON t.database = p.database AND t.name = p.table "
+        f"WHERE p.database = {{database:String}} AND p.table IN ({', '.join(map(literal, tables))}) AND p.active",
+        {"database": store.database},
+    )
+    return [(row["table_uuid"], row["table"], row["partition"], row["part"]) for row in rows]
 
 
 _late: PartFacts[bool] = PartFacts()  # holds late rows

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from models.clock import CHINA_STANDARD_TIME, from_ms
+from models.clock import china_day
 from sinks.clickhouse.store import Store
 
 MINUTE_MS = 60_000
@@ -259,7 +259,7 @@ def recompute_console_days(store: Store, days: list[int], updated_at: datetime) 
 def _china_dates(days: list[int]) -> list[date]:
     """China days given by their start (ms since the epoch, as the worker's windows are) as the dates the day
     tables are keyed by."""
-    return [from_ms(day).astimezone(CHINA_STANDARD_TIME).date() for day in days]
+    return [china_day(day) for day in days]
 
 
 def fill_console_days(store: Store, updated_at: datetime) -> None:

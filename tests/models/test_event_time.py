@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 
 from models import EVENT_ADAPTER, occurred_ms, occurred_us
+from models.clock import china_day, china_midnight_ms
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -29,3 +30,11 @@ def test_an_events_time_on_the_wire_becomes_the_same_instant_in_integers() -> No
     # 00:00:00.123456 UTC on 21 November 2026 (the fraction beyond microseconds is truncated).
     expected_us = (datetime(2026, 11, 21, tzinfo=UTC) - EPOCH) // timedelta(microseconds=1) + 123_456
     assert (event.at_us, event.at_ms) == (expected_us, expected_us // 1000)
+
+
+def test_the_china_day_of_an_instant_is_the_day_whose_midnight_starts_it() -> None:
+    for offset in range(0, 800):
+        day = datetime(2024, 1, 1).date() + timedelta(days=offset)
+        midnight = china_midnight_ms(day)
+        assert china_day(midnight) == china_day(midnight + 86_399_999) == day
+        assert china_day(midnight - 1) == day - timedelta(days=1)

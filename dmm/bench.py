@@ -347,8 +347,12 @@ class SoakResult:
     event_hours: float  # event time the traffic spans (0: as it is sent)
     rss_mib: list[tuple[float, float]]  # (seconds since start, worker RSS MiB), every sample
     warm_up_s: float  # the samples before are left out of the slope (see `soak_warm_up_s`)
-    slope_mib_per_hour: float  # after warm-up, least squares
+    slope_mib_per_hour: float  # the worker's, after warm-up, least squares
     rss_end_mib: float  # once the worker has taken every event
+    # The store's own process (`dmm store-serve`, as a ClickHouse server is in production), sampled beside it.
+    store_rss_mib: list[tuple[float, float]]
+    store_slope_mib_per_hour: float
+    store_rss_end_mib: float
     dedup_index_events: float
     dedup_ram_bytes_per_event: float  # the index's filters and RocksDB memtables, as the worker reports them
     dedup_disk_bytes_per_event: float  # its state directory, every file
@@ -370,24 +374,34 @@ def run_soak(
     seconds: float,
     seed: int = 5,
     say: Say = print,
-    sample_every_s: float = 10.0,
+    sample_every_s: float = 2.0,
     event_hours: float = 0.0,
 ) -> SoakResult:
     """Live traffic at `rate` for `seconds` through the real worker; its RSS sampled all along. `event_hours`:
     the traffic's event time spans that many hours up to now (more than the dedup horizon: it passes within the
-    run), instead of moving as it is sent."""
+    run), instead of moving as it is sent.
+
+    The store runs in a process of its own (`dmm store-serve`), as ClickHouse does in production, where the
+    worker's memory limit is the worker's alone: the worker's RSS is then what it keeps (the rules' state, the
+    dedup index, the batches), not the store's parts, caches and merges, which ClickHouse bounds by its own
+    settings. Both are sampled and reported."""
     templates, _ = _live_traffic(seed, min(rate, 20_000), 10)
-    with EmbeddedStack(settings, workdir) as stack:
-        assert stack.worker is not None
-        pid = stack.worker.pid
-        samples: list[tuple[float, float]] = []
+    group = WorkerGroup(settings, workdir / "group", workers=1)
+    with EmbeddedStack(settings, workdir) as stack, _stopping(group):
+        stack.stop_worker()  # the stack's broker and store claim; its worker is the group's, the store apart
+        shared = group.start()
+        worker, server = group.stacks[0].worker, group.server
+        assert worker is not None and server is not None
+        samples: list[tuple[float, float, float]] = []
         stop = threading.Event()
         began = time.monotonic()
 
         def watch() -> None:
             while not stop.wait(sample_every_s):
-                samples.append((time.monotonic() - began, _rss_mb(pid)))
-                say(f"soak: {samples[-1][0]:,.0f} s, worker RSS {samples[-1][1]:,.0f} MiB")
+                samples.append((time.monotonic() - began, _rss_mb(worker.pid), _rss_mb(server.pid)))
+                at, worker_mib, store_mib = samples[-1]
+                if len(samples) % 5 == 0:  # a line every 10 s by default
+                    say(f"soak: {at:,.0f} s, RSS worker {worker_mib:,.0f} MiB, store {store_mib:,.0f} MiB")
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -406,28 +420,33 @@ def run_soak(
             producer.flush()
         stop.set()
         watcher.join()
-        wait_until_drained(settings, timeout=600)
-        rss_end = _rss_mb(pid)
-        metrics = worker_metrics(settings)
-        disk = sum(path.stat().st_size for path in settings.state_path.rglob("*") if path.is_file())
+        wait_until_drained(shared, timeout=600, workers=group.worker_settings)
+        rss_end, store_end = _rss_mb(worker.pid), _rss_mb(server.pid)
+        metrics = worker_metrics(group.worker_settings[0])
+        state_path = group.worker_settings[0].state_path
+        disk = sum(path.stat().st_size for path in state_path.rglob("*") if path.is_file())
     index_events = metrics.get("dmm_dedup_index_events", 0.0)
     per_event = metrics.get('dmm_dedup_index_bytes{medium="ram"}', 0.0) / max(index_events, 1.0)
     probed = metrics.get('dmm_dedup_probes_total{tier="filter"}', 0.0)
     warm_up_s = soak_warm_up_s(settings, seconds)
-    warm = [(t, m) for t, m in samples if t >= warm_up_s]
+    worker_rss = [(t, mib) for t, mib, _ in samples]
+    store_rss = [(t, mib) for t, _, mib in samples]
     at_horizon = None
     if event_hours > 24 and samples:
         horizon_s = seconds * 24 / event_hours
-        at_horizon = min(samples, key=lambda sample: abs(sample[0] - horizon_s))[1]
+        at_horizon = min(worker_rss, key=lambda sample: abs(sample[0] - horizon_s))[1]
     return SoakResult(
         rate,
         seconds,
         sent,
         event_hours,
-        samples,
+        worker_rss,
         warm_up_s,
-        _slope_per_hour(warm),
+        _slope_per_hour([(t, mib) for t, mib in worker_rss if t >= warm_up_s]),
         rss_end,
+        store_rss,
+        _slope_per_hour([(t, mib) for t, mib in store_rss if t >= warm_up_s]),
+        store_end,
         index_events,
         per_event,
         disk / max(index_events, 1.0),
@@ -441,8 +460,9 @@ def run_soak(
 def soak_warm_up_s(settings: Settings, seconds: float) -> float:
     """When a soak's worker has filled what it keeps for a bounded time, not for the horizon: the minute windows
     are held for the allowed lateness and let go two minutes after it (5 + 2 min by default), the store's parts and
-    caches settle in the first two minutes; at most half the run, so a short one still has a slope."""
-    return min(seconds / 2, max(120.0, settings.allowed_lateness_s + 120.0))
+    caches settle in the first two minutes; at most 70 % of the run, so a short one still has a slope (sampled
+    every 2 s, three minutes of a ten-minute run are 90 samples)."""
+    return min(seconds * 0.7, max(120.0, settings.allowed_lateness_s + 120.0))
 
 
 def _renamed(template: SimulatedMessage, n: int, at_ms: int) -> tuple[bytes, bytes]:

@@ -11,11 +11,13 @@ import fcntl
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlparse
 
 from pydantic import SecretStr
 
@@ -254,13 +256,16 @@ class WorkerGroup:
 
     def _wait_for_store(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
+        url = urlparse(self.settings.clickhouse.url or "")
+        host, port = url.hostname or "127.0.0.1", url.port or 8123
         while time.monotonic() < deadline:
             if self.server is not None and self.server.poll() is not None:
                 raise RuntimeError(f"dmm store-serve exited:\n{self.store_log.read_text(errors='replace')[-2000:]}")
-            try:
+            try:  # listening first: clickhouse-connect logs a warning for every refused connection
+                socket.create_connection((host, port), timeout=1).close()
                 open_store(self.settings.clickhouse, read_only=True).close()
                 return
-            except StoreError:
+            except (OSError, StoreError):
                 time.sleep(0.2)
         raise TimeoutError(f"dmm store-serve did not answer within {timeout:.0f}s")
 

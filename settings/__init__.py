@@ -187,10 +187,10 @@ class Settings(BaseSettings):
         "to take); unset = `state` beside the embedded store's directory",
     )
     wash_trading_ram_legs: int = Field(
-        50_000,
+        20_000,
         ge=0,
-        description="trades (legs) the wash-trading rule holds in RAM (~0.6 KiB each); beyond them, its 24 h of "
-        "legs go to the state directory",
+        description="trades (legs) the wash-trading rule holds in RAM, the newest (~0.6 KiB each); the rest of its "
+        "24 h of legs go to the state directory",
     )
     batch_max: int = Field(20_000, description="most messages decoded and written as one batch")
     batch_within_s: float = Field(0.2, description="longest wait to fill a batch")

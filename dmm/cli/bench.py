@@ -34,7 +34,9 @@ def bench(
     restore_trades: int = typer.Option(
         0, help="instead: this many trades over the last 24 h into a fresh store, and a worker's restore timed"
     ),
-    soak_seconds: float = typer.Option(0.0, help="instead: live traffic for this long, worker RSS sampled (memory)"),
+    soak_seconds: float = typer.Option(
+        0.0, help="instead: live traffic for this long, the worker's and the store's RSS sampled (memory)"
+    ),
     soak_rate: float = typer.Option(5000.0, help="events/s of the --soak-seconds traffic"),
     soak_event_hours: float = typer.Option(
         0.0, help="the --soak-seconds traffic's event time spans this many hours up to now (0: it moves as sent)"
@@ -215,7 +217,14 @@ def _soak(
     first = result.rss_mib[0][1] if result.rss_mib else 0
     table.add_row("worker RSS first sample / at the end (MiB)", f"{first:,.0f} / {result.rss_end_mib:,.0f}")
     slope = f"{result.slope_mib_per_hour:,.1f}"
-    table.add_row(f"RSS slope after {result.warm_up_s:,.0f} s of warm-up (MiB/hour)", slope)
+    table.add_row(f"worker RSS slope after {result.warm_up_s:,.0f} s of warm-up (MiB/hour)", slope)
+    store_first = result.store_rss_mib[0][1] if result.store_rss_mib else 0
+    table.add_row(
+        "store process (dmm store-serve) RSS first sample / at the end (MiB)",
+        f"{store_first:,.0f} / {result.store_rss_end_mib:,.0f}",
+    )
+    store_slope = f"{result.store_slope_mib_per_hour:,.1f}"
+    table.add_row("store process RSS slope after the same warm-up (MiB/hour)", store_slope)
     table.add_row("dedup index at the end (events)", f"{result.dedup_index_events:,.0f}")
     ram, disk = result.dedup_ram_bytes_per_event, result.dedup_disk_bytes_per_event
     table.add_row("dedup RAM per remembered event (bytes: filters, memtables)", f"{ram:,.1f}")

@@ -1,10 +1,10 @@
 """The legs `wash_trading` remembers (24 h of trades), in RAM up to a bound and on local disk beyond it.
 
 A day of trades at national rates is hundreds of millions of legs: more than a
-worker's RAM. Legs therefore gather in RAM (the graph the search walks) until
-there are more than the configured bound, and are then written to local disk
-(`SpilledLegs`) in one batch, keyed by exchange, product, seller and buyer, in
-one column family per span of event time. A search only reads the disk for the
+worker's RAM. Legs therefore gather in RAM (the graph the search walks) up to the
+configured bound; beyond it, the oldest are written to local disk (`SpilledLegs`),
+a batch's worth at a time, keyed by exchange, product, seller and buyer, in one
+column family per span of event time. A search only reads the disk for the
 legs of a party that sold the product on that exchange within the horizon, which
 RAM tells exactly (one entry per exchange, product and seller, not per leg): in
 a market where products are sold by those who list them, a buyer has none and
@@ -27,7 +27,7 @@ from models import Trade
 from streams.kept_state import DATABASE
 from streams.local_state import SPAN_MS, LocalDB
 
-RAM_LEGS = 50_000  # legs held in RAM before they go to disk (~0.6 KiB each: ~30 MiB)
+RAM_LEGS = 20_000  # the newest legs, held in RAM (~0.6 KiB each: ~12 MiB); older ones go to disk
 _SEP = "\x00"  # identifiers hold no control character (the contract's pattern)
 
 Legs = dict[str, dict[str, dict[str, "Leg"]]]  # seller -> buyer -> event_id -> leg

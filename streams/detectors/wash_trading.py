@@ -9,7 +9,7 @@ cycle is used up, so one cycle, one alert; the dedup key is a digest of the
 cycle's event ids. Legs are kept per exchange because the alert names one
 exchange and event ids are only unique per exchange. State is bounded: legs
 older than 24 h before the watermark are dropped, and a leg that arrives that
-late is ignored. RAM holds at most a configured number of legs; the rest of
+late is ignored. RAM holds at most a configured number of legs, the newest; the rest of
 the 24 h are on local disk (`streams.detectors.legs`), read only for a party
 that sold the product there: the same cycles are found either way.
 
@@ -112,7 +112,7 @@ class WashTrading(EventTimeDetector):
                 del self._legs[(exchange_id, product_id)]
         self._spilled.forget(horizon)
         if self._in_ram > self._ram_legs:
-            self._spill()
+            self._spill_oldest(self._in_ram - self._ram_legs)
         return []
 
     def restore(self, state: StateReader, ctx: MarketContext) -> None:
@@ -147,6 +147,23 @@ class WashTrading(EventTimeDetector):
         graph.setdefault(leg.seller_id, {}).setdefault(leg.buyer_id, {})[leg.event_id] = leg
         heapq.heappush(self._expiry, (leg.at_ms, exchange_id, product_id, leg.seller_id, leg.buyer_id, leg.event_id))
         self._in_ram += 1
+
+    def _spill_oldest(self, count: int) -> None:
+        """The `count` oldest legs in RAM to disk, in one write: RAM keeps the newest (those a cycle closing now
+        most likely runs through) and, once full, stays at the bound instead of filling and emptying."""
+        spilled: list[tuple[str, str, Leg]] = []
+        while len(spilled) < count and self._expiry:
+            _, exchange_id, product_id, seller, buyer, event_id = heapq.heappop(self._expiry)
+            graph = self._legs.get((exchange_id, product_id))
+            leg = graph.get(seller, {}).get(buyer, {}).get(event_id) if graph is not None else None
+            if graph is None or leg is None:  # used up in a cycle since
+                continue
+            _remove(graph, leg)
+            self._in_ram -= 1
+            spilled.append((exchange_id, product_id, leg))
+            if not graph:
+                del self._legs[(exchange_id, product_id)]
+        self._spilled.write(spilled)
 
     def _spill(self) -> None:
         """Every leg in RAM to disk, in one write."""

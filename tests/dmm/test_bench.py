@@ -85,10 +85,29 @@ def test_restore_bench_restores_every_trade_and_spills_wash_trading_legs_past_th
     assert set(result.restart_by_part) == set(result.seconds_by_part)
 
 
+@pytest.mark.slow
+def test_a_soak_samples_the_worker_and_the_store_apart_and_remembers_every_event(tmp_path: Path) -> None:
+    """The store in its own process, as in production: the worker's RSS is what the worker keeps."""
+    settings = Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
+        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
+        web_port=free_port(),
+    )
+    said: list[str] = []
+    result = bench.run_soak(settings, tmp_path, rate=400, seconds=12, sample_every_s=0.25, say=said.append)
+    assert result.events >= 4_000
+    assert result.dedup_index_events == result.events  # every event taken and remembered once
+    assert len(result.rss_mib) == len(result.store_rss_mib) >= 30
+    assert all(mib > 0 for _, mib in result.rss_mib + result.store_rss_mib)
+    assert result.rss_end_mib > 0 and result.store_rss_end_mib > 0
+    assert any("store" in line for line in said)
+
+
 def test_a_soak_fits_its_slope_after_the_windows_fill_and_within_half_the_run() -> None:
     """The minute windows are held for the allowed lateness and two minutes more: RSS grows while they fill, by
     design and bounded, so the slope is fitted after (at most half the run in, so a short soak still has one)."""
     settings = Settings(allowed_lateness_s=300)
     assert bench.soak_warm_up_s(settings, 1800) == 420
-    assert bench.soak_warm_up_s(settings, 600) == 300
+    assert bench.soak_warm_up_s(settings, 600) == 420
+    assert bench.soak_warm_up_s(settings, 300) == 210
     assert bench.soak_warm_up_s(Settings(allowed_lateness_s=0), 1800) == 120

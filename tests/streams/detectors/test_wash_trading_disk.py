@@ -92,6 +92,21 @@ def test_a_used_leg_on_disk_is_not_used_twice(tmp_path: Path) -> None:
     assert market.detector.legs == 1  # type: ignore[attr-defined]  (the second B→A)
 
 
+def test_ram_keeps_the_newest_legs_at_the_bound_and_the_oldest_go_to_disk(tmp_path: Path) -> None:
+    """Once full, RAM stays at the bound (no filling and emptying): each batch's overflow, oldest first."""
+    rule = WashTrading(tmp_path, ram_legs=3)
+    market = Market(rule)
+    for n in range(8):  # out of order within a batch: the oldest by event time go, not the first to arrive
+        market.feed(trade(n * 60 + 30, seller="A", buyer=f"B{n}b"), trade(n * 60, seller="A", buyer=f"B{n}a"))
+        assert rule.legs_in_ram == min(3, 2 * (n + 1))
+        assert rule.legs == 2 * (n + 1)  # nothing lost: the rest are on disk
+    in_ram = {buyer for graph in rule._legs.values() for to in graph.values() for buyer in to}
+    assert in_ram == {"B7b", "B7a", "B6b"}
+    # A cycle through a leg on disk is still found: B0a (the oldest, on disk) sells back to A.
+    [cycle] = market.feed(trade(8 * 60, seller="B0a", buyer="A"))
+    assert cycle.parties == ["A", "B0a"]
+
+
 def test_disk_spans_behind_the_horizon_are_dropped(tmp_path: Path) -> None:
     rule = WashTrading(tmp_path, ram_legs=0)
     market = Market(rule)

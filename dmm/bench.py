@@ -400,7 +400,7 @@ def run_soak(
             while not stop.wait(sample_every_s):
                 samples.append((time.monotonic() - began, _rss_mb(worker.pid), _rss_mb(server.pid)))
                 at, worker_mib, store_mib = samples[-1]
-                if len(samples) % 5 == 0:  # a line every 10 s by default
+                if len(samples) % max(1, round(10 / sample_every_s)) == 0:  # a line about every 10 s
                     say(f"soak: {at:,.0f} s, RSS worker {worker_mib:,.0f} MiB, store {store_mib:,.0f} MiB")
 
         watcher = threading.Thread(target=watch, daemon=True)

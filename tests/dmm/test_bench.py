@@ -13,6 +13,15 @@ from dmm.cli import app
 from settings import ClickHouseSettings, KafkaSettings, Settings
 
 
+def fresh_stack(workdir: Path, partitions: int = 1) -> Settings:
+    """A bench's own embedded stack: free ports, the store in `workdir`."""
+    return Settings(
+        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", events_partitions=partitions),
+        clickhouse=ClickHouseSettings(chdb_path=workdir / "chdb"),
+        web_port=free_port(),
+    )
+
+
 def test_bench_refuses_a_live_phase_too_short_to_measure_before_it_starts() -> None:
     result = CliRunner().invoke(app, ["bench", "--events", "1000", "--live-seconds", "0"])
     assert result.exit_code == 2  # a usage error, before any broker or worker is started
@@ -21,11 +30,7 @@ def test_bench_refuses_a_live_phase_too_short_to_measure_before_it_starts() -> N
 
 @pytest.mark.slow
 def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> None:
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
-        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
-        web_port=free_port(),
-    )
+    settings = fresh_stack(tmp_path)
     result = bench.run(settings, tmp_path, events=3000, live_seconds=3, say=lambda _: None)
     assert result.events == 3000
     assert result.live_events > 0
@@ -44,11 +49,7 @@ def test_bench_pushes_every_event_through_and_measures_it(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_bench_with_two_workers_shares_the_store_and_measures_them_together(tmp_path: Path) -> None:
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}", events_partitions=2),
-        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
-        web_port=free_port(),
-    )
+    settings = fresh_stack(tmp_path, partitions=2)
     result = bench.run(settings, tmp_path, events=3000, live_seconds=3, workers=2, say=lambda _: None)
     assert (result.workers, result.partitions, result.events) == (2, 2, 3000)
     assert result.live_events > 0 and result.worker_events_per_s > 0
@@ -57,11 +58,7 @@ def test_bench_with_two_workers_shares_the_store_and_measures_them_together(tmp_
 
 @pytest.mark.slow
 def test_bench_signed_measures_a_worker_verifying_every_event_beside_the_unsigned_run(tmp_path: Path) -> None:
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
-        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
-        web_port=free_port(),
-    )
+    settings = fresh_stack(tmp_path)
     result = bench.run(settings, tmp_path, events=3000, live_seconds=2, signed=True, say=lambda _: None)
     assert result.signed is not None
     assert result.signed.unauthenticated == 0  # every signed event verified and stored: the figures are of them
@@ -88,11 +85,7 @@ def test_restore_bench_restores_every_trade_and_spills_wash_trading_legs_past_th
 @pytest.mark.slow
 def test_a_soak_samples_the_worker_and_the_store_apart_and_remembers_every_event(tmp_path: Path) -> None:
     """The store in its own process, as in production: the worker's RSS is what the worker keeps."""
-    settings = Settings(
-        kafka=KafkaSettings(bootstrap=f"127.0.0.1:{free_port()}"),
-        clickhouse=ClickHouseSettings(chdb_path=tmp_path / "chdb"),
-        web_port=free_port(),
-    )
+    settings = fresh_stack(tmp_path)
     said: list[str] = []
     result = bench.run_soak(settings, tmp_path, rate=400, seconds=12, sample_every_s=0.25, say=said.append)
     assert result.events >= 4_000
@@ -103,9 +96,9 @@ def test_a_soak_samples_the_worker_and_the_store_apart_and_remembers_every_event
     assert any("store" in line for line in said)
 
 
-def test_a_soak_fits_its_slope_after_the_windows_fill_and_within_half_the_run() -> None:
+def test_a_soak_fits_its_slope_after_the_windows_fill_and_within_70_percent_of_the_run() -> None:
     """The minute windows are held for the allowed lateness and two minutes more: RSS grows while they fill, by
-    design and bounded, so the slope is fitted after (at most half the run in, so a short soak still has one)."""
+    design and bounded, so the slope is fitted after (at most 70 % of the run in, so a short soak still has one)."""
     settings = Settings(allowed_lateness_s=300)
     assert bench.soak_warm_up_s(settings, 1800) == 420
     assert bench.soak_warm_up_s(settings, 600) == 420

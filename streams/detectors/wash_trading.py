@@ -101,15 +101,7 @@ class WashTrading(EventTimeDetector):
     def advance(self, ctx: MarketContext) -> list[Finding]:
         horizon = self._horizon_ms = _horizon(ctx)
         while self._expiry and self._expiry[0][0] < horizon:
-            _, exchange_id, product_id, seller, buyer, event_id = heapq.heappop(self._expiry)
-            graph = self._legs.get((exchange_id, product_id))
-            if graph is None:
-                continue
-            leg = graph.get(seller, {}).get(buyer, {}).get(event_id)
-            if leg is not None and _remove(graph, leg):
-                self._in_ram -= 1
-            if not graph:
-                del self._legs[(exchange_id, product_id)]
+            self._take_oldest()
         self._spilled.forget(horizon)
         if self._in_ram > self._ram_legs:
             self._spill_oldest(self._in_ram - self._ram_legs)
@@ -153,17 +145,23 @@ class WashTrading(EventTimeDetector):
         most likely runs through) and, once full, stays at the bound instead of filling and emptying."""
         spilled: list[tuple[str, str, Leg]] = []
         while len(spilled) < count and self._expiry:
-            _, exchange_id, product_id, seller, buyer, event_id = heapq.heappop(self._expiry)
-            graph = self._legs.get((exchange_id, product_id))
-            leg = graph.get(seller, {}).get(buyer, {}).get(event_id) if graph is not None else None
-            if graph is None or leg is None:  # used up in a cycle since
-                continue
-            _remove(graph, leg)
-            self._in_ram -= 1
-            spilled.append((exchange_id, product_id, leg))
-            if not graph:
-                del self._legs[(exchange_id, product_id)]
+            if (taken := self._take_oldest()) is not None:
+                spilled.append(taken)
         self._spilled.write(spilled)
+
+    def _take_oldest(self) -> tuple[str, str, Leg] | None:
+        """Take the oldest leg of the expiry heap out of RAM: `(exchange_id, product_id, leg)`, or None if the entry
+        is stale (the leg was used up in a cycle since)."""
+        _, exchange_id, product_id, seller, buyer, event_id = heapq.heappop(self._expiry)
+        graph = self._legs.get((exchange_id, product_id))
+        leg = graph.get(seller, {}).get(buyer, {}).get(event_id) if graph is not None else None
+        if graph is None or leg is None:
+            return None
+        _remove(graph, leg)
+        self._in_ram -= 1
+        if not graph:
+            del self._legs[(exchange_id, product_id)]
+        return exchange_id, product_id, leg
 
     def _spill(self) -> None:
         """Every leg in RAM to disk, in one write."""
